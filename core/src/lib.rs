@@ -1,0 +1,26 @@
+//! The clonewire model, shared by suites, the relay and the browser client.
+//!
+//! - [`document`]: leaf-set documents; merge-patch apply that reports changed leaves
+//!   and keeps the topic hash up to date in O(changed leaves);
+//! - [`changes`]: changed leaves, their exact composition and the patch they make;
+//! - [`hash`]: the leaf hash (XXH3-64 over JCS bytes) and node-hash sums;
+//! - [`schema`]: which objects are keyed collections;
+//! - [`subscription`]: parse, merge, print and project GraphQL-like selections;
+//! - [`protocol`]: the suite-link and client-link messages.
+//!
+//! Pure: no I/O, threads, clock or randomness, so it behaves the same natively and
+//! on wasm32.
+
+pub mod changes;
+pub mod document;
+pub mod hash;
+pub mod protocol;
+pub mod schema;
+pub mod subscription;
+
+pub use changes::{Changes, HashedLeaf, LeafChange};
+pub use document::{Document, Node, Object, PatchError, Topic};
+pub use hash::{leaf_hash, Hash};
+pub use schema::Schema;
+pub use subscription::project::Projection;
+pub use subscription::{Limits, QueryError, Subscription};

@@ -1,0 +1,178 @@
+//! The client link (section 4): JSON text frames on the `/ws` WebSocket.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{decode, DecodeError};
+use crate::hash::Hash;
+use crate::schema::Schema;
+
+/// Where a client's copy of one (workflow, topic) stands, for `resume`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// The suite epoch of the copy.
+    pub epoch: String,
+    /// The seq of the last message applied.
+    pub seq: u64,
+    /// The projection hash of the copy.
+    pub hash: Hash,
+}
+
+/// Resume points by workflow, then topic.
+pub type Resume = BTreeMap<String, BTreeMap<String, ResumePoint>>;
+
+/// A message from a client to the relay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Sets (or replaces) the connection's one subscription.
+    Subscribe {
+        /// The subscription text.
+        query: String,
+        /// Copies the client already holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
+    },
+    /// Asks for a fresh snapshot of one (workflow, topic).
+    Resync {
+        /// The workflow id.
+        workflow: String,
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl ClientMessage {
+    /// Decodes a text frame from a client.
+    pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+        decode("client message", text.as_bytes())
+    }
+}
+
+/// A workflow's state as the relay sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowState {
+    /// Joining or repairing.
+    Syncing,
+    /// Following, heartbeats on time.
+    Live,
+    /// Heartbeats missed.
+    Stale,
+    /// The suite answers `busy`.
+    Busy,
+    /// The suite said goodbye.
+    Stopped,
+    /// No longer followed by the relay.
+    Removed,
+}
+
+impl WorkflowState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Syncing => "syncing",
+            WorkflowState::Live => "live",
+            WorkflowState::Stale => "stale",
+            WorkflowState::Busy => "busy",
+            WorkflowState::Stopped => "stopped",
+            WorkflowState::Removed => "removed",
+        }
+    }
+}
+
+/// Error codes the relay sends to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientErrorCode {
+    /// The subscription could not be parsed or is not allowed.
+    BadQuery,
+    /// The message could not be decoded.
+    BadMessage,
+    /// Not allowed (authorization).
+    Forbidden,
+}
+
+/// A message from the relay to a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RelayMessage {
+    /// Sent on connect.
+    Hello {
+        /// [`PROTOCOL`](super::PROTOCOL).
+        protocol: String,
+        /// "name/version" of the relay.
+        relay: String,
+    },
+    /// The subscription was accepted; `query` is its normalized text.
+    Subscribed {
+        /// The normalized subscription.
+        query: String,
+    },
+    /// Something the client sent was refused; the connection stays open.
+    Error {
+        /// What kind of problem.
+        code: ClientErrorCode,
+        /// For a person.
+        message: String,
+    },
+    /// A workflow's state (and schema).
+    Workflow {
+        /// The workflow id.
+        workflow: String,
+        /// Its state.
+        state: WorkflowState,
+        /// The suite's schema.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<Schema>,
+    },
+    /// Replaces the client's copy of (workflow, topic).
+    Snapshot {
+        /// The workflow id.
+        workflow: String,
+        /// The topic.
+        topic: String,
+        /// The suite's epoch.
+        epoch: String,
+        /// The suite seq the copy stands at.
+        seq: u64,
+        /// The projection hash of `value`.
+        hash: Hash,
+        /// The projected value.
+        value: Value,
+    },
+    /// A merge patch for the client's copy, cut down to its subscription.
+    Delta {
+        /// The workflow id.
+        workflow: String,
+        /// The topic.
+        topic: String,
+        /// The suite's epoch.
+        epoch: String,
+        /// The suite seq after this delta.
+        seq: u64,
+        /// The seq of the previous message for (workflow, topic), or null.
+        prev: Option<u64>,
+        /// The projection hash after applying.
+        hash: Hash,
+        /// The suite's publish time (ms), if known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time: Option<f64>,
+        /// The merge patch.
+        patch: Value,
+    },
+}
+
+impl RelayMessage {
+    /// Decodes a text frame from the relay.
+    pub fn decode(text: &str) -> Result<RelayMessage, DecodeError> {
+        decode("relay message", text.as_bytes())
+    }
+
+    /// Encodes as the JSON text of one frame.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
