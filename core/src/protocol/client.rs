@@ -91,8 +91,6 @@ pub enum ClientErrorCode {
     BadQuery,
     /// The message could not be decoded.
     BadMessage,
-    /// Not allowed (authorization).
-    Forbidden,
 }
 
 /// A message from the relay to a client.
