@@ -1,0 +1,23 @@
+//! The clonewire browser client. The protocol logic is plain Rust, testable natively;
+//! only [`binding`] knows about wasm and the browser.
+//!
+//! - [`store`]: the one store of (workflow, topic) copies, checking `prev` and the
+//!   projection hash on every message and undoing a message that fails;
+//! - [`views`]: views' queries, their merge, and which view a changed leaf concerns;
+//! - [`session`]: the connection's lifecycle, decoding, resync, resume and the
+//!   frames to send;
+//! - [`backoff`]: jittered exponential reconnect delays;
+//! - [`events`]: status, workflow and error events for the page;
+//! - [`inspect`]: the report behind `client.inspect()`.
+
+pub mod backoff;
+pub mod events;
+pub mod inspect;
+pub mod session;
+pub mod store;
+pub mod views;
+
+#[cfg(target_arch = "wasm32")]
+pub mod binding;
+
+pub use session::{Change, Effects, Notification, Session};

@@ -1,0 +1,489 @@
+//! The client's protocol logic, free of any browser type so it runs in native tests:
+//! the connection's lifecycle, decoding relay frames, applying them to the [`Store`],
+//! telling views, keeping the relay's subscription equal to the merged views, resync
+//! and resume. The wasm layer feeds it socket events and carries out what it returns:
+//! frames to send (drained with [`Session::take_outgoing`]), view notifications and
+//! events for the page.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, WorkflowState};
+use clonewire_core::{Changes, Limits, QueryError, Schema};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::backoff::Backoff;
+use crate::events::{Event, Status};
+use crate::inspect::{Counters, Inspection, TopicInfo, ViewInfo, WorkflowInfo};
+use crate::store::{Outcome, Reject, Store};
+use crate::views::{Schemas, ViewChanges, ViewId, Views};
+
+/// Frames waiting to be sent; the wasm layer drains them after every call, so this
+/// only bounds a misbehaving caller.
+const MAX_OUTGOING: usize = 1024;
+
+/// Snapshots in a row that fail their hash before the client stops asking again for
+/// that (workflow, topic) until the next connection.
+const MAX_BAD_SNAPSHOTS: u32 = 3;
+
+/// One change a view is told about: a merge patch for its data of one (workflow, topic).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    /// The workflow id.
+    pub workflow: String,
+    /// The topic.
+    pub topic: String,
+    /// The merge patch that turns the view's old data of this topic into the new.
+    pub patch: Value,
+    /// The suite's publish time (ms since the epoch) for deltas, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+}
+
+/// All a view is told about one incoming message: one callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// The view.
+    pub view: ViewId,
+    /// Its changes, one per (workflow, topic) the message touched.
+    pub changes: Vec<Change>,
+}
+
+/// What a call asks the page to be told.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Per view, its changes (at most one entry per view).
+    pub notifications: Vec<Notification>,
+    /// Status, workflow and error events.
+    pub events: Vec<Event>,
+}
+
+impl Effects {
+    fn notify(&mut self, selected: Vec<ViewChanges>, time: Option<f64>) {
+        for vc in selected {
+            let change = Change {
+                workflow: vc.workflow,
+                topic: vc.topic,
+                patch: vc.changes.to_patch(),
+                time,
+            };
+            match self.notifications.iter_mut().find(|n| n.view == vc.view) {
+                Some(n) => n.changes.push(change),
+                None => self.notifications.push(Notification {
+                    view: vc.view,
+                    changes: vec![change],
+                }),
+            }
+        }
+    }
+}
+
+/// The client's whole state, one per `connect`.
+#[derive(Debug)]
+pub struct Session {
+    store: Store,
+    views: Views,
+    schemas: Schemas,
+    workflows: BTreeMap<String, (WorkflowState, Option<Schema>)>,
+    status: Status,
+    open: bool,
+    ever_opened: bool,
+    /// The query sent on this connection (its normalized text), if any.
+    sent_query: Option<String>,
+    subscribed: Option<String>,
+    relay: Option<String>,
+    outgoing: VecDeque<String>,
+    counters: Counters,
+    backoff: Backoff,
+}
+
+impl Session {
+    /// A session with no views, not connected; queries are held to `limits`.
+    pub fn new(limits: Limits) -> Session {
+        Session {
+            store: Store::new(),
+            views: Views::new(limits),
+            schemas: Schemas::default(),
+            workflows: BTreeMap::new(),
+            status: Status::Connecting,
+            open: false,
+            ever_opened: false,
+            sent_query: None,
+            subscribed: None,
+            relay: None,
+            outgoing: VecDeque::new(),
+            counters: Counters::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The connection's state.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The store (read-only).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Frames to send to the relay, oldest first.
+    pub fn take_outgoing(&mut self) -> Vec<String> {
+        self.outgoing.drain(..).collect()
+    }
+
+    fn send(&mut self, message: &ClientMessage) {
+        if self.open && self.outgoing.len() < MAX_OUTGOING {
+            self.outgoing
+                .push_back(String::from_utf8_lossy(&clonewire_core::protocol::encode(message)).into_owned());
+        }
+    }
+
+    fn set_status(&mut self, status: Status, delay_ms: Option<u32>, effects: &mut Effects) {
+        self.status = status;
+        effects.events.push(Event::Status { status, delay_ms });
+    }
+
+    /// A WebSocket is being opened.
+    pub fn connecting(&mut self) -> Effects {
+        let mut effects = Effects::default();
+        self.set_status(Status::Connecting, None, &mut effects);
+        effects
+    }
+
+    /// The WebSocket opened: subscribe (resuming every verified copy) and ask again for
+    /// copies still awaiting a snapshot.
+    pub fn opened(&mut self) -> Effects {
+        let mut effects = Effects::default();
+        if self.ever_opened {
+            self.counters.reconnects += 1;
+        }
+        self.ever_opened = true;
+        self.open = true;
+        self.sent_query = None;
+        self.subscribed = None;
+        self.set_status(Status::Open, None, &mut effects);
+        self.store.forgive();
+        self.sync_subscription(true);
+        let unverified: Vec<_> = self.store.unverified().cloned().collect();
+        for (workflow, topic) in unverified {
+            self.resync(workflow, topic);
+        }
+        effects
+    }
+
+    /// The WebSocket closed. Unless the page closed the client, returns the delay
+    /// before the next attempt; `jitter` is a random number in `[0, 1)`.
+    pub fn closed(&mut self, jitter: f64) -> (Effects, Option<u32>) {
+        let mut effects = Effects::default();
+        self.open = false;
+        self.outgoing.clear();
+        if self.status == Status::Closed {
+            return (effects, None);
+        }
+        let delay = self.backoff.next_delay(jitter);
+        self.set_status(Status::Reconnecting, Some(delay), &mut effects);
+        (effects, Some(delay))
+    }
+
+    /// The page closed the client: no more attempts.
+    pub fn close(&mut self) -> Effects {
+        let mut effects = Effects::default();
+        self.open = false;
+        self.outgoing.clear();
+        if self.status != Status::Closed {
+            self.set_status(Status::Closed, None, &mut effects);
+        }
+        effects
+    }
+
+    /// Sends `subscribe` when the merged query differs from the one the relay has.
+    fn sync_subscription(&mut self, first_on_connection: bool) {
+        if !self.open {
+            return;
+        }
+        let merged = self.views.merged();
+        if first_on_connection && merged.is_empty() {
+            // A fresh connection selects nothing until told otherwise.
+            self.sent_query = Some(merged.key());
+            return;
+        }
+        let key = merged.key();
+        if self.sent_query.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        let resume = first_on_connection
+            .then(|| self.store.resume_points())
+            .filter(|r| !r.is_empty());
+        self.sent_query = Some(key.clone());
+        self.counters.subscribes += 1;
+        self.send(&ClientMessage::Subscribe { query: key, resume });
+    }
+
+    fn resync(&mut self, workflow: String, topic: String) {
+        if self.open {
+            self.counters.resyncs += 1;
+        }
+        self.send(&ClientMessage::Resync { workflow, topic });
+    }
+
+    /// Handles one text frame from the relay. Never panics on bad input: a frame that
+    /// does not decode is counted and, when it names a (workflow, topic), that copy is
+    /// resynced.
+    pub fn receive(&mut self, text: &str) -> Effects {
+        let mut effects = Effects::default();
+        self.counters.messages += 1;
+        self.counters.bytes += text.len() as u64;
+        let message = match RelayMessage::decode(text) {
+            Ok(message) => message,
+            Err(_) => {
+                self.undecodable(text);
+                return effects;
+            }
+        };
+        match message {
+            RelayMessage::Hello { relay, .. } => {
+                self.relay = Some(relay);
+                self.backoff.reset();
+            }
+            RelayMessage::Subscribed { query } => self.subscribed = Some(query),
+            RelayMessage::Error { code, message } => effects.events.push(Event::Error {
+                code: match code {
+                    ClientErrorCode::BadQuery => "bad_query",
+                    ClientErrorCode::BadMessage => "bad_message",
+                }
+                .to_owned(),
+                message,
+            }),
+            RelayMessage::Workflow {
+                workflow,
+                state,
+                schema,
+            } => self.workflow(workflow, state, schema, &mut effects),
+            RelayMessage::Snapshot {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                hash,
+                value,
+            } => {
+                let outcome = self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value);
+                self.settle(outcome, true, workflow, topic, None, &mut effects);
+            }
+            RelayMessage::Delta {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                prev,
+                hash,
+                time,
+                patch,
+            } => {
+                let outcome = self
+                    .store
+                    .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
+                self.settle(outcome, false, workflow, topic, time, &mut effects);
+            }
+        }
+        effects
+    }
+
+    fn workflow(
+        &mut self,
+        workflow: String,
+        state: WorkflowState,
+        schema: Option<Schema>,
+        effects: &mut Effects,
+    ) {
+        if let Some(schema) = &schema {
+            if self.schemas.get(&workflow) != Some(schema) {
+                self.schemas.insert(workflow.clone(), schema.clone());
+                self.views.schema_changed(&workflow);
+            }
+        }
+        let schema = schema.or_else(|| self.schemas.get(&workflow).cloned());
+        self.workflows.insert(workflow.clone(), (state, schema.clone()));
+        effects.events.push(Event::Workflow {
+            workflow: workflow.clone(),
+            state,
+            schema,
+        });
+        if state == WorkflowState::Removed {
+            for (topic, gone) in self.store.remove_workflow(&workflow) {
+                let selected = self.views.select(&workflow, &topic, &gone, &self.schemas);
+                effects.notify(selected, None);
+            }
+            self.count_notifications(effects);
+        }
+    }
+
+    fn settle(
+        &mut self,
+        outcome: Outcome,
+        snapshot: bool,
+        workflow: String,
+        topic: String,
+        time: Option<f64>,
+        effects: &mut Effects,
+    ) {
+        match outcome {
+            Outcome::Applied(changes) => {
+                if snapshot {
+                    self.counters.snapshots += 1;
+                } else {
+                    self.counters.deltas += 1;
+                    *self.counters.deltas_by_topic.entry(topic.clone()).or_default() += 1;
+                }
+                self.tell_views(&workflow, &topic, &changes, time, effects);
+            }
+            Outcome::Ignored => self.counters.ignored += 1,
+            Outcome::Rejected(reject) => {
+                match reject {
+                    Reject::HashMismatch { .. } => self.counters.hash_mismatches += 1,
+                    Reject::WrongPrev { .. } | Reject::WrongEpoch => self.counters.chain_breaks += 1,
+                    Reject::BadPatch => self.counters.bad_messages += 1,
+                }
+                let failures = self.store.get(&workflow, &topic).map_or(0, |r| r.bad_snapshots);
+                if failures >= MAX_BAD_SNAPSHOTS {
+                    effects.events.push(Event::Error {
+                        code: "resync_failed".to_owned(),
+                        message: format!(
+                            "{failures} snapshots of {workflow}/{topic} in a row did not match their hash; \
+                             showing the last verified data until the next connection"
+                        ),
+                    });
+                } else {
+                    self.resync(workflow, topic);
+                }
+            }
+        }
+    }
+
+    fn tell_views(
+        &mut self,
+        workflow: &str,
+        topic: &str,
+        changes: &Changes,
+        time: Option<f64>,
+        effects: &mut Effects,
+    ) {
+        let selected = self.views.select(workflow, topic, changes, &self.schemas);
+        effects.notify(selected, time);
+        self.count_notifications(effects);
+    }
+
+    fn count_notifications(&mut self, effects: &Effects) {
+        self.counters.notifications += effects.notifications.len() as u64;
+    }
+
+    /// A frame that is not a relay message: count it; if it names a (workflow, topic)
+    /// as a snapshot or delta would, that copy can no longer be trusted.
+    fn undecodable(&mut self, text: &str) {
+        self.counters.bad_messages += 1;
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let kind = fields.get("type").and_then(Value::as_str);
+        let workflow = fields.get("workflow").and_then(Value::as_str);
+        let topic = fields.get("topic").and_then(Value::as_str);
+        if let (Some("delta" | "snapshot"), Some(workflow), Some(topic)) = (kind, workflow, topic) {
+            let pending = self.store.get(workflow, topic).is_some_and(|r| !r.verified);
+            self.store.distrust(workflow, topic);
+            if !pending {
+                self.resync(workflow.to_owned(), topic.to_owned());
+            }
+        }
+    }
+
+    /// Opens a view. A bad query is an error for this view only; the client and the
+    /// other views carry on.
+    pub fn add_view(&mut self, name: &str, query: &str) -> Result<ViewId, QueryError> {
+        let id = self.views.add(name, query, &self.schemas)?;
+        self.sync_subscription(false);
+        Ok(id)
+    }
+
+    /// Changes a view's query. Returns what the view now shows differently of the data
+    /// already held (more arrives from the relay as the merged query grows).
+    pub fn set_view_query(&mut self, id: ViewId, query: &str) -> Result<Effects, QueryError> {
+        let old = self.views.set_query(id, query, &self.schemas)?;
+        let mut effects = Effects::default();
+        let selected = self.views.requery_changes(id, &old, &self.store, &self.schemas);
+        effects.notify(selected, None);
+        self.count_notifications(&effects);
+        self.sync_subscription(false);
+        Ok(effects)
+    }
+
+    /// Closes a view; the merged query shrinks if nothing else needs its fields.
+    pub fn remove_view(&mut self, id: ViewId) -> bool {
+        let removed = self.views.remove(id);
+        if removed {
+            self.sync_subscription(false);
+        }
+        removed
+    }
+
+    /// True while the view is open.
+    pub fn has_view(&self, id: ViewId) -> bool {
+        self.views.get(id).is_some()
+    }
+
+    /// A view's data, `{"workflows": {...}}`, or `None` once closed.
+    pub fn view_data(&mut self, id: ViewId) -> Option<Value> {
+        self.views.data(id, &self.store, &self.schemas)
+    }
+
+    /// The merged query's normalized text.
+    pub fn merged_query(&self) -> String {
+        self.views.merged().key()
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Everything the inspector shows.
+    pub fn inspect(&self) -> Inspection {
+        Inspection {
+            status: self.status,
+            relay: self.relay.clone(),
+            views: self
+                .views
+                .iter()
+                .map(|(id, v)| ViewInfo {
+                    id,
+                    name: v.name.clone(),
+                    query: v.subscription.key(),
+                })
+                .collect(),
+            query: self.views.merged().key(),
+            subscribed: self.subscribed.clone(),
+            topics: self
+                .store
+                .iter()
+                .map(|((workflow, topic), r)| TopicInfo {
+                    workflow: workflow.clone(),
+                    topic: topic.clone(),
+                    epoch: r.epoch.clone(),
+                    seq: r.seq,
+                    hash: r.topic.hash().to_string(),
+                    verified: r.verified,
+                })
+                .collect(),
+            workflows: self
+                .workflows
+                .iter()
+                .map(|(workflow, (state, schema))| WorkflowInfo {
+                    workflow: workflow.clone(),
+                    state: *state,
+                    schema: schema.clone(),
+                })
+                .collect(),
+            counters: self.counters.clone(),
+        }
+    }
+}

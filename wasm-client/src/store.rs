@@ -1,0 +1,285 @@
+//! The client's one store: a copy of each (workflow, topic) the merged subscription
+//! selects, checked on every message. A delta is applied only when its `prev` chains
+//! to the last message applied; after applying, the copy's topic hash (suite-root
+//! paths, so it is the projection hash the relay computed) must equal the message's
+//! `hash`. A message that fails either check is undone, so the store only ever holds
+//! verified data, and the (workflow, topic) waits for a fresh snapshot.
+
+use std::collections::BTreeMap;
+
+use clonewire_core::protocol::client::{Resume, ResumePoint};
+use clonewire_core::{Changes, Hash, LeafChange, Topic};
+use serde_json::Value;
+
+/// A (workflow, topic) pair: the unit of chaining, hashing and resync.
+pub type TopicKey = (String, String);
+
+/// The client's copy of one (workflow, topic).
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// The projected topic value, holding only leaves the merged subscription selects.
+    pub topic: Topic,
+    /// The suite epoch of the last message applied.
+    pub epoch: String,
+    /// The seq of the last message applied, `None` before any.
+    pub seq: Option<u64>,
+    /// False from a failed check until the next good snapshot: deltas are ignored then.
+    pub verified: bool,
+    /// Snapshots in a row whose hash did not check (to stop asking after a few).
+    pub bad_snapshots: u32,
+}
+
+impl Replica {
+    fn new(topic: &str) -> Replica {
+        Replica {
+            topic: Topic::new(topic),
+            epoch: String::new(),
+            seq: None,
+            verified: true,
+            bad_snapshots: 0,
+        }
+    }
+}
+
+/// Why a message was not applied. The store is left as it was before the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// The delta's `prev` is not the seq of the last message applied.
+    WrongPrev {
+        /// The seq of the last message applied.
+        expected: Option<u64>,
+        /// The delta's `prev`.
+        got: Option<u64>,
+    },
+    /// A delta from an epoch other than the copy's (a new epoch comes as a snapshot).
+    WrongEpoch,
+    /// The patch or value is not a JSON object (or null).
+    BadPatch,
+    /// After applying, the copy's hash is not the message's `hash`.
+    HashMismatch {
+        /// The message's hash.
+        expected: Hash,
+        /// The copy's hash after applying.
+        got: Hash,
+    },
+}
+
+/// What became of one snapshot or delta.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Applied and verified; these leaves changed (possibly none).
+    Applied(Changes),
+    /// Failed a check and was undone: the caller asks for a fresh snapshot.
+    Rejected(Reject),
+    /// A delta for a copy that awaits a snapshot: dropped without a word.
+    Ignored,
+}
+
+/// Every (workflow, topic) copy the client holds.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    replicas: BTreeMap<TopicKey, Replica>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// One copy, if the client has heard of it.
+    pub fn get(&self, workflow: &str, topic: &str) -> Option<&Replica> {
+        self.replicas.get(&(workflow.to_owned(), topic.to_owned()))
+    }
+
+    /// Every copy, ordered by workflow then topic.
+    pub fn iter(&self) -> impl Iterator<Item = (&TopicKey, &Replica)> {
+        self.replicas.iter()
+    }
+
+    /// Replaces a copy with a snapshot's value when its hash checks. A snapshot is
+    /// always accepted whatever came before; an empty one (`{}`, hash 0) drops the data
+    /// but keeps the seq, so a later delta chaining to it is accepted.
+    pub fn snapshot(
+        &mut self,
+        workflow: &str,
+        topic: &str,
+        epoch: &str,
+        seq: u64,
+        hash: Hash,
+        value: &Value,
+    ) -> Outcome {
+        let key = (workflow.to_owned(), topic.to_owned());
+        let replica = self.replicas.entry(key).or_insert_with(|| Replica::new(topic));
+        let fresh = match Topic::from_value(topic, value) {
+            Ok(fresh) => fresh,
+            Err(_) => {
+                replica.verified = false;
+                replica.bad_snapshots += 1;
+                return Outcome::Rejected(Reject::BadPatch);
+            }
+        };
+        if fresh.hash() != hash {
+            replica.verified = false;
+            replica.bad_snapshots += 1;
+            return Outcome::Rejected(Reject::HashMismatch {
+                expected: hash,
+                got: fresh.hash(),
+            });
+        }
+        let changes = diff(&replica.topic, &fresh);
+        replica.topic = fresh;
+        replica.epoch = epoch.to_owned();
+        replica.seq = Some(seq);
+        replica.verified = true;
+        replica.bad_snapshots = 0;
+        Outcome::Applied(changes)
+    }
+
+    /// Applies a delta when it chains (`prev` is the last seq applied, or `null` on an
+    /// empty copy) and its hash checks afterwards; otherwise undoes it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delta(
+        &mut self,
+        workflow: &str,
+        topic: &str,
+        epoch: &str,
+        seq: u64,
+        prev: Option<u64>,
+        hash: Hash,
+        patch: &Value,
+    ) -> Outcome {
+        let key = (workflow.to_owned(), topic.to_owned());
+        let replica = self.replicas.entry(key).or_insert_with(|| Replica::new(topic));
+        if !replica.verified {
+            return Outcome::Ignored;
+        }
+        let empty = replica.topic.root().is_empty();
+        // `prev: null` means the relay has sent nothing for this pair on this
+        // connection; that is consistent with our copy only while it is empty.
+        let chains = prev == replica.seq || (prev.is_none() && empty);
+        if !chains {
+            replica.verified = false;
+            return Outcome::Rejected(Reject::WrongPrev {
+                expected: replica.seq,
+                got: prev,
+            });
+        }
+        if prev.is_some() && replica.epoch != epoch {
+            replica.verified = false;
+            return Outcome::Rejected(Reject::WrongEpoch);
+        }
+        let changes = match replica.topic.apply(patch) {
+            Ok(changes) => changes,
+            Err(_) => {
+                replica.verified = false;
+                return Outcome::Rejected(Reject::BadPatch);
+            }
+        };
+        let got = replica.topic.hash();
+        if got != hash {
+            // Undo: the store keeps showing the last verified data.
+            replica.topic.apply_changes(&invert(&changes));
+            replica.verified = false;
+            return Outcome::Rejected(Reject::HashMismatch { expected: hash, got });
+        }
+        replica.epoch = epoch.to_owned();
+        replica.seq = Some(seq);
+        Outcome::Applied(changes)
+    }
+
+    /// Marks a copy as awaiting a snapshot (its message could not even be decoded).
+    pub fn distrust(&mut self, workflow: &str, topic: &str) {
+        self.replicas
+            .entry((workflow.to_owned(), topic.to_owned()))
+            .or_insert_with(|| Replica::new(topic))
+            .verified = false;
+    }
+
+    /// A new connection: copies whose snapshots kept failing may be asked for again.
+    pub fn forgive(&mut self) {
+        for replica in self.replicas.values_mut() {
+            replica.bad_snapshots = 0;
+        }
+    }
+
+    /// Forgets every copy of a workflow; returns, per topic, the leaves that went.
+    pub fn remove_workflow(&mut self, workflow: &str) -> Vec<(String, Changes)> {
+        let keys: Vec<TopicKey> = self
+            .replicas
+            .keys()
+            .filter(|(w, _)| w == workflow)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let replica = self.replicas.remove(&key)?;
+                let gone = diff(&replica.topic, &Topic::new(replica.topic.name()));
+                (!gone.is_empty()).then_some((key.1, gone))
+            })
+            .collect()
+    }
+
+    /// Where each verified copy stands, for `subscribe` with `resume`.
+    pub fn resume_points(&self) -> Resume {
+        let mut resume = Resume::new();
+        for ((workflow, topic), replica) in &self.replicas {
+            if let (true, Some(seq)) = (replica.verified, replica.seq) {
+                resume.entry(workflow.clone()).or_default().insert(
+                    topic.clone(),
+                    ResumePoint {
+                        epoch: replica.epoch.clone(),
+                        seq,
+                        hash: replica.topic.hash(),
+                    },
+                );
+            }
+        }
+        resume
+    }
+
+    /// The copies that await a snapshot.
+    pub fn unverified(&self) -> impl Iterator<Item = &TopicKey> {
+        self.replicas.iter().filter(|(_, r)| !r.verified).map(|(k, _)| k)
+    }
+}
+
+/// The leaves that differ between two values of one topic (costs both sizes: only
+/// for snapshots and removals, never for deltas).
+pub fn diff(old: &Topic, new: &Topic) -> Changes {
+    let name = old.name().to_owned();
+    let mut removed = Vec::new();
+    old.root()
+        .for_each_leaf(&mut vec![name.clone()], &mut |path, leaf| {
+            removed.push(LeafChange {
+                path: path.to_vec(),
+                old: Some(leaf.clone()),
+                new: None,
+            })
+        });
+    let mut added = Vec::new();
+    new.root().for_each_leaf(&mut vec![name], &mut |path, leaf| {
+        added.push(LeafChange {
+            path: path.to_vec(),
+            old: None,
+            new: Some(leaf.clone()),
+        })
+    });
+    Changes { leaves: removed }.then(Changes { leaves: added })
+}
+
+/// The changes that undo `changes`.
+fn invert(changes: &Changes) -> Changes {
+    Changes {
+        leaves: changes
+            .leaves
+            .iter()
+            .rev()
+            .map(|c| LeafChange {
+                path: c.path.clone(),
+                old: c.new.clone(),
+                new: c.old.clone(),
+            })
+            .collect(),
+    }
+}

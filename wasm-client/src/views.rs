@@ -1,0 +1,291 @@
+//! Views: subscriptions over the one store. Their queries are merged into the one
+//! subscription the relay sees; each view is told only about changed leaves its own
+//! query selects, tested per leaf with a projection compiled per (workflow, topic)
+//! against that workflow's schema (O(changed leaves × views)).
+
+use std::collections::BTreeMap;
+
+use clonewire_core::{Changes, Limits, Projection, QueryError, Schema, Subscription, Topic};
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+
+use crate::store::{Store, TopicKey};
+
+/// A view's handle, unique within a client.
+pub type ViewId = u32;
+
+/// Schemas of the workflows seen so far, by workflow id.
+pub type Schemas = FxHashMap<String, Schema>;
+
+/// The schema of a workflow not described yet: no collections.
+static NO_SCHEMA: Schema = Schema {
+    collections: Vec::new(),
+};
+
+fn schema_of<'a>(schemas: &'a Schemas, workflow: &str) -> &'a Schema {
+    schemas.get(workflow).unwrap_or(&NO_SCHEMA)
+}
+
+/// One view: a name for people, its parsed query and compiled projections.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The name the page gave it (for the inspector).
+    pub name: String,
+    /// The parsed, normalized query.
+    pub subscription: Subscription,
+    /// Compiled per (workflow, topic); `None` when the view selects nothing there.
+    projections: FxHashMap<TopicKey, Option<Projection>>,
+}
+
+impl View {
+    fn projection(&mut self, workflow: &str, topic: &str, schemas: &Schemas) -> Option<&Projection> {
+        let key = (workflow.to_owned(), topic.to_owned());
+        let subscription = &self.subscription;
+        self.projections
+            .entry(key)
+            .or_insert_with(|| {
+                let field = subscription.for_topic(workflow, topic)?;
+                Projection::compile(field, topic, schema_of(schemas, workflow))
+            })
+            .as_ref()
+    }
+}
+
+/// The changes one view is told about for one (workflow, topic).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewChanges {
+    /// The view.
+    pub view: ViewId,
+    /// The workflow id.
+    pub workflow: String,
+    /// The topic.
+    pub topic: String,
+    /// The selected changed leaves, in order.
+    pub changes: Changes,
+}
+
+/// Every open view and their merged subscription.
+#[derive(Clone, Debug, Default)]
+pub struct Views {
+    views: BTreeMap<ViewId, View>,
+    next_id: ViewId,
+    merged: Subscription,
+    limits: Limits,
+}
+
+impl Views {
+    /// No views; queries are held to `limits` (the relay's defaults unless told).
+    pub fn new(limits: Limits) -> Views {
+        Views {
+            limits,
+            ..Views::default()
+        }
+    }
+
+    /// Parses a query and checks it (and the merge it would make) against the limits
+    /// and the known schemas.
+    fn parse(
+        &self,
+        query: &str,
+        replacing: Option<ViewId>,
+        schemas: &Schemas,
+    ) -> Result<Subscription, QueryError> {
+        let subscription = Subscription::parse(query, &self.limits)?;
+        for (workflow, schema) in schemas {
+            if subscription.for_workflow(workflow).is_some() {
+                subscription.check(schema)?;
+            }
+        }
+        let others = self
+            .views
+            .iter()
+            .filter(|(id, _)| Some(**id) != replacing)
+            .map(|(_, v)| &v.subscription);
+        Subscription::merge_all(others.chain([&subscription])).check_limits(&self.limits)?;
+        Ok(subscription)
+    }
+
+    /// Adds a view; a bad query is an error for this view only.
+    pub fn add(&mut self, name: &str, query: &str, schemas: &Schemas) -> Result<ViewId, QueryError> {
+        let subscription = self.parse(query, None, schemas)?;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.views.insert(
+            id,
+            View {
+                name: name.to_owned(),
+                subscription,
+                projections: FxHashMap::default(),
+            },
+        );
+        self.remerge();
+        Ok(id)
+    }
+
+    /// Replaces a view's query, returning the old subscription; on error nothing changes.
+    pub fn set_query(
+        &mut self,
+        id: ViewId,
+        query: &str,
+        schemas: &Schemas,
+    ) -> Result<Subscription, QueryError> {
+        if !self.views.contains_key(&id) {
+            return Err(QueryError {
+                line: None,
+                column: None,
+                message: "the view is closed".to_owned(),
+            });
+        }
+        let subscription = self.parse(query, Some(id), schemas)?;
+        let view = self.views.get_mut(&id).ok_or_else(|| QueryError {
+            line: None,
+            column: None,
+            message: "the view is closed".to_owned(),
+        })?;
+        view.projections.clear();
+        let old = std::mem::replace(&mut view.subscription, subscription);
+        self.remerge();
+        Ok(old)
+    }
+
+    /// Closes a view; true when it was open.
+    pub fn remove(&mut self, id: ViewId) -> bool {
+        let removed = self.views.remove(&id).is_some();
+        if removed {
+            self.remerge();
+        }
+        removed
+    }
+
+    fn remerge(&mut self) {
+        self.merged = Subscription::merge_all(self.views.values().map(|v| &v.subscription));
+    }
+
+    /// The union of every view's query.
+    pub fn merged(&self) -> &Subscription {
+        &self.merged
+    }
+
+    /// A view, if open.
+    pub fn get(&self, id: ViewId) -> Option<&View> {
+        self.views.get(&id)
+    }
+
+    /// Open views by id.
+    pub fn iter(&self) -> impl Iterator<Item = (ViewId, &View)> {
+        self.views.iter().map(|(id, v)| (*id, v))
+    }
+
+    /// A workflow's schema arrived or changed: recompile its projections lazily.
+    pub fn schema_changed(&mut self, workflow: &str) {
+        for view in self.views.values_mut() {
+            view.projections.retain(|(w, _), _| w != workflow);
+        }
+    }
+
+    /// For each view that selects any of `changes` (leaves of `workflow`/`topic`),
+    /// the leaves it selects.
+    pub fn select(
+        &mut self,
+        workflow: &str,
+        topic: &str,
+        changes: &Changes,
+        schemas: &Schemas,
+    ) -> Vec<ViewChanges> {
+        let mut out = Vec::new();
+        if changes.is_empty() {
+            return out;
+        }
+        for (id, view) in &mut self.views {
+            let Some(projection) = view.projection(workflow, topic, schemas) else {
+                continue;
+            };
+            let selected = projection.project_changes(changes);
+            if !selected.is_empty() {
+                out.push(ViewChanges {
+                    view: *id,
+                    workflow: workflow.to_owned(),
+                    topic: topic.to_owned(),
+                    changes: selected,
+                });
+            }
+        }
+        out
+    }
+
+    /// The view's current data, `{"workflows": {id: {topic: value}}}`, projected from
+    /// the store. `None` when the view is closed.
+    pub fn data(&mut self, id: ViewId, store: &Store, schemas: &Schemas) -> Option<Value> {
+        let view = self.views.get_mut(&id)?;
+        let mut workflows = Map::new();
+        for ((workflow, topic), replica) in store.iter() {
+            if !view.subscription.topics(workflow).contains(topic) {
+                continue;
+            }
+            let Some(projection) = view.projection(workflow, topic, schemas) else {
+                continue;
+            };
+            let (value, _) = projection.project(&replica.topic);
+            if value.as_object().is_some_and(|o| !o.is_empty()) {
+                let entry = workflows
+                    .entry(workflow.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(topics) = entry {
+                    topics.insert(topic.clone(), value);
+                }
+            }
+        }
+        let mut root = Map::new();
+        root.insert("workflows".to_owned(), Value::Object(workflows));
+        Some(Value::Object(root))
+    }
+
+    /// The changes a view's query change makes to what it shows: per (workflow, topic)
+    /// of the store, the leaves selected by one query and not the other.
+    pub fn requery_changes(
+        &mut self,
+        id: ViewId,
+        old: &Subscription,
+        store: &Store,
+        schemas: &Schemas,
+    ) -> Vec<ViewChanges> {
+        let mut out = Vec::new();
+        let Some(view) = self.views.get_mut(&id) else {
+            return out;
+        };
+        for ((workflow, topic), replica) in store.iter() {
+            let was = old
+                .for_topic(workflow, topic)
+                .and_then(|f| Projection::compile(f, topic, schema_of(schemas, workflow)));
+            let now = view.projection(workflow, topic, schemas);
+            let changes = match (was, now) {
+                (None, None) => continue,
+                (was, now) => {
+                    let before = projected_topic(was.as_ref(), &replica.topic);
+                    let after = projected_topic(now, &replica.topic);
+                    crate::store::diff(&before, &after)
+                }
+            };
+            if !changes.is_empty() {
+                out.push(ViewChanges {
+                    view: id,
+                    workflow: workflow.clone(),
+                    topic: topic.clone(),
+                    changes,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn projected_topic(projection: Option<&Projection>, topic: &Topic) -> Topic {
+    let name = topic.name();
+    match projection {
+        None => Topic::new(name),
+        Some(p) => {
+            let (value, _) = p.project(topic);
+            Topic::from_value(name, &value).unwrap_or_else(|_| Topic::new(name))
+        }
+    }
+}
