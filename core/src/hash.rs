@@ -104,36 +104,6 @@ pub fn leaf_hash<P: AsRef<str>>(path: &[P], value: &Value) -> u64 {
 mod tests {
     use super::*;
 
-    /// The test vectors of PROTOCOL.md, section 2: leaf bytes, then leaf hash.
-    pub(crate) const VECTORS: [(&str, &str); 7] = [
-        (
-            r#"["taskProxies","1/foo","status","running"]"#,
-            "744f482e6da63ce9",
-        ),
-        (r#"["workflow","name","demo"]"#, "13e83014ca4ce3ad"),
-        (r#"["taskProxies","1/foo","flowNums",[1,2]]"#, "7d43cd39d72797bd"),
-        (r#"["workflow","progress",1.5]"#, "8ecffc0c5858efad"),
-        (r#"["workflow","count",100]"#, "44e735ca776b141f"),
-        (r#"["workflow","big",1e+21]"#, "1e3bff465a4eccce"),
-        (r#"["workflow","ok",true]"#, "dab6187a9031fe2d"),
-    ];
-
-    #[test]
-    fn protocol_vectors_give_the_published_bytes_and_hashes() {
-        for (bytes, want) in VECTORS {
-            let Value::Array(mut parts) = serde_json::from_str::<Value>(bytes).unwrap() else {
-                panic!("vector is an array")
-            };
-            let value = parts.pop().unwrap();
-            let path: Vec<String> = parts
-                .into_iter()
-                .map(|p| p.as_str().unwrap().to_owned())
-                .collect();
-            assert_eq!(String::from_utf8(leaf_bytes(&path, &value)).unwrap(), bytes);
-            assert_eq!(Hash(leaf_hash(&path, &value)).to_string(), want, "{bytes}");
-        }
-    }
-
     #[test]
     fn wire_form_round_trips_and_rejects_bad_text() {
         let h: Hash = "0149f998f8252d36".parse().unwrap();
