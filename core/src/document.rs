@@ -222,6 +222,61 @@ fn report_removed(node: Node, path: &mut Vec<String>, changes: &mut Vec<LeafChan
     }
 }
 
+/// Records the leaves that differ between two objects at `path`.
+fn diff_objects(old: &Object, new: &Object, path: &mut Vec<String>, changes: &mut Vec<LeafChange>) {
+    for (key, old_node) in &old.entries {
+        path.push(key.to_string());
+        match (old_node, new.entries.get(key)) {
+            (_, None) => report_removed(old_node.clone(), path, changes),
+            (Node::Leaf(a), Some(Node::Leaf(b))) => {
+                if a.value != b.value {
+                    changes.push(LeafChange {
+                        path: path.clone(),
+                        old: Some(a.clone()),
+                        new: Some(b.clone()),
+                    });
+                }
+            }
+            (Node::Object(a), Some(Node::Object(b))) => {
+                // Equal node hashes are taken as equal subtrees, as hash-guided repair does.
+                if a.hash != b.hash {
+                    diff_objects(a, b, path, changes);
+                }
+            }
+            (_, Some(new_node)) => {
+                report_removed(old_node.clone(), path, changes);
+                report_added(new_node, path, changes);
+            }
+        }
+        path.pop();
+    }
+    for (key, new_node) in &new.entries {
+        if !old.entries.contains_key(key) {
+            path.push(key.to_string());
+            report_added(new_node, path, changes);
+            path.pop();
+        }
+    }
+}
+
+/// Records every leaf of an added node as new.
+fn report_added(node: &Node, path: &mut Vec<String>, changes: &mut Vec<LeafChange>) {
+    match node {
+        Node::Leaf(leaf) => changes.push(LeafChange {
+            path: path.clone(),
+            old: None,
+            new: Some(leaf.clone()),
+        }),
+        Node::Object(object) => {
+            for (key, child) in &object.entries {
+                path.push(key.to_string());
+                report_added(child, path, changes);
+                path.pop();
+            }
+        }
+    }
+}
+
 impl Serialize for Object {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.entries.len()))?;
@@ -298,6 +353,21 @@ impl Topic {
         Ok(Changes { leaves: changes })
     }
 
+    /// Replaces the topic's value wholesale (a snapshot) and reports exactly the
+    /// leaves that differ, as if one patch had been applied. Costs O(old + new size).
+    pub fn replace(&mut self, value: &Value) -> Result<Changes, PatchError> {
+        let fresh = Topic::from_value(self.name.clone(), value)?;
+        let mut changes = Vec::new();
+        diff_objects(
+            &self.root,
+            &fresh.root,
+            &mut vec![self.name.clone()],
+            &mut changes,
+        );
+        self.root = fresh.root;
+        Ok(Changes { leaves: changes })
+    }
+
     /// Applies changes computed elsewhere (e.g. a conflated batch) by way of their patch.
     pub fn apply_changes(&mut self, changes: &Changes) -> Changes {
         match self.apply(&changes.to_patch()) {
@@ -368,27 +438,15 @@ impl Document {
 
     /// Replaces a topic's value wholesale (a snapshot) and returns what changed.
     pub fn replace(&mut self, topic: &str, value: &Value) -> Result<Changes, PatchError> {
-        let fresh = Topic::from_value(topic, value)?;
-        let old = self.topics.remove(topic).unwrap_or_else(|| Topic::new(topic));
-        let removed = {
-            let mut changes = Vec::new();
-            report_removed(Node::Object(old.root), &mut vec![topic.to_owned()], &mut changes);
-            Changes { leaves: changes }
-        };
-        let mut added = Vec::new();
-        fresh
-            .root
-            .for_each_leaf(&mut vec![topic.to_owned()], &mut |path, leaf| {
-                added.push(LeafChange {
-                    path: path.to_vec(),
-                    old: None,
-                    new: Some(leaf.clone()),
-                });
-            });
-        if !fresh.root.is_empty() {
-            self.topics.insert(topic.to_owned(), fresh);
+        let entry = self
+            .topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| Topic::new(topic));
+        let changes = entry.replace(value)?;
+        if entry.root.is_empty() {
+            self.topics.remove(topic);
         }
-        Ok(removed.then(Changes { leaves: added }))
+        Ok(changes)
     }
 
     /// The whole document as plain JSON, `{topic: value}`.

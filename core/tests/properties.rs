@@ -145,6 +145,19 @@ proptest! {
     }
 
     #[test]
+    fn replacing_reports_exactly_the_difference(a in tree(), b in tree()) {
+        let (a, b) = (object(a), object(b));
+        let mut t = Topic::from_value(TOPIC, &a).unwrap();
+        let before = t.hash();
+        let changes = t.replace(&b).unwrap();
+        let mut patched = Topic::from_value(TOPIC, &a).unwrap();
+        patched.apply(&changes.to_patch()).unwrap();
+        prop_assert_eq!(patched.to_value(), t.to_value());
+        prop_assert_eq!(changes.apply_to_hash(before), t.hash());
+        prop_assert_eq!(t.hash(), t.recompute_hash());
+    }
+
+    #[test]
     fn composed_changes_equal_applying_patches_in_turn(start in tree(), p1 in patch(), p2 in patch()) {
         let start = object(start);
         let mut t = Topic::from_value(TOPIC, &start).unwrap();
