@@ -1,0 +1,30 @@
+//! The suite side of clonewire (section 3 of the protocol).
+//!
+//! - [`publisher`]: a suite's store and its PUB socket: apply a change, publish the
+//!   delta with `epoch`, `seq` and the topic `hash`; heartbeats; goodbye;
+//! - [`responder`]: the REP socket on its own thread, answering from its own replica
+//!   of the store so a slow requester never delays publishing;
+//! - [`answer`]: what the REP socket says to each request (pure, no sockets);
+//! - [`history`]: the bounded per-topic delta history behind `replay`;
+//! - [`epoch`], [`clock`]: epoch names and the Unix-ms clock;
+//! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
+//! - [`follower`]: the subscriber side (join, apply, verify, repair), used by the tap;
+//! - [`sim`]: a simulator that plays realistic Cylc-like workflows through a publisher.
+
+pub mod answer;
+pub mod clock;
+pub mod epoch;
+pub mod error;
+pub mod follower;
+pub mod history;
+pub mod publisher;
+pub mod responder;
+pub mod sim;
+pub mod sockets;
+
+pub use error::Error;
+
+pub use history::HistoryLimits;
+pub use publisher::{Published, Publisher, PublisherConfig};
+
+pub use follower::{Event, Follower, FollowerConfig, Rung, Stats};

@@ -1,0 +1,374 @@
+//! A suite's publishing side: the store, the PUB socket, heartbeats and goodbye.
+//!
+//! [`Publisher::publish`] applies a merge patch to the store, and if any leaf changed
+//! sends `[topic, {"epoch", "seq", "hash", "time", "patch"}]`. The same delta goes,
+//! through a bounded channel, to the [responder](crate::responder) thread, which
+//! keeps its own copy of the store and the replay history. So answering a request,
+//! however large (a snapshot of 100 000 tasks), never holds a lock the publisher
+//! needs: the price is a second copy of the store, kept up to date in O(changed
+//! leaves) per delta. Should that channel ever fill, the responder copies the store
+//! once under the lock and carries on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use clonewire_core::protocol::encode;
+use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicState};
+use clonewire_core::{Changes, Document, Hash, Schema};
+use serde_json::Value;
+
+use crate::clock::unix_ms;
+use crate::epoch::new_epoch;
+use crate::error::Error;
+use crate::history::{HistoryLimits, Record};
+use crate::responder::{self, Feed};
+use crate::sockets::{self, CurveSecretKey};
+
+/// Deltas that may wait for the responder thread before it must copy the store afresh.
+const FEED_CAPACITY: usize = 65_536;
+/// How long the goodbye may take to leave before the PUB socket is closed anyway.
+const BYE_LINGER_MS: i32 = 250;
+
+/// How to run a publisher.
+#[derive(Clone, Debug)]
+pub struct PublisherConfig {
+    /// The suite's name, reported by `hello`.
+    pub name: String,
+    /// Where the PUB socket binds, e.g. `tcp://127.0.0.1:0` (any free port).
+    pub pub_endpoint: String,
+    /// Where the REP socket binds.
+    pub rep_endpoint: String,
+    /// Interval between `_hb` heartbeats.
+    pub heartbeat_ms: u64,
+    /// Which objects are keyed collections, reported by `hello`.
+    pub schema: Schema,
+    /// How much history each topic keeps for `replay`.
+    pub history: HistoryLimits,
+    /// Messages queued per subscriber before ZeroMQ drops (see [`sockets::PUB_HWM`]).
+    pub pub_hwm: i32,
+    /// The `retry_ms` hint in `busy` replies.
+    pub busy_retry_ms: u64,
+    /// The CURVE server key for encrypted links. Not yet supported: setting it is
+    /// refused at start rather than silently ignored.
+    pub curve_secret_key: Option<CurveSecretKey>,
+}
+
+impl PublisherConfig {
+    /// Defaults: both sockets on free ports of 127.0.0.1, a heartbeat every second.
+    pub fn new(name: impl Into<String>) -> PublisherConfig {
+        PublisherConfig {
+            name: name.into(),
+            pub_endpoint: "tcp://127.0.0.1:0".into(),
+            rep_endpoint: "tcp://127.0.0.1:0".into(),
+            heartbeat_ms: 1000,
+            schema: Schema::default(),
+            history: HistoryLimits::default(),
+            pub_hwm: sockets::PUB_HWM,
+            busy_retry_ms: 500,
+            curve_secret_key: None,
+        }
+    }
+}
+
+/// What one publish did.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The delta's seq.
+    pub seq: u64,
+    /// The topic hash after it.
+    pub hash: Hash,
+    /// The size of the body sent (or that would have been sent).
+    pub bytes: usize,
+    /// The changed leaves.
+    pub changes: Changes,
+    /// False when the delta was applied and recorded but deliberately not sent.
+    pub sent: bool,
+}
+
+/// The state the publishing calls and the heartbeat share; one short lock per delta.
+pub(crate) struct PubState {
+    socket: zmq::Socket,
+    pub(crate) epoch: String,
+    pub(crate) document: Document,
+    pub(crate) seqs: BTreeMap<String, u64>,
+    feed: SyncSender<Feed>,
+    /// The feed overflowed (or the store was reset): stop feeding until the responder
+    /// has copied the store.
+    pub(crate) feed_lost: bool,
+    stopped: bool,
+}
+
+/// What the publisher's threads share.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<PubState>,
+    /// Requests are answered `busy` while set.
+    pub(crate) busy: AtomicBool,
+    /// The responder must copy the store (the feed was lost).
+    pub(crate) resync: AtomicBool,
+    /// Threads stop when set.
+    pub(crate) stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PubState> {
+        // A panic while holding the lock leaves the store as it was before that
+        // delta's apply finished; carrying on is better than taking the suite down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running publisher: PUB and REP sockets bound, heartbeat and responder threads up.
+/// Dropping it sends `_bye` and stops the threads.
+pub struct Publisher {
+    shared: Arc<Shared>,
+    pub_endpoint: String,
+    rep_endpoint: String,
+    stop_heartbeat: Option<SyncSender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Binds both sockets and starts the heartbeat and responder threads.
+    pub fn start(config: PublisherConfig) -> Result<Publisher, Error> {
+        if config.curve_secret_key.is_some() {
+            return Err(Error::Config("CURVE is not supported yet".into()));
+        }
+        if config.heartbeat_ms == 0 {
+            return Err(Error::Config("heartbeat_ms must be at least 1".into()));
+        }
+        let ctx = zmq::Context::new();
+        let pub_socket = sockets::socket(&ctx, zmq::PUB, config.pub_hwm)?;
+        let pub_endpoint = sockets::bind(&pub_socket, &config.pub_endpoint)?;
+        let rep_socket = sockets::socket(&ctx, zmq::REP, sockets::REQREP_HWM)?;
+        rep_socket
+            .set_maxmsgsize(sockets::MAX_REQUEST_BYTES)
+            .map_err(|e| Error::zmq("set max request size", e))?;
+        let rep_endpoint = sockets::bind(&rep_socket, &config.rep_endpoint)?;
+
+        let epoch = new_epoch();
+        let (feed_tx, feed_rx) = mpsc::sync_channel(FEED_CAPACITY);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PubState {
+                socket: pub_socket,
+                epoch: epoch.clone(),
+                document: Document::new(),
+                seqs: BTreeMap::new(),
+                feed: feed_tx,
+                feed_lost: false,
+                stopped: false,
+            }),
+            busy: AtomicBool::new(false),
+            resync: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let responder = responder::Responder::new(rep_socket, feed_rx, Arc::clone(&shared), &config, epoch);
+        let (stop_tx, stop_rx) = mpsc::sync_channel(1);
+        let mut threads = Vec::new();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("{}-rep", config.name))
+                .spawn(move || responder.run())?,
+        );
+        let beat = Arc::clone(&shared);
+        let interval = Duration::from_millis(config.heartbeat_ms);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("{}-hb", config.name))
+                .spawn(move || heartbeat_loop(&beat, interval, &stop_rx))?,
+        );
+        tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, "publisher started");
+        Ok(Publisher {
+            shared,
+            pub_endpoint,
+            rep_endpoint,
+            stop_heartbeat: Some(stop_tx),
+            threads,
+        })
+    }
+
+    /// The endpoint the PUB socket is bound to (with the real port).
+    pub fn pub_endpoint(&self) -> &str {
+        &self.pub_endpoint
+    }
+
+    /// The endpoint the REP socket is bound to (with the real port).
+    pub fn rep_endpoint(&self) -> &str {
+        &self.rep_endpoint
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> String {
+        self.shared.lock().epoch.clone()
+    }
+
+    /// A topic's latest seq and hash (seq 0 if never published this epoch).
+    pub fn topic_state(&self, topic: &str) -> TopicState {
+        let state = self.shared.lock();
+        TopicState {
+            seq: state.seqs.get(topic).copied().unwrap_or(0),
+            hash: state.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash()),
+        }
+    }
+
+    /// Applies `patch` (an RFC 7386 merge patch) to `topic` and publishes the delta.
+    /// Returns `None`, sending nothing, when no leaf changed.
+    pub fn publish(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
+        self.apply(topic, patch, true)
+    }
+
+    /// Applies and records a delta exactly like [`publish`](Self::publish) (its seq is
+    /// used, heartbeats and `replay` know it) but does not send it: a lost message,
+    /// for exercising a subscriber's repair.
+    pub fn publish_unsent(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
+        self.apply(topic, patch, false)
+    }
+
+    fn apply(&self, topic: &str, patch: Value, send: bool) -> Result<Option<Published>, Error> {
+        if topic.is_empty() || topic.starts_with('_') {
+            return Err(Error::Config(format!(
+                "topic {topic:?}: names are non-empty and may not start with '_'"
+            )));
+        }
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
+        if state.stopped {
+            return Err(Error::Stopped);
+        }
+        let changes = state.document.apply(topic, &patch)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let seq = {
+            let seq = state.seqs.entry(topic.to_owned()).or_insert(0);
+            *seq += 1;
+            *seq
+        };
+        let hash = state.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash());
+        let delta = Delta {
+            epoch: state.epoch.clone(),
+            seq,
+            hash,
+            time: Some(unix_ms()),
+            patch,
+        };
+        let body = encode(&delta);
+        let bytes = body.len();
+        if !state.feed_lost {
+            let record = Arc::new(Record {
+                seq,
+                hash,
+                time: delta.time,
+                patch: delta.patch,
+                bytes,
+            });
+            match state.feed.try_send(Feed {
+                topic: topic.to_owned(),
+                record,
+            }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!("responder fell behind; it will copy the store afresh");
+                    state.feed_lost = true;
+                    self.shared.resync.store(true, Ordering::Release);
+                }
+                Err(TrySendError::Disconnected(_)) => state.feed_lost = true,
+            }
+        }
+        if send {
+            if let Err(e) = state
+                .socket
+                .send_multipart([topic.as_bytes(), &body], zmq::DONTWAIT)
+            {
+                tracing::warn!(topic, seq, error = %e, "could not send a delta");
+            }
+        }
+        Ok(Some(Published {
+            seq,
+            hash,
+            bytes,
+            changes,
+            sent: send,
+        }))
+    }
+
+    /// Marks the suite busy (requests are answered `busy`) or not.
+    pub fn set_busy(&self, busy: bool) {
+        self.shared.busy.store(busy, Ordering::Release);
+    }
+
+    /// Starts a new epoch in place, as if the suite process had restarted: an empty
+    /// store, seqs from 1 again, no history. Returns the new epoch.
+    pub fn restart(&self) -> String {
+        let mut state = self.shared.lock();
+        state.epoch = new_epoch();
+        state.document = Document::new();
+        state.seqs.clear();
+        state.feed_lost = true;
+        self.shared.resync.store(true, Ordering::Release);
+        tracing::info!(epoch = %state.epoch, "new epoch");
+        state.epoch.clone()
+    }
+
+    /// Sends `_bye` and stops the threads. Publishing afterwards is an error.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        {
+            let mut state = self.shared.lock();
+            if !state.stopped {
+                state.stopped = true;
+                let (topic, body) = PubMessage::Bye(Bye {
+                    epoch: state.epoch.clone(),
+                })
+                .encode();
+                if let Err(e) = state.socket.send_multipart([topic, body], zmq::DONTWAIT) {
+                    tracing::warn!(error = %e, "could not send goodbye");
+                }
+                // Give the goodbye a bounded moment to leave when the socket closes.
+                let _ = state.socket.set_linger(BYE_LINGER_MS);
+            }
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        drop(self.stop_heartbeat.take());
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a publisher thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `_hb` every `interval` until told to stop (or the sender is dropped).
+fn heartbeat_loop(shared: &Shared, interval: Duration, stop: &Receiver<()>) {
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let state = shared.lock();
+        if state.stopped {
+            return;
+        }
+        let (topic, body) = PubMessage::Heartbeat(Heartbeat {
+            epoch: state.epoch.clone(),
+            time: Some(unix_ms()),
+            seqs: state.seqs.clone(),
+        })
+        .encode();
+        if let Err(e) = state.socket.send_multipart([topic, body], zmq::DONTWAIT) {
+            tracing::warn!(error = %e, "could not send a heartbeat");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The REP socket's thread. It owns a [`Replica`] of the store, fed with every delta
+//! the publisher applies, so it answers any request (a snapshot of a large store
+//! included) without holding the publisher's lock: publishing never waits for a
+//! requester, and a slow or vanished requester only ever delays other requests.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use clonewire_core::Document;
+
+use crate::answer::{self, Replica};
+use crate::history::{History, Record};
+use crate::publisher::{PublisherConfig, Shared};
+
+/// How often the thread wakes without requests, to apply deltas and check for stop.
+const POLL_MS: i64 = 25;
+
+/// A delta on its way from the publisher to the responder's replica.
+pub(crate) struct Feed {
+    pub(crate) topic: String,
+    pub(crate) record: Arc<Record>,
+}
+
+pub(crate) struct Responder {
+    socket: zmq::Socket,
+    feed: Receiver<Feed>,
+    shared: Arc<Shared>,
+    replica: Replica,
+    busy_retry_ms: u64,
+}
+
+impl Responder {
+    pub(crate) fn new(
+        socket: zmq::Socket,
+        feed: Receiver<Feed>,
+        shared: Arc<Shared>,
+        config: &PublisherConfig,
+        epoch: String,
+    ) -> Responder {
+        Responder {
+            socket,
+            feed,
+            shared,
+            replica: Replica {
+                name: config.name.clone(),
+                heartbeat_ms: config.heartbeat_ms,
+                schema: config.schema.clone(),
+                epoch,
+                document: Document::new(),
+                seqs: Default::default(),
+                history: History::new(config.history),
+            },
+            busy_retry_ms: config.busy_retry_ms,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        while !self.shared.stop.load(Ordering::Acquire) {
+            self.catch_up();
+            match self.socket.poll(zmq::POLLIN, POLL_MS) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "REP socket poll failed; responder stops");
+                    return;
+                }
+            }
+            let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not receive a request");
+                    continue;
+                }
+            };
+            // Answer from the newest state: everything published before the request.
+            self.catch_up();
+            let reply = if self.shared.busy.load(Ordering::Acquire) {
+                answer::busy(self.busy_retry_ms)
+            } else {
+                match frames.as_slice() {
+                    [request] => answer::answer(&self.replica, request),
+                    _ => answer::bad_request(format!(
+                        "a request is one frame of JSON, got {} frames",
+                        frames.len()
+                    )),
+                }
+            };
+            if let Err(e) = self.socket.send(reply, zmq::DONTWAIT) {
+                tracing::warn!(error = %e, "could not send a reply");
+            }
+        }
+    }
+
+    /// Applies every delta waiting in the feed, or copies the store afresh if the feed
+    /// was lost (overflow or a new epoch).
+    fn catch_up(&mut self) {
+        if self.shared.resync.load(Ordering::Acquire) {
+            self.resync();
+        }
+        while let Ok(Feed { topic, record }) = self.feed.try_recv() {
+            if let Err(e) = self.replica.document.apply(&topic, &record.patch) {
+                // Cannot happen: the publisher applied the same patch to the same state.
+                tracing::error!(error = %e, "replica refused a published patch");
+            }
+            self.replica.seqs.insert(topic.clone(), record.seq);
+            self.replica.history.push(&topic, record);
+        }
+    }
+
+    /// Copies the publisher's store under its lock. O(store), so only after the feed
+    /// overflowed, or after a restart (when the store is empty).
+    fn resync(&mut self) {
+        let mut state = self.shared.lock();
+        while self.feed.try_recv().is_ok() {}
+        self.replica.epoch = state.epoch.clone();
+        self.replica.document = state.document.clone();
+        self.replica.seqs = state.seqs.clone();
+        self.replica.history.clear();
+        state.feed_lost = false;
+        self.shared.resync.store(false, Ordering::Release);
+        tracing::debug!(epoch = %state.epoch, "responder copied the store");
+    }
+}

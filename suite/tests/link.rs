@@ -1,0 +1,306 @@
+//! The publisher and the follower over real sockets on 127.0.0.1: joining,
+//! following, hash checks, and every repair path of section 3 of the protocol.
+
+use std::time::{Duration, Instant};
+
+use clonewire_core::Schema;
+use clonewire_suite::{Event, Follower, FollowerConfig, HistoryLimits, Publisher, PublisherConfig, Rung};
+use serde_json::{json, Value};
+
+fn publisher(history: HistoryLimits) -> Publisher {
+    let mut config = PublisherConfig::new("test-suite");
+    config.heartbeat_ms = 50;
+    config.history = history;
+    config.busy_retry_ms = 50;
+    config.schema = Schema::new([vec!["taskProxies"]]);
+    Publisher::start(config).expect("publisher starts")
+}
+
+fn follower(suite: &Publisher) -> Follower {
+    let mut config = FollowerConfig::new(suite.pub_endpoint(), suite.rep_endpoint());
+    config.request_timeout = Duration::from_millis(500);
+    config.backoff_min = Duration::from_millis(20);
+    config.backoff_max = Duration::from_millis(200);
+    Follower::connect(config).expect("follower connects")
+}
+
+fn task(n: u64, status: &str) -> Value {
+    json!({ format!("1/t{n}"): {"name": format!("t{n}"), "status": status} })
+}
+
+/// Drives the follower until `done` holds (true) or 5 s pass (false), collecting events.
+fn run_until(f: &mut Follower, events: &mut Vec<Event>, done: impl Fn(&Follower) -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if let Some(event) = f.next_event(Duration::from_millis(20)).expect("follower runs") {
+            events.push(event);
+        }
+        if done(f) {
+            // Hand out whatever is already due, then stop.
+            while let Some(event) = f.next_event(Duration::ZERO).expect("follower runs") {
+                events.push(event);
+            }
+            return true;
+        }
+    }
+    false
+}
+
+/// True when the follower holds exactly what the suite holds for `topic`.
+fn caught_up(f: &Follower, suite: &Publisher, topic: &str) -> bool {
+    let want = suite.topic_state(topic);
+    f.is_synced() && f.seq(topic) == Some(want.seq) && f.topic(topic).map(|t| t.hash()) == Some(want.hash)
+}
+
+fn join(f: &mut Follower, suite: &Publisher) -> Vec<Event> {
+    let mut events = Vec::new();
+    assert!(
+        run_until(f, &mut events, |f| caught_up(f, suite, "taskProxies")),
+        "joined: {events:?}"
+    );
+    events
+}
+
+#[test]
+fn follower_joins_then_applies_and_verifies_every_delta() {
+    let suite = publisher(HistoryLimits::default());
+    for n in 0..20 {
+        suite.publish("taskProxies", task(n, "waiting")).unwrap();
+    }
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    assert!(events.iter().any(|e| matches!(e, Event::Joined { .. })));
+    assert_eq!(f.name(), "test-suite");
+    assert_eq!(f.schema(), &Schema::new([vec!["taskProxies"]]));
+    for n in 0..20 {
+        suite.publish("taskProxies", task(n, "running")).unwrap();
+        suite
+            .publish("workflow", json!({"status": "running", "n": n}))
+            .unwrap();
+    }
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    ) && caught_up(
+        f, &suite, "workflow"
+    )));
+    let applied = events.iter().filter(|e| matches!(e, Event::Delta { .. })).count();
+    assert!(applied >= 40, "{applied} deltas applied");
+    let stats = f.stats();
+    assert_eq!((stats.gaps, stats.mismatches), (0, 0), "{stats:?}");
+    assert_eq!(
+        f.topic("taskProxies").unwrap().to_value()["1/t7"]["status"],
+        "running"
+    );
+    // The maintained hash is the hash of what the replica holds.
+    let replica = f.topic("taskProxies").unwrap();
+    assert_eq!(replica.hash(), replica.recompute_hash());
+}
+
+#[test]
+fn an_empty_change_sends_nothing() {
+    let suite = publisher(HistoryLimits::default());
+    assert!(suite
+        .publish("taskProxies", task(1, "waiting"))
+        .unwrap()
+        .is_some());
+    assert!(suite
+        .publish("taskProxies", task(1, "waiting"))
+        .unwrap()
+        .is_none());
+    assert!(suite
+        .publish("taskProxies", json!({"1/nobody": null}))
+        .unwrap()
+        .is_none());
+    assert_eq!(suite.topic_state("taskProxies").seq, 1);
+    assert!(
+        suite.publish("_hb", json!({"x": 1})).is_err(),
+        "reserved topic names are refused"
+    );
+}
+
+#[test]
+fn a_lost_delta_is_repaired_by_replay() {
+    let suite = publisher(HistoryLimits::default());
+    suite.publish("taskProxies", task(1, "waiting")).unwrap();
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    suite.publish_unsent("taskProxies", task(2, "waiting")).unwrap();
+    suite.publish("taskProxies", task(3, "waiting")).unwrap();
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Gap {
+            have: 1,
+            seen: 3,
+            heartbeat: false,
+            ..
+        }
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Repaired {
+            rung: Rung::Replay,
+            seq: 3,
+            ..
+        }
+    )));
+    assert_eq!(f.stats().repairs_replay, 1);
+    assert_eq!(
+        f.topic("taskProxies").unwrap().to_value()["1/t2"]["status"],
+        "waiting"
+    );
+}
+
+#[test]
+fn a_heartbeat_reveals_a_lost_last_delta() {
+    let suite = publisher(HistoryLimits::default());
+    suite.publish("taskProxies", task(1, "waiting")).unwrap();
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    suite.publish_unsent("taskProxies", task(1, "running")).unwrap();
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Gap {
+            heartbeat: true,
+            seen: 2,
+            ..
+        }
+    )));
+    assert_eq!(f.stats().repairs_replay, 1);
+}
+
+#[test]
+fn when_history_is_gone_a_snapshot_repairs() {
+    let suite = publisher(HistoryLimits {
+        max_deltas: 2,
+        max_bytes: 1 << 20,
+    });
+    suite.publish("taskProxies", task(1, "waiting")).unwrap();
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    suite.publish_unsent("taskProxies", task(2, "waiting")).unwrap();
+    for n in 3..8 {
+        suite.publish("taskProxies", task(n, "waiting")).unwrap();
+    }
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Repaired {
+            rung: Rung::Snapshot,
+            ..
+        }
+    )));
+    assert_eq!((f.stats().repairs_snapshot, f.stats().repairs_replay), (1, 0));
+}
+
+#[test]
+fn a_busy_suite_is_retried_until_it_answers() {
+    let suite = publisher(HistoryLimits::default());
+    suite.publish("taskProxies", task(1, "waiting")).unwrap();
+    suite.set_busy(true);
+    let mut f = follower(&suite);
+    let mut events = Vec::new();
+    run_until(&mut f, &mut events, |f| f.stats().busy >= 3);
+    assert!(f.stats().busy >= 3, "{:?}", f.stats());
+    assert!(!f.is_synced());
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Busy { op: "hello", .. })));
+    suite.set_busy(false);
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
+}
+
+#[test]
+fn a_restart_is_followed_into_the_new_epoch() {
+    let suite = publisher(HistoryLimits::default());
+    for n in 0..5 {
+        suite.publish("taskProxies", task(n, "running")).unwrap();
+    }
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    let old = f.epoch().unwrap().to_owned();
+    let new = suite.restart();
+    suite.publish("taskProxies", task(9, "waiting")).unwrap();
+    assert!(run_until(&mut f, &mut events, |f| f.epoch()
+        == Some(new.as_str())
+        && caught_up(f, &suite, "taskProxies")));
+    assert_ne!(old, new);
+    assert!(events.iter().any(|e| matches!(e, Event::NewEpoch { .. })));
+    assert_eq!(f.seq("taskProxies"), Some(1));
+    let value = f.topic("taskProxies").unwrap().to_value();
+    assert_eq!(
+        value.as_object().unwrap().len(),
+        1,
+        "the old epoch's tasks are gone: {value}"
+    );
+}
+
+#[test]
+fn a_suite_that_is_down_times_out_then_is_joined_when_it_comes_up() {
+    let first = publisher(HistoryLimits::default());
+    let (pub_ep, rep_ep) = (first.pub_endpoint().to_owned(), first.rep_endpoint().to_owned());
+    drop(first);
+    let mut config = FollowerConfig::new(&pub_ep, &rep_ep);
+    config.request_timeout = Duration::from_millis(150);
+    config.backoff_min = Duration::from_millis(20);
+    config.backoff_max = Duration::from_millis(100);
+    let mut f = Follower::connect(config).unwrap();
+    let mut events = Vec::new();
+    run_until(&mut f, &mut events, |f| f.stats().timeouts >= 2);
+    assert!(f.stats().timeouts >= 2, "{:?}", f.stats());
+    let mut again = PublisherConfig::new("test-suite");
+    again.pub_endpoint = pub_ep;
+    again.rep_endpoint = rep_ep;
+    let suite = Publisher::start(again).expect("rebinds the same ports");
+    suite.publish("taskProxies", task(1, "waiting")).unwrap();
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
+}
+
+#[test]
+fn malformed_requests_get_bad_request_and_the_suite_carries_on() {
+    let suite = publisher(HistoryLimits::default());
+    let ctx = zmq::Context::new();
+    let ask = |frames: Vec<&[u8]>| -> Value {
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.set_linger(0).unwrap();
+        req.set_rcvtimeo(2000).unwrap();
+        req.connect(suite.rep_endpoint()).unwrap();
+        req.send_multipart(frames, 0).unwrap();
+        serde_json::from_slice(&req.recv_bytes(0).expect("a reply")).unwrap()
+    };
+    let reply = ask(vec![b"{not json"]);
+    assert_eq!(reply["error"], "bad_request");
+    assert!(reply["message"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(ask(vec![b"{}", b"{}"])["error"], "bad_request");
+    assert_eq!(
+        ask(vec![br#"{"op": "replay", "topic": 5, "from": 1}"#])["error"],
+        "bad_request"
+    );
+    assert_eq!(ask(vec![br#"{"op": "launch"}"#])["error"], "unsupported");
+    let hello = ask(vec![br#"{"op": "hello"}"#]);
+    assert_eq!(hello["protocol"], "clonewire/1");
+    assert_eq!(hello["heartbeat_ms"], 50);
+}
