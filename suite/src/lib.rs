@@ -28,3 +28,4 @@ pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
 pub use follower::{Event, Follower, FollowerConfig, Rung, Stats};
+pub use sim::{SimConfig, SimHandle, Simulator};

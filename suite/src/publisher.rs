@@ -265,18 +265,13 @@ impl Publisher {
                 patch: delta.patch,
                 bytes,
             });
-            match state.feed.try_send(Feed {
-                topic: topic.to_owned(),
-                record,
-            }) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    tracing::warn!("responder fell behind; it will copy the store afresh");
-                    state.feed_lost = true;
-                    self.shared.resync.store(true, Ordering::Release);
-                }
-                Err(TrySendError::Disconnected(_)) => state.feed_lost = true,
-            }
+            self.feed(
+                state,
+                Feed::Delta {
+                    topic: topic.to_owned(),
+                    record,
+                },
+            );
         }
         if send {
             if let Err(e) = state
@@ -295,6 +290,22 @@ impl Publisher {
         }))
     }
 
+    /// Passes `item` to the responder, or, if its queue is full, has it copy the store.
+    fn feed(&self, state: &mut PubState, item: Feed) {
+        if state.feed_lost {
+            return;
+        }
+        match state.feed.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("responder fell behind; it will copy the store afresh");
+                state.feed_lost = true;
+                self.shared.resync.store(true, Ordering::Release);
+            }
+            Err(TrySendError::Disconnected(_)) => state.feed_lost = true,
+        }
+    }
+
     /// Marks the suite busy (requests are answered `busy`) or not.
     pub fn set_busy(&self, busy: bool) {
         self.shared.busy.store(busy, Ordering::Release);
@@ -307,10 +318,10 @@ impl Publisher {
         state.epoch = new_epoch();
         state.document = Document::new();
         state.seqs.clear();
-        state.feed_lost = true;
-        self.shared.resync.store(true, Ordering::Release);
-        tracing::info!(epoch = %state.epoch, "new epoch");
-        state.epoch.clone()
+        let epoch = state.epoch.clone();
+        self.feed(&mut state, Feed::Restart { epoch: epoch.clone() });
+        tracing::info!(%epoch, "new epoch");
+        epoch
     }
 
     /// Sends `_bye` and stops the threads. Publishing afterwards is an error.

@@ -16,10 +16,12 @@ use crate::publisher::{PublisherConfig, Shared};
 /// How often the thread wakes without requests, to apply deltas and check for stop.
 const POLL_MS: i64 = 25;
 
-/// A delta on its way from the publisher to the responder's replica.
-pub(crate) struct Feed {
-    pub(crate) topic: String,
-    pub(crate) record: Arc<Record>,
+/// What the publisher tells the responder's replica, in publishing order.
+pub(crate) enum Feed {
+    /// A delta was applied.
+    Delta { topic: String, record: Arc<Record> },
+    /// A new epoch began with an empty store.
+    Restart { epoch: String },
 }
 
 pub(crate) struct Responder {
@@ -99,18 +101,28 @@ impl Responder {
         if self.shared.resync.load(Ordering::Acquire) {
             self.resync();
         }
-        while let Ok(Feed { topic, record }) = self.feed.try_recv() {
-            if let Err(e) = self.replica.document.apply(&topic, &record.patch) {
-                // Cannot happen: the publisher applied the same patch to the same state.
-                tracing::error!(error = %e, "replica refused a published patch");
+        while let Ok(feed) = self.feed.try_recv() {
+            match feed {
+                Feed::Delta { topic, record } => {
+                    if let Err(e) = self.replica.document.apply(&topic, &record.patch) {
+                        // Cannot happen: the publisher applied this patch to the same state.
+                        tracing::error!(error = %e, "replica refused a published patch");
+                    }
+                    self.replica.seqs.insert(topic.clone(), record.seq);
+                    self.replica.history.push(&topic, record);
+                }
+                Feed::Restart { epoch } => {
+                    self.replica.epoch = epoch;
+                    self.replica.document = Document::new();
+                    self.replica.seqs.clear();
+                    self.replica.history.clear();
+                }
             }
-            self.replica.seqs.insert(topic.clone(), record.seq);
-            self.replica.history.push(&topic, record);
         }
     }
 
     /// Copies the publisher's store under its lock. O(store), so only after the feed
-    /// overflowed, or after a restart (when the store is empty).
+    /// overflowed.
     fn resync(&mut self) {
         let mut state = self.shared.lock();
         while self.feed.try_recv().is_ok() {}

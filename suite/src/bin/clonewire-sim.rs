@@ -1,1 +1,121 @@
-fn main() {}
+//! `clonewire-sim`: a simulated Cylc-like suite on a PUB and a REP socket.
+//! Prints one JSON line with the bound endpoints, logs to stderr, and on Ctrl-C or
+//! SIGTERM says goodbye (`_bye`) and exits 0.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Parser;
+use clonewire_suite::sim::{SimConfig, Simulator};
+
+/// Plays realistic workflows (tasks through waiting, preparing, submitted, running,
+/// succeeded or failed; cycles spawned and pruned) as a clonewire suite.
+#[derive(Parser, Debug)]
+#[command(name = "clonewire-sim", version)]
+struct Args {
+    /// The suite's (workflow's) name, reported by `hello`.
+    #[arg(long, default_value = "demo")]
+    name: String,
+    /// Where the PUB socket (deltas, heartbeats) binds; port 0 picks a free port.
+    #[arg(long = "pub", value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:5560")]
+    pub_endpoint: String,
+    /// Where the REP socket (hello, snapshot, verify, replay, hashes, get) binds.
+    #[arg(long = "rep", value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:5561")]
+    rep_endpoint: String,
+    /// About how many tasks are live at once (spread over a few cycles).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    tasks: usize,
+    /// Deltas per second, over all topics.
+    #[arg(long, value_name = "DELTAS_PER_S", default_value_t = 50.0)]
+    rate: f64,
+    /// Seed of the workflow's choices: the same seed plays the same workflow.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Every SECS seconds, simulate a slow config reload: requests are answered
+    /// `busy` for --busy-for seconds (deltas keep flowing).
+    #[arg(long, value_name = "SECS")]
+    busy_every: Option<f64>,
+    /// How long each busy period lasts.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    busy_for: f64,
+    /// Fraction of deltas (0..1) applied and counted but never sent, so subscribers
+    /// must detect the gap and repair it.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    drop: f64,
+    /// Every SECS seconds, restart: a new epoch, a fresh store, seqs from 1.
+    #[arg(long, value_name = "SECS")]
+    restart_every: Option<f64>,
+    /// Interval between `_hb` heartbeats, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    heartbeat_ms: u64,
+}
+
+fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--{flag} must be a positive number of seconds, got {secs}"))
+}
+
+fn config(args: Args) -> Result<SimConfig, String> {
+    Ok(SimConfig {
+        busy_every: args.busy_every.map(|s| seconds("busy-every", s)).transpose()?,
+        busy_for: seconds("busy-for", args.busy_for)?,
+        restart_every: args
+            .restart_every
+            .map(|s| seconds("restart-every", s))
+            .transpose()?,
+        pub_endpoint: args.pub_endpoint,
+        rep_endpoint: args.rep_endpoint,
+        tasks: args.tasks,
+        rate: args.rate,
+        seed: args.seed,
+        drop: args.drop,
+        heartbeat_ms: args.heartbeat_ms,
+        ..SimConfig::new(args.name)
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match config(Args::parse()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (tx, rx) = mpsc::sync_channel(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    }) {
+        eprintln!("error: cannot handle Ctrl-C: {e}");
+        return ExitCode::from(1);
+    }
+    let sim = match Simulator::start(config) {
+        Ok(sim) => sim,
+        Err(clonewire_suite::Error::Config(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"name": sim.name(), "pub": sim.pub_endpoint(), "rep": sim.rep_endpoint()})
+    );
+    let _ = rx.recv();
+    tracing::info!("stopping");
+    sim.stop();
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,222 @@
-fn main() {}
+//! `clonewire-tap`: follows a suite like a relay does (subscribe, hello, snapshot,
+//! apply in order, verify every hash, repair gaps) and prints one line per delta.
+//! With `--check SECS` it exits non-zero if anything is left unrepaired.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use clonewire_core::Changes;
+use clonewire_suite::{Event, Follower, FollowerConfig, Rung, Stats};
+
+/// How long `--check` waits past its end for repairs under way to finish.
+const GRACE: Duration = Duration::from_secs(5);
+/// Changed paths shown per delta line.
+const PATHS_SHOWN: usize = 3;
+/// Characters shown per path.
+const PATH_CHARS: usize = 60;
+
+/// Follows a clonewire suite and prints its stream, verifying every hash.
+#[derive(Parser, Debug)]
+#[command(name = "clonewire-tap", version)]
+struct Args {
+    /// The suite's PUB endpoint, e.g. tcp://127.0.0.1:5560.
+    sub_endpoint: String,
+    /// The suite's REP endpoint, e.g. tcp://127.0.0.1:5561.
+    rep_endpoint: String,
+    /// Run this many seconds, print a one-line summary and exit 1 if any topic is
+    /// left unrepaired (or the suite was never joined).
+    #[arg(long, value_name = "SECS")]
+    check: Option<f64>,
+    /// Follow only this topic (repeatable); default: every topic.
+    #[arg(long = "topic", value_name = "TOPIC")]
+    topics: Vec<String>,
+    /// Print only repairs, epochs and the summary, not every delta.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Deadline of each request, in milliseconds; a late request is retried on a
+    /// fresh socket.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    timeout_ms: u64,
+}
+
+fn abbreviate(changes: &Changes) -> String {
+    let mut shown: Vec<String> = changes
+        .leaves
+        .iter()
+        .take(PATHS_SHOWN)
+        .map(|c| {
+            let path = c.path.get(1..).unwrap_or_default().join(".");
+            let sign = match (&c.old, &c.new) {
+                (None, _) => "+",
+                (_, None) => "-",
+                _ => "",
+            };
+            let mut text: String = path.chars().take(PATH_CHARS).collect();
+            if path.chars().count() > PATH_CHARS {
+                text.push('…');
+            }
+            format!("{sign}{text}")
+        })
+        .collect();
+    if changes.len() > PATHS_SHOWN {
+        shown.push(format!("(+{} more)", changes.len() - PATHS_SHOWN));
+    }
+    shown.join(" ")
+}
+
+/// The line for an event, or `None` when `quiet` hides it.
+fn line(event: &Event, quiet: bool) -> Option<String> {
+    Some(match event {
+        Event::Delta {
+            topic,
+            seq,
+            bytes,
+            changes,
+        } => {
+            if quiet {
+                return None;
+            }
+            format!(
+                "{topic} #{seq} {bytes}B {}: {}",
+                changes.len(),
+                abbreviate(changes)
+            )
+        }
+        Event::Joined { name, epoch, topics } => format!("* joined {name} epoch {epoch} ({topics} topics)"),
+        Event::NewEpoch { epoch } => format!("* new epoch {epoch}: following afresh"),
+        Event::Bye { epoch } => format!("* goodbye from epoch {epoch}"),
+        Event::Gap {
+            topic,
+            have,
+            seen,
+            heartbeat,
+        } => format!(
+            "! gap in {topic}: have #{have}, {} #{seen}",
+            if *heartbeat { "heartbeat says" } else { "received" }
+        ),
+        Event::Mismatch {
+            topic,
+            seq,
+            expected,
+            got,
+        } => format!("! hash mismatch in {topic} #{seq}: suite {expected}, ours {got}"),
+        Event::Repaired { topic, seq, rung } => format!(
+            "+ repaired {topic} at #{seq} by {}",
+            match rung {
+                Rung::Replay => "replay",
+                Rung::Snapshot => "snapshot",
+            }
+        ),
+        Event::Busy { op, retry_in } => format!("~ suite busy ({op}); retry in {} ms", retry_in.as_millis()),
+        Event::Timeout { op } => format!("~ {op} timed out; reconnecting"),
+        Event::Refused { op, code, message } => format!("! {op} refused: {code:?}: {message}"),
+        Event::Malformed { reason } => format!("! malformed: {reason}"),
+        Event::Stale { silent_for } => format!("~ nothing heard for {:.1} s", silent_for.as_secs_f64()),
+    })
+}
+
+fn summary(stats: &Stats, unrepaired: usize) -> String {
+    format!(
+        "deltas {}, {:.1} KiB, gaps {}, repairs: replay {}, snapshot {}; mismatches {}, unrepaired {}, \
+         epochs {}, busy {}, timeouts {}",
+        stats.deltas,
+        stats.bytes as f64 / 1024.0,
+        stats.gaps,
+        stats.repairs_replay,
+        stats.repairs_snapshot,
+        stats.mismatches,
+        unrepaired,
+        stats.joins,
+        stats.busy,
+        stats.timeouts,
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let check = match args.check.map(Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => {
+            eprintln!("error: --check must be a number of seconds");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Release)) {
+        eprintln!("error: cannot handle Ctrl-C: {e}");
+        return ExitCode::from(1);
+    }
+    let mut config = FollowerConfig::new(&args.sub_endpoint, &args.rep_endpoint);
+    config.topics = (!args.topics.is_empty()).then_some(args.topics);
+    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    let mut follower = match Follower::connect(config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let end = check.map(|d| Instant::now() + d);
+    let mut pending_lines = 0;
+    loop {
+        let now = Instant::now();
+        let past_end = end.is_some_and(|e| now >= e);
+        let past_grace = end.is_some_and(|e| now >= e + GRACE);
+        if stop.load(Ordering::Acquire) || past_grace || (past_end && follower.is_synced()) {
+            break;
+        }
+        match follower.next_event(Duration::from_millis(100)) {
+            Ok(Some(event)) => {
+                if let Some(text) = line(&event, args.quiet) {
+                    if writeln!(out, "{text}").is_err() {
+                        return ExitCode::SUCCESS; // stdout closed: nobody is reading
+                    }
+                    pending_lines += 1;
+                }
+                if pending_lines >= 100 {
+                    let _ = out.flush();
+                    pending_lines = 0;
+                }
+            }
+            Ok(None) => {
+                let _ = out.flush();
+                pending_lines = 0;
+            }
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let unrepaired = follower.untrusted().len();
+    let joined = follower.stats().joins > 0;
+    let ok = joined && unrepaired == 0;
+    let verdict = match (check.is_some(), ok, joined) {
+        (false, _, _) => "",
+        (true, true, _) => " - OK",
+        (true, false, false) => " - FAILED: never joined the suite",
+        (true, false, true) => " - FAILED: unrepaired topics",
+    };
+    let _ = writeln!(out, "{}{verdict}", summary(follower.stats(), unrepaired));
+    let _ = out.flush();
+    if check.is_some() && !ok {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

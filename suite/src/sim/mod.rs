@@ -1,1 +1,313 @@
-//! placeholder
+//! A simulator that plays realistic Cylc-like workflows through a [`Publisher`], for
+//! demos, tests and benchmarks. Several can run side by side in one process:
+//!
+//! ```no_run
+//! use clonewire_suite::sim::{SimConfig, Simulator};
+//! let a = Simulator::start(SimConfig::new("alpha")).unwrap();
+//! let b = Simulator::start(SimConfig::new("beta")).unwrap();
+//! println!("{} {}", a.pub_endpoint(), a.rep_endpoint());
+//! a.stop();
+//! b.stop();
+//! ```
+//!
+//! Besides playing the workflow (see [`workflow`]), it can misbehave on purpose:
+//! answer `busy` for a while (a slow config reload), drop deltas (counted and
+//! applied, never sent, so subscribers must repair) and restart (a new epoch).
+
+pub mod calendar;
+pub mod workflow;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clonewire_core::Schema;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::history::HistoryLimits;
+use crate::publisher::{Publisher, PublisherConfig};
+pub use workflow::Workflow;
+
+/// The longest the simulator sleeps at once, so `stop` is prompt.
+const NAP: Duration = Duration::from_millis(20);
+/// Falling further behind the rate than this resets the schedule instead of bursting.
+const MAX_LAG: Duration = Duration::from_secs(1);
+
+/// How to run a simulated suite.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The suite's (workflow's) name.
+    pub name: String,
+    /// Where the PUB socket binds.
+    pub pub_endpoint: String,
+    /// Where the REP socket binds.
+    pub rep_endpoint: String,
+    /// About how many tasks are live at once.
+    pub tasks: usize,
+    /// Deltas per second, over all topics.
+    pub rate: f64,
+    /// Seed of the workflow's choices: the same seed plays the same workflow.
+    pub seed: u64,
+    /// Heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Every this often, become busy (a slow config reload)...
+    pub busy_every: Option<Duration>,
+    /// ...for this long: requests are answered `busy` (deltas keep flowing).
+    pub busy_for: Duration,
+    /// The fraction of deltas applied and counted but not sent.
+    pub drop: f64,
+    /// Every this often, restart: a new epoch, a fresh store, seqs from 1.
+    pub restart_every: Option<Duration>,
+    /// Replay history per topic.
+    pub history: HistoryLimits,
+}
+
+impl SimConfig {
+    /// 200 tasks, 50 deltas/s, seed 1, ephemeral ports on 127.0.0.1, no misbehaviour.
+    pub fn new(name: impl Into<String>) -> SimConfig {
+        SimConfig {
+            name: name.into(),
+            pub_endpoint: "tcp://127.0.0.1:0".into(),
+            rep_endpoint: "tcp://127.0.0.1:0".into(),
+            tasks: 200,
+            rate: 50.0,
+            seed: 1,
+            heartbeat_ms: 1000,
+            busy_every: None,
+            busy_for: Duration::from_secs(2),
+            drop: 0.0,
+            restart_every: None,
+            history: HistoryLimits::default(),
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return bad("rate must be a positive number of deltas per second");
+        }
+        if !(0.0..=1.0).contains(&self.drop) {
+            return bad("drop must be a fraction between 0 and 1");
+        }
+        if self.tasks == 0 {
+            return bad("tasks must be at least 1");
+        }
+        if self.busy_every.is_some_and(|e| e.is_zero()) || self.restart_every.is_some_and(|e| e.is_zero()) {
+            return bad("busy-every and restart-every must be longer than 0");
+        }
+        Ok(())
+    }
+}
+
+/// What a simulator did, counted since it started.
+#[derive(Debug, Default)]
+pub struct SimCounters {
+    /// Deltas published (sent or dropped).
+    pub deltas: AtomicU64,
+    /// Deltas deliberately not sent.
+    pub dropped: AtomicU64,
+    /// Body bytes of published deltas.
+    pub bytes: AtomicU64,
+    /// Restarts (new epochs).
+    pub restarts: AtomicU64,
+    /// Busy periods begun.
+    pub busy_periods: AtomicU64,
+}
+
+/// Starts simulators.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds the suite's sockets and starts playing on a thread of its own.
+    pub fn start(config: SimConfig) -> Result<SimHandle, Error> {
+        config.check()?;
+        let publisher = Publisher::start(PublisherConfig {
+            heartbeat_ms: config.heartbeat_ms,
+            schema: Schema::new(workflow::collections()),
+            history: config.history,
+            pub_endpoint: config.pub_endpoint.clone(),
+            rep_endpoint: config.rep_endpoint.clone(),
+            ..PublisherConfig::new(config.name.clone())
+        })?;
+        let pub_endpoint = publisher.pub_endpoint().to_owned();
+        let rep_endpoint = publisher.rep_endpoint().to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SimCounters::default());
+        let player = Player {
+            workflow: Workflow::new(config.name.clone(), config.tasks, config.seed),
+            drops: fastrand::Rng::with_seed(config.seed ^ 0x5eed_d509),
+            publisher,
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+            restarts: 0,
+            config,
+        };
+        let name = player.config.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sim-{name}"))
+            .spawn(move || player.run())?;
+        Ok(SimHandle {
+            name,
+            pub_endpoint,
+            rep_endpoint,
+            stop,
+            counters,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops it (with `_bye`), like [`SimHandle::stop`].
+pub struct SimHandle {
+    name: String,
+    pub_endpoint: String,
+    rep_endpoint: String,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SimCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// The suite's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bound PUB endpoint (real port).
+    pub fn pub_endpoint(&self) -> &str {
+        &self.pub_endpoint
+    }
+
+    /// The bound REP endpoint (real port).
+    pub fn rep_endpoint(&self) -> &str {
+        &self.rep_endpoint
+    }
+
+    /// What it has done so far.
+    pub fn counters(&self) -> &SimCounters {
+        &self.counters
+    }
+
+    /// Stops playing, sends `_bye` and closes the sockets.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!(name = %self.name, "simulator thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The simulator's thread: plays the workflow at the configured rate.
+struct Player {
+    config: SimConfig,
+    workflow: Workflow,
+    drops: fastrand::Rng,
+    publisher: Publisher,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SimCounters>,
+    restarts: u64,
+}
+
+impl Player {
+    fn run(mut self) {
+        let interval = Duration::from_secs_f64(1.0 / self.config.rate);
+        let started = Instant::now();
+        let mut next_busy = self.config.busy_every.map(|e| started + e);
+        let mut busy_until: Option<Instant> = None;
+        let mut next_restart = self.config.restart_every.map(|e| started + e);
+        let patches = self.workflow.start();
+        self.publish_all(patches, false);
+        let mut due = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if busy_until.is_some_and(|t| now >= t) {
+                busy_until = None;
+                self.publisher.set_busy(false);
+                tracing::info!(name = %self.config.name, "no longer busy");
+            }
+            if let (Some(at), Some(every)) = (next_busy, self.config.busy_every) {
+                if now >= at {
+                    next_busy = Some(at + every);
+                    busy_until = Some(now + self.config.busy_for);
+                    self.publisher.set_busy(true);
+                    self.counters.busy_periods.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(name = %self.config.name, "busy (simulated reload)");
+                }
+            }
+            if let (Some(at), Some(every)) = (next_restart, self.config.restart_every) {
+                if now >= at {
+                    next_restart = Some(now + every);
+                    self.restart();
+                }
+            }
+            if now < due {
+                std::thread::sleep((due - now).min(NAP));
+                continue;
+            }
+            if now - due > MAX_LAG {
+                due = now;
+            }
+            let patches = self.workflow.step();
+            let sent = self.publish_all(patches, true);
+            due += interval * sent.max(1);
+        }
+        self.publisher.shutdown();
+    }
+
+    /// Starts a new epoch with a fresh workflow (a different seed each time).
+    fn restart(&mut self) {
+        self.restarts += 1;
+        let epoch = self.publisher.restart();
+        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(name = %self.config.name, %epoch, "restarted");
+        self.workflow = Workflow::new(
+            self.config.name.clone(),
+            self.config.tasks,
+            self.config.seed.wrapping_add(self.restarts),
+        );
+        let patches = self.workflow.start();
+        self.publish_all(patches, false);
+    }
+
+    /// Publishes patches, dropping some if asked; returns how many deltas were made.
+    fn publish_all(&mut self, patches: Vec<(&'static str, Value)>, may_drop: bool) -> u32 {
+        let mut made = 0;
+        for (topic, patch) in patches {
+            let drop = may_drop && self.config.drop > 0.0 && self.drops.f64() < self.config.drop;
+            let result = if drop {
+                self.publisher.publish_unsent(topic, patch)
+            } else {
+                self.publisher.publish(topic, patch)
+            };
+            match result {
+                Ok(Some(published)) => {
+                    made += 1;
+                    self.counters.deltas.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .bytes
+                        .fetch_add(published.bytes as u64, Ordering::Relaxed);
+                    if drop {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(topic, error = %e, "could not publish"),
+            }
+        }
+        made
+    }
+}
