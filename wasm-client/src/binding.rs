@@ -1,1 +1,397 @@
-//! placeholder
+//! The thin wasm layer: a WebSocket (the page's, or any constructor with the same
+//! shape, such as the `ws` package in Node), timers, and plain JS callbacks around a
+//! [`Session`]. All protocol logic is in the session.
+//!
+//! Data crosses the boundary as JSON text, one string per call: the JS front-end
+//! (`js/index.js`) parses it with `JSON.parse`, which is far cheaper than building
+//! objects field by field from wasm. A view's callback is called once per incoming
+//! message that changes it.
+//!
+//! The socket handlers are created once per client and hold it alive while it is
+//! connected, as an open WebSocket would; `close()` lets it go.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use clonewire_core::{Limits, QueryError};
+use js_sys::{Array, Function, Reflect};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::WebSocket;
+
+use crate::session::{Effects, Session};
+use crate::views::ViewId;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// The socket and timer handlers, made once per client.
+struct Handlers {
+    open: Closure<dyn FnMut(JsValue)>,
+    message: Closure<dyn FnMut(JsValue)>,
+    close: Closure<dyn FnMut(JsValue)>,
+    timer: Closure<dyn FnMut()>,
+}
+
+struct Inner {
+    session: Session,
+    url: String,
+    constructor: Function,
+    socket: Option<WebSocket>,
+    handlers: Option<Handlers>,
+    timer: Option<JsValue>,
+    views: FxHashMap<ViewId, Option<Function>>,
+    listeners: Vec<(u32, String, Function)>,
+    next_listener: u32,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    /// Stops listening to the current socket (late events from it are ignored).
+    fn detach(&mut self) -> Option<WebSocket> {
+        let socket = self.socket.take()?;
+        socket.set_onopen(None);
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        Some(socket)
+    }
+
+    /// Sends what the session queued.
+    fn flush(&mut self) {
+        let outgoing = self.session.take_outgoing();
+        if let Some(socket) = &self.socket {
+            for frame in outgoing {
+                // A socket that is closing refuses to send; the session resends on the
+                // next connection.
+                let _ = socket.send_with_str(&frame);
+            }
+        }
+    }
+
+    /// True when `event` comes from the current socket.
+    fn is_current(&self, event: &JsValue) -> bool {
+        let target = Reflect::get(event, &JsValue::from_str("target")).unwrap_or(JsValue::UNDEFINED);
+        self.socket
+            .as_ref()
+            .is_some_and(|s| target.is_undefined() || JsValue::from(s.clone()) == target)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Sends queued frames, then calls the page's callbacks with no borrow held, so a
+/// callback may use the client (read data, open or close views) freely.
+fn dispatch(shared: &Shared, effects: Effects) {
+    shared.borrow_mut().flush();
+    for notification in effects.notifications {
+        let callback = shared
+            .borrow()
+            .views
+            .get(&notification.view)
+            .and_then(Clone::clone);
+        if let Some(callback) = callback {
+            let json = JsValue::from_str(&to_json(&notification.changes));
+            // An exception in the page's callback is the page's; the client carries on.
+            let _ = callback.call1(&JsValue::NULL, &json);
+        }
+    }
+    for event in effects.events {
+        let listeners: Vec<Function> = shared
+            .borrow()
+            .listeners
+            .iter()
+            .filter(|(_, kind, _)| kind == event.kind())
+            .map(|(_, _, f)| f.clone())
+            .collect();
+        if listeners.is_empty() {
+            continue;
+        }
+        let json = JsValue::from_str(&to_json(&event));
+        for listener in listeners {
+            let _ = listener.call1(&JsValue::NULL, &json);
+        }
+    }
+}
+
+/// Opens a new socket. Fails only when the constructor throws (e.g. a bad URL).
+fn connect(shared: &Shared) -> Result<(), JsValue> {
+    let effects = {
+        let mut inner = shared.borrow_mut();
+        inner.timer = None;
+        if let Some(old) = inner.detach() {
+            let _ = old.close();
+        }
+        let effects = inner.session.connecting();
+        let args = Array::of1(&JsValue::from_str(&inner.url));
+        let socket: WebSocket = Reflect::construct(&inner.constructor, &args)?.unchecked_into();
+        if let Some(h) = &inner.handlers {
+            socket.set_onopen(Some(h.open.as_ref().unchecked_ref()));
+            socket.set_onmessage(Some(h.message.as_ref().unchecked_ref()));
+            socket.set_onclose(Some(h.close.as_ref().unchecked_ref()));
+        }
+        inner.socket = Some(socket);
+        effects
+    };
+    dispatch(shared, effects);
+    Ok(())
+}
+
+/// The connection was lost (or could not be made): schedule the next attempt.
+fn lost(shared: &Shared) {
+    let effects = {
+        let mut inner = shared.borrow_mut();
+        inner.detach();
+        let (effects, delay) = inner.session.closed(js_sys::Math::random());
+        if let (Some(ms), Some(h)) = (delay, &inner.handlers) {
+            let id = set_timeout(h.timer.as_ref().unchecked_ref(), ms.min(i32::MAX as u32) as i32);
+            inner.timer = Some(id);
+        }
+        effects
+    };
+    dispatch(shared, effects);
+}
+
+fn make_handlers(shared: &Shared) -> Handlers {
+    let on_open = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            let effects = {
+                let mut inner = shared.borrow_mut();
+                if !inner.is_current(&event) {
+                    return;
+                }
+                inner.session.opened()
+            };
+            dispatch(&shared, effects);
+        })
+    };
+    let on_message = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            let effects = {
+                let mut inner = shared.borrow_mut();
+                if !inner.is_current(&event) {
+                    return;
+                }
+                let data = Reflect::get(&event, &JsValue::from_str("data")).unwrap_or(JsValue::UNDEFINED);
+                // Binary frames are not part of the protocol: the session counts them.
+                let text = data.as_string().unwrap_or_default();
+                inner.session.receive(&text)
+            };
+            dispatch(&shared, effects);
+        })
+    };
+    let on_close = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            if shared.borrow().is_current(&event) {
+                lost(&shared);
+            }
+        })
+    };
+    let on_timer = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            if connect(&shared).is_err() {
+                lost(&shared);
+            }
+        })
+    };
+    Handlers {
+        open: on_open,
+        message: on_message,
+        close: on_close,
+        timer: on_timer,
+    }
+}
+
+/// A query error as a JS `Error` named `QueryError`, with `line` and `column`.
+fn query_error(error: &QueryError) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name("QueryError");
+    let position = |n: Option<usize>| n.map_or(JsValue::NULL, |n| JsValue::from_f64(n as f64));
+    let _ = Reflect::set(&js, &"line".into(), &position(error.line));
+    let _ = Reflect::set(&js, &"column".into(), &position(error.column));
+    let _ = Reflect::set(&js, &"detail".into(), &JsValue::from_str(&error.message));
+    js.into()
+}
+
+fn number(options: &JsValue, key: &str) -> Option<u32> {
+    Reflect::get(options, &JsValue::from_str(key))
+        .ok()?
+        .as_f64()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| n.min(f64::from(u32::MAX)) as u32)
+}
+
+/// A connection to a relay and the one store behind every view (wrapped by the JS
+/// front-end's `Client`).
+#[wasm_bindgen]
+pub struct WasmClient {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+impl WasmClient {
+    /// Makes a client for `url` using the WebSocket constructor `socket`. Options:
+    /// `reconnectBaseMs`, `reconnectMaxMs`. Call `start()` to connect.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: String, socket: Function, options: JsValue) -> WasmClient {
+        let mut session = Session::new(Limits::default());
+        if let (Some(base), max) = (
+            number(&options, "reconnectBaseMs"),
+            number(&options, "reconnectMaxMs"),
+        ) {
+            session.set_reconnect_delays(base, max.unwrap_or(30_000));
+        }
+        let shared = Rc::new(RefCell::new(Inner {
+            session,
+            url,
+            constructor: socket,
+            socket: None,
+            handlers: None,
+            timer: None,
+            views: FxHashMap::default(),
+            listeners: Vec::new(),
+            next_listener: 0,
+        }));
+        let handlers = make_handlers(&shared);
+        shared.borrow_mut().handlers = Some(handlers);
+        WasmClient { shared }
+    }
+
+    /// Opens the first connection; throws if the WebSocket constructor does.
+    pub fn start(&self) -> Result<(), JsValue> {
+        connect(&self.shared)
+    }
+
+    /// Opens a view; throws a `QueryError` (with `line` and `column`) for a bad query.
+    /// `on_change` gets the JSON text of an array of `{workflow, topic, patch}`.
+    pub fn view(&self, name: &str, query: &str, on_change: Option<Function>) -> Result<WasmView, JsValue> {
+        let id = {
+            let mut inner = self.shared.borrow_mut();
+            let id = inner.session.add_view(name, query).map_err(|e| query_error(&e))?;
+            inner.views.insert(id, on_change);
+            id
+        };
+        dispatch(&self.shared, Effects::default());
+        Ok(WasmView {
+            shared: self.shared.clone(),
+            id,
+        })
+    }
+
+    /// Listens to `status`, `workflow` or `error` events (JSON text); returns an id
+    /// for [`off`](WasmClient::off).
+    pub fn on(&self, kind: &str, listener: Function) -> u32 {
+        let mut inner = self.shared.borrow_mut();
+        let id = inner.next_listener;
+        inner.next_listener = inner.next_listener.wrapping_add(1);
+        inner.listeners.push((id, kind.to_owned(), listener));
+        id
+    }
+
+    /// Stops a listener; true when it was listening.
+    pub fn off(&self, id: u32) -> bool {
+        let mut inner = self.shared.borrow_mut();
+        let before = inner.listeners.len();
+        inner.listeners.retain(|(i, _, _)| *i != id);
+        inner.listeners.len() != before
+    }
+
+    /// The inspector's report as JSON text.
+    pub fn inspect(&self) -> String {
+        to_json(&self.shared.borrow().session.inspect())
+    }
+
+    /// Every workflow with its state and schema, as JSON text.
+    pub fn workflows(&self) -> String {
+        to_json(&self.shared.borrow().session.workflows())
+    }
+
+    /// The connection's state: `connecting`, `open`, `reconnecting` or `closed`.
+    pub fn status(&self) -> String {
+        to_json(&self.shared.borrow().session.status())
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    /// Closes the connection for good; views keep their last data.
+    pub fn close(&self) {
+        let effects = {
+            let mut inner = self.shared.borrow_mut();
+            if let Some(timer) = inner.timer.take() {
+                clear_timeout(&timer);
+            }
+            if let Some(socket) = inner.detach() {
+                let _ = socket.close_with_code(1000);
+            }
+            // Dropping the handlers ends the cycle that kept the client alive; a
+            // handler still running is freed when it returns.
+            inner.handlers = None;
+            inner.session.close()
+        };
+        dispatch(&self.shared, effects);
+    }
+}
+
+/// One view over the client's store (wrapped by the JS front-end's `View`).
+#[wasm_bindgen]
+pub struct WasmView {
+    shared: Shared,
+    id: ViewId,
+}
+
+#[wasm_bindgen]
+impl WasmView {
+    /// The view's data, `{"workflows": {...}}`, as JSON text (`null` once closed).
+    pub fn data(&self) -> String {
+        let mut inner = self.shared.borrow_mut();
+        match inner.session.view_data(self.id) {
+            Some(value) => to_json(&value),
+            None => "null".to_owned(),
+        }
+    }
+
+    /// The view's normalized query (empty once closed).
+    pub fn query(&self) -> String {
+        self.shared
+            .borrow()
+            .session
+            .view_query(self.id)
+            .unwrap_or_default()
+    }
+
+    /// Replaces the query; throws a `QueryError` and keeps the old one when it is bad.
+    #[wasm_bindgen(js_name = setQuery)]
+    pub fn set_query(&self, query: &str) -> Result<(), JsValue> {
+        let effects = self
+            .shared
+            .borrow_mut()
+            .session
+            .set_view_query(self.id, query)
+            .map_err(|e| query_error(&e))?;
+        dispatch(&self.shared, effects);
+        Ok(())
+    }
+
+    /// Closes the view: no more callbacks, and the merged query shrinks.
+    pub fn close(&self) {
+        {
+            let mut inner = self.shared.borrow_mut();
+            inner.views.remove(&self.id);
+            inner.session.remove_view(self.id);
+        }
+        dispatch(&self.shared, Effects::default());
+    }
+}

@@ -19,6 +19,17 @@ pub enum Status {
     Closed,
 }
 
+impl Event {
+    /// The listener kind that hears this event: `status`, `workflow` or `error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Status { .. } => "status",
+            Event::Workflow { .. } => "workflow",
+            Event::Error { .. } => "error",
+        }
+    }
+}
+
 /// An event for the page.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -28,7 +39,7 @@ pub enum Event {
         /// The new state.
         status: Status,
         /// For `reconnecting`: milliseconds until the next attempt.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "delayMs", skip_serializing_if = "Option::is_none")]
         delay_ms: Option<u32>,
     },
     /// A workflow's state (and schema) as the relay reported it.

@@ -117,6 +117,24 @@ impl Session {
         }
     }
 
+    /// Sets the reconnect delays: the first, and the longest (milliseconds).
+    pub fn set_reconnect_delays(&mut self, base_ms: u32, max_ms: u32) {
+        self.backoff.base_ms = base_ms.max(1);
+        self.backoff.max_ms = max_ms.max(self.backoff.base_ms);
+    }
+
+    /// Every workflow heard of, with its state and schema.
+    pub fn workflows(&self) -> Vec<WorkflowInfo> {
+        self.workflows
+            .iter()
+            .map(|(workflow, (state, schema))| WorkflowInfo {
+                workflow: workflow.clone(),
+                state: *state,
+                schema: schema.clone(),
+            })
+            .collect()
+    }
+
     /// The connection's state.
     pub fn status(&self) -> Status {
         self.status
@@ -426,6 +444,11 @@ impl Session {
         removed
     }
 
+    /// A view's normalized query, while it is open.
+    pub fn view_query(&self, id: ViewId) -> Option<String> {
+        self.views.get(id).map(|v| v.subscription.key())
+    }
+
     /// True while the view is open.
     pub fn has_view(&self, id: ViewId) -> bool {
         self.views.get(id).is_some()
@@ -474,15 +497,7 @@ impl Session {
                     verified: r.verified,
                 })
                 .collect(),
-            workflows: self
-                .workflows
-                .iter()
-                .map(|(workflow, (state, schema))| WorkflowInfo {
-                    workflow: workflow.clone(),
-                    state: *state,
-                    schema: schema.clone(),
-                })
-                .collect(),
+            workflows: self.workflows(),
             counters: self.counters.clone(),
         }
     }

@@ -127,8 +127,15 @@ impl Store {
                 got: fresh.hash(),
             });
         }
-        let changes = diff(&replica.topic, &fresh);
-        replica.topic = fresh;
+        // Checked: now take the exact difference (skipping equal subtrees), which is
+        // what the views are told.
+        let changes = match replica.topic.replace(value) {
+            Ok(changes) => changes,
+            Err(_) => {
+                replica.topic = fresh;
+                Changes::default()
+            }
+        };
         replica.epoch = epoch.to_owned();
         replica.seq = Some(seq);
         replica.verified = true;

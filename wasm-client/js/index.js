@@ -1,0 +1,222 @@
+// clonewire: live, hash-verified views of workflows from a clonewire relay.
+//
+// This is the module's front-end: it loads the wasm once, turns the JSON text the
+// wasm side hands over into plain objects (one JSON.parse per callback), and gives
+// callbacks an unsubscribe function. The protocol logic is all in the wasm.
+
+import init, { WasmClient } from './clonewire_wasm.js';
+
+let ready;
+
+/** Loads and instantiates the wasm once; `wasm` overrides where it comes from. */
+function initialise(wasm) {
+  if (!ready) {
+    ready = (async () => {
+      let source = wasm;
+      if (source === undefined) {
+        const url = new URL('./clonewire_wasm_bg.wasm', import.meta.url);
+        if (url.protocol === 'file:') {
+          // Node: fetch() cannot read files. The specifier is a variable so that
+          // bundlers leave this branch alone.
+          const fs = 'node:fs/promises';
+          const { readFile } = await import(/* @vite-ignore */ fs);
+          source = await readFile(url);
+        } else {
+          source = url;
+        }
+      }
+      await init({ module_or_path: source });
+    })();
+    ready.catch(() => {
+      ready = undefined;
+    });
+  }
+  return ready;
+}
+
+const dispose = Symbol.dispose ?? Symbol.for('Symbol.dispose');
+
+/** A query the client cannot use; `line` and `column` are 1-based, or null. */
+export class QueryError extends Error {
+  constructor(message, line = null, column = null, detail = message) {
+    super(message);
+    this.name = 'QueryError';
+    this.line = line;
+    this.column = column;
+    this.detail = detail;
+  }
+}
+
+function rethrow(error) {
+  if (error && error.name === 'QueryError') {
+    throw new QueryError(error.message, error.line ?? null, error.column ?? null, error.detail ?? error.message);
+  }
+  throw error;
+}
+
+/** One view: a query over the client's store, told only about its own changes. */
+export class View {
+  #inner;
+  #client;
+
+  /** @internal */
+  constructor(inner, client, name) {
+    this.#inner = inner;
+    this.#client = client; // a view keeps its client alive
+    this.name = name;
+  }
+
+  /** The view's current data: `{workflows: {id: {topic: value}}}`; null once closed. */
+  data() {
+    if (!this.#inner) return null;
+    return JSON.parse(this.#inner.data());
+  }
+
+  /** The view's normalized query ('' once closed). */
+  get query() {
+    return this.#inner ? this.#inner.query() : '';
+  }
+
+  /** Replaces the query; throws a QueryError and keeps the old one when it is bad. */
+  setQuery(query) {
+    if (!this.#inner) throw new Error('the view is closed');
+    try {
+      this.#inner.setQuery(String(query));
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  /** Stops the view's callbacks; the client's merged query shrinks. */
+  close() {
+    if (!this.#inner) return;
+    this.#inner.close();
+    this.#inner.free();
+    this.#inner = undefined;
+  }
+
+  /** Same as close(): frees the view's wasm memory. */
+  free() {
+    this.close();
+  }
+
+  [dispose]() {
+    this.close();
+  }
+}
+
+/** A connection to a relay and the one store behind all of its views. */
+export class Client {
+  #inner;
+
+  /** @internal */
+  constructor(inner) {
+    this.#inner = inner;
+  }
+
+  #live() {
+    if (!this.#inner) throw new Error('the client is closed');
+    return this.#inner;
+  }
+
+  /**
+   * Opens a view. `onChange(changes, view)` is called once per relay message that
+   * changes the view's data, with `[{workflow, topic, patch, time?}]`: `patch` is a
+   * JSON merge patch for `view.data().workflows[workflow][topic]`.
+   */
+  view(name, query, onChange) {
+    const inner = this.#live();
+    let view;
+    const callback =
+      typeof onChange === 'function' ? (json) => onChange(JSON.parse(json), view) : undefined;
+    let wasmView;
+    try {
+      wasmView = inner.view(String(name), String(query), callback);
+    } catch (error) {
+      rethrow(error);
+    }
+    view = new View(wasmView, this, String(name));
+    return view;
+  }
+
+  /** Listens to 'status', 'workflow' or 'error' events; returns an unsubscribe function. */
+  on(kind, listener) {
+    const inner = this.#live();
+    const id = inner.on(String(kind), (json) => listener(JSON.parse(json)));
+    return () => {
+      if (this.#inner) this.#inner.off(id);
+    };
+  }
+
+  /** The connection's state: 'connecting', 'open', 'reconnecting' or 'closed'. */
+  get status() {
+    return this.#inner ? this.#inner.status() : 'closed';
+  }
+
+  /** Every workflow heard of: `{id: {state, schema}}`. */
+  workflows() {
+    const out = {};
+    for (const w of JSON.parse(this.#live().workflows())) {
+      out[w.workflow] = { state: w.state, schema: w.schema };
+    }
+    return out;
+  }
+
+  /** Views and queries, the merged query, every (workflow, topic) copy, counters. */
+  inspect() {
+    return JSON.parse(this.#live().inspect());
+  }
+
+  /** Closes the connection for good and frees the client's wasm memory. */
+  close() {
+    if (!this.#inner) return;
+    this.#inner.close();
+    this.#inner.free();
+    this.#inner = undefined;
+  }
+
+  /** Same as close(). */
+  free() {
+    this.close();
+  }
+
+  [dispose]() {
+    this.close();
+  }
+}
+
+function resolveUrl(url) {
+  const text = String(url);
+  if (/^wss?:/i.test(text) || typeof globalThis.location === 'undefined') return text;
+  const resolved = new URL(text, globalThis.location.href);
+  resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:';
+  return resolved.href;
+}
+
+/**
+ * Connects to a relay's WebSocket (e.g. 'ws://host:port/ws', or '/ws' on a page the
+ * relay serves). Resolves once the wasm is loaded and the first attempt has started;
+ * the client reconnects and resumes by itself until `close()`.
+ */
+export async function connect(url, options = {}) {
+  await initialise(options.wasm);
+  const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
+  if (typeof WebSocketClass !== 'function') {
+    throw new TypeError('no WebSocket here: pass options.WebSocket (in Node, the `ws` package)');
+  }
+  const inner = new WasmClient(resolveUrl(url), WebSocketClass, {
+    reconnectBaseMs: options.reconnectBaseMs,
+    reconnectMaxMs: options.reconnectMaxMs,
+  });
+  const client = new Client(inner);
+  if (options.onStatus) client.on('status', options.onStatus);
+  if (options.onWorkflow) client.on('workflow', options.onWorkflow);
+  if (options.onError) client.on('error', options.onError);
+  try {
+    inner.start();
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  return client;
+}
