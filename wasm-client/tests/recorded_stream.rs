@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The recorded stream the JS tests play (tests/node/fixtures/stream.json) checks out
 //! in the session: every hash verifies and each view ends with the relay's data.
 

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The session as a page sees it: one merged subscription, per-view notifications,
 //! resync on bad data, reconnect and resume.
 

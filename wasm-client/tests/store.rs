@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The store applies snapshots and deltas in order and only ever holds verified data.
 
 mod common;
