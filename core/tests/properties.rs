@@ -114,6 +114,7 @@ proptest! {
         let mut t = Topic::from_value(TOPIC, &object(start)).unwrap();
         let Some(proj) = compile(&s) else { return Ok(()) };
         let (old_value, old_hash) = proj.project(&t);
+        prop_assert_eq!(proj.project_hash(&t), old_hash);
         let changes = t.apply(&p).unwrap();
         let projected = proj.project_changes(&changes);
         let mut client = Topic::from_value(TOPIC, &old_value).unwrap();

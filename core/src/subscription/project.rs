@@ -63,6 +63,11 @@ impl Projection {
         (value, hash)
     }
 
+    /// The projection hash alone, without building the projected value.
+    pub fn project_hash(&self, topic: &Topic) -> Hash {
+        Hash(hash_object(topic.root(), self))
+    }
+
     /// The changed leaves this projection selects, in order. The patch that turns the
     /// old projection into the new one is `project_changes(c).to_patch()`, and the new
     /// projection hash is `old_hash` with these changes applied.
@@ -167,4 +172,28 @@ fn project_object(object: &Object, proj: &Projection, hash: &mut Hash) -> Option
         }
     }
     (!out.is_empty()).then_some(Value::Object(out))
+}
+
+fn hash_node(node: &Node, proj: &Projection) -> u64 {
+    match (node, proj) {
+        (_, Projection::All) => node.hash(),
+        (Node::Leaf(_), _) => 0,
+        (Node::Object(object), proj) => hash_object(object, proj),
+    }
+}
+
+fn hash_object(object: &Object, proj: &Projection) -> u64 {
+    let sum = |pairs: &mut dyn Iterator<Item = (&Node, &Projection)>| {
+        pairs.fold(0u64, |acc, (node, p)| acc.wrapping_add(hash_node(node, p)))
+    };
+    match proj {
+        Projection::All => object.hash().0,
+        Projection::Fields(fields) => sum(&mut fields.iter().filter_map(|(k, p)| Some((object.get(k)?, p)))),
+        Projection::Entries { every: Some(every), ids } => {
+            sum(&mut object.iter().map(|(k, node)| (node, ids.get(k).unwrap_or(every))))
+        }
+        Projection::Entries { every: None, ids } => {
+            sum(&mut ids.iter().filter_map(|(k, p)| Some((object.get(k)?, p))))
+        }
+    }
 }

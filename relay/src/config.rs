@@ -1,0 +1,270 @@
+//! The relay's settings: a TOML file (`--config`), overridden by flags. Every limit has
+//! a sane default, and an invalid setting is an error before anything starts.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clonewire_core::subscription::Limits as QueryLimits;
+use serde::{Deserialize, Serialize};
+
+/// Everything the relay needs to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for HTTP and websockets (`/`, `/ws`, `/healthz`, `/metrics`).
+    pub listen: SocketAddr,
+    /// The suites to follow.
+    #[serde(rename = "suite")]
+    pub suites: Vec<SuiteConfig>,
+    /// Also run simulated suites in-process and follow them.
+    pub demo: bool,
+    /// How many simulated suites `demo` starts.
+    pub demo_suites: usize,
+    /// Serve the page from this folder instead of the copy built into the binary.
+    pub www: Option<PathBuf>,
+    /// The relay's name in `hello` messages.
+    pub name: String,
+    /// Limits on clients, queues, history and requests.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            suites: Vec::new(),
+            demo: false,
+            demo_suites: 3,
+            www: None,
+            name: "clonewire-relay".into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One suite to follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    /// The workflow id clients see.
+    pub name: String,
+    /// The suite's PUB endpoint, e.g. `tcp://127.0.0.1:5556`.
+    #[serde(rename = "pub")]
+    pub pub_endpoint: String,
+    /// The suite's REP endpoint.
+    #[serde(rename = "rep")]
+    pub rep_endpoint: String,
+}
+
+impl SuiteConfig {
+    /// Parses the `--suite NAME=PUB_ENDPOINT,REP_ENDPOINT` form.
+    pub fn parse_flag(text: &str) -> Result<SuiteConfig, String> {
+        let (name, endpoints) = text
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=PUB_ENDPOINT,REP_ENDPOINT, got {text:?}"))?;
+        let (pub_endpoint, rep_endpoint) = endpoints
+            .split_once(',')
+            .ok_or_else(|| format!("expected two endpoints separated by a comma, got {endpoints:?}"))?;
+        let suite = SuiteConfig {
+            name: name.trim().to_owned(),
+            pub_endpoint: pub_endpoint.trim().to_owned(),
+            rep_endpoint: rep_endpoint.trim().to_owned(),
+        };
+        suite.validate()?;
+        Ok(suite)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.len() > 200 || self.name.chars().any(char::is_control) {
+            return Err(format!("suite name {:?} must be 1 to 200 printable characters", self.name));
+        }
+        for endpoint in [&self.pub_endpoint, &self.rep_endpoint] {
+            let known = ["tcp://", "ipc://", "inproc://"].iter().any(|s| endpoint.starts_with(s));
+            if !known || endpoint.len() < 8 {
+                return Err(format!(
+                    "suite {:?}: endpoint {endpoint:?} must look like tcp://HOST:PORT or ipc://PATH",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Limits; each bounds a queue, a buffer or a wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most websocket clients at once; more are refused with 503.
+    pub max_clients: usize,
+    /// Largest websocket message a client may send, in bytes.
+    pub max_client_message_bytes: usize,
+    /// Queued bytes for one client before its deltas are conflated per (workflow, topic).
+    pub client_queue_soft_bytes: usize,
+    /// Queued bytes for one client before its pending deltas are dropped and it gets
+    /// fresh snapshots once it has caught up.
+    pub client_queue_hard_bytes: usize,
+    /// How long one send to a client may block before the client is disconnected.
+    pub client_send_timeout_ms: u64,
+    /// Malformed messages in a row from one client before it is disconnected.
+    pub max_bad_client_messages: u32,
+    /// Deltas kept per topic so reconnecting clients can resume without a snapshot.
+    pub history_deltas: usize,
+    /// Seconds a topic no client wants stays followed before it is dropped.
+    pub topic_linger_secs: u64,
+    /// Deadline of one request to a suite.
+    pub suite_request_timeout_ms: u64,
+    /// Deltas a suite link queues per topic while repairing it.
+    pub suite_max_queued: usize,
+    /// Commands waiting for one workflow's link thread.
+    pub workflow_commands: usize,
+    /// Limits on subscriptions.
+    pub query: QueryLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_clients: 10_000,
+            max_client_message_bytes: 256 * 1024,
+            client_queue_soft_bytes: 1 << 20,
+            client_queue_hard_bytes: 8 << 20,
+            client_send_timeout_ms: 30_000,
+            max_bad_client_messages: 50,
+            history_deltas: 1_000,
+            topic_linger_secs: 10,
+            suite_request_timeout_ms: 3_000,
+            suite_max_queued: 10_000,
+            workflow_commands: 4_096,
+            query: QueryLimits::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A setting is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<text>"), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        for suite in &self.suites {
+            suite.validate().map_err(ConfigError::Invalid)?;
+            if !names.insert(&suite.name) {
+                return Err(ConfigError::Invalid(format!("suite {:?} is given twice", suite.name)));
+            }
+        }
+        let l = &self.limits;
+        let positive = [
+            ("max_clients", l.max_clients as u64),
+            ("max_client_message_bytes", l.max_client_message_bytes as u64),
+            ("client_queue_soft_bytes", l.client_queue_soft_bytes as u64),
+            ("client_send_timeout_ms", l.client_send_timeout_ms),
+            ("history_deltas", l.history_deltas as u64),
+            ("suite_request_timeout_ms", l.suite_request_timeout_ms),
+            ("suite_max_queued", l.suite_max_queued as u64),
+            ("workflow_commands", l.workflow_commands as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));
+            }
+        }
+        if l.client_queue_hard_bytes <= l.client_queue_soft_bytes {
+            return Err(ConfigError::Invalid(
+                "limits.client_queue_hard_bytes must be greater than limits.client_queue_soft_bytes".into(),
+            ));
+        }
+        if self.demo && self.demo_suites == 0 {
+            return Err(ConfigError::Invalid("demo_suites must be at least 1 with demo".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_defaults_fill_the_rest() {
+        let config = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            [[suite]]
+            name = "a"
+            pub = "tcp://127.0.0.1:5556"
+            rep = "tcp://127.0.0.1:5557"
+            [limits]
+            client_queue_soft_bytes = 1000
+            client_queue_hard_bytes = 5000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.suites[0].pub_endpoint, "tcp://127.0.0.1:5556");
+        assert_eq!(config.limits.client_queue_hard_bytes, 5000);
+        assert_eq!(config.limits.history_deltas, Limits::default().history_deltas);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let unknown = Config::from_toml("lisen = \"x\"").unwrap_err().to_string();
+        assert!(unknown.contains("lisen"), "{unknown}");
+        let limits = Config::from_toml("[limits]\nclient_queue_soft_bytes = 10\nclient_queue_hard_bytes = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(limits.contains("client_queue_hard_bytes"), "{limits}");
+        let twice = "[[suite]]\nname='a'\npub='tcp://h:1'\nrep='tcp://h:2'\n".repeat(2);
+        assert!(Config::from_toml(&twice).unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn suite_flags_parse_or_explain() {
+        let s = SuiteConfig::parse_flag("demo=tcp://127.0.0.1:1,tcp://127.0.0.1:2").unwrap();
+        assert_eq!((s.name.as_str(), s.rep_endpoint.as_str()), ("demo", "tcp://127.0.0.1:2"));
+        assert!(SuiteConfig::parse_flag("demo").unwrap_err().contains("NAME="));
+        assert!(SuiteConfig::parse_flag("demo=tcp://a:1").unwrap_err().contains("comma"));
+        assert!(SuiteConfig::parse_flag("demo=http://a:1,tcp://b:2").unwrap_err().contains("tcp://"));
+    }
+}

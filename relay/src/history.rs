@@ -1,0 +1,85 @@
+//! A bounded per-topic history of what changed, so a client that reconnects (to this
+//! relay, or after it restarted and caught up) can resume with one delta instead of a
+//! snapshot.
+
+use std::collections::VecDeque;
+
+use clonewire_core::Changes;
+
+/// One step from `prev` to `seq` (several seqs when a repair jumped).
+#[derive(Debug)]
+struct Step {
+    prev: u64,
+    seq: u64,
+    changes: Changes,
+}
+
+/// The last few steps of one topic in the current epoch.
+#[derive(Debug)]
+pub struct History {
+    steps: VecDeque<Step>,
+    limit: usize,
+}
+
+impl History {
+    /// An empty history keeping at most `limit` steps.
+    pub fn new(limit: usize) -> History {
+        History { steps: VecDeque::new(), limit }
+    }
+
+    /// Records that the topic went from seq `prev` to `seq` with `changes`.
+    pub fn record(&mut self, prev: u64, seq: u64, changes: &Changes) {
+        if let Some(last) = self.steps.back() {
+            if last.seq != prev {
+                // Not contiguous (a new epoch or a lost step): older steps cannot chain.
+                self.steps.clear();
+            }
+        }
+        if self.steps.len() == self.limit {
+            self.steps.pop_front();
+        }
+        self.steps.push_back(Step { prev, seq, changes: changes.clone() });
+    }
+
+    /// Forgets everything (a new epoch).
+    pub fn clear(&mut self) {
+        self.steps.clear();
+    }
+
+    /// Everything that changed after `from`, composed, if the history reaches back to
+    /// it; `from` equal to `current` gives no changes.
+    pub fn since(&self, from: u64, current: u64) -> Option<Changes> {
+        if from == current {
+            return Some(Changes::default());
+        }
+        let start = self.steps.iter().position(|s| s.prev == from)?;
+        Some(
+            self.steps
+                .iter()
+                .skip(start)
+                .fold(Changes::default(), |acc, s| acc.then(s.changes.clone())),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clonewire_core::Topic;
+    use serde_json::json;
+
+    #[test]
+    fn composes_from_any_recorded_step_and_forgets_the_oldest() {
+        let mut t = Topic::new("t");
+        let mut h = History::new(3);
+        for seq in 1..=5u64 {
+            let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
+            h.record(seq - 1, seq, &c);
+        }
+        assert!(h.since(1, 5).is_none(), "only three steps are kept");
+        let c = h.since(2, 5).unwrap();
+        assert_eq!(c.to_patch(), json!({"k3": 3, "k4": 4, "k5": 5}));
+        assert!(h.since(5, 5).unwrap().is_empty());
+        assert!(h.since(7, 5).is_none());
+    }
+}

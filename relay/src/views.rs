@@ -1,0 +1,533 @@
+//! One workflow's views: for each distinct subscription (group) that sees the
+//! workflow, the compiled projection of each topic, its projection hash and the seq
+//! of the last message its members received ("label"), plus the clients that share it.
+//!
+//! Everything here runs on the workflow's own link thread, so the order of messages
+//! per (workflow, topic) is the order of events, with no locks on the store.
+//!
+//! Invariant: every member of a view holds, for each topic of the view, exactly the
+//! projection of the relay's store, labelled with the view's label. A delta is
+//! projected and serialized once per view and the same bytes go to every member.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
+use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
+use serde_json::{Map, Value};
+
+use crate::history::History;
+use crate::outbox::{Outbox, SharedDelta, TopicKey};
+use crate::registry::Group;
+
+/// A websocket client, unique for the relay's lifetime.
+pub type ClientId = u64;
+
+/// What views read from the workflow's store (the suite link's replicas).
+pub trait Store {
+    /// The suite epoch being followed.
+    fn epoch(&self) -> &str;
+    /// The suite's schema.
+    fn schema(&self) -> &Schema;
+    /// A topic's replica and seq.
+    fn topic(&self, name: &str) -> Option<(&Topic, u64)>;
+    /// The topics held.
+    fn topic_names(&self) -> Vec<String>;
+}
+
+struct ViewTopic {
+    proj: Projection,
+    hash: Hash,
+    label: Option<u64>,
+    /// The epoch of the last message; a new epoch goes out as a snapshot.
+    epoch: Arc<str>,
+}
+
+struct View {
+    group: Arc<Group>,
+    members: Vec<ClientId>,
+    topics: HashMap<String, ViewTopic>,
+}
+
+struct Member {
+    outbox: Arc<Outbox>,
+    group: u64,
+}
+
+/// Counters the link thread reports as metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViewStats {
+    /// Projected delta messages made (once per view).
+    pub deltas_made: u64,
+    /// Delta messages queued to clients (once per member).
+    pub deltas_queued: u64,
+    /// Snapshot messages queued to clients.
+    pub snapshots_queued: u64,
+    /// Resumes answered with one delta.
+    pub resumed: u64,
+}
+
+/// The views of one workflow.
+pub struct Views {
+    workflow: Arc<str>,
+    views: HashMap<u64, View>,
+    members: HashMap<ClientId, Member>,
+    history: HashMap<String, History>,
+    history_limit: usize,
+    state: WorkflowState,
+    stats: ViewStats,
+}
+
+impl Views {
+    /// No views yet; `history_limit` steps are kept per topic for resume.
+    pub fn new(workflow: Arc<str>, history_limit: usize) -> Views {
+        Views {
+            workflow,
+            views: HashMap::new(),
+            members: HashMap::new(),
+            history: HashMap::new(),
+            history_limit,
+            state: WorkflowState::Syncing,
+            stats: ViewStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ViewStats {
+        self.stats
+    }
+
+    /// How many clients see this workflow.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The topics some view wants from the suite (`None`: every topic).
+    pub fn wanted(&self) -> Option<BTreeSet<String>> {
+        let mut wanted = BTreeSet::new();
+        for view in self.views.values() {
+            match view.group.sub.topics(&self.workflow) {
+                clonewire_core::subscription::Topics::All => return None,
+                clonewire_core::subscription::Topics::Only(set) => wanted.extend(set),
+            }
+        }
+        Some(wanted)
+    }
+
+    fn key(&self, topic: &str) -> TopicKey {
+        (self.workflow.clone(), Arc::from(topic))
+    }
+
+    fn workflow_text(&self, state: WorkflowState, schema: &Schema) -> Arc<str> {
+        RelayMessage::Workflow { workflow: self.workflow.to_string(), state, schema: Some(schema.clone()) }
+            .to_text()
+            .into()
+    }
+
+    /// Tells every member about a new state (and the schema), if it changed.
+    pub fn set_state(&mut self, state: WorkflowState, schema: &Schema) {
+        if state == self.state {
+            return;
+        }
+        self.state = state;
+        let text = self.workflow_text(state, schema);
+        for member in self.members.values() {
+            member.outbox.push_text(text.clone());
+        }
+    }
+
+    /// Moves a client to the view of `to` (or out of every view), sending it only
+    /// what it needs: per topic one delta from what it holds to what it should hold,
+    /// a snapshot when what it holds is unknown, nothing when they are equal.
+    /// `resume` says what a reconnecting client holds.
+    pub fn rebind(
+        &mut self,
+        store: &impl Store,
+        client: ClientId,
+        outbox: Arc<Outbox>,
+        to: Option<Arc<Group>>,
+        resume: Option<&BTreeMap<String, ResumePoint>>,
+    ) {
+        let to = to.filter(|g| g.sub.for_workflow(&self.workflow).is_some());
+        let old = self.members.get(&client).map(|m| m.group);
+        let new = to.as_ref().map(|g| g.id);
+        if old.is_some() && old == new {
+            return;
+        }
+        if let Some(group) = &to {
+            self.ensure_view(store, group);
+        }
+        let mut topics: BTreeSet<String> = BTreeSet::new();
+        for id in old.iter().chain(new.iter()) {
+            if let Some(view) = self.views.get(id) {
+                topics.extend(view.topics.keys().cloned());
+            }
+        }
+        let resume = if old.is_none() { resume } else { None };
+        if let Some(points) = resume {
+            topics.extend(points.keys().cloned());
+        }
+        if old.is_none() && new.is_some() {
+            // The workflow's state and schema come before its data.
+            outbox.push_text(self.workflow_text(self.state, store.schema()));
+        }
+        for topic in &topics {
+            let point = resume.and_then(|r| r.get(topic));
+            self.bridge(store, &outbox, old, new, topic, point);
+        }
+        if let Some(id) = old {
+            self.leave_view(id, client);
+        }
+        match new {
+            Some(id) => {
+                if let Some(view) = self.views.get_mut(&id) {
+                    view.members.push(client);
+                }
+                self.members.insert(client, Member { outbox, group: id });
+            }
+            None => {
+                if old.is_some() {
+                    outbox.push_text(self.workflow_text(WorkflowState::Removed, store.schema()));
+                }
+                self.members.remove(&client);
+            }
+        }
+    }
+
+    /// A client left: forget it.
+    pub fn leave(&mut self, client: ClientId) {
+        if let Some(member) = self.members.remove(&client) {
+            self.leave_view(member.group, client);
+        }
+    }
+
+    fn leave_view(&mut self, id: u64, client: ClientId) {
+        if let Some(view) = self.views.get_mut(&id) {
+            view.members.retain(|c| *c != client);
+            if view.members.is_empty() {
+                self.views.remove(&id);
+            }
+        }
+    }
+
+    fn ensure_view(&mut self, store: &impl Store, group: &Arc<Group>) {
+        if self.views.contains_key(&group.id) {
+            return;
+        }
+        let mut view = View { group: group.clone(), members: Vec::new(), topics: HashMap::new() };
+        for name in store.topic_names() {
+            if let (Some(proj), Some((topic, seq))) = (compile(&view.group, &self.workflow, &name, store), store.topic(&name)) {
+                let hash = proj.project_hash(topic);
+                let epoch = Arc::from(store.epoch());
+                view.topics.insert(name, ViewTopic { proj, hash, label: Some(seq), epoch });
+            }
+        }
+        self.views.insert(group.id, view);
+    }
+
+    /// One topic's part of a rebind.
+    fn bridge(
+        &mut self,
+        store: &impl Store,
+        outbox: &Arc<Outbox>,
+        old: Option<u64>,
+        new: Option<u64>,
+        topic: &str,
+        point: Option<&ResumePoint>,
+    ) {
+        let epoch = store.epoch().to_owned();
+        let Some((replica, current)) = store.topic(topic) else {
+            // The store no longer holds it; a client copy can only be emptied.
+            if point.is_some() || old.is_some() {
+                let seq = point.map_or(0, |p| p.seq);
+                outbox.push_snapshot(self.key(topic), snapshot_text(&self.workflow, &epoch, topic, seq, Hash::EMPTY, empty()));
+            }
+            return;
+        };
+        // What the client holds: its old view's projection, or a resume point.
+        let held = old
+            .and_then(|id| self.views.get(&id))
+            .and_then(|v| v.topics.get(topic))
+            .and_then(|vt| Some((vt.proj.project(replica).0, vt.label?)));
+        let has_copy = held.is_some() || point.is_some();
+        let target = new.and_then(|id| self.views.get(&id)).and_then(|v| v.topics.get(topic));
+        let key = self.key(topic);
+        match target {
+            Some(vt) if vt.label.is_some() => {
+                let label = vt.label.unwrap_or(current);
+                let message = if let Some((old_value, old_label)) = held {
+                    let (new_value, _) = vt.proj.project(replica);
+                    let diff = Topic::from_value(topic, &old_value)
+                        .and_then(|mut copy| copy.replace(&new_value))
+                        .unwrap_or_default();
+                    if diff.is_empty() && old_label == label {
+                        None
+                    } else {
+                        Some(self.delta(&epoch, topic, Some(old_label), label, vt.hash, None, diff))
+                    }
+                } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
+                    self.stats.resumed += 1;
+                    resumed
+                } else {
+                    let (value, hash) = vt.proj.project(replica);
+                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, label, hash, value));
+                    self.stats.snapshots_queued += 1;
+                    None
+                };
+                if let Some(delta) = message {
+                    outbox.push_delta(&Arc::new(delta));
+                    self.stats.deltas_queued += 1;
+                }
+            }
+            Some(_) => {
+                // The view never sent anything for this topic (its projection is empty),
+                // but this client holds something: give the view a label all can share.
+                if has_copy {
+                    if let Some(id) = new {
+                        self.promote(&epoch, id, topic, current);
+                    }
+                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                }
+            }
+            None => {
+                if has_copy {
+                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                }
+            }
+        }
+    }
+
+    /// One delta from a resume point to the view's state, if history and hash allow.
+    fn resume(&self, epoch: &str, topic: &str, current: u64, vt: &ViewTopic, point: &ResumePoint) -> Option<Option<SharedDelta>> {
+        if point.epoch != epoch {
+            return None;
+        }
+        let since = self.history.get(topic).map_or_else(
+            || (point.seq == current).then(Changes::default),
+            |h| h.since(point.seq, current),
+        )?;
+        let projected = vt.proj.project_changes(&since);
+        if projected.unapply_from_hash(vt.hash) != point.hash {
+            return None;
+        }
+        let label = vt.label?;
+        if projected.is_empty() && point.seq == label {
+            return Some(None);
+        }
+        Some(Some(self.delta(epoch, topic, Some(point.seq), label, vt.hash, None, projected)))
+    }
+
+    /// Gives a label to a view topic that never sent anything: its members (who hold
+    /// nothing) get an empty snapshot labelled `seq`.
+    fn promote(&mut self, epoch: &str, id: u64, topic: &str, seq: u64) {
+        let text = snapshot_text(&self.workflow, epoch, topic, seq, Hash::EMPTY, empty());
+        let key = self.key(topic);
+        let Some(view) = self.views.get_mut(&id) else { return };
+        let Some(vt) = view.topics.get_mut(topic) else { return };
+        vt.label = Some(seq);
+        for client in &view.members {
+            if let Some(member) = self.members.get(client) {
+                member.outbox.push_snapshot(key.clone(), text.clone());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delta(
+        &self,
+        epoch: &str,
+        topic: &str,
+        prev: Option<u64>,
+        seq: u64,
+        hash: Hash,
+        time: Option<f64>,
+        changes: Changes,
+    ) -> SharedDelta {
+        make_delta(&self.workflow, epoch, topic, prev, seq, hash, time, changes)
+    }
+
+    /// A topic of the store changed from seq `prev` to `seq` (a delta, a replay or a
+    /// repair's difference): project once per view and queue the same bytes to every
+    /// member. Views that select the topic but never saw it get a snapshot instead.
+    pub fn on_changes(
+        &mut self,
+        store: &impl Store,
+        topic: &str,
+        prev: u64,
+        seq: u64,
+        changes: &Changes,
+        time: Option<f64>,
+    ) {
+        self.history
+            .entry(topic.to_owned())
+            .or_insert_with(|| History::new(self.history_limit))
+            .record(prev, seq, changes);
+        let epoch = store.epoch().to_owned();
+        let mut installs = Vec::new();
+        for (id, view) in &mut self.views {
+            let Some(vt) = view.topics.get_mut(topic) else {
+                installs.push((*id, false));
+                continue;
+            };
+            if *vt.epoch != *epoch {
+                // Clients take a new epoch only as a snapshot, even an empty one.
+                let had_label = vt.label.is_some();
+                view.topics.remove(topic);
+                installs.push((*id, had_label));
+                continue;
+            }
+            let projected = vt.proj.project_changes(changes);
+            if projected.is_empty() {
+                continue;
+            }
+            let hash = projected.apply_to_hash(vt.hash);
+            let delta = Arc::new(make_delta(&self.workflow, &epoch, topic, vt.label, seq, hash, time, projected));
+            vt.label = Some(seq);
+            vt.hash = hash;
+            self.stats.deltas_made += 1;
+            for client in &view.members {
+                if let Some(member) = self.members.get(client) {
+                    member.outbox.push_delta(&delta);
+                    self.stats.deltas_queued += 1;
+                }
+            }
+        }
+        for (id, force) in installs {
+            self.install(store, id, topic, seq, force);
+        }
+    }
+
+    /// A view meets a topic for the first time (or in a new epoch): its members get
+    /// the projection as a snapshot; an empty one only when `force` (they hold
+    /// something that must go).
+    fn install(&mut self, store: &impl Store, id: u64, topic: &str, seq: u64, force: bool) {
+        let Some(view) = self.views.get_mut(&id) else { return };
+        let Some(proj) = compile(&view.group, &self.workflow, topic, store) else { return };
+        let Some((replica, _)) = store.topic(topic) else { return };
+        let (value, hash) = proj.project(replica);
+        let label = (force || value.as_object().is_some_and(|m| !m.is_empty())).then_some(seq);
+        if label.is_some() {
+            let text = snapshot_text(&self.workflow, store.epoch(), topic, seq, hash, value);
+            let key: TopicKey = (self.workflow.clone(), Arc::from(topic));
+            for client in &view.members {
+                if let Some(member) = self.members.get(client) {
+                    member.outbox.push_snapshot(key.clone(), text.clone());
+                    self.stats.snapshots_queued += 1;
+                }
+            }
+        }
+        view.topics.insert(topic.to_owned(), ViewTopic { proj, hash, label, epoch: Arc::from(store.epoch()) });
+    }
+
+    /// The store no longer holds a topic (no view wants it any more).
+    pub fn on_dropped(&mut self, topic: &str) {
+        self.history.remove(topic);
+        for view in self.views.values_mut() {
+            view.topics.remove(topic);
+        }
+    }
+
+    /// A new epoch: history cannot chain across it.
+    pub fn on_new_epoch(&mut self) {
+        for history in self.history.values_mut() {
+            history.clear();
+        }
+    }
+
+    /// The schema changed (a new epoch may bring one): recompile every view and send
+    /// its members fresh snapshots.
+    pub fn on_schema(&mut self, store: &impl Store) {
+        let ids: Vec<u64> = self.views.keys().copied().collect();
+        for id in ids {
+            let topics: Vec<String> = self.views.get(&id).map(|v| v.topics.keys().cloned().collect()).unwrap_or_default();
+            if let Some(view) = self.views.get_mut(&id) {
+                view.topics.clear();
+            }
+            for topic in topics {
+                let seq = store.topic(&topic).map_or(0, |(_, seq)| seq);
+                self.install(store, id, &topic, seq, true);
+            }
+        }
+    }
+
+    /// A client asks for a fresh snapshot of one topic (a mismatch on its side, or it
+    /// fell too far behind).
+    pub fn resync(&mut self, store: &impl Store, client: ClientId, topic: &str) {
+        let Some(member) = self.members.get(&client) else { return };
+        let (outbox, id) = (member.outbox.clone(), member.group);
+        let epoch = store.epoch().to_owned();
+        let key = self.key(topic);
+        let current = store.topic(topic).map_or(0, |(_, seq)| seq);
+        let vt = self.views.get(&id).and_then(|v| v.topics.get(topic));
+        match (vt, store.topic(topic)) {
+            (Some(vt), Some((replica, _))) if vt.label.is_some() => {
+                let (value, hash) = vt.proj.project(replica);
+                let label = vt.label.unwrap_or(current);
+                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, label, hash, value));
+            }
+            (Some(_), Some(_)) => {
+                self.promote(&epoch, id, topic, current);
+                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+            }
+            _ => {
+                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+            }
+        }
+        self.stats.snapshots_queued += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_delta(
+    workflow: &Arc<str>,
+    epoch: &str,
+    topic: &str,
+    prev: Option<u64>,
+    seq: u64,
+    hash: Hash,
+    time: Option<f64>,
+    changes: Changes,
+) -> SharedDelta {
+    let text = RelayMessage::Delta {
+        workflow: workflow.to_string(),
+        topic: topic.to_owned(),
+        epoch: epoch.to_owned(),
+        seq,
+        prev,
+        hash,
+        time,
+        patch: changes.to_patch(),
+    }
+    .to_text();
+    SharedDelta {
+        key: (workflow.clone(), Arc::from(topic)),
+        epoch: Arc::from(epoch),
+        seq,
+        prev,
+        hash,
+        time,
+        changes,
+        text: text.into(),
+    }
+}
+
+fn snapshot_text(workflow: &str, epoch: &str, topic: &str, seq: u64, hash: Hash, value: Value) -> Arc<str> {
+    RelayMessage::Snapshot {
+        workflow: workflow.to_owned(),
+        topic: topic.to_owned(),
+        epoch: epoch.to_owned(),
+        seq,
+        hash,
+        value,
+    }
+    .to_text()
+    .into()
+}
+
+fn empty() -> Value {
+    Value::Object(Map::new())
+}
+
+fn compile(group: &Group, workflow: &str, topic: &str, store: &impl Store) -> Option<Projection> {
+    Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
+}

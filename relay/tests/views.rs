@@ -1,0 +1,269 @@
+//! The relay's per-workflow views, driven with an in-memory store and checked with the
+//! browser client's own store logic (prev chain and projection hash on every message).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use clonewire_core::protocol::client::{RelayMessage, ResumePoint};
+use clonewire_core::{Changes, Limits, Projection, Schema, Subscription, Topic};
+use clonewire_relay::outbox::{Outbox, Outgoing};
+use clonewire_relay::registry::{Group, Registry};
+use clonewire_relay::views::{Store, Views};
+use clonewire_wasm::store::{Outcome, Store as ClientStore};
+use serde_json::{json, Value};
+
+const W: &str = "demo";
+
+struct Fake {
+    epoch: String,
+    schema: Schema,
+    topics: BTreeMap<String, (Topic, u64)>,
+}
+
+impl Store for Fake {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+        self.topics.get(name).map(|(t, s)| (t, *s))
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+}
+
+impl Fake {
+    fn new() -> Fake {
+        Fake { epoch: "e1".into(), schema: Schema::new([vec!["taskProxies"]]), topics: BTreeMap::new() }
+    }
+
+    /// Applies a patch as a suite delta would, and tells the views.
+    fn apply(&mut self, views: &mut Views, topic: &str, patch: Value) -> Changes {
+        let entry = self.topics.entry(topic.to_owned()).or_insert_with(|| (Topic::new(topic), 0));
+        let changes = entry.0.apply(&patch).unwrap();
+        let prev = entry.1;
+        entry.1 += 1;
+        let seq = entry.1;
+        views.on_changes(self, topic, prev, seq, &changes, Some(1.0));
+        changes
+    }
+}
+
+struct Client {
+    outbox: Arc<Outbox>,
+    store: ClientStore,
+    frames: Vec<String>,
+}
+
+impl Client {
+    fn new() -> Client {
+        Client { outbox: Arc::new(Outbox::new(1 << 20, 8 << 20)), store: ClientStore::new(), frames: Vec::new() }
+    }
+
+    /// Applies everything queued, asserting every message verifies.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(out) = self.outbox.pop() {
+            let text = match out {
+                Outgoing::Text(t) | Outgoing::Snapshot(t) => t.to_string(),
+                Outgoing::Delta(d) => d.text.to_string(),
+                Outgoing::Conflated(c) => c.to_text(),
+                other => panic!("unexpected {other:?}"),
+            };
+            self.frames.push(text.clone());
+            n += 1;
+            let outcome = match RelayMessage::decode(&text).unwrap() {
+                RelayMessage::Snapshot { workflow, topic, epoch, seq, hash, value } => {
+                    self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value)
+                }
+                RelayMessage::Delta { workflow, topic, epoch, seq, prev, hash, patch, .. } => {
+                    self.store.delta(&workflow, &topic, &epoch, seq, prev, hash, &patch)
+                }
+                _ => continue,
+            };
+            assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?} for {text}");
+        }
+        n
+    }
+
+    fn copy(&self, topic: &str) -> Value {
+        self.store.get(W, topic).map_or(json!({}), |r| r.topic.to_value())
+    }
+}
+
+fn group(registry: &Registry, text: &str) -> Arc<Group> {
+    registry.intern(Subscription::parse(text, &Limits::default()).unwrap())
+}
+
+fn projection(store: &Fake, group: &Group, topic: &str) -> Value {
+    let Some(field) = group.sub.for_topic(W, topic) else { return json!({}) };
+    let Some(proj) = Projection::compile(field, topic, &store.schema) else { return json!({}) };
+    store.topic(topic).map_or(json!({}), |(t, _)| proj.project(t).0)
+}
+
+fn tasks(n: usize) -> Value {
+    let mut m = serde_json::Map::new();
+    for i in 0..n {
+        m.insert(format!("1/t{i}"), json!({"name": format!("t{i}"), "status": "waiting", "host": "h"}));
+    }
+    Value::Object(m)
+}
+
+#[test]
+fn clients_hold_exactly_their_projection_and_share_frames() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(5));
+    let names = group(&registry, "{ workflows { taskProxies { name } } }");
+    let status = group(&registry, "{ workflows { taskProxies { status } workflow } }");
+    let mut a = Client::new();
+    let mut b = Client::new();
+    let mut c = Client::new();
+    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
+    views.rebind(&store, 2, b.outbox.clone(), Some(status.clone()), None);
+    views.rebind(&store, 3, c.outbox.clone(), Some(status.clone()), None);
+    for (i, s) in ["running", "succeeded"].iter().enumerate() {
+        store.apply(&mut views, "taskProxies", json!({ format!("1/t{i}"): {"status": s} }));
+    }
+    store.apply(&mut views, "workflow", json!({"name": "demo", "status": "running"}));
+    store.apply(&mut views, "taskProxies", json!({"1/t4": null}));
+    for client in [&mut a, &mut b, &mut c] {
+        client.drain();
+    }
+    for topic in ["taskProxies", "workflow"] {
+        assert_eq!(a.copy(topic), projection(&store, &names, topic), "{topic}");
+        assert_eq!(c.copy(topic), projection(&store, &status, topic), "{topic}");
+    }
+    assert_eq!(a.copy("workflow"), json!({}), "a never selected workflow");
+    assert_eq!(c.copy("workflow"), json!({"name": "demo", "status": "running"}));
+    // names: the t4 removal (1); status: two statuses and the t4 removal (3). The new
+    // workflow topic goes out as a snapshot. Three clients, four deltas made.
+    assert_eq!(views.stats().deltas_made, 4, "once per view, not per client");
+}
+
+#[test]
+fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(3));
+    let sub = group(&registry, "{ workflows { taskProxies { status } } }");
+    let (b, c) = (Client::new(), Client::new());
+    views.rebind(&store, 2, b.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, 3, c.outbox.clone(), Some(sub.clone()), None);
+    for out in [&b.outbox, &c.outbox] {
+        assert!(matches!(out.pop(), Some(Outgoing::Text(_))), "the workflow state first");
+        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
+    }
+    store.apply(&mut views, "taskProxies", json!({"1/t0": {"status": "running"}}));
+    match (b.outbox.pop(), c.outbox.pop()) {
+        (Some(Outgoing::Delta(x)), Some(Outgoing::Delta(y))) => assert!(Arc::ptr_eq(&x, &y), "one allocation"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_subscription_change_sends_only_what_is_new() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(50));
+    let names = group(&registry, "{ workflows { taskProxies { name } } }");
+    let more = group(&registry, "{ workflows { taskProxies { name status } } }");
+    let mut a = Client::new();
+    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
+    a.drain();
+    let before = a.frames.len();
+    views.rebind(&store, 1, a.outbox.clone(), Some(more.clone()), None);
+    a.drain();
+    let bridge = &a.frames[before..];
+    assert_eq!(bridge.len(), 1, "{bridge:?}");
+    assert!(bridge[0].contains("\"type\":\"delta\"") && !bridge[0].contains("\"name\""), "only status: {}", bridge[0]);
+    assert_eq!(a.copy("taskProxies"), projection(&store, &more, "taskProxies"));
+    // And back: the status leaves go, nothing else is sent.
+    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
+    a.drain();
+    assert_eq!(a.copy("taskProxies"), projection(&store, &names, "taskProxies"));
+    store.apply(&mut views, "taskProxies", json!({"1/t1": {"name": "renamed", "status": "running"}}));
+    a.drain();
+    assert_eq!(a.copy("taskProxies"), projection(&store, &names, "taskProxies"));
+}
+
+#[test]
+fn resume_sends_one_delta_when_history_and_hash_allow() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(20));
+    let sub = group(&registry, "{ workflows { taskProxies { status } } }");
+    let mut a = Client::new();
+    views.rebind(&store, 1, a.outbox.clone(), Some(sub.clone()), None);
+    a.drain();
+    views.leave(1);
+    // While it is away, things change.
+    for i in 0..5 {
+        store.apply(&mut views, "taskProxies", json!({ format!("1/t{i}"): {"status": "running"} }));
+    }
+    let points = a.store.resume_points();
+    let mut back = Client { outbox: Arc::new(Outbox::new(1 << 20, 8 << 20)), store: a.store.clone(), frames: vec![] };
+    views.rebind(&store, 2, back.outbox.clone(), Some(sub.clone()), points.get(W));
+    back.drain();
+    let sent: Vec<&String> = back.frames.iter().filter(|f| !f.contains("\"type\":\"workflow\"")).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("\"type\":\"delta\""), "{}", sent[0]);
+    assert_eq!(back.copy("taskProxies"), projection(&store, &sub, "taskProxies"));
+
+    // A resume point whose hash does not check gets a snapshot.
+    let mut wrong: BTreeMap<String, ResumePoint> = points.get(W).cloned().unwrap();
+    if let Some(p) = wrong.get_mut("taskProxies") {
+        p.hash = clonewire_core::Hash(p.hash.0 ^ 1);
+    }
+    let mut other = Client::new();
+    views.rebind(&store, 3, other.outbox.clone(), Some(sub.clone()), Some(&wrong));
+    other.drain();
+    assert!(other.frames.iter().any(|f| f.contains("\"type\":\"snapshot\"")));
+}
+
+#[test]
+fn a_new_epoch_arrives_as_a_snapshot() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(3));
+    let sub = group(&registry, "{ workflows { taskProxies } }");
+    let mut a = Client::new();
+    views.rebind(&store, 1, a.outbox.clone(), Some(sub.clone()), None);
+    a.drain();
+    store.epoch = "e2".into();
+    views.on_new_epoch();
+    let entry = store.topics.get_mut("taskProxies").unwrap();
+    let changes = entry.0.replace(&json!({"2/x": {"status": "waiting"}})).unwrap();
+    entry.1 = 1;
+    views.on_changes(&store, "taskProxies", 0, 1, &changes, None);
+    a.drain();
+    assert!(a.frames.last().unwrap().contains("\"type\":\"snapshot\""));
+    assert_eq!(a.store.get(W, "taskProxies").unwrap().epoch, "e2");
+    assert_eq!(a.copy("taskProxies"), json!({"2/x": {"status": "waiting"}}));
+}
+
+#[test]
+fn a_slow_client_is_conflated_and_still_converges() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(10));
+    let sub = group(&registry, "{ workflows { taskProxies { status } } }");
+    let mut slow = Client { outbox: Arc::new(Outbox::new(2_000, 1 << 20)), store: ClientStore::new(), frames: vec![] };
+    views.rebind(&store, 1, slow.outbox.clone(), Some(sub.clone()), None);
+    for round in 0..200 {
+        store.apply(&mut views, "taskProxies", json!({ format!("1/t{}", round % 10): {"status": format!("s{round}")} }));
+    }
+    let sent = slow.drain();
+    assert!(sent < 50, "{sent} messages for 200 deltas");
+    assert!(slow.outbox.stats().conflated > 150);
+    assert_eq!(slow.copy("taskProxies"), projection(&store, &sub, "taskProxies"));
+}
