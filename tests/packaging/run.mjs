@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Packaging test: `npm pack` the module, install the tarball into a fresh Vite app,
+// build it, serve it and open it in headless Chromium (Debian's, via playwright-core;
+// no browser is ever downloaded). The page connects to the scripted relay of the node
+// tests and must show live data. Run `npm run build` first.
+
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import { greet, startRelay, stream } from '../node/fake-relay.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const work = join(here, '.work');
+const app = join(work, 'app');
+
+function npm(args, cwd) {
+  console.log(`$ npm ${args.join(' ')}`);
+  return execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+rmSync(work, { recursive: true, force: true });
+cpSync(join(here, 'app'), app, { recursive: true });
+const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], root));
+const tarball = join(work, packed[0].filename);
+const shipped = packed[0].files.map((f) => f.path).sort();
+console.log(`packed ${packed[0].filename}: ${shipped.join(', ')}`);
+for (const want of ['dist/index.js', 'dist/index.d.ts', 'dist/clonewire_wasm_bg.wasm', 'package.json']) {
+  if (!shipped.includes(want)) throw new Error(`the tarball lacks ${want}`);
+}
+npm(['install', '--no-audit', '--no-fund'], app);
+npm(['install', '--no-audit', '--no-fund', tarball], app);
+npm(['run', 'build'], app);
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+const server = createServer((request, response) => {
+  const path = new URL(request.url, 'http://x').pathname;
+  const file = join(app, 'dist', path === '/' ? 'index.html' : path);
+  try {
+    const body = readFileSync(file);
+    response.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+    response.end(body);
+  } catch {
+    response.writeHead(404).end();
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const relay = await startRelay();
+relay.onMessage = (message) => {
+  if (message.type === 'subscribe') {
+    greet(relay, message.query);
+    for (const step of stream.steps) relay.send(step.delta);
+  }
+};
+
+const profile = mkdtempSync(join(tmpdir(), 'clonewire-chromium-'));
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+let failed = false;
+try {
+  const page = await browser.newPage();
+  page.on('pageerror', (error) => console.error('page error:', error.message));
+  const url = `http://127.0.0.1:${server.address().port}/?relay=${encodeURIComponent(relay.url)}`;
+  await page.goto(url);
+  await page.waitForFunction(() => document.title.startsWith('changes:'), null, { timeout: 15000 });
+  const last = stream.steps.filter((s) => s.delta.topic === 'taskProxies').at(-1).snapshot.value;
+  const want = Object.fromEntries(Object.entries(last).map(([id, e]) => [id, { status: e.status }]));
+  await page.waitForFunction(
+    (expected) => document.getElementById('out').textContent === expected,
+    JSON.stringify({ workflows: { demo: { taskProxies: want } } }),
+    { timeout: 15000 },
+  );
+  const report = await page.evaluate(() => window.clonewire.inspect());
+  if (report.counters.hashMismatches !== 0 || report.status !== 'open') {
+    throw new Error(`unexpected report: ${JSON.stringify(report.counters)}`);
+  }
+  console.log(`ok: the packed module loads in a Vite build in Chromium and shows live data ` +
+    `(${report.counters.deltas} deltas verified)`);
+} catch (error) {
+  failed = true;
+  console.error(`not ok: ${error.message}`);
+} finally {
+  await browser.close();
+  await relay.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
