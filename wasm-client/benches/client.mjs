@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// Benchmarks of the npm module (run `npm run build` first; `npm run bench`):
+// 1. the gzipped size of what ships (goal: the .wasm at most 100 KB gzipped);
+// 2. in headless Chromium, the wasm client applying, verifying and notifying three
+//    views for a recorded stream of deltas, against a plain JS store applying the same
+//    patches with json-merge-patch and no verification. Prints figures; never fails
+//    on timing.
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const tasks = Number(process.env.BENCH_TASKS ?? 500);
+const steps = Number(process.env.BENCH_STEPS ?? 5000);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+
+console.log('size of the shipped module (dist/):');
+for (const file of ['clonewire_wasm_bg.wasm', 'clonewire_wasm.js', 'index.js']) {
+  const bytes = readFileSync(join(root, 'dist', file));
+  const gz = gzipSync(bytes, { level: 9 }).length;
+  const note = file.endsWith('.wasm') ? `  (goal <= 102400: ${gz <= 102400 ? 'met' : 'NOT met'})` : '';
+  console.log(`  ${file.padEnd(24)} ${String(bytes.length).padStart(8)} B raw ${String(gz).padStart(8)} B gzip${note}`);
+}
+
+console.log(`\nrecording a stream: ${tasks} tasks, ${steps} deltas (record example)`);
+const stream = execFileSync(
+  'cargo',
+  ['run', '-q', '-p', 'clonewire-wasm', '--example', 'record', '--', String(tasks), String(steps), 'no'],
+  { cwd: root, encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'inherit'] },
+);
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+const files = {
+  '/': join(here, 'page.html'),
+  '/page.js': join(here, 'page.js'),
+};
+const server = createServer((request, response) => {
+  const path = new URL(request.url, 'http://x').pathname;
+  let file = files[path];
+  if (!file && path.startsWith('/dist/')) file = join(root, path);
+  if (!file && path.startsWith('/json-merge-patch/lib/')) file = join(root, 'node_modules', path);
+  try {
+    const body = readFileSync(file);
+    response.writeHead(200, { 'content-type': types[extname(file)] ?? 'text/javascript' });
+    response.end(body);
+  } catch {
+    response.writeHead(404).end();
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+
+const profile = mkdtempSync(join(tmpdir(), 'clonewire-bench-'));
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+try {
+  const page = await browser.newPage();
+  page.on('pageerror', (error) => console.error('page error:', error.message));
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => typeof window.bench === 'function');
+  const result = await page.evaluate(
+    ([text, n]) => window.bench(JSON.parse(text), n),
+    [stream, rounds],
+  );
+  const per = (ms) => ((ms * 1000) / result.deltas).toFixed(2);
+  console.log(`\nChromium, median of ${rounds} rounds, ${result.deltas} deltas:`);
+  console.log(`  wasm client (apply + verify hash and prev + notify 3 views): ${result.wasm.toFixed(1)} ms (${per(result.wasm)} us/delta)`);
+  console.log(`  plain JS store (JSON.parse + json-merge-patch, no checks):   ${result.plain.toFixed(1)} ms (${per(result.plain)} us/delta)`);
+  const ratio = result.plain / result.wasm;
+  console.log(`  ratio plain/wasm: ${ratio.toFixed(2)} (goal >= 1.0: ${ratio >= 1 ? 'met' : 'NOT met'})`);
+} finally {
+  await browser.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}

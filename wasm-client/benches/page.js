@@ -1,0 +1,88 @@
+// The benchmark page: the wasm client (apply + verify + notify three views) against a
+// plain JS store applying the same patches with json-merge-patch, no verification.
+import { connect } from '/dist/index.js';
+
+async function loadMergePatch() {
+  // json-merge-patch is CommonJS: load its two files with a tiny require.
+  const sources = {};
+  for (const name of ['apply', 'utils']) {
+    sources[`./${name}`] = await (await fetch(`/json-merge-patch/lib/${name}.js`)).text();
+  }
+  const cache = {};
+  const require = (name) => {
+    if (!cache[name]) {
+      const module = { exports: {} };
+      cache[name] = module;
+      new Function('module', 'exports', 'require', sources[name])(module, module.exports, require);
+    }
+    return cache[name].exports;
+  };
+  return require('./apply');
+}
+
+class FakeSocket {
+  constructor() {
+    FakeSocket.last = this;
+  }
+  send() {}
+  close() {}
+}
+
+const VIEWS = {
+  tasks: 'subscription { workflows(ids: ["demo"]) { taskProxies { status } } }',
+  names: '{ workflows { workflow { name status } taskProxies { name } } }',
+  both: '{ workflows { taskProxies { name status } } }',
+};
+
+async function runWasm(setup, deltas) {
+  const client = await connect('ws://bench.invalid/ws', { WebSocket: FakeSocket });
+  let changes = 0;
+  for (const [name, query] of Object.entries(VIEWS)) {
+    client.view(name, query, (batch) => {
+      changes += batch.length;
+    });
+  }
+  const socket = FakeSocket.last;
+  socket.onopen({ target: socket });
+  for (const data of setup) socket.onmessage({ target: socket, data });
+  const start = performance.now();
+  for (const data of deltas) socket.onmessage({ target: socket, data });
+  const ms = performance.now() - start;
+  const { counters } = client.inspect();
+  client.close();
+  if (counters.hashMismatches || counters.chainBreaks || counters.deltas !== deltas.length) {
+    throw new Error(`the stream did not verify: ${JSON.stringify(counters)}`);
+  }
+  return { ms, changes };
+}
+
+function runPlain(apply, setup, deltas) {
+  const store = {};
+  const put = (text) => {
+    const m = JSON.parse(text);
+    if (m.type !== 'snapshot' && m.type !== 'delta') return;
+    const workflow = (store[m.workflow] ??= {});
+    workflow[m.topic] =
+      m.type === 'snapshot' ? m.value : apply(workflow[m.topic] ?? {}, m.patch);
+  };
+  for (const text of setup) put(text);
+  const start = performance.now();
+  for (const text of deltas) put(text);
+  return { ms: performance.now() - start };
+}
+
+window.bench = async (stream, rounds) => {
+  const apply = await loadMergePatch();
+  const setup = [stream.workflow, ...stream.initial].map((f) => JSON.stringify(f));
+  const deltas = stream.steps.map((s) => JSON.stringify(s.delta));
+  const wasm = [];
+  const plain = [];
+  await runWasm(setup, deltas); // warm-up
+  runPlain(apply, setup, deltas);
+  for (let i = 0; i < rounds; i++) {
+    wasm.push((await runWasm(setup, deltas)).ms);
+    plain.push(runPlain(apply, setup, deltas).ms);
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return { wasm: median(wasm), plain: median(plain), deltas: deltas.length };
+};
