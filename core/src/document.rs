@@ -357,6 +357,12 @@ impl Topic {
     /// leaves that differ, as if one patch had been applied. Costs O(old + new size).
     pub fn replace(&mut self, value: &Value) -> Result<Changes, PatchError> {
         let fresh = Topic::from_value(self.name.clone(), value)?;
+        Ok(self.replace_with(fresh))
+    }
+
+    /// Replaces the topic's value with `fresh`'s (already built, e.g. to check its
+    /// hash first) and reports exactly the leaves that differ.
+    pub fn replace_with(&mut self, fresh: Topic) -> Changes {
         let mut changes = Vec::new();
         diff_objects(
             &self.root,
@@ -365,7 +371,7 @@ impl Topic {
             &mut changes,
         );
         self.root = fresh.root;
-        Ok(Changes { leaves: changes })
+        Changes { leaves: changes }
     }
 
     /// Applies changes computed elsewhere (e.g. a conflated batch) by way of their patch.

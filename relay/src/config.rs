@@ -77,10 +77,15 @@ impl SuiteConfig {
 
     fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.len() > 200 || self.name.chars().any(char::is_control) {
-            return Err(format!("suite name {:?} must be 1 to 200 printable characters", self.name));
+            return Err(format!(
+                "suite name {:?} must be 1 to 200 printable characters",
+                self.name
+            ));
         }
         for endpoint in [&self.pub_endpoint, &self.rep_endpoint] {
-            let known = ["tcp://", "ipc://", "inproc://"].iter().any(|s| endpoint.starts_with(s));
+            let known = ["tcp://", "ipc://", "inproc://"]
+                .iter()
+                .any(|s| endpoint.starts_with(s));
             if !known || endpoint.len() < 8 {
                 return Err(format!(
                     "suite {:?}: endpoint {endpoint:?} must look like tcp://HOST:PORT or ipc://PATH",
@@ -169,18 +174,25 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<text>"), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -191,7 +203,10 @@ impl Config {
         for suite in &self.suites {
             suite.validate().map_err(ConfigError::Invalid)?;
             if !names.insert(&suite.name) {
-                return Err(ConfigError::Invalid(format!("suite {:?} is given twice", suite.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "suite {:?} is given twice",
+                    suite.name
+                )));
             }
         }
         let l = &self.limits;
@@ -207,7 +222,9 @@ impl Config {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be greater than 0"
+                )));
             }
         }
         if l.client_queue_hard_bytes <= l.client_queue_soft_bytes {
@@ -216,7 +233,9 @@ impl Config {
             ));
         }
         if self.demo && self.demo_suites == 0 {
-            return Err(ConfigError::Invalid("demo_suites must be at least 1 with demo".into()));
+            return Err(ConfigError::Invalid(
+                "demo_suites must be at least 1 with demo".into(),
+            ));
         }
         Ok(())
     }
@@ -256,15 +275,25 @@ mod tests {
             .to_string();
         assert!(limits.contains("client_queue_hard_bytes"), "{limits}");
         let twice = "[[suite]]\nname='a'\npub='tcp://h:1'\nrep='tcp://h:2'\n".repeat(2);
-        assert!(Config::from_toml(&twice).unwrap_err().to_string().contains("twice"));
+        assert!(Config::from_toml(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 
     #[test]
     fn suite_flags_parse_or_explain() {
         let s = SuiteConfig::parse_flag("demo=tcp://127.0.0.1:1,tcp://127.0.0.1:2").unwrap();
-        assert_eq!((s.name.as_str(), s.rep_endpoint.as_str()), ("demo", "tcp://127.0.0.1:2"));
+        assert_eq!(
+            (s.name.as_str(), s.rep_endpoint.as_str()),
+            ("demo", "tcp://127.0.0.1:2")
+        );
         assert!(SuiteConfig::parse_flag("demo").unwrap_err().contains("NAME="));
-        assert!(SuiteConfig::parse_flag("demo=tcp://a:1").unwrap_err().contains("comma"));
-        assert!(SuiteConfig::parse_flag("demo=http://a:1,tcp://b:2").unwrap_err().contains("tcp://"));
+        assert!(SuiteConfig::parse_flag("demo=tcp://a:1")
+            .unwrap_err()
+            .contains("comma"));
+        assert!(SuiteConfig::parse_flag("demo=http://a:1,tcp://b:2")
+            .unwrap_err()
+            .contains("tcp://"));
     }
 }

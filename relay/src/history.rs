@@ -24,7 +24,10 @@ pub struct History {
 impl History {
     /// An empty history keeping at most `limit` steps.
     pub fn new(limit: usize) -> History {
-        History { steps: VecDeque::new(), limit }
+        History {
+            steps: VecDeque::new(),
+            limit,
+        }
     }
 
     /// Records that the topic went from seq `prev` to `seq` with `changes`.
@@ -38,7 +41,11 @@ impl History {
         if self.steps.len() == self.limit {
             self.steps.pop_front();
         }
-        self.steps.push_back(Step { prev, seq, changes: changes.clone() });
+        self.steps.push_back(Step {
+            prev,
+            seq,
+            changes: changes.clone(),
+        });
     }
 
     /// Forgets everything (a new epoch).

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod history;
+pub mod metrics;
 pub mod outbox;
 pub mod registry;
 pub mod views;

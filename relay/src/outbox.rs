@@ -14,6 +14,8 @@ use clonewire_core::protocol::client::RelayMessage;
 use clonewire_core::{Changes, Hash};
 use tokio::sync::Notify;
 
+use crate::metrics::OutboxCounters;
+
 /// A (workflow, topic) pair: the unit of ordering and conflation.
 pub type TopicKey = (Arc<str>, Arc<str>);
 
@@ -143,33 +145,24 @@ struct Inner {
     closed: bool,
 }
 
-/// Counters an outbox reports to the metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OutboxStats {
-    /// Deltas that went into a conflated slot.
-    pub conflated: u64,
-    /// Times the hard limit dropped pending deltas.
-    pub overflows: u64,
-}
-
 /// One client's bounded send queue.
 pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
     soft_bytes: usize,
     hard_bytes: usize,
-    stats: Mutex<OutboxStats>,
+    counters: Arc<OutboxCounters>,
 }
 
 impl Outbox {
-    /// An empty outbox with the two limits (bytes).
-    pub fn new(soft_bytes: usize, hard_bytes: usize) -> Outbox {
+    /// An empty outbox with the two limits (bytes), counting into `counters`.
+    pub fn new(soft_bytes: usize, hard_bytes: usize, counters: Arc<OutboxCounters>) -> Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             soft_bytes,
             hard_bytes,
-            stats: Mutex::new(OutboxStats::default()),
+            counters,
         }
     }
 
@@ -181,11 +174,6 @@ impl Outbox {
     /// Queued bytes now.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
-    }
-
-    /// Counters since the outbox was made.
-    pub fn stats(&self) -> OutboxStats {
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues a frame that is not tied to a (workflow, topic).
@@ -240,11 +228,13 @@ impl Outbox {
         if let Some((conflated, bytes)) = inner.conflated.get_mut(&delta.key) {
             conflated.add(delta);
             *bytes += len;
-            self.count(|s| s.conflated += 1);
+            OutboxCounters::bump(&self.counters.conflated);
         } else if inner.bytes + len > self.soft_bytes {
-            inner.conflated.insert(delta.key.clone(), (Conflated::start(delta), len));
+            inner
+                .conflated
+                .insert(delta.key.clone(), (Conflated::start(delta), len));
             inner.items.push_back((Item::ConflatedSlot(delta.key.clone()), 0));
-            self.count(|s| s.conflated += 1);
+            OutboxCounters::bump(&self.counters.conflated);
         } else {
             inner.items.push_back((Item::Delta(delta.clone()), len));
         }
@@ -260,10 +250,6 @@ impl Outbox {
         inner.items.push_back((item, len));
         inner.bytes += len;
         self.settle(inner);
-    }
-
-    fn count(&self, f: impl FnOnce(&mut OutboxStats)) {
-        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// Enforces the hard limit, then wakes the writer.
@@ -284,12 +270,14 @@ impl Outbox {
                 inner.needs_snapshot.insert(key, false);
             }
             inner.bytes = inner.items.iter().map(|(_, len)| len).sum();
-            self.count(|s| s.overflows += 1);
+            OutboxCounters::bump(&self.counters.overflows);
             if inner.bytes > self.hard_bytes && !inner.closed {
                 // Only unordered frames are left and still too many: give up on it.
                 inner.items.clear();
                 inner.bytes = 0;
-                inner.items.push_back((Item::Close(1008, "too slow: send queue full"), 0));
+                inner
+                    .items
+                    .push_back((Item::Close(1008, "too slow: send queue full"), 0));
                 inner.closed = true;
             }
         }
@@ -361,7 +349,10 @@ mod tests {
             leaves: vec![LeafChange {
                 path: vec![t.into(), leaf.into()],
                 old: None,
-                new: Some(HashedLeaf { value: json!(value), hash: seq }),
+                new: Some(HashedLeaf {
+                    value: json!(value),
+                    hash: seq,
+                }),
             }],
         };
         Arc::new(SharedDelta {
@@ -378,7 +369,7 @@ mod tests {
 
     #[test]
     fn under_the_soft_limit_frames_are_shared_and_in_order() {
-        let out = Outbox::new(1_000, 10_000);
+        let out = Outbox::new(1_000, 10_000, Default::default());
         let d = delta("t", 1, "a", 1);
         out.push_delta(&d);
         out.push_text(Arc::from("hi"));
@@ -393,7 +384,8 @@ mod tests {
 
     #[test]
     fn a_slow_client_gets_one_composed_delta_per_topic() {
-        let out = Outbox::new(250, 100_000);
+        let counters: Arc<OutboxCounters> = Default::default();
+        let out = Outbox::new(250, 100_000, counters.clone());
         for seq in 1..=10 {
             out.push_delta(&delta("t", seq, if seq % 2 == 0 { "a" } else { "b" }, seq as i64));
         }
@@ -402,16 +394,18 @@ mod tests {
             got.push(item);
         }
         assert_eq!(got.len(), 3, "two plain deltas, then one conflated: {got:?}");
-        let Outgoing::Conflated(c) = &got[2] else { panic!("{:?}", got[2]) };
+        let Outgoing::Conflated(c) = &got[2] else {
+            panic!("{:?}", got[2])
+        };
         assert_eq!((c.first_prev, c.seq, c.count), (Some(2), 10, 8));
         let text: serde_json::Value = serde_json::from_str(&c.to_text()).unwrap();
         assert_eq!(text["patch"], json!({"a": 10, "b": 9}));
-        assert_eq!(out.stats().conflated, 8);
+        assert_eq!(counters.conflated.load(std::sync::atomic::Ordering::Relaxed), 8);
     }
 
     #[test]
     fn past_the_hard_limit_deltas_drop_and_a_snapshot_is_asked_for() {
-        let out = Outbox::new(150, 400);
+        let out = Outbox::new(150, 400, Default::default());
         for seq in 1..=50 {
             out.push_delta(&delta("t", seq, &format!("k{seq}"), 1));
         }
@@ -431,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_supersedes_what_is_queued_for_its_topic_only() {
-        let out = Outbox::new(10_000, 100_000);
+        let out = Outbox::new(10_000, 100_000, Default::default());
         out.push_delta(&delta("t", 1, "a", 1));
         out.push_delta(&delta("u", 1, "a", 1));
         out.push_snapshot(key("t"), Arc::from("snap"));
@@ -441,7 +435,7 @@ mod tests {
 
     #[test]
     fn unordered_frames_past_the_hard_limit_close_the_client() {
-        let out = Outbox::new(100, 200);
+        let out = Outbox::new(100, 200, Default::default());
         for _ in 0..10 {
             out.push_text(Arc::from("e".repeat(50)));
         }

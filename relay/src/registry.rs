@@ -36,7 +36,11 @@ impl Registry {
         }
         // Forget groups nobody holds any more, so the map stays as small as the live set.
         groups.retain(|_, g| g.strong_count() > 0);
-        let group = Arc::new(Group { id: self.next_id.fetch_add(1, Ordering::Relaxed), key: key.clone(), sub });
+        let group = Arc::new(Group {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            key: key.clone(),
+            sub,
+        });
         groups.insert(key, Arc::downgrade(&group));
         group
     }

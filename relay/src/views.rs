@@ -119,9 +119,13 @@ impl Views {
     }
 
     fn workflow_text(&self, state: WorkflowState, schema: &Schema) -> Arc<str> {
-        RelayMessage::Workflow { workflow: self.workflow.to_string(), state, schema: Some(schema.clone()) }
-            .to_text()
-            .into()
+        RelayMessage::Workflow {
+            workflow: self.workflow.to_string(),
+            state,
+            schema: Some(schema.clone()),
+        }
+        .to_text()
+        .into()
     }
 
     /// Tells every member about a new state (and the schema), if it changed.
@@ -214,12 +218,27 @@ impl Views {
         if self.views.contains_key(&group.id) {
             return;
         }
-        let mut view = View { group: group.clone(), members: Vec::new(), topics: HashMap::new() };
+        let mut view = View {
+            group: group.clone(),
+            members: Vec::new(),
+            topics: HashMap::new(),
+        };
         for name in store.topic_names() {
-            if let (Some(proj), Some((topic, seq))) = (compile(&view.group, &self.workflow, &name, store), store.topic(&name)) {
+            if let (Some(proj), Some((topic, seq))) = (
+                compile(&view.group, &self.workflow, &name, store),
+                store.topic(&name),
+            ) {
                 let hash = proj.project_hash(topic);
                 let epoch = Arc::from(store.epoch());
-                view.topics.insert(name, ViewTopic { proj, hash, label: Some(seq), epoch });
+                view.topics.insert(
+                    name,
+                    ViewTopic {
+                        proj,
+                        hash,
+                        label: Some(seq),
+                        epoch,
+                    },
+                );
             }
         }
         self.views.insert(group.id, view);
@@ -240,7 +259,10 @@ impl Views {
             // The store no longer holds it; a client copy can only be emptied.
             if point.is_some() || old.is_some() {
                 let seq = point.map_or(0, |p| p.seq);
-                outbox.push_snapshot(self.key(topic), snapshot_text(&self.workflow, &epoch, topic, seq, Hash::EMPTY, empty()));
+                outbox.push_snapshot(
+                    self.key(topic),
+                    snapshot_text(&self.workflow, &epoch, topic, seq, Hash::EMPTY, empty()),
+                );
             }
             return;
         };
@@ -250,7 +272,9 @@ impl Views {
             .and_then(|v| v.topics.get(topic))
             .and_then(|vt| Some((vt.proj.project(replica).0, vt.label?)));
         let has_copy = held.is_some() || point.is_some();
-        let target = new.and_then(|id| self.views.get(&id)).and_then(|v| v.topics.get(topic));
+        let target = new
+            .and_then(|id| self.views.get(&id))
+            .and_then(|v| v.topics.get(topic));
         let key = self.key(topic);
         match target {
             Some(vt) if vt.label.is_some() => {
@@ -270,7 +294,10 @@ impl Views {
                     resumed
                 } else {
                     let (value, hash) = vt.proj.project(replica);
-                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, label, hash, value));
+                    outbox.push_snapshot(
+                        key,
+                        snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
+                    );
                     self.stats.snapshots_queued += 1;
                     None
                 };
@@ -286,19 +313,32 @@ impl Views {
                     if let Some(id) = new {
                         self.promote(&epoch, id, topic, current);
                     }
-                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                    outbox.push_snapshot(
+                        key,
+                        snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()),
+                    );
                 }
             }
             None => {
                 if has_copy {
-                    outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                    outbox.push_snapshot(
+                        key,
+                        snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()),
+                    );
                 }
             }
         }
     }
 
     /// One delta from a resume point to the view's state, if history and hash allow.
-    fn resume(&self, epoch: &str, topic: &str, current: u64, vt: &ViewTopic, point: &ResumePoint) -> Option<Option<SharedDelta>> {
+    fn resume(
+        &self,
+        epoch: &str,
+        topic: &str,
+        current: u64,
+        vt: &ViewTopic,
+        point: &ResumePoint,
+    ) -> Option<Option<SharedDelta>> {
         if point.epoch != epoch {
             return None;
         }
@@ -314,7 +354,15 @@ impl Views {
         if projected.is_empty() && point.seq == label {
             return Some(None);
         }
-        Some(Some(self.delta(epoch, topic, Some(point.seq), label, vt.hash, None, projected)))
+        Some(Some(self.delta(
+            epoch,
+            topic,
+            Some(point.seq),
+            label,
+            vt.hash,
+            None,
+            projected,
+        )))
     }
 
     /// Gives a label to a view topic that never sent anything: its members (who hold
@@ -322,8 +370,12 @@ impl Views {
     fn promote(&mut self, epoch: &str, id: u64, topic: &str, seq: u64) {
         let text = snapshot_text(&self.workflow, epoch, topic, seq, Hash::EMPTY, empty());
         let key = self.key(topic);
-        let Some(view) = self.views.get_mut(&id) else { return };
-        let Some(vt) = view.topics.get_mut(topic) else { return };
+        let Some(view) = self.views.get_mut(&id) else {
+            return;
+        };
+        let Some(vt) = view.topics.get_mut(topic) else {
+            return;
+        };
         vt.label = Some(seq);
         for client in &view.members {
             if let Some(member) = self.members.get(client) {
@@ -381,7 +433,16 @@ impl Views {
                 continue;
             }
             let hash = projected.apply_to_hash(vt.hash);
-            let delta = Arc::new(make_delta(&self.workflow, &epoch, topic, vt.label, seq, hash, time, projected));
+            let delta = Arc::new(make_delta(
+                &self.workflow,
+                &epoch,
+                topic,
+                vt.label,
+                seq,
+                hash,
+                time,
+                projected,
+            ));
             vt.label = Some(seq);
             vt.hash = hash;
             self.stats.deltas_made += 1;
@@ -401,9 +462,15 @@ impl Views {
     /// the projection as a snapshot; an empty one only when `force` (they hold
     /// something that must go).
     fn install(&mut self, store: &impl Store, id: u64, topic: &str, seq: u64, force: bool) {
-        let Some(view) = self.views.get_mut(&id) else { return };
-        let Some(proj) = compile(&view.group, &self.workflow, topic, store) else { return };
-        let Some((replica, _)) = store.topic(topic) else { return };
+        let Some(view) = self.views.get_mut(&id) else {
+            return;
+        };
+        let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
+            return;
+        };
+        let Some((replica, _)) = store.topic(topic) else {
+            return;
+        };
         let (value, hash) = proj.project(replica);
         let label = (force || value.as_object().is_some_and(|m| !m.is_empty())).then_some(seq);
         if label.is_some() {
@@ -416,7 +483,15 @@ impl Views {
                 }
             }
         }
-        view.topics.insert(topic.to_owned(), ViewTopic { proj, hash, label, epoch: Arc::from(store.epoch()) });
+        view.topics.insert(
+            topic.to_owned(),
+            ViewTopic {
+                proj,
+                hash,
+                label,
+                epoch: Arc::from(store.epoch()),
+            },
+        );
     }
 
     /// The store no longer holds a topic (no view wants it any more).
@@ -439,7 +514,11 @@ impl Views {
     pub fn on_schema(&mut self, store: &impl Store) {
         let ids: Vec<u64> = self.views.keys().copied().collect();
         for id in ids {
-            let topics: Vec<String> = self.views.get(&id).map(|v| v.topics.keys().cloned().collect()).unwrap_or_default();
+            let topics: Vec<String> = self
+                .views
+                .get(&id)
+                .map(|v| v.topics.keys().cloned().collect())
+                .unwrap_or_default();
             if let Some(view) = self.views.get_mut(&id) {
                 view.topics.clear();
             }
@@ -453,7 +532,9 @@ impl Views {
     /// A client asks for a fresh snapshot of one topic (a mismatch on its side, or it
     /// fell too far behind).
     pub fn resync(&mut self, store: &impl Store, client: ClientId, topic: &str) {
-        let Some(member) = self.members.get(&client) else { return };
+        let Some(member) = self.members.get(&client) else {
+            return;
+        };
         let (outbox, id) = (member.outbox.clone(), member.group);
         let epoch = store.epoch().to_owned();
         let key = self.key(topic);
@@ -463,14 +544,23 @@ impl Views {
             (Some(vt), Some((replica, _))) if vt.label.is_some() => {
                 let (value, hash) = vt.proj.project(replica);
                 let label = vt.label.unwrap_or(current);
-                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, label, hash, value));
+                outbox.push_snapshot(
+                    key,
+                    snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
+                );
             }
             (Some(_), Some(_)) => {
                 self.promote(&epoch, id, topic, current);
-                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                outbox.push_snapshot(
+                    key,
+                    snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()),
+                );
             }
             _ => {
-                outbox.push_snapshot(key, snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()));
+                outbox.push_snapshot(
+                    key,
+                    snapshot_text(&self.workflow, &epoch, topic, current, Hash::EMPTY, empty()),
+                );
             }
         }
         self.stats.snapshots_queued += 1;

@@ -8,7 +8,7 @@
 //! request that times out has its REQ socket discarded and reopened (the "Lazy
 //! Pirate" pattern), and `busy` is retried with exponential backoff.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::suite::{
@@ -94,6 +94,20 @@ pub enum Event {
         bytes: usize,
         /// The leaves it changed.
         changes: Changes,
+        /// The suite's publish time (Unix ms), if it said.
+        time: Option<f64>,
+    },
+    /// A topic's replica was replaced by a snapshot (on joining, on a repair, or when
+    /// a topic starts being followed): `changes` is exactly what differs from before.
+    Reset {
+        /// The topic.
+        topic: String,
+        /// The seq the replica had.
+        prev: u64,
+        /// The snapshot's seq.
+        seq: u64,
+        /// What differs from the replica before.
+        changes: Changes,
     },
     /// A delta or heartbeat showed that deltas were missed.
     Gap {
@@ -116,6 +130,9 @@ pub enum Event {
         expected: Hash,
         /// Ours.
         got: Hash,
+        /// What the mismatching delta changed in the replica (empty for a snapshot,
+        /// which is not installed), so a user of the replica can follow it exactly.
+        changes: Changes,
     },
     /// A topic is trusted again.
     Repaired {
@@ -386,6 +403,86 @@ impl Follower {
         self.topics.get(name).map(|t| t.seq)
     }
 
+    /// Every followed topic's replica and seq, by name.
+    pub fn topics(&self) -> impl Iterator<Item = (&str, &Topic, u64)> {
+        self.topics
+            .iter()
+            .map(|(name, r)| (name.as_str(), &r.topic, r.seq))
+    }
+
+    /// The suite's heartbeat interval (from `hello`; 1 s until then).
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// When the suite was last heard on the PUB socket.
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    /// Changes which topics are followed (`None`: every topic). The SUB filters change
+    /// at once (new ones first, so nothing wanted is missed); a newly followed topic
+    /// is fetched with a snapshot and reported with [`Event::Reset`]; a topic no longer
+    /// followed is dropped without an event.
+    pub fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), Error> {
+        let old: Option<BTreeSet<String>> = self.config.topics.as_ref().map(|t| t.iter().cloned().collect());
+        if old == topics {
+            return Ok(());
+        }
+        let control = [HEARTBEAT_TOPIC.to_owned(), BYE_TOPIC.to_owned()];
+        let sub = |t: &str| {
+            self.sub
+                .set_subscribe(t.as_bytes())
+                .map_err(|e| Error::zmq("subscribe", e))
+        };
+        let unsub = |t: &str| {
+            self.sub
+                .set_unsubscribe(t.as_bytes())
+                .map_err(|e| Error::zmq("unsubscribe", e))
+        };
+        match (&old, &topics) {
+            (None, None) => {}
+            (Some(before), None) => {
+                sub("")?;
+                for t in before.iter().chain(&control) {
+                    unsub(t)?;
+                }
+            }
+            (None, Some(after)) => {
+                for t in after.iter().chain(&control) {
+                    sub(t)?;
+                }
+                unsub("")?;
+            }
+            (Some(before), Some(after)) => {
+                for t in after.difference(before) {
+                    sub(t)?;
+                }
+                for t in before.difference(after) {
+                    unsub(t)?;
+                }
+            }
+        }
+        match &topics {
+            Some(after) => {
+                self.topics.retain(|name, _| after.contains(name));
+                if self.joined {
+                    for name in after {
+                        // Untrusted, so the next request is a snapshot of it.
+                        self.topics
+                            .entry(name.clone())
+                            .or_insert_with(|| Replica::new(name, false));
+                    }
+                }
+            }
+            // Every topic: the suite's list is only known from a full snapshot.
+            None if self.joined => self.joined = false,
+            None => {}
+        }
+        self.config.topics = topics.map(|t| t.into_iter().collect());
+        Ok(())
+    }
+
     /// Runs for `duration`, handing every event to `on_event`.
     pub fn run_for(&mut self, duration: Duration, mut on_event: impl FnMut(&Event)) -> Result<(), Error> {
         let end = Instant::now() + duration;
@@ -566,7 +663,7 @@ impl Follower {
             self.gap(topic, have, seen, false);
             return;
         }
-        self.apply(&topic, delta.seq, &delta.patch, delta.hash, bytes);
+        self.apply(&topic, delta.seq, &delta.patch, delta.hash, bytes, delta.time);
     }
 
     fn gap(&mut self, topic: String, have: u64, seen: u64, heartbeat: bool) {
@@ -581,7 +678,15 @@ impl Follower {
 
     /// Applies the next delta of a trusted topic and checks its hash; a mismatch or a
     /// refused patch distrusts the topic (repaired by snapshot). Returns true if applied.
-    fn apply(&mut self, name: &str, seq: u64, patch: &Value, hash: Hash, bytes: usize) -> bool {
+    fn apply(
+        &mut self,
+        name: &str,
+        seq: u64,
+        patch: &Value,
+        hash: Hash,
+        bytes: usize,
+        time: Option<f64>,
+    ) -> bool {
         let Some(replica) = self.topics.get_mut(name) else {
             return false;
         };
@@ -597,6 +702,7 @@ impl Follower {
                         seq,
                         expected: hash,
                         got,
+                        changes,
                     });
                     return false;
                 }
@@ -607,6 +713,7 @@ impl Follower {
                     seq,
                     bytes,
                     changes,
+                    time,
                 });
                 true
             }
@@ -641,7 +748,14 @@ impl Follower {
                 self.gap(name.to_owned(), have, seen, false);
                 return;
             }
-            self.apply(name, next.seq, &next.delta.patch, next.delta.hash, next.bytes);
+            self.apply(
+                name,
+                next.seq,
+                &next.delta.patch,
+                next.delta.hash,
+                next.bytes,
+                next.delta.time,
+            );
         }
     }
 
@@ -889,6 +1003,7 @@ impl Follower {
                     seq: snap.seq,
                     expected: snap.hash,
                     got: topic.hash(),
+                    changes: Changes::default(),
                 });
                 self.replica(&name).distrust(Rung::Snapshot);
                 bad = true;
@@ -918,11 +1033,18 @@ impl Follower {
     fn restore(&mut self, name: &str, topic: Topic, seq: u64, join: bool) {
         let replica = self.replica(name);
         let was_trusted = replica.trusted && !join;
-        replica.topic = topic;
+        let prev = replica.seq;
+        let changes = replica.topic.replace_with(topic);
         replica.seq = seq;
         replica.trusted = true;
         replica.rung = Rung::Replay;
         replica.stuck = 0;
+        self.events.push_back(Event::Reset {
+            topic: name.to_owned(),
+            prev,
+            seq,
+            changes,
+        });
         if !join && !was_trusted {
             self.stats.repairs_snapshot += 1;
             self.events.push_back(Event::Repaired {
@@ -956,7 +1078,7 @@ impl Follower {
                 return;
             }
             let bytes = encode(&delta.patch).len();
-            if !self.apply(name, delta.seq, &delta.patch, delta.hash, bytes) {
+            if !self.apply(name, delta.seq, &delta.patch, delta.hash, bytes, delta.time) {
                 return; // distrusted, next rung chosen by apply
             }
             current = delta.seq;

@@ -76,6 +76,7 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
             seq,
             bytes,
             changes,
+            ..
         } => {
             if quiet {
                 return None;
@@ -85,6 +86,14 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
                 changes.len(),
                 abbreviate(changes)
             )
+        }
+        Event::Reset {
+            topic, seq, changes, ..
+        } => {
+            if quiet {
+                return None;
+            }
+            format!("{topic} #{seq} snapshot: {} leaves differ", changes.len())
         }
         Event::Joined { name, epoch, topics } => format!("* joined {name} epoch {epoch} ({topics} topics)"),
         Event::NewEpoch { epoch } => format!("* new epoch {epoch}: following afresh"),
@@ -103,6 +112,7 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
             seq,
             expected,
             got,
+            ..
         } => format!("! hash mismatch in {topic} #{seq}: suite {expected}, ours {got}"),
         Event::Repaired { topic, seq, rung } => format!(
             "+ repaired {topic} at #{seq} by {}",

@@ -1,0 +1,183 @@
+//! Prometheus metrics for `/metrics`: suites by state, deltas and bytes, clients,
+//! distinct subscriptions, queue depths, conflations, repairs by rung and latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A label naming one thing (a state, a rung, a kind).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    /// The name.
+    pub kind: String,
+}
+
+impl Kind {
+    /// The label `kind="…"`.
+    pub fn of(kind: &str) -> Kind {
+        Kind {
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// Counters shared by every client's outbox (they outlive the clients).
+#[derive(Debug, Default)]
+pub struct OutboxCounters {
+    /// Deltas that went into a conflated slot.
+    pub conflated: AtomicU64,
+    /// Times a client's hard limit dropped its pending deltas.
+    pub overflows: AtomicU64,
+}
+
+impl OutboxCounters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every metric the relay exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Suites by state (set at scrape time).
+    pub suites: Family<Kind, Gauge>,
+    /// Deltas received from suites and applied.
+    pub deltas_in: Counter,
+    /// Frames sent to clients by kind (delta, conflated, snapshot, other).
+    pub messages_out: Family<Kind, Counter>,
+    /// Bytes sent to clients.
+    pub bytes_out: Counter,
+    /// Connected websocket clients.
+    pub clients: Gauge,
+    /// Distinct subscriptions held (set at scrape time).
+    pub subscriptions: Gauge,
+    /// Bytes queued for all clients (set at scrape time).
+    pub queue_bytes: Gauge,
+    /// Bytes queued for the most backed-up client (set at scrape time).
+    pub queue_bytes_max: Gauge,
+    /// Deltas conflated for slow clients (set at scrape time from `outboxes`).
+    pub conflations: Counter,
+    /// Times a client fell past its hard limit (set at scrape time from `outboxes`).
+    pub overflows: Counter,
+    /// Repairs of suite replicas by rung (replay, snapshot).
+    pub repairs: Family<Kind, Counter>,
+    /// Problems on suite links by kind (gap, mismatch, malformed, timeout, busy).
+    pub suite_problems: Family<Kind, Counter>,
+    /// Messages from clients that were refused.
+    pub bad_client_messages: Counter,
+    /// Seconds from the suite's `time` to the frame's send to a client.
+    pub latency: Histogram,
+    /// Shared by every outbox.
+    pub outboxes: std::sync::Arc<OutboxCounters>,
+    seen_conflated: AtomicU64,
+    seen_overflows: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("clonewire");
+        let m = Metrics {
+            suites: Family::default(),
+            deltas_in: Counter::default(),
+            messages_out: Family::default(),
+            bytes_out: Counter::default(),
+            clients: Gauge::default(),
+            subscriptions: Gauge::default(),
+            queue_bytes: Gauge::default(),
+            queue_bytes_max: Gauge::default(),
+            conflations: Counter::default(),
+            overflows: Counter::default(),
+            repairs: Family::default(),
+            suite_problems: Family::default(),
+            bad_client_messages: Counter::default(),
+            latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            outboxes: Default::default(),
+            seen_conflated: AtomicU64::new(0),
+            seen_overflows: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register("suites", "Suites by link state", m.suites.clone());
+        registry.register(
+            "deltas_in",
+            "Deltas received from suites and applied",
+            m.deltas_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Frames sent to clients, by kind",
+            m.messages_out.clone(),
+        );
+        registry.register("bytes_out", "Bytes sent to clients", m.bytes_out.clone());
+        registry.register("clients", "Connected websocket clients", m.clients.clone());
+        registry.register(
+            "subscriptions",
+            "Distinct subscriptions held",
+            m.subscriptions.clone(),
+        );
+        registry.register(
+            "queue_bytes",
+            "Bytes queued for all clients",
+            m.queue_bytes.clone(),
+        );
+        registry.register(
+            "queue_bytes_max",
+            "Bytes queued for the most backed-up client",
+            m.queue_bytes_max.clone(),
+        );
+        registry.register(
+            "conflations",
+            "Deltas conflated for slow clients",
+            m.conflations.clone(),
+        );
+        registry.register(
+            "overflows",
+            "Times a client's queue passed its hard limit",
+            m.overflows.clone(),
+        );
+        registry.register("repairs", "Suite replica repairs by rung", m.repairs.clone());
+        registry.register(
+            "suite_problems",
+            "Problems on suite links by kind",
+            m.suite_problems.clone(),
+        );
+        registry.register(
+            "bad_client_messages",
+            "Client messages refused",
+            m.bad_client_messages.clone(),
+        );
+        registry.register(
+            "delta_latency_seconds",
+            "Suite publish time to send to a client",
+            m.latency.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        // Counters kept by the outboxes are folded in at scrape time.
+        let total = self.outboxes.conflated.load(Ordering::Relaxed);
+        let seen = self.seen_conflated.swap(total, Ordering::Relaxed);
+        self.conflations.inc_by(total.saturating_sub(seen));
+        let total = self.outboxes.overflows.load(Ordering::Relaxed);
+        let seen = self.seen_overflows.swap(total, Ordering::Relaxed);
+        self.overflows.inc_by(total.saturating_sub(seen));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
