@@ -7,11 +7,13 @@
 //! - [`session`]: the connection's lifecycle, decoding, resync, resume and the
 //!   frames to send;
 //! - [`backoff`]: jittered exponential reconnect delays;
+//! - [`frame`]: fast decoding of `delta` and `snapshot` frames;
 //! - [`events`]: status, workflow and error events for the page;
 //! - [`inspect`]: the report behind `client.inspect()`.
 
 pub mod backoff;
 pub mod events;
+pub mod frame;
 pub mod inspect;
 pub mod session;
 pub mod store;

@@ -252,9 +252,9 @@ impl Session {
         let mut effects = Effects::default();
         self.counters.messages += 1;
         self.counters.bytes += text.len() as u64;
-        let message = match RelayMessage::decode(text) {
-            Ok(message) => message,
-            Err(_) => {
+        let message = match crate::frame::decode(text) {
+            Some(message) => message,
+            None => {
                 self.undecodable(text);
                 return effects;
             }
