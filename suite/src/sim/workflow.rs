@@ -62,6 +62,8 @@ struct Shape {
     family: Vec<usize>,
     parents: Vec<Vec<u32>>,
     children: Vec<Vec<u32>>,
+    /// Tasks per family (root: all).
+    family_sizes: [u32; 3],
 }
 
 impl Shape {
@@ -89,11 +91,13 @@ impl Shape {
                 children[p as usize].push(child as u32);
             }
         }
+        let family_sizes = [names.len() as u32, members as u32, members as u32];
         Shape {
             names,
             family,
             parents,
             children,
+            family_sizes,
         }
     }
 }
@@ -365,10 +369,7 @@ impl Workflow {
     }
 
     fn family_size(&self, family: usize) -> u32 {
-        match family {
-            0 => self.shape.names.len() as u32,
-            f => self.shape.family.iter().filter(|&&g| g == f).count() as u32,
-        }
+        self.shape.family_sizes[family]
     }
 
     fn family_patch(&self, pos: usize, task: u32, old: usize, new: usize) -> Value {
