@@ -265,3 +265,16 @@ test('closing and disposing release views and the connection', async () => {
   assert.throws(() => client.view('late', TASKS), /closed/);
   await assert.rejects(connect('not a url', options));
 });
+
+test('an unreachable relay is retried with backoff, without throwing', async () => {
+  const statuses = [];
+  const client = await connect('ws://127.0.0.1:9/ws', {
+    ...options,
+    onStatus: (e) => statuses.push(e),
+  });
+  await until(() => statuses.filter((e) => e.status === 'reconnecting').length >= 2, 5000, 'retries');
+  const delays = statuses.filter((e) => e.status === 'reconnecting').map((e) => e.delayMs);
+  assert.ok(delays.every((d) => d >= 10 && d <= 200), JSON.stringify(delays));
+  client.close();
+  assert.equal(statuses.at(-1).status, 'closed');
+});

@@ -37,6 +37,10 @@ struct Handlers {
     open: Closure<dyn FnMut(JsValue)>,
     message: Closure<dyn FnMut(JsValue)>,
     close: Closure<dyn FnMut(JsValue)>,
+    /// Does nothing (a `close` always follows), but must exist: the `ws` package
+    /// throws an error event that has no listener. Owned by JS, so it stays valid on
+    /// sockets that outlive the client.
+    error: Function,
     timer: Closure<dyn FnMut()>,
 }
 
@@ -61,6 +65,7 @@ impl Inner {
         socket.set_onopen(None);
         socket.set_onmessage(None);
         socket.set_onclose(None);
+        // The error handler stays: a late error on a socket being closed must not throw.
         Some(socket)
     }
 
@@ -138,6 +143,7 @@ fn connect(shared: &Shared) -> Result<(), JsValue> {
             socket.set_onopen(Some(h.open.as_ref().unchecked_ref()));
             socket.set_onmessage(Some(h.message.as_ref().unchecked_ref()));
             socket.set_onclose(Some(h.close.as_ref().unchecked_ref()));
+            socket.set_onerror(Some(&h.error));
         }
         inner.socket = Some(socket);
         effects
@@ -199,6 +205,9 @@ fn make_handlers(shared: &Shared) -> Handlers {
             }
         })
     };
+    let on_error = Closure::<dyn FnMut(JsValue)>::new(|_event: JsValue| {})
+        .into_js_value()
+        .unchecked_into::<Function>();
     let on_timer = {
         let shared = shared.clone();
         Closure::<dyn FnMut()>::new(move || {
@@ -211,6 +220,7 @@ fn make_handlers(shared: &Shared) -> Handlers {
         open: on_open,
         message: on_message,
         close: on_close,
+        error: on_error,
         timer: on_timer,
     }
 }
