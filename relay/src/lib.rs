@@ -2,15 +2,143 @@
 //! what its clients need, and serves projected, verified deltas over websockets.
 //!
 //! - [`config`]: settings from TOML and flags, with every limit;
+//! - [`suite_link`]: one thread per suite: the follower's replicas and the
+//!   workflow's [`views`], so apply → verify → project → queue happens in order;
+//! - [`views`]: per workflow, each distinct subscription's projection, hash and
+//!   label, and bridging a client from what it holds to what it should hold;
 //! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
-//! - [`views`]: per workflow, each group's projection, hash and label, and bridging
-//!   a client from what it holds to what it should hold;
-//! - [`history`]: bounded per-topic history for resume;
-//! - [`outbox`]: each client's bounded send queue with conflation.
+//! - [`history`]: bounded per-topic history, so clients can resume;
+//! - [`outbox`]: each client's bounded send queue, with conflation;
+//! - [`session`]: one websocket client (reader and writer);
+//! - [`http`]: the page, `/ws`, `/healthz`, `/metrics`;
+//! - [`metrics`], [`demo`] (simulated suites for `--demo`), [`relay`] (shared state).
+//!
+//! [`start`] binds and runs a relay in the background; [`run`] runs one until a
+//! shutdown future completes.
 
 pub mod config;
+pub mod demo;
 pub mod history;
+pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod registry;
+pub mod relay;
+pub mod session;
+pub mod suite_link;
 pub mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clonewire_suite::SimHandle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+/// Why the relay could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A socket or thread could not be opened.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The demo suites could not start.
+    #[error("demo suites: {0}")]
+    Demo(#[from] clonewire_suite::Error),
+}
+
+/// A relay serving in the background.
+pub struct Running {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+    relay: Arc<relay::Relay>,
+    sims: Vec<SimHandle>,
+}
+
+impl Running {
+    /// The address it listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn relay(&self) -> &Arc<relay::Relay> {
+        &self.relay
+    }
+
+    /// Closes every client with a close frame, stops the suite links (ZeroMQ linger
+    /// 0) and the demo suites; returns within about two seconds.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.shutdown.send(true);
+        let served = tokio::time::timeout(Duration::from_millis(1500), self.task).await;
+        self.relay.clone().stop_links();
+        let sims = self.sims;
+        let _ = tokio::task::spawn_blocking(move || sims.into_iter().for_each(SimHandle::stop)).await;
+        match served {
+            Ok(Ok(Err(e))) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
+pub async fn start(mut config: Config) -> Result<Running, Error> {
+    config.validate()?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let mut sims = Vec::new();
+    if config.demo {
+        let (started, suites) = demo::start(config.demo_suites)?;
+        sims = started;
+        for suite in suites {
+            if config.suites.iter().any(|s| s.name == suite.name) {
+                return Err(config::ConfigError::Invalid(format!(
+                    "suite {:?} clashes with a demo suite's name",
+                    suite.name
+                ))
+                .into());
+            }
+            config.suites.push(suite);
+        }
+    }
+    let links = config
+        .suites
+        .iter()
+        .map(|s| suite_link::SuiteLink::spawn(s, &config.limits, metrics.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, signal) = watch::channel(false);
+    let relay = Arc::new(relay::Relay::new(config, links, metrics, signal.clone()));
+    let app = http::router(relay.clone());
+    let task = tokio::spawn(async move {
+        let mut signal = signal;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+        relay,
+        sims,
+    })
+}
+
+/// Runs a relay until `shutdown` completes, then shuts it down gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let running = start(config).await?;
+    tracing::info!(addr = %running.local_addr(), "listening: the page at http://{}/", running.local_addr());
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await
+}

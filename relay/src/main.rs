@@ -1,1 +1,129 @@
-fn main() {}
+//! `clonewire-relay`: command-line parsing, logging and signals around
+//! [`clonewire_relay::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clonewire_relay::config::{Config, SuiteConfig};
+
+/// Follows clonewire suites over ZeroMQ and serves their live state to browsers.
+///
+/// HTTP and websockets share one port: `/` is the page, `/ws` the client link,
+/// `/healthz` a JSON health report and `/metrics` Prometheus metrics.
+#[derive(Parser, Debug)]
+#[command(name = "clonewire-relay", version, about, long_about)]
+struct Args {
+    /// Address for HTTP and websockets [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// A suite to follow, as NAME=PUB_ENDPOINT,REP_ENDPOINT (repeatable), e.g.
+    /// demo=tcp://127.0.0.1:5560,tcp://127.0.0.1:5561.
+    #[arg(long = "suite", value_name = "NAME=PUB,REP", value_parser = SuiteConfig::parse_flag)]
+    suites: Vec<SuiteConfig>,
+    /// A TOML file with the same settings plus limits; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also run simulated suites in this process and follow them.
+    #[arg(long)]
+    demo: bool,
+    /// Serve the page from this folder instead of the copy built into the binary.
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: String,
+}
+
+fn config(args: Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    for suite in args.suites {
+        config.suites.retain(|s| s.name != suite.name);
+        config.suites.push(suite);
+    }
+    config.demo |= args.demo;
+    if let Some(www) = args.www {
+        if !www.is_dir() {
+            return Err(format!("--www {}: not a folder", www.display()));
+        }
+        config.www = Some(www);
+    }
+    if config.suites.is_empty() && !config.demo {
+        return Err("nothing to follow: give --suite NAME=PUB,REP (or --config FILE), or --demo".into());
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log));
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: --log {:?}: {e}", args.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.demo {
+        tracing::warn!(
+            "--demo: simulated suites, and the page and /ws are open to anyone who can reach {}",
+            config.listen
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(clonewire_relay::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

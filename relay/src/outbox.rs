@@ -154,6 +154,14 @@ pub struct Outbox {
     counters: Arc<OutboxCounters>,
 }
 
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("bytes", &self.bytes())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Outbox {
     /// An empty outbox with the two limits (bytes), counting into `counters`.
     pub fn new(soft_bytes: usize, hard_bytes: usize, counters: Arc<OutboxCounters>) -> Outbox {

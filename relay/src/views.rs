@@ -509,6 +509,40 @@ impl Views {
         }
     }
 
+    /// After joining an epoch: view topics still from an older epoch that the new
+    /// epoch did not bring back get an empty snapshot and are forgotten; those it did
+    /// bring back were already sent as snapshots.
+    pub fn after_join(&mut self, store: &impl Store) {
+        let epoch = store.epoch().to_owned();
+        let mut gone = Vec::new();
+        for (id, view) in &self.views {
+            for (topic, vt) in &view.topics {
+                if *vt.epoch != *epoch {
+                    gone.push((*id, topic.clone(), vt.label.is_some()));
+                }
+            }
+        }
+        for (id, topic, had_label) in gone {
+            let seq = store.topic(&topic).map_or(0, |(_, seq)| seq);
+            if let Some(view) = self.views.get_mut(&id) {
+                view.topics.remove(&topic);
+            }
+            if store.topic(&topic).is_some() {
+                self.install(store, id, &topic, seq, had_label);
+            } else if had_label {
+                let text = snapshot_text(&self.workflow, &epoch, &topic, seq, Hash::EMPTY, empty());
+                let key = self.key(&topic);
+                if let Some(view) = self.views.get(&id) {
+                    for client in &view.members {
+                        if let Some(member) = self.members.get(client) {
+                            member.outbox.push_snapshot(key.clone(), text.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
     pub fn on_schema(&mut self, store: &impl Store) {

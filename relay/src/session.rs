@@ -1,0 +1,227 @@
+//! One websocket client: a reader that handles `subscribe` and `resync`, and a writer
+//! that drains the client's bounded [`Outbox`]. A client that never reads backs up
+//! only its own outbox (then it is conflated, then resynced, then dropped); one that
+//! sends garbage gets errors and, past a limit, is disconnected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, Resume};
+use clonewire_core::Subscription;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+
+use crate::metrics::Kind;
+use crate::outbox::{Outbox, Outgoing};
+use crate::relay::Relay;
+use crate::suite_link::Command;
+use crate::views::ClientId;
+
+/// Serves one upgraded websocket until it closes or the relay shuts down.
+pub async fn serve(relay: Arc<Relay>, socket: WebSocket) {
+    let limits = &relay.config().limits;
+    let client = relay.next_client_id();
+    let outbox = Arc::new(Outbox::new(
+        limits.client_queue_soft_bytes,
+        limits.client_queue_hard_bytes,
+        relay.metrics().outboxes.clone(),
+    ));
+    relay.add_client(client, &outbox);
+    outbox.push_text(text(&RelayMessage::Hello {
+        protocol: clonewire_core::protocol::PROTOCOL.to_owned(),
+        relay: format!("{}/{}", relay.config().name, env!("CARGO_PKG_VERSION")),
+    }));
+    let (sink, stream) = socket.split();
+    let (done_tx, done_rx) = watch::channel(false);
+    let writer = tokio::spawn(write(relay.clone(), client, outbox.clone(), sink, done_tx));
+    read(&relay, client, &outbox, stream, done_rx).await;
+    for link in relay.links() {
+        link.send(Command::Leave { client }).await;
+    }
+    outbox.close(1000, "bye");
+    if tokio::time::timeout(Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
+        tracing::debug!(client, "writer did not finish in time");
+    }
+    relay.remove_client(client);
+}
+
+fn text(message: &RelayMessage) -> Arc<str> {
+    message.to_text().into()
+}
+
+fn error(code: ClientErrorCode, message: impl Into<String>) -> Arc<str> {
+    text(&RelayMessage::Error {
+        code,
+        message: message.into(),
+    })
+}
+
+async fn read(
+    relay: &Arc<Relay>,
+    client: ClientId,
+    outbox: &Arc<Outbox>,
+    mut stream: SplitStream<WebSocket>,
+    mut writer_done: watch::Receiver<bool>,
+) {
+    let mut shutdown = relay.shutdown_signal();
+    let mut bad_in_a_row = 0u32;
+    let mut subscribed = false;
+    let max_bad = relay.config().limits.max_bad_client_messages;
+    loop {
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = shutdown.changed() => return,
+            _ = writer_done.changed() => return,
+        };
+        let problem = match message {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => "binary frames are not part of the protocol".to_owned(),
+            Some(Ok(Message::Text(body))) => match ClientMessage::decode(body.as_str()) {
+                Ok(ClientMessage::Subscribe { query, resume }) => {
+                    let first = !subscribed;
+                    subscribed |= subscribe(relay, client, outbox, &query, resume.filter(|_| first)).await;
+                    bad_in_a_row = 0;
+                    continue;
+                }
+                Ok(ClientMessage::Resync { workflow, topic }) => {
+                    // An unknown workflow is ignored: nothing tells the client it exists.
+                    if let Some(link) = relay.link(&workflow) {
+                        link.send(Command::Resync { client, topic }).await;
+                    }
+                    bad_in_a_row = 0;
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+        };
+        relay.metrics().bad_client_messages.inc();
+        bad_in_a_row += 1;
+        outbox.push_text(error(ClientErrorCode::BadMessage, problem));
+        if bad_in_a_row >= max_bad {
+            tracing::info!(client, "too many malformed messages; disconnecting");
+            outbox.close(1008, "too many malformed messages");
+            return;
+        }
+    }
+}
+
+/// Handles `subscribe`; true when it was accepted.
+async fn subscribe(
+    relay: &Arc<Relay>,
+    client: ClientId,
+    outbox: &Arc<Outbox>,
+    query: &str,
+    resume: Option<Resume>,
+) -> bool {
+    let sub = match Subscription::parse(query, &relay.config().limits.query) {
+        Ok(sub) => sub,
+        Err(e) => {
+            outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
+            return false;
+        }
+    };
+    for link in relay.links() {
+        if sub.for_workflow(&link.id).is_some() {
+            if let Err(e) = sub.check(&link.status().schema) {
+                outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
+                return false;
+            }
+        }
+    }
+    let group = relay.registry().intern(sub);
+    outbox.push_text(text(&RelayMessage::Subscribed {
+        query: group.key.clone(),
+    }));
+    let mut resume: BTreeMap<String, _> = resume.unwrap_or_default();
+    for link in relay.links() {
+        link.send(Command::Rebind {
+            client,
+            outbox: outbox.clone(),
+            group: Some(group.clone()),
+            resume: resume.remove(&*link.id),
+        })
+        .await;
+    }
+    true
+}
+
+async fn write(
+    relay: Arc<Relay>,
+    client: ClientId,
+    outbox: Arc<Outbox>,
+    mut sink: SplitSink<WebSocket, Message>,
+    done: watch::Sender<bool>,
+) {
+    let timeout = Duration::from_millis(relay.config().limits.client_send_timeout_ms);
+    let mut shutdown = relay.shutdown_signal();
+    let metrics = relay.metrics().clone();
+    loop {
+        let Some(next) = outbox.pop() else {
+            tokio::select! {
+                _ = outbox.ready() => continue,
+                _ = shutdown.changed() => {
+                    let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("relay shutting down") };
+                    let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(Message::Close(Some(frame)))).await;
+                    break;
+                }
+            }
+        };
+        let (message, kind, time) = match next {
+            Outgoing::Text(t) => (Message::Text(Utf8Bytes::from(&*t)), "other", None),
+            Outgoing::Snapshot(t) => (Message::Text(Utf8Bytes::from(&*t)), "snapshot", None),
+            Outgoing::Delta(d) => (Message::Text(Utf8Bytes::from(&*d.text)), "delta", d.time),
+            Outgoing::Conflated(c) => (Message::Text(Utf8Bytes::from(c.to_text())), "conflated", c.time()),
+            Outgoing::Resync(keys) => {
+                for (workflow, topic) in keys {
+                    if let Some(link) = relay.link(&workflow) {
+                        link.send(Command::Resync {
+                            client,
+                            topic: topic.to_string(),
+                        })
+                        .await;
+                    }
+                }
+                continue;
+            }
+            Outgoing::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                };
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), sink.send(Message::Close(Some(frame))))
+                        .await;
+                break;
+            }
+        };
+        let bytes = match &message {
+            Message::Text(t) => t.len(),
+            _ => 0,
+        };
+        match tokio::time::timeout(timeout, sink.send(message)).await {
+            Ok(Ok(())) => {
+                metrics.messages_out.get_or_create(&Kind::of(kind)).inc();
+                metrics.bytes_out.inc_by(bytes as u64);
+                if let Some(time) = time {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+                    metrics.latency.observe(((now - time) / 1e3).max(0.0));
+                }
+            }
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(client, "send timed out; disconnecting");
+                break;
+            }
+        }
+    }
+    let _ = done.send(true);
+}
