@@ -209,16 +209,21 @@ impl Worker {
         };
         let mut last_housekeeping = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let mut rebound = false;
-            loop {
-                match self.rx.try_recv() {
-                    Ok(command) => rebound |= self.command(&follower, command),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+            // Views read the replicas only when they reflect every event handled.
+            if !follower.has_pending_events() {
+                self.views.flush(&Replicas(&follower, &self.schema));
+                let mut rebound = false;
+                loop {
+                    match self.rx.try_recv() {
+                        Ok(command) => rebound |= self.command(&follower, command),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
                 }
-            }
-            if rebound {
-                self.follow_wanted(&mut follower);
+                if rebound {
+                    self.linger_unwanted(&follower);
+                    self.follow_upstream(&mut follower);
+                }
             }
             match follower.next_event(TICK) {
                 Ok(Some(event)) => self.event(&mut follower, event),
@@ -318,8 +323,7 @@ impl Worker {
                 tracing::info!(workflow = %id, suite = %name, %epoch, topics, "joined");
                 if follower.schema() != &self.schema {
                     self.schema = follower.schema().clone();
-                    let store = Replicas(follower, &self.schema);
-                    self.views.on_schema(&store);
+                    self.views.on_schema();
                 }
                 let store = Replicas(follower, &self.schema);
                 self.views.after_join(&store);
@@ -382,14 +386,11 @@ impl Worker {
         }
     }
 
-    /// Follows upstream exactly the topics the views want, plus lingering ones.
-    fn follow_wanted(&mut self, follower: &mut Follower) {
+    /// Topics followed now that no view wants start to linger.
+    fn linger_unwanted(&mut self, follower: &Follower) {
         let now = Instant::now();
-        let target = match self.views.wanted() {
-            None => {
-                self.unwanted.clear();
-                None
-            }
+        match self.views.wanted() {
+            None => self.unwanted.clear(),
             Some(wanted) => {
                 for (name, _, _) in follower.topics() {
                     if !wanted.contains(name) {
@@ -397,11 +398,16 @@ impl Worker {
                     }
                 }
                 self.unwanted.retain(|name, _| !wanted.contains(name));
-                let mut target: BTreeSet<String> = wanted;
-                target.extend(self.unwanted.keys().cloned());
-                Some(target)
             }
-        };
+        }
+    }
+
+    /// Follows upstream exactly the topics the views want, plus lingering ones.
+    fn follow_upstream(&mut self, follower: &mut Follower) {
+        let target = self.views.wanted().map(|mut wanted| {
+            wanted.extend(self.unwanted.keys().cloned());
+            wanted
+        });
         let before: BTreeSet<String> = follower.topics().map(|(n, _, _)| n.to_owned()).collect();
         if let Err(e) = follower.set_topics(target) {
             tracing::warn!(workflow = %self.id, error = %e, "cannot change upstream topics");
@@ -418,11 +424,11 @@ impl Worker {
             .unwanted
             .values()
             .any(|since| now.duration_since(*since) >= self.linger);
-        if expired {
+        if expired && !follower.has_pending_events() {
             let linger = self.linger;
             self.unwanted
                 .retain(|_, since| now.duration_since(*since) < linger);
-            self.follow_wanted(follower);
+            self.follow_upstream(follower);
         }
         let silent = now.saturating_duration_since(follower.last_heard());
         let state = if self.bye {

@@ -76,6 +76,11 @@ pub struct Views {
     history_limit: usize,
     state: WorkflowState,
     stats: ViewStats,
+    /// (view, topic, force) to install once the store is consistent with every
+    /// event handled (see [`Views::flush`]).
+    pending: BTreeSet<(u64, String, bool)>,
+    /// Resume points of clients whose topics the store does not hold yet.
+    resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
 }
 
 impl Views {
@@ -89,6 +94,8 @@ impl Views {
             history_limit,
             state: WorkflowState::Syncing,
             stats: ViewStats::default(),
+            pending: BTreeSet::new(),
+            resume_wait: HashMap::new(),
         }
     }
 
@@ -175,9 +182,10 @@ impl Views {
             // The workflow's state and schema come before its data.
             outbox.push_text(self.workflow_text(self.state, store.schema()));
         }
+        self.resume_wait.remove(&client);
         for topic in &topics {
             let point = resume.and_then(|r| r.get(topic));
-            self.bridge(store, &outbox, old, new, topic, point);
+            self.bridge(store, client, &outbox, old, new, topic, point);
         }
         if let Some(id) = old {
             self.leave_view(id, client);
@@ -200,6 +208,7 @@ impl Views {
 
     /// A client left: forget it.
     pub fn leave(&mut self, client: ClientId) {
+        self.resume_wait.remove(&client);
         if let Some(member) = self.members.remove(&client) {
             self.leave_view(member.group, client);
         }
@@ -245,9 +254,11 @@ impl Views {
     }
 
     /// One topic's part of a rebind.
+    #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
         store: &impl Store,
+        client: ClientId,
         outbox: &Arc<Outbox>,
         old: Option<u64>,
         new: Option<u64>,
@@ -256,6 +267,17 @@ impl Views {
     ) {
         let epoch = store.epoch().to_owned();
         let Some((replica, current)) = store.topic(topic) else {
+            // Not held yet (it is being fetched upstream): a resume point waits for it.
+            let selected = new
+                .and_then(|id| self.views.get(&id))
+                .is_some_and(|v| compile(&v.group, &self.workflow, topic, store).is_some());
+            if let (true, Some(point)) = (selected, point) {
+                self.resume_wait
+                    .entry(client)
+                    .or_default()
+                    .insert(topic.to_owned(), point.clone());
+                return;
+            }
             // The store no longer holds it; a client copy can only be emptied.
             if point.is_some() || old.is_some() {
                 let seq = point.map_or(0, |p| p.seq);
@@ -454,44 +476,86 @@ impl Views {
             }
         }
         for (id, force) in installs {
-            self.install(store, id, topic, seq, force);
+            self.pending.insert((id, topic.to_owned(), force));
+        }
+    }
+
+    /// Installs what [`on_changes`](Self::on_changes) deferred. Call it only when the
+    /// store reflects every event handled so far (the follower may apply a batch of
+    /// messages before handing out their events): a view must start from the state
+    /// its next event applies to, or that event would count twice.
+    pub fn flush(&mut self, store: &impl Store) {
+        for (id, topic, force) in std::mem::take(&mut self.pending) {
+            if self
+                .views
+                .get(&id)
+                .is_some_and(|v| !v.topics.contains_key(&topic))
+            {
+                self.install(store, id, &topic, force);
+            }
         }
     }
 
     /// A view meets a topic for the first time (or in a new epoch): its members get
-    /// the projection as a snapshot; an empty one only when `force` (they hold
-    /// something that must go).
-    fn install(&mut self, store: &impl Store, id: u64, topic: &str, seq: u64, force: bool) {
-        let Some(view) = self.views.get_mut(&id) else {
-            return;
-        };
+    /// the projection as a snapshot (an empty one only when `force`: they hold
+    /// something that must go), or one delta when a waiting resume point allows.
+    fn install(&mut self, store: &impl Store, id: u64, topic: &str, force: bool) {
+        let Some(view) = self.views.get(&id) else { return };
         let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
             return;
         };
-        let Some((replica, _)) = store.topic(topic) else {
+        let Some((replica, seq)) = store.topic(topic) else {
             return;
         };
+        let epoch = store.epoch().to_owned();
         let (value, hash) = proj.project(replica);
-        let label = (force || value.as_object().is_some_and(|m| !m.is_empty())).then_some(seq);
-        if label.is_some() {
-            let text = snapshot_text(&self.workflow, store.epoch(), topic, seq, hash, value);
-            let key: TopicKey = (self.workflow.clone(), Arc::from(topic));
-            for client in &view.members {
-                if let Some(member) = self.members.get(client) {
-                    member.outbox.push_snapshot(key.clone(), text.clone());
+        let members = view.members.clone();
+        let waiting: Vec<(ClientId, ResumePoint)> = members
+            .iter()
+            .filter_map(|c| Some((*c, self.resume_wait.get_mut(c)?.remove(topic)?)))
+            .collect();
+        let holds_something = waiting.iter().any(|(_, p)| p.hash != Hash::EMPTY);
+        let nonempty = value.as_object().is_some_and(|m| !m.is_empty());
+        let label = (force || nonempty || holds_something).then_some(seq);
+        let vt = ViewTopic {
+            proj,
+            hash,
+            label,
+            epoch: Arc::from(epoch.as_str()),
+        };
+        let Some(label) = label else {
+            if let Some(view) = self.views.get_mut(&id) {
+                view.topics.insert(topic.to_owned(), vt);
+            }
+            return;
+        };
+        let text = snapshot_text(&self.workflow, &epoch, topic, label, hash, value);
+        let key = self.key(topic);
+        for client in &members {
+            let Some(outbox) = self.members.get(client).map(|m| m.outbox.clone()) else {
+                continue;
+            };
+            let resumed = waiting
+                .iter()
+                .find(|(c, _)| c == client)
+                .and_then(|(_, point)| self.resume(&epoch, topic, seq, &vt, point));
+            match resumed {
+                Some(delta) => {
+                    self.stats.resumed += 1;
+                    if let Some(delta) = delta {
+                        outbox.push_delta(&Arc::new(delta));
+                        self.stats.deltas_queued += 1;
+                    }
+                }
+                None => {
+                    outbox.push_snapshot(key.clone(), text.clone());
                     self.stats.snapshots_queued += 1;
                 }
             }
         }
-        view.topics.insert(
-            topic.to_owned(),
-            ViewTopic {
-                proj,
-                hash,
-                label,
-                epoch: Arc::from(store.epoch()),
-            },
-        );
+        if let Some(view) = self.views.get_mut(&id) {
+            view.topics.insert(topic.to_owned(), vt);
+        }
     }
 
     /// The store no longer holds a topic (no view wants it any more).
@@ -528,7 +592,7 @@ impl Views {
                 view.topics.remove(&topic);
             }
             if store.topic(&topic).is_some() {
-                self.install(store, id, &topic, seq, had_label);
+                self.pending.insert((id, topic, had_label));
             } else if had_label {
                 let text = snapshot_text(&self.workflow, &epoch, &topic, seq, Hash::EMPTY, empty());
                 let key = self.key(&topic);
@@ -545,7 +609,7 @@ impl Views {
 
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
-    pub fn on_schema(&mut self, store: &impl Store) {
+    pub fn on_schema(&mut self) {
         let ids: Vec<u64> = self.views.keys().copied().collect();
         for id in ids {
             let topics: Vec<String> = self
@@ -557,8 +621,7 @@ impl Views {
                 view.topics.clear();
             }
             for topic in topics {
-                let seq = store.topic(&topic).map_or(0, |(_, seq)| seq);
-                self.install(store, id, &topic, seq, true);
+                self.pending.insert((id, topic, true));
             }
         }
     }

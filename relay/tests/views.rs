@@ -56,6 +56,7 @@ impl Fake {
         entry.1 += 1;
         let seq = entry.1;
         views.on_changes(self, topic, prev, seq, &changes, Some(1.0));
+        views.flush(self);
         changes
     }
 }
@@ -310,6 +311,7 @@ fn a_new_epoch_arrives_as_a_snapshot() {
     let changes = entry.0.replace(&json!({"2/x": {"status": "waiting"}})).unwrap();
     entry.1 = 1;
     views.on_changes(&store, "taskProxies", 0, 1, &changes, None);
+    views.flush(&store);
     a.drain();
     assert!(a.frames.last().unwrap().contains("\"type\":\"snapshot\""));
     assert_eq!(a.store.get(W, "taskProxies").unwrap().epoch, "e2");

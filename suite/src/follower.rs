@@ -415,6 +415,13 @@ impl Follower {
         Duration::from_millis(self.heartbeat_ms)
     }
 
+    /// True while events are waiting to be handed out. The replicas already include
+    /// the changes those events report, so a user that reads replicas directly
+    /// should do so only when this is false.
+    pub fn has_pending_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When the suite was last heard on the PUB socket.
     pub fn last_heard(&self) -> Instant {
         self.last_heard

@@ -189,9 +189,10 @@ fn hash_object(object: &Object, proj: &Projection) -> u64 {
     match proj {
         Projection::All => object.hash().0,
         Projection::Fields(fields) => sum(&mut fields.iter().filter_map(|(k, p)| Some((object.get(k)?, p)))),
-        Projection::Entries { every: Some(every), ids } => {
-            sum(&mut object.iter().map(|(k, node)| (node, ids.get(k).unwrap_or(every))))
-        }
+        Projection::Entries {
+            every: Some(every),
+            ids,
+        } => sum(&mut object.iter().map(|(k, node)| (node, ids.get(k).unwrap_or(every)))),
         Projection::Entries { every: None, ids } => {
             sum(&mut ids.iter().filter_map(|(k, p)| Some((object.get(k)?, p))))
         }

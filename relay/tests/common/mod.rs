@@ -1,0 +1,253 @@
+//! Helpers for relay tests over real sockets: suites on loopback, a relay on port 0,
+//! and websocket clients that check every message with the browser client's store.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clonewire_core::protocol::client::{ClientMessage, RelayMessage, Resume, WorkflowState};
+use clonewire_core::{Document, Limits, Projection, Schema, Subscription};
+use clonewire_relay::config::{Config, SuiteConfig};
+use clonewire_suite::{Publisher, PublisherConfig};
+use clonewire_wasm::store::{Outcome, Store};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The schema the test suites report.
+pub fn schema() -> Schema {
+    Schema::new([
+        vec!["taskProxies"],
+        vec!["edges"],
+        vec!["taskProxies", "*", "jobs"],
+    ])
+}
+
+/// A publisher on free loopback ports with a fast heartbeat, and the suite config
+/// that follows it.
+pub fn suite(name: &str) -> (Publisher, SuiteConfig) {
+    let mut config = PublisherConfig::new(name);
+    config.schema = schema();
+    config.heartbeat_ms = 100;
+    let publisher = Publisher::start(config).expect("publisher starts");
+    let follow = SuiteConfig {
+        name: name.to_owned(),
+        pub_endpoint: publisher.pub_endpoint().to_owned(),
+        rep_endpoint: publisher.rep_endpoint().to_owned(),
+    };
+    (publisher, follow)
+}
+
+/// A relay config on port 0 following `suites`, with short linger for tests.
+pub fn relay_config(suites: Vec<SuiteConfig>) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        suites,
+        ..Config::default()
+    };
+    config.limits.topic_linger_secs = 1;
+    config.limits.suite_request_timeout_ms = 1000;
+    config
+}
+
+/// Publishes to a suite and mirrors the change in `mirror`.
+pub fn publish(publisher: &Publisher, mirror: &mut Document, topic: &str, patch: Value) {
+    mirror.apply(topic, &patch).expect("object patch");
+    publisher.publish(topic, patch).expect("published");
+}
+
+/// What `query` selects of `mirror`'s topic, as workflow `workflow`.
+pub fn projection(mirror: &Document, query: &str, workflow: &str, topic: &str) -> Value {
+    let sub = Subscription::parse(query, &Limits::default()).expect("valid query");
+    let Some(field) = sub.for_topic(workflow, topic) else {
+        return json!({});
+    };
+    let Some(proj) = Projection::compile(field, topic, &schema()) else {
+        return json!({});
+    };
+    mirror.topic(topic).map_or(json!({}), |t| proj.project(t).0)
+}
+
+/// A websocket client that applies and checks every message like the browser does.
+pub struct TestClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The checked copies.
+    pub store: Store,
+    /// Workflow states as last told.
+    pub states: HashMap<String, WorkflowState>,
+    /// Messages that failed a check (each also sent a resync).
+    pub rejected: Vec<String>,
+    /// Every message type received, with its size.
+    pub received: Vec<(String, usize)>,
+    /// `error` messages (code, message).
+    pub errors: Vec<(String, String)>,
+    /// `subscribed` echoes.
+    pub subscribed: Vec<String>,
+    /// True once the relay closed the connection.
+    pub closed: bool,
+}
+
+impl TestClient {
+    /// Connects to `/ws`.
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("ws connects");
+        TestClient {
+            ws,
+            store: Store::new(),
+            states: HashMap::new(),
+            rejected: Vec::new(),
+            received: Vec::new(),
+            errors: Vec::new(),
+            subscribed: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).expect("json");
+        self.ws.send(Message::Text(text.into())).await.expect("sent");
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        let _ = self.ws.send(Message::Text(text.to_owned().into())).await;
+    }
+
+    /// Sets the subscription.
+    pub async fn subscribe(&mut self, query: &str, resume: Option<Resume>) {
+        self.send(&ClientMessage::Subscribe {
+            query: query.to_owned(),
+            resume,
+        })
+        .await;
+    }
+
+    /// Receives and applies messages for `time`.
+    pub async fn pump(&mut self, time: Duration) {
+        let end = Instant::now() + time;
+        while !self.closed && Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => self.handle(text.as_str()).await,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => self.closed = true,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Receives until `done` holds (true) or `timeout` passes (false).
+    pub async fn pump_until(&mut self, timeout: Duration, done: impl Fn(&TestClient) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if done(self) {
+                return true;
+            }
+            self.pump(Duration::from_millis(50)).await;
+        }
+        done(self)
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let message = match RelayMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => panic!("relay sent something that does not decode: {e}: {text}"),
+        };
+        let kind = text
+            .split("\"type\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("?")
+            .to_owned();
+        self.received.push((kind, text.len()));
+        let (workflow, topic, outcome) = match message {
+            RelayMessage::Snapshot {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                hash,
+                value,
+            } => {
+                let o = self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value);
+                (workflow, topic, o)
+            }
+            RelayMessage::Delta {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                prev,
+                hash,
+                patch,
+                ..
+            } => {
+                let o = self
+                    .store
+                    .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
+                (workflow, topic, o)
+            }
+            RelayMessage::Workflow { workflow, state, .. } => {
+                self.states.insert(workflow, state);
+                return;
+            }
+            RelayMessage::Error { code, message } => {
+                self.errors.push((format!("{code:?}"), message));
+                return;
+            }
+            RelayMessage::Subscribed { query } => {
+                self.subscribed.push(query);
+                return;
+            }
+            RelayMessage::Hello { .. } => return,
+        };
+        if let Outcome::Rejected(why) = outcome {
+            self.rejected.push(format!("{workflow}/{topic}: {why:?}"));
+            self.send(&ClientMessage::Resync { workflow, topic }).await;
+        }
+    }
+
+    /// The client's copy of one (workflow, topic).
+    pub fn copy(&self, workflow: &str, topic: &str) -> Value {
+        self.store
+            .get(workflow, topic)
+            .map_or(json!({}), |r| r.topic.to_value())
+    }
+
+    /// How many messages of `kind` arrived.
+    pub fn count(&self, kind: &str) -> usize {
+        self.received.iter().filter(|(k, _)| k == kind).count()
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Reads `/metrics` and returns the value of one sample (0 if absent).
+pub async fn metric(addr: SocketAddr, sample: &str) -> f64 {
+    let text = http_get(addr, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A plain HTTP GET on loopback, body only.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).await.expect("read");
+    let text = String::from_utf8_lossy(&body).to_string();
+    text.split_once("\r\n\r\n")
+        .map_or(text.clone(), |(_, b)| b.to_owned())
+}
