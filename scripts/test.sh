@@ -5,20 +5,32 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 
-step "toolchain and system packages"
-ensure_apt libzmq3-dev pkg-config
+step "toolchain and packages (installed only when missing)"
+ensure_apt libzmq3-dev pkg-config chromium chromium-driver
 ensure_wasm_target
 ensure_wasm_bindgen_cli
+ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785
+ensure_npm
 
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p clonewire-core -p clonewire-wasm --target wasm32-unknown-unknown --quiet -- -D warnings
+
+step "the npm module: build (cargo → wasm-bindgen → wasm-opt → dist/)"
+npm run --silent build
 
 step "core on wasm32: the hash vectors under wasm-bindgen-test (node)"
-cargo test -p clonewire-core --target wasm32-unknown-unknown --test vectors
+cargo test -q -p clonewire-core --target wasm32-unknown-unknown --test vectors
 
-step "benchmarks compile and run briefly (figures, never pass/fail on timing)"
-cargo bench -p clonewire-core --bench model -- --quick
+step "the client binding under wasm-bindgen-test (node, then headless Chromium)"
+npm run --silent test:wasm
 
-step "every Rust test in the workspace"
+step "benchmarks run briefly (they print figures and never fail on timing)"
+cargo bench -q -p clonewire-core --bench model -- --quick
+
+step "the npm module: node tests, types, the packed tarball in a Vite app"
+npm test
+
+step "every Rust test in the workspace (last, so its summary closes the run)"
 cargo nextest run --workspace --no-fail-fast

@@ -15,28 +15,39 @@ ensure_apt() {
     apt-get update -qq
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 ensure_wasm_target() {
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 }
 
-# The wasm-bindgen CLI must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+# The version of the wasm-bindgen crate in Cargo.lock.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock
+}
+
+# The wasm-bindgen CLI must be exactly the version of the wasm-bindgen crate.
 ensure_wasm_bindgen_cli() {
   local want
-  want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
-  if [ -z "$want" ]; then
-    cargo generate-lockfile
-    want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
-  fi
+  want=$(wasm_bindgen_version)
   if ! wasm-bindgen --version 2>/dev/null | grep -q " $want\$"; then
-    cargo install -q wasm-bindgen-cli --version "$want"
+    cargo install -q --force wasm-bindgen-cli --version "$want"
   fi
 }
 
-# ensure_pip PKG...: install Python packages for the test peers.
+# ensure_pip MODULE:PACKAGE...: install Python packages whose module is missing.
 ensure_pip() {
-  python3 -c "import importlib,sys; [importlib.import_module(m) for m in sys.argv[1:]]" "${@//-/_}" 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check "$@"
+  local missing=()
+  for pair in "$@"; do
+    python3 -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] || python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+}
+
+# The npm devDependencies, exactly as locked.
+ensure_npm() {
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
 }
