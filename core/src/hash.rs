@@ -2,10 +2,11 @@
 //! (RFC 8785) bytes of `path ++ [value]`; a node's hash is the wrapping sum of the
 //! leaf hashes beneath it, so a change costs O(changed leaves) to maintain.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::io::Write;
 use std::str::FromStr;
 
-use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use twox_hash::XxHash3_64;
@@ -69,35 +70,65 @@ impl<'de> Deserialize<'de> for Hash {
     }
 }
 
-/// `path ++ [value]` as one JSON array, serialized without building it.
-struct LeafKey<'a, P> {
-    path: &'a [P],
-    value: &'a Value,
+/// Integers up to this magnitude are exact as IEEE doubles, so their JCS form (the
+/// ECMAScript number-to-string of the double) is their plain decimal digits.
+const EXACT_INTEGER: u64 = 1 << 53;
+
+/// Writes `JCS(path ++ [value])` into `out` without allocating for the common leaves.
+/// Strings are escaped exactly as JCS wants by serde_json's compact writer (the same
+/// escapes, lowercase `\u00xx`); booleans and exact integers are written directly;
+/// other numbers and arrays go through the JCS serializer.
+fn write_leaf<P: AsRef<str>>(path: &[P], value: &Value, out: &mut Vec<u8>) {
+    out.push(b'[');
+    for key in path {
+        write_string(key.as_ref(), out);
+        out.push(b',');
+    }
+    match value {
+        Value::String(text) => write_string(text, out),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) if n.as_i64().is_some_and(|i| i.unsigned_abs() <= EXACT_INTEGER) => {
+            // Checked just above; `unwrap_or` keeps this free of panics.
+            let _ = write!(out, "{}", n.as_i64().unwrap_or(0));
+        }
+        other => {
+            // Writing a parsed `Value` into a Vec cannot fail: every number a `Value`
+            // holds is finite, and a Vec never refuses bytes.
+            let _ = serde_json_canonicalizer::to_writer(other, out);
+        }
+    }
+    out.push(b']');
 }
 
-impl<P: AsRef<str>> Serialize for LeafKey<'_, P> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.path.len() + 1))?;
-        for key in self.path {
-            seq.serialize_element(key.as_ref())?;
-        }
-        seq.serialize_element(self.value)?;
-        seq.end()
-    }
+fn write_string(text: &str, out: &mut Vec<u8>) {
+    // Serializing a `str` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// The canonical bytes a leaf's hash is taken over: `JCS(path ++ [value])`.
 pub fn leaf_bytes<P: AsRef<str>>(path: &[P], value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    // Writing JSON built from strings and a parsed `Value` into a Vec cannot fail:
-    // every number a `Value` holds is finite, and a Vec never refuses bytes.
-    let _ = serde_json_canonicalizer::to_writer(&LeafKey { path, value }, &mut out);
+    write_leaf(path, value, &mut out);
     out
+}
+
+thread_local! {
+    /// Reused for every leaf hash: hashing allocates nothing once it has grown.
+    static LEAF_BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
 }
 
 /// The leaf hash of `value` at `path` (keys from the suite root, the topic first).
 pub fn leaf_hash<P: AsRef<str>>(path: &[P], value: &Value) -> u64 {
-    XxHash3_64::oneshot(&leaf_bytes(path, value))
+    LEAF_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            write_leaf(path, value, &mut buffer);
+            XxHash3_64::oneshot(&buffer)
+        }
+        // Never nested in practice; stay correct if it were.
+        Err(_) => XxHash3_64::oneshot(&leaf_bytes(path, value)),
+    })
 }
 
 #[cfg(test)]
@@ -119,5 +150,27 @@ mod tests {
             assert!(bad.parse::<Hash>().is_err(), "{bad:?} accepted");
         }
         assert!(serde_json::from_str::<Hash>("12").is_err());
+    }
+
+    /// The direct writer gives the bytes of the JCS serializer for every kind of leaf.
+    #[test]
+    fn leaf_bytes_are_the_jcs_serializers() {
+        let path = ["t\u{1}\"\\/\u{7f}é", "k\n\t\u{8}\u{c}\r", "😀"];
+        let values = serde_json::json!([
+            "plain", "\u{0}\u{1f}\"\\/\u{2028}", true, false, 0, -0.0, 1, -1, 100, 1.5, 1e21, 1e-7,
+            9007199254740992i64, 9007199254740993i64, -9007199254740993i64, u64::MAX, i64::MIN,
+            123456789012345678u64, [1, "a", {"b": 2, "a": [null]}], []
+        ]);
+        for value in values.as_array().unwrap() {
+            let mut whole: Vec<Value> = path.iter().map(|k| Value::from(*k)).collect();
+            whole.push(value.clone());
+            let want = serde_json_canonicalizer::to_vec(&whole).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&leaf_bytes(&path, value)),
+                String::from_utf8_lossy(&want),
+                "{value}"
+            );
+            assert_eq!(leaf_hash(&path, value), XxHash3_64::oneshot(&want));
+        }
     }
 }
