@@ -1,0 +1,96 @@
+// Measures what arrives on the websocket, per (workflow, topic): messages and bytes
+// per second over a sliding window, and latency from the suite's publish `time` to
+// the moment a view is told. The client is given a WebSocket subclass (its
+// documented `WebSocket` option) that listens alongside it; the client's own
+// handler is untouched.
+
+const WINDOW_MS = 5000;
+// The relay writes `type`, `workflow`, `topic` first; reading them from the text's
+// head avoids parsing every message a second time.
+const HEAD = /^\{"type":"(delta|snapshot)","workflow":("(?:[^"\\]|\\.)*"),"topic":("(?:[^"\\]|\\.)*")/;
+
+export class WireMeter {
+  constructor() {
+    /** `${workflow}\n${topic}` → { arrivals: [time, bytes][], latencies: [time, ms][], lastTime } */
+    this.topics = new Map();
+  }
+
+  #entry(workflow, topic) {
+    const key = `${workflow}\n${topic}`;
+    let entry = this.topics.get(key);
+    if (!entry) this.topics.set(key, (entry = { arrivals: [], latencies: [], lastTime: undefined }));
+    return entry;
+  }
+
+  /** A WebSocket class that reports every incoming text frame to this meter. */
+  socketClass(Base = globalThis.WebSocket) {
+    const meter = this;
+    return class MeteredWebSocket extends Base {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (event) => meter.#arrived(event.data));
+      }
+    };
+  }
+
+  #arrived(text) {
+    if (typeof text !== 'string') return;
+    let workflow;
+    let topic;
+    const head = HEAD.exec(text.slice(0, 512));
+    if (head) {
+      workflow = JSON.parse(head[2]);
+      topic = JSON.parse(head[3]);
+    } else if (text.includes('"workflow"') && text.includes('"topic"')) {
+      try {
+        ({ workflow, topic } = JSON.parse(text));
+      } catch {
+        return; // the client counts undecodable frames itself
+      }
+    }
+    if (typeof workflow !== 'string' || typeof topic !== 'string') return;
+    // String length: the JSON is ASCII apart from any non-ASCII names, so this is
+    // the byte count to within a few bytes.
+    this.#entry(workflow, topic).arrivals.push([performance.now(), text.length]);
+  }
+
+  /** Records latency from the change callbacks; each (workflow, topic, time) once. */
+  noteChanges(changes) {
+    const now = Date.now();
+    for (const { workflow, topic, time } of changes) {
+      if (typeof time !== 'number') continue;
+      const entry = this.#entry(workflow, topic);
+      if (entry.lastTime === time) continue; // the same message, told to another view
+      entry.lastTime = time;
+      entry.latencies.push([performance.now(), Math.max(0, now - time)]);
+    }
+  }
+
+  /** Rates over the last few seconds: { messagesPerSecond, bytesPerSecond, latencyMs }. */
+  rates(workflow, topic) {
+    const entry = this.topics.get(`${workflow}\n${topic}`);
+    if (!entry) return { messagesPerSecond: 0, bytesPerSecond: 0, latencyMs: null };
+    const since = performance.now() - WINDOW_MS;
+    trim(entry.arrivals, since);
+    trim(entry.latencies, since);
+    let bytes = 0;
+    for (const [, n] of entry.arrivals) bytes += n;
+    let latency = null;
+    if (entry.latencies.length) {
+      latency = 0;
+      for (const [, ms] of entry.latencies) latency += ms;
+      latency /= entry.latencies.length;
+    }
+    return {
+      messagesPerSecond: entry.arrivals.length / (WINDOW_MS / 1000),
+      bytesPerSecond: bytes / (WINDOW_MS / 1000),
+      latencyMs: latency,
+    };
+  }
+}
+
+function trim(list, since) {
+  let drop = 0;
+  while (drop < list.length && list[drop][0] < since) drop++;
+  if (drop) list.splice(0, drop);
+}

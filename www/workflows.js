@@ -1,0 +1,104 @@
+// The relay's workflows: each with the relay's state for it (syncing, live, stale,
+// busy, stopped), its cycle point and a bar of its tasks by status, from the
+// always-open "workflows" view. Click one to show it in the views.
+
+import { el, setAttr, setText } from './dom.js';
+import { STATUSES } from './status.js';
+
+/** Relay states, with a word for people. */
+const STATE_HINTS = {
+  syncing: 'joining the suite',
+  live: 'in sync, hash-verified',
+  stale: 'heartbeats missed',
+  busy: 'the suite is busy; data may lag',
+  stopped: 'the suite has stopped',
+};
+
+export const WORKFLOWS_QUERY = 'subscription { workflows { workflow { name status cyclePoint stateTotals } } }';
+
+export class WorkflowList {
+  /**
+   * @param {HTMLElement} list the <ul>
+   * @param {(id: string) => void} onSelect
+   */
+  constructor(list, onSelect) {
+    this.list = list;
+    this.items = new Map();
+    this.states = new Map();
+    this.selected = null;
+    list.addEventListener('click', (event) => {
+      const item = event.target.closest('[data-workflow]');
+      if (item) onSelect(item.dataset.workflow);
+    });
+  }
+
+  /** The relay said a workflow changed state ('removed' drops it). */
+  setState(workflow, state) {
+    if (state === 'removed') this.states.delete(workflow);
+    else this.states.set(workflow, state);
+  }
+
+  /** Ids in display order. */
+  ids() {
+    return [...this.states.keys()].sort();
+  }
+
+  render(model, selected) {
+    this.selected = selected;
+    const ids = this.ids();
+    for (const id of ids) {
+      let item = this.items.get(id);
+      if (!item) item = this.#create(id);
+      const state = this.states.get(id);
+      const wf = model.topic(id, 'workflow');
+      const p = item.parts;
+      setAttr(item, 'aria-current', id === selected ? 'true' : null);
+      setText(p.name, wf.name ?? id);
+      setText(p.state, state);
+      p.state.dataset.state = state;
+      p.state.title = STATE_HINTS[state] ?? '';
+      setText(p.point, wf.cyclePoint ? `cycle ${wf.cyclePoint}` : '');
+      setText(p.status, wf.status ?? '');
+      const totals = wf.stateTotals ?? {};
+      let all = 0;
+      for (const s of STATUSES) all += totals[s] ?? 0;
+      STATUSES.forEach((s, i) => {
+        p.bar.children[i].style.flexGrow = String(totals[s] ?? 0);
+      });
+      p.bar.title = STATUSES.map((s) => `${s} ${totals[s] ?? 0}`).join(', ');
+      setText(p.counts, all ? `${totals.running ?? 0} running · ${totals.succeeded ?? 0}/${all} done` + (totals.failed ? ` · ${totals.failed} failed` : '') : '');
+    }
+    for (const [id, item] of this.items) {
+      if (!this.states.has(id)) {
+        item.remove();
+        this.items.delete(id);
+      }
+    }
+    const ordered = ids.map((id) => this.items.get(id));
+    if (ordered.some((item, i) => this.list.children[i] !== item)) this.list.replaceChildren(...ordered);
+  }
+
+  #create(id) {
+    const name = el('span', 'wf-name');
+    const state = el('span', 'wf-state');
+    const point = el('span', 'wf-point');
+    const status = el('span', 'wf-status');
+    const bar = el('span', 'wf-bar', ...STATUSES.map((s) => {
+      const part = el('span', `wf-bar-part`);
+      part.dataset.status = s;
+      return part;
+    }));
+    const counts = el('span', 'wf-counts');
+    const button = el('button', 'wf-button',
+      el('span', 'wf-line', name, state),
+      el('span', 'wf-line muted', point, status),
+      bar,
+      counts);
+    button.type = 'button';
+    const item = el('li', 'wf', button);
+    item.dataset.workflow = id;
+    item.parts = { name, state, point, status, bar, counts };
+    this.items.set(id, item);
+    return item;
+  }
+}
