@@ -39,7 +39,11 @@ function writeHash() {
 
 const meter = new WireMeter();
 const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-const client = await connect(`${scheme}://${location.host}/ws`, { WebSocket: meter.socketClass() });
+// A relay that requires tokens takes one as `/ws?token=`; a page opened with
+// `?token=...` passes it on (browsers cannot set headers on a websocket).
+const token = new URLSearchParams(location.search).get('token');
+const socketUrl = `${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+const client = await connect(socketUrl, { WebSocket: meter.socketClass() });
 
 const wanted = readHash();
 let selected = null;

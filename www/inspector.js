@@ -8,6 +8,8 @@ import { schedule } from './frame.js';
 import { fieldCount, prettyQuery } from './query-text.js';
 
 const REFRESH_MS = 500;
+/** The hash of an empty copy. */
+const EMPTY_HASH = '0000000000000000';
 
 export class Inspector {
   /**
@@ -90,7 +92,9 @@ export class Inspector {
     setAttr(this.confirmed, 'data-ok', String(confirmed));
 
     const seen = new Set();
-    for (const t of report.topics) {
+    // A copy the merged query no longer selects is emptied by the relay (hash 0) but
+    // still listed by the client; it holds nothing, so it is left out here.
+    for (const t of report.topics.filter((c) => c.hash !== EMPTY_HASH)) {
       const key = `${t.workflow}\n${t.topic}`;
       seen.add(key);
       let row = this.topicRows.get(key);

@@ -1,0 +1,244 @@
+// End-to-end test of the page the relay serves, in a real browser: starts
+// `clonewire-relay --demo` on a free port, opens the page in Debian's Chromium
+// (driven by playwright-core; never a downloaded browser) and checks what a person
+// would: live workflows, tree and table updating, every copy hash-verified in the
+// inspector, the merged query shrinking when a view closes, no console errors.
+// Screenshots go to tests/artifacts/.
+//
+//   cargo build -p clonewire-relay && npm run build && npm run test:e2e
+//
+// Environment: CLONEWIRE_RELAY (the relay binary), CHROMIUM (the browser),
+// E2E_STAGE_WWW=1 to serve this checkout's www/ and dist/ with `--www` instead of
+// the copy the binary holds.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const relayBinary = process.env.CLONEWIRE_RELAY ?? join(root, 'target/debug/clonewire-relay');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const artifacts = join(root, 'tests/artifacts');
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+/** Long enough for a slow, busy machine; the demo changes several times a second. */
+const LIVE_TIMEOUT = 20_000;
+
+let relay; // { child, url, output }
+let context; // the browser
+let page;
+let scratch; // temporary folders, removed at the end
+const problems = []; // console errors, page errors, failed requests
+
+/** Starts the relay and resolves with its page's URL, read from its log. */
+function startRelay(extraArgs) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(relayBinary, ['--demo', '--listen', '127.0.0.1:0', ...extraArgs], {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', RUST_LOG: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`the relay did not say where it listens:\n${output}`)), 15_000);
+    const onData = (chunk) => {
+      // Strip colour codes in case the logger adds them anyway.
+      output += chunk.toString().replace(/\x1b\[[0-9;]*m/g, '');
+      const match = /listening: the page at (http:\/\/[^\s/]+\/)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolvePromise({ child, url: match[1], output: () => output });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the relay exited (${code}) before listening:\n${output}`));
+    });
+  });
+}
+
+/** A folder with www/'s files and dist/ as pkg/, for `--www`. */
+function stageWww() {
+  const dir = join(scratch, 'www');
+  mkdirSync(dir);
+  for (const name of readdirSync(join(root, 'www'))) symlinkSync(join(root, 'www', name), join(dir, name));
+  symlinkSync(join(root, 'dist'), join(dir, 'pkg'));
+  return dir;
+}
+
+async function stopRelay() {
+  if (!relay || relay.child.exitCode !== null) return;
+  const exited = new Promise((r) => relay.child.once('exit', r));
+  relay.child.kill('SIGTERM');
+  const timer = setTimeout(() => relay.child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+before(async () => {
+  assert.ok(existsSync(relayBinary), `no relay at ${relayBinary}: cargo build -p clonewire-relay`);
+  assert.ok(existsSync(join(root, 'dist/index.js')), 'no dist/: npm run build');
+  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath}: apt-get install -y chromium`);
+  mkdirSync(artifacts, { recursive: true });
+  scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-'));
+  relay = await startRelay(process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : []);
+  // Without the page nothing below can pass: say why at once instead of timing out.
+  for (const path of ['', 'app.js', 'pkg/index.js', 'pkg/clonewire_wasm_bg.wasm']) {
+    const response = await fetch(new URL(path, relay.url));
+    assert.equal(response.status, 200, `GET /${path}: the relay must serve www/ and dist/ (as /pkg/)`);
+  }
+
+  context = await chromium.launchPersistentContext(join(scratch, 'profile'), {
+    executablePath: chromiumPath,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await stopRelay();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+test('the page connects and lists the demo workflows, live', async () => {
+  await page.goto(relay.url);
+  await page.locator('#connection[data-status="open"]').waitFor({ timeout: LIVE_TIMEOUT });
+  await page.waitForFunction(
+    () => {
+      const states = [...document.querySelectorAll('#workflow-list .wf-state')].map((s) => s.dataset.state);
+      return states.length >= 3 && states.every((s) => s === 'live' || s === 'busy');
+    },
+    null,
+    { timeout: LIVE_TIMEOUT },
+  );
+  const names = await page.locator('#workflow-list .wf-name').allTextContents();
+  assert.deepEqual(names, ['demo', 'ensemble', 'nightly']);
+  assert.equal(await page.locator('#selected-workflow').textContent(), 'demo');
+});
+
+/** The text of every row of a view, to see it change. */
+const rowsText = (view) =>
+  page.evaluate(
+    (v) => [...document.querySelectorAll(`.panel[data-view="${v}"] .vlist-row:not([hidden])`)].map((r) => r.textContent).join('\n'),
+    view,
+  );
+
+async function waitForChange(view) {
+  await page.waitForFunction(
+    (v) => document.querySelectorAll(`.panel[data-view="${v}"] .vlist-row:not([hidden])`).length > 3,
+    view,
+    { timeout: LIVE_TIMEOUT },
+  );
+  const first = await rowsText(view);
+  await page.waitForFunction(
+    ([v, before]) =>
+      [...document.querySelectorAll(`.panel[data-view="${v}"] .vlist-row:not([hidden])`)].map((r) => r.textContent).join('\n') !== before,
+    [view, first],
+    { timeout: LIVE_TIMEOUT },
+  );
+}
+
+test('the tree and the table show tasks and update live', async () => {
+  await waitForChange('tree');
+  await waitForChange('table');
+  const cycle = page.locator('.panel[data-view="tree"] .tree-row[data-kind="cycle"]').first();
+  assert.match(await cycle.textContent(), /\d{8}T\d{2}/, 'cycle points head the tree');
+  // Sorting and filtering the table.
+  await page.locator('.panel[data-view="table"] .table-sort[data-key="status"]').click();
+  assert.equal(await page.locator('.panel[data-view="table"] [aria-sort]').getAttribute('aria-sort'), 'ascending');
+  await page.locator('.panel[data-view="table"] .table-filter').fill('archive');
+  await page.waitForFunction(() => /of/.test(document.querySelector('.table-count').textContent));
+  const names = await page.locator('.panel[data-view="table"] .vlist-row:not([hidden]) .col-name').allTextContents();
+  assert.ok(names.length >= 1 && names.every((n) => n === 'archive'), `filtered: ${names}`);
+  await page.locator('.panel[data-view="table"] .table-filter').fill('');
+});
+
+test('the graph draws tasks and edges', async () => {
+  await page.waitForFunction(
+    () => document.querySelectorAll('.graph-node').length >= 50 && document.querySelectorAll('.graph-edges path').length >= 50,
+    null,
+    { timeout: LIVE_TIMEOUT },
+  );
+});
+
+test('the inspector shows every copy verified and the merged query confirmed', async () => {
+  await page.waitForFunction(
+    () => {
+      const rows = [...document.querySelectorAll('#topics tbody tr')];
+      const topics = new Set(rows.filter((r) => r.dataset.workflow === 'demo').map((r) => r.dataset.topic));
+      return (
+        ['workflow', 'taskProxies', 'familyProxies', 'edges'].every((t) => topics.has(t)) &&
+        rows.every((r) => r.dataset.verified === 'true') &&
+        document.querySelector('.badge[data-ok="true"]')
+      );
+    },
+    null,
+    { timeout: LIVE_TIMEOUT },
+  );
+  const report = await page.evaluate(() => globalThis.clonewire.client.inspect());
+  assert.ok(report.topics.every((t) => t.verified), JSON.stringify(report.topics));
+  assert.equal(report.counters.hashMismatches, 0);
+  assert.deepEqual(report.views.map((v) => v.name).sort(), ['graph', 'table', 'tree', 'workflows']);
+  await page.waitForFunction(() => Number.parseFloat(document.querySelector('#topics tbody tr td:nth-child(6)').textContent) >= 0);
+  await page.screenshot({ path: join(artifacts, 'page-1280x800.png') });
+});
+
+test('closing a view shrinks the merged query; opening it again grows it', async () => {
+  const merged = page.locator('#merged-query');
+  const before = Number(await merged.getAttribute('data-fields'));
+  assert.match(await merged.getAttribute('data-query'), /edges/);
+  await page.locator('.panel[data-view="graph"] .panel-close').click();
+  await page.waitForFunction(
+    (n) => {
+      const q = document.querySelector('#merged-query');
+      return Number(q.dataset.fields) < n && !/edges/.test(q.dataset.query) && document.querySelector('.badge[data-ok="true"]');
+    },
+    before,
+    { timeout: LIVE_TIMEOUT },
+  );
+  assert.equal(await page.locator('.panel[data-view="graph"]').count(), 0);
+  // The relay drops the copy the page no longer asks for.
+  await page.waitForFunction(() => !document.querySelector('#topics tr[data-topic="edges"]'), null, { timeout: LIVE_TIMEOUT });
+  await page.screenshot({ path: join(artifacts, 'page-graph-closed.png') });
+
+  await page.locator('#view-toggles [data-view="graph"]').click();
+  await page.waitForFunction((n) => Number(document.querySelector('#merged-query').dataset.fields) === n, before, {
+    timeout: LIVE_TIMEOUT,
+  });
+});
+
+test('the page fits a narrow window', async () => {
+  await page.setViewportSize({ width: 420, height: 900 });
+  await page.waitForTimeout(500);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
+  await page.screenshot({ path: join(artifacts, 'page-420x900.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+test('no console errors, page errors or failed requests', () => {
+  assert.deepEqual(problems, []);
+});
