@@ -49,6 +49,8 @@ const wanted = readHash();
 let selected = null;
 /** The first selection opens the views the URL (or the default) asks for. */
 let started = false;
+/** Whether the user has picked a workflow (then the URL's choice no longer applies). */
+let picked = false;
 /** Open views by kind id: { kind, view, model, renderer, panel, draw }. */
 const open = new Map();
 
@@ -79,6 +81,8 @@ const inspector = new Inspector($('inspector-body'), client, meter, (report) => 
   if ($('relay-name').textContent !== relay) $('relay-name').textContent = relay;
 });
 
+$('inspector').querySelector('.panel-head').append(maximizeButton());
+
 // View toggles.
 const toggles = $('view-toggles');
 for (const kind of KINDS) {
@@ -92,7 +96,10 @@ for (const kind of KINDS) {
 }
 
 // The workflow list, fed by the relay's workflow messages and a summary view.
-const workflows = new WorkflowList($('workflow-list'), select);
+const workflows = new WorkflowList($('workflow-list'), (id) => {
+  picked = true;
+  select(id);
+});
 const summary = new ViewData();
 const drawWorkflows = () => {
   workflows.render(summary, selected);
@@ -133,7 +140,7 @@ function openView(kind) {
   close.addEventListener('click', () => closeView(kind.id));
   const body = el('div', 'panel-body');
   const panel = el('section', 'panel',
-    el('header', 'panel-head', el('h2', '', kind.title), el('span', 'panel-hint', kind.describe), close),
+    el('header', 'panel-head', el('h2', '', kind.title), el('span', 'panel-hint', kind.describe), maximizeButton(), close),
     body);
   panel.dataset.view = kind.id;
   panel.style.order = String(KINDS.indexOf(kind));
@@ -155,6 +162,28 @@ function openView(kind) {
   afterViewsChanged();
 }
 
+/** A button that lets its panel fill the views area (and back). */
+function maximizeButton() {
+  const button = el('button', 'panel-max', '⤢');
+  button.type = 'button';
+  button.title = 'Fill the window with this panel (again to restore)';
+  button.setAttribute('aria-label', 'Maximize');
+  button.setAttribute('aria-pressed', 'false');
+  button.addEventListener('click', () => {
+    const panel = button.closest('.panel');
+    const views = $('views');
+    const on = !panel.classList.contains('maximized');
+    for (const p of views.querySelectorAll('.panel.maximized')) {
+      p.classList.remove('maximized');
+      p.querySelector('.panel-max').setAttribute('aria-pressed', 'false');
+    }
+    panel.classList.toggle('maximized', on);
+    button.setAttribute('aria-pressed', String(on));
+    views.classList.toggle('has-maximized', on);
+  });
+  return button;
+}
+
 function closeView(id) {
   const entry = open.get(id);
   if (!entry) return;
@@ -162,6 +191,7 @@ function closeView(id) {
   entry.view.close();
   cancel(entry.draw);
   entry.renderer.destroy();
+  if (entry.panel.classList.contains('maximized')) $('views').classList.remove('has-maximized');
   entry.panel.remove();
   afterViewsChanged();
 }
@@ -183,6 +213,8 @@ function onWorkflow({ workflow, state }) {
   // The relay lists its workflows in a burst of messages: choose in the next frame,
   // once they are all in, so the default is the first by name, not the first to arrive.
   if (!selected) schedule(pickDefault);
+  // The workflow the URL names wins until the user picks one, even if it came late.
+  else if (workflow === wanted.workflow && !picked && state !== 'removed') select(workflow);
   schedule(drawWorkflows);
 }
 

@@ -40,20 +40,21 @@ export class Inspector {
       ['ok', 'hash verified after every message'],
       ['msg/s', 'messages per second, last 5 s'],
       ['B/s', 'bytes per second, last 5 s'],
-      ['latency', 'from the suite publishing to a view being told, last 5 s'],
+      ['latency', 'median time from the suite publishing to a view being told, last 5 s'],
     ]) {
       const th = el('th', '', title);
       if (hint) th.title = hint;
       head.append(th);
     }
     topicTable.append(el('thead', '', head), this.topicBody);
+    // Copies first: they are short and carry the proof (every hash verified).
     body.append(
-      el('section', 'inspector-section',
+      el('section', 'inspector-section inspector-copies', el('h3', '', 'Copies (workflow, topic)'), el('div', 'topics-wrap', topicTable)),
+      el('section', 'inspector-section inspector-merged',
         el('h3', '', 'Merged query ', this.mergedInfo, this.confirmed),
         this.merged),
-      el('section', 'inspector-section', el('h3', '', 'Copies'), el('div', 'topics-wrap', topicTable)),
-      el('section', 'inspector-section', el('h3', '', 'Views'), this.views),
-      el('section', 'inspector-section', el('h3', '', 'Counters'), this.counters),
+      el('section', 'inspector-section inspector-views', el('h3', '', 'Each view’s query'), this.views),
+      el('section', 'inspector-section inspector-counters', el('h3', '', 'Counters'), this.counters),
     );
     this.paint = () => this.#paint();
     this.timer = setInterval(() => schedule(this.paint), REFRESH_MS);
@@ -111,8 +112,12 @@ export class Inspector {
       setText(c[0], t.workflow);
       setText(c[1], t.topic);
       setText(c[2], t.seq ?? '–');
-      setText(c[3], t.hash);
-      c[3].className = 'hash';
+      if (c[3].title !== t.hash) {
+        // Two halves, so a narrow inspector can show the first and elide the rest.
+        c[3].replaceChildren(el('span', '', t.hash.slice(0, 8)), el('span', 'hash-rest', t.hash.slice(8)));
+        c[3].title = t.hash;
+        c[3].className = 'hash';
+      }
       setText(c[4], t.verified ? '✓' : '✗');
       c[4].className = t.verified ? 'verified' : 'unverified';
       c[4].title = t.verified ? 'verified' : 'not verified: waiting for a fresh snapshot';

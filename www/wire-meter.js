@@ -66,7 +66,7 @@ export class WireMeter {
     }
   }
 
-  /** Rates over the last few seconds: { messagesPerSecond, bytesPerSecond, latencyMs }. */
+  /** Over the last few seconds: { messagesPerSecond, bytesPerSecond, latencyMs (median) }. */
   rates(workflow, topic) {
     const entry = this.topics.get(`${workflow}\n${topic}`);
     if (!entry) return { messagesPerSecond: 0, bytesPerSecond: 0, latencyMs: null };
@@ -75,11 +75,12 @@ export class WireMeter {
     trim(entry.latencies, since);
     let bytes = 0;
     for (const [, n] of entry.arrivals) bytes += n;
+    // The median: one slow frame (a page load, a big snapshot) should not hide what
+    // a typical update costs.
     let latency = null;
     if (entry.latencies.length) {
-      latency = 0;
-      for (const [, ms] of entry.latencies) latency += ms;
-      latency /= entry.latencies.length;
+      const sorted = entry.latencies.map(([, ms]) => ms).sort((a, b) => a - b);
+      latency = sorted[sorted.length >> 1];
     }
     return {
       messagesPerSecond: entry.arrivals.length / (WINDOW_MS / 1000),

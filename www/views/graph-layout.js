@@ -6,9 +6,9 @@
 // when nodes or edges come or go, never on a status change.
 
 export const NODE_W = 132;
-export const NODE_H = 22;
+export const NODE_H = 20;
 const GAP_X = 44;
-const GAP_Y = 8;
+const GAP_Y = 6;
 const GROUP_GAP = 56;
 const GROUP_LABEL = 26;
 const SWEEPS = 4;

@@ -60,8 +60,8 @@ class GraphView {
     fit.addEventListener('click', () => this.#fit());
     zoomIn.addEventListener('click', () => this.#zoomBy(1.4));
     zoomOut.addEventListener('click', () => this.#zoomBy(1 / 1.4));
-    this.frame = el('div', 'graph', this.root, el('div', 'graph-tools', zoomOut, zoomIn, fit, this.count));
-    body.append(this.frame);
+    this.frame = el('div', 'graph', this.root);
+    body.append(el('div', 'graph-tools', this.count, el('span', 'graph-buttons', zoomOut, zoomIn, fit)), this.frame);
 
     this.nodes = new Map(); // id → { g, icon }
     this.edges = new Map(); // id → path
@@ -119,9 +119,9 @@ class GraphView {
         const g = svg('g', { class: 'graph-node' });
         const title = svg('title');
         title.textContent = id;
-        const icon = svg('svg', { class: 'status-icon', x: 5, y: 3, width: 16, height: 16, viewBox: '0 0 16 16' });
+        const icon = svg('svg', { class: 'status-icon', x: 5, y: (NODE_H - 14) / 2, width: 14, height: 14, viewBox: '0 0 16 16' });
         icon.append(svg('use'));
-        const text = svg('text', { x: 25, y: 15 });
+        const text = svg('text', { x: 24, y: NODE_H / 2 + 4 });
         text.textContent = name;
         g.append(title, svg('rect', { width: NODE_W, height: NODE_H, rx: 5 }), icon, text);
         node = { g, icon };
