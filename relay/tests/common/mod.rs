@@ -37,6 +37,7 @@ pub fn suite(name: &str) -> (Publisher, SuiteConfig) {
         name: name.to_owned(),
         pub_endpoint: publisher.pub_endpoint().to_owned(),
         rep_endpoint: publisher.rep_endpoint().to_owned(),
+        server_key: None,
     };
     (publisher, follow)
 }
@@ -88,6 +89,10 @@ pub struct TestClient {
     pub subscribed: Vec<String>,
     /// True once the relay closed the connection.
     pub closed: bool,
+    /// Per delta with a suite `time`: (workflow, milliseconds from publish to receipt).
+    pub latencies: Vec<(String, f64)>,
+    /// The close code, if the relay sent one.
+    pub close_code: Option<u16>,
 }
 
 impl TestClient {
@@ -105,6 +110,8 @@ impl TestClient {
             errors: Vec::new(),
             subscribed: Vec::new(),
             closed: false,
+            latencies: Vec::new(),
+            close_code: None,
         }
     }
 
@@ -135,7 +142,11 @@ impl TestClient {
             let left = end.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => self.handle(text.as_str()).await,
-                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => self.closed = true,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    self.close_code = frame.map(|f| u16::from(f.code));
+                    self.closed = true;
+                }
+                Ok(None) | Ok(Some(Err(_))) => self.closed = true,
                 Ok(Some(Ok(_))) => {}
                 Err(_) => break,
             }
@@ -186,8 +197,11 @@ impl TestClient {
                 prev,
                 hash,
                 patch,
-                ..
+                time,
             } => {
+                if let Some(time) = time {
+                    self.latencies.push((workflow.clone(), now_ms() - time));
+                }
                 let o = self
                     .store
                     .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
@@ -229,6 +243,22 @@ impl TestClient {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// The `q`-quantile (0..=1) of some values.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().saturating_sub(1)) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// Reads `/metrics` and returns the value of one sample (0 if absent).
