@@ -58,6 +58,8 @@ const open = new Map();
 const connection = $('connection');
 function showStatus({ status, delayMs }) {
   connection.dataset.status = status;
+  // The page dims what it shows while it cannot hear from the relay.
+  document.body.dataset.connection = status;
   const text = {
     connecting: 'connecting…',
     open: 'connected',
@@ -147,9 +149,17 @@ function openView(kind) {
   $('views').append(panel);
 
   const renderer = kind.create(body);
+  const empty = el('div', 'panel-empty');
+  body.append(empty);
   const model = new ViewData();
   const entry = { kind, model, renderer, panel };
-  entry.draw = () => renderer.render(model, selected);
+  entry.draw = () => {
+    renderer.render(model, selected);
+    // Say why a view is empty rather than show a blank panel.
+    const waiting = !model.workflows[selected];
+    empty.hidden = !waiting;
+    if (waiting) empty.textContent = emptyText(selected, workflows.states.get(selected));
+  };
   entry.view = client.view(kind.id, kind.query(selected), (changes) => {
     model.apply(changes);
     meter.noteChanges(changes);
@@ -160,6 +170,22 @@ function openView(kind) {
   open.set(kind.id, entry);
   schedule(entry.draw);
   afterViewsChanged();
+}
+
+/** Why a view of `workflow` has nothing to show yet, from the relay's state for it. */
+function emptyText(workflow, state) {
+  switch (state) {
+    case 'syncing':
+      return `Joining ${workflow}…`;
+    case 'busy':
+      return `${workflow} is busy: the suite cannot answer yet. Its data follows as soon as it can.`;
+    case 'stale':
+      return `${workflow} has gone quiet (heartbeats missed); waiting for it.`;
+    case 'stopped':
+      return `${workflow} has stopped.`;
+    default:
+      return `Waiting for ${workflow}'s data…`;
+  }
 }
 
 /** A button that lets its panel fill the views area (and back). */
@@ -216,6 +242,7 @@ function onWorkflow({ workflow, state }) {
   // The workflow the URL names wins until the user picks one, even if it came late.
   else if (workflow === wanted.workflow && !picked && state !== 'removed') select(workflow);
   schedule(drawWorkflows);
+  if (workflow === selected) for (const entry of open.values()) schedule(entry.draw);
 }
 
 function pickDefault() {

@@ -57,7 +57,7 @@ export class WorkflowList {
       setText(p.state, state);
       p.state.dataset.state = state;
       p.state.title = STATE_HINTS[state] ?? '';
-      setText(p.point, wf.cyclePoint ? `cycle ${wf.cyclePoint}` : '');
+      setText(p.point, wf.cyclePoint ? `cycle ${wf.cyclePoint}` : 'no data yet');
       setText(p.status, wf.status ?? '');
       const totals = wf.stateTotals ?? {};
       let all = 0;

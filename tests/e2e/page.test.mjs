@@ -126,18 +126,35 @@ after(async () => {
 test('the page connects and lists the demo workflows, live', async () => {
   await page.goto(relay.url);
   await page.locator('#connection[data-status="open"]').waitFor({ timeout: LIVE_TIMEOUT });
-  await page.waitForFunction(
-    () => {
-      const states = [...document.querySelectorAll('#workflow-list .wf-state')].map((s) => s.dataset.state);
-      return states.length >= 3 && states.every((s) => s === 'live' || s === 'busy');
-    },
-    null,
-    { timeout: LIVE_TIMEOUT },
-  );
+  await waitInPage('three live workflows', () => {
+    const states = [...document.querySelectorAll('#workflow-list .wf-state')].map((s) => s.dataset.state);
+    return states.length >= 3 && states.every((s) => s === 'live' || s === 'busy');
+  });
   const names = await page.locator('#workflow-list .wf-name').allTextContents();
   assert.deepEqual(names, ['demo', 'ensemble', 'nightly']);
   assert.equal(await page.locator('#selected-workflow').textContent(), 'demo');
 });
+
+/**
+ * Waits for `predicate` in the page; on a timeout, fails with what the page showed
+ * (the workflows' states and the client's report), so a failure explains itself.
+ */
+async function waitInPage(what, predicate, arg) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: LIVE_TIMEOUT });
+  } catch (error) {
+    const seen = await page
+      .evaluate(() => ({
+        connection: document.querySelector('#connection')?.dataset.status,
+        workflows: [...document.querySelectorAll('#workflow-list [data-workflow]')].map(
+          (w) => `${w.dataset.workflow}:${w.querySelector('.wf-state')?.dataset.state}`,
+        ),
+        report: globalThis.clonewire?.client.inspect(),
+      }))
+      .catch((e) => `(the page could not say: ${e.message})`);
+    throw new Error(`timed out waiting for ${what}; the page showed ${JSON.stringify(seen, null, 1)}`, { cause: error });
+  }
+}
 
 /** The text of every row of a view, to see it change. */
 const rowsText = (view) =>
@@ -185,19 +202,15 @@ test('the graph draws tasks and edges', async () => {
 });
 
 test('the inspector shows every copy verified and the merged query confirmed', async () => {
-  await page.waitForFunction(
-    () => {
-      const rows = [...document.querySelectorAll('#topics tbody tr')];
-      const topics = new Set(rows.filter((r) => r.dataset.workflow === 'demo').map((r) => r.dataset.topic));
-      return (
-        ['workflow', 'taskProxies', 'familyProxies', 'edges'].every((t) => topics.has(t)) &&
-        rows.every((r) => r.dataset.verified === 'true') &&
-        document.querySelector('.badge[data-ok="true"]')
-      );
-    },
-    null,
-    { timeout: LIVE_TIMEOUT },
-  );
+  await waitInPage('every copy verified and the query confirmed', () => {
+    const rows = [...document.querySelectorAll('#topics tbody tr')];
+    const topics = new Set(rows.filter((r) => r.dataset.workflow === 'demo').map((r) => r.dataset.topic));
+    return (
+      ['workflow', 'taskProxies', 'familyProxies', 'edges'].every((t) => topics.has(t)) &&
+      rows.every((r) => r.dataset.verified === 'true') &&
+      document.querySelector('.badge[data-ok="true"]') !== null
+    );
+  });
   const report = await page.evaluate(() => globalThis.clonewire.client.inspect());
   assert.ok(report.topics.every((t) => t.verified), JSON.stringify(report.topics));
   assert.equal(report.counters.hashMismatches, 0);
@@ -228,6 +241,35 @@ test('closing a view shrinks the merged query; opening it again grows it', async
   await page.waitForFunction((n) => Number(document.querySelector('#merged-query').dataset.fields) === n, before, {
     timeout: LIVE_TIMEOUT,
   });
+});
+
+test('the page stays smooth at the demo rate', async (t) => {
+  // Frames and long tasks over three seconds of live updates. Printed for people;
+  // the assertion is loose so a busy machine does not fail it.
+  const stats = await page.evaluate(
+    () =>
+      new Promise((done) => {
+        const long = [];
+        const observer = new PerformanceObserver((list) => list.getEntries().forEach((e) => long.push(e.duration)));
+        observer.observe({ type: 'longtask' });
+        const gaps = [];
+        let last = performance.now();
+        const start = last;
+        const tick = (now) => {
+          gaps.push(now - last);
+          last = now;
+          if (now - start < 3000) requestAnimationFrame(tick);
+          else {
+            observer.disconnect();
+            gaps.sort((a, b) => a - b);
+            done({ frames: gaps.length, medianMs: gaps[gaps.length >> 1], worstMs: gaps.at(-1), longTasks: long.length, longestTaskMs: Math.max(0, ...long) });
+          }
+        };
+        requestAnimationFrame(tick);
+      }),
+  );
+  t.diagnostic(`frames ${stats.frames}, median ${stats.medianMs.toFixed(1)} ms, worst ${stats.worstMs.toFixed(1)} ms; long tasks ${stats.longTasks} (longest ${stats.longestTaskMs.toFixed(0)} ms)`);
+  assert.ok(stats.worstMs < 1000, `a frame took ${stats.worstMs} ms`);
 });
 
 test('the page fits a narrow window', async () => {
