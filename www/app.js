@@ -238,18 +238,24 @@ function onWorkflow({ workflow, state }) {
   if (state === 'removed' && workflow === selected) select(null);
   // The relay lists its workflows in a burst of messages: choose in the next frame,
   // once they are all in, so the default is the first by name, not the first to arrive.
-  if (!selected) schedule(pickDefault);
+  if (!selected || performance.now() < settleUntil) schedule(pickDefault);
   // The workflow the URL names wins until the user picks one, even if it came late.
   else if (workflow === wanted.workflow && !picked && state !== 'removed') select(workflow);
   schedule(drawWorkflows);
   if (workflow === selected) for (const entry of open.values()) schedule(entry.draw);
 }
 
+/** Until then, a workflow that sorts first may still take over the default choice. */
+let settleUntil = Infinity;
+
 function pickDefault() {
-  if (selected) return;
+  if (picked) return;
   const ids = workflows.ids();
   const first = ids.includes(wanted.workflow) ? wanted.workflow : ids[0];
-  if (first) select(first);
+  if (settleUntil === Infinity) settleUntil = performance.now() + 1000;
+  // The relay's first burst of workflow messages can span frames: let the choice
+  // settle on the first by name, but never move the user's view after that.
+  if (first && (!selected || performance.now() < settleUntil)) select(first);
 }
 client.on('workflow', onWorkflow);
 for (const [workflow, { state }] of Object.entries(client.workflows())) onWorkflow({ workflow, state });
