@@ -17,13 +17,13 @@ use crate::relay::Relay;
 
 /// The page, built into the binary (`--www` serves a folder instead).
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/../www/"]
+#[folder = "../www/"]
 #[allow_missing = true]
 struct Page;
 
 /// The npm module's build (`npm run build`), served under `/pkg/` for the page.
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/../dist/"]
+#[folder = "../dist/"]
 #[allow_missing = true]
 struct Package;
 
