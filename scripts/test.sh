@@ -32,5 +32,9 @@ cargo bench -q -p clonewire-core --bench model -- --quick
 step "the npm module: node tests, types, the packed tarball in a Vite app"
 npm test
 
+step "the page in headless Chromium against clonewire-relay --demo"
+cargo build -q -p clonewire-relay
+npm run --silent test:e2e
+
 step "every Rust test in the workspace (last, so its summary closes the run)"
 cargo nextest run --workspace --no-fail-fast
