@@ -340,6 +340,7 @@ impl Worker {
             Event::Repaired { topic, seq, rung } => {
                 let rung = match rung {
                     Rung::Replay => "replay",
+                    Rung::Hashes => "hashes",
                     Rung::Snapshot => "snapshot",
                 };
                 tracing::info!(workflow = %id, %topic, seq, rung, "repaired");

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::suite::{
-    decode_reply, Delta, ErrorCode, ErrorReply, Heartbeat, HelloReply, PubMessage, ReplayReply, Request,
-    SnapshotReply, BYE_TOPIC, HEARTBEAT_TOPIC,
+    decode_reply, Delta, ErrorCode, ErrorReply, GetReply, HashesReply, Heartbeat, HelloReply, PubMessage,
+    ReplayReply, Request, SnapshotReply, BYE_TOPIC, HEARTBEAT_TOPIC,
 };
 use clonewire_core::protocol::{encode, DecodeError};
 use clonewire_core::{Changes, Hash, Schema, Topic};
@@ -28,6 +28,10 @@ const RETIRED_EPOCHS: usize = 8;
 const SUB_BATCH: usize = 1000;
 /// Replays that bring no progress before the follower takes a snapshot instead.
 const STUCK_REPLAYS: u32 = 2;
+/// Differing children past which hash-guided repair fetches the whole topic instead.
+const MAX_HASHED_CHILDREN: usize = 1_000;
+/// Hash-guided attempts that raced with new deltas before a snapshot is taken instead.
+const HASH_ATTEMPTS: u32 = 3;
 
 /// How to follow a suite.
 #[derive(Clone, Debug)]
@@ -201,6 +205,8 @@ pub struct Stats {
     pub repairs_replay: u64,
     /// Topics repaired by snapshot (joins not counted).
     pub repairs_snapshot: u64,
+    /// Topics repaired by fetching only the children whose hashes differ.
+    pub repairs_hashes: u64,
     /// Epochs joined.
     pub joins: u64,
     /// New epochs seen after the first.
@@ -231,7 +237,7 @@ struct Replica {
     /// How to repair it next.
     rung: Rung,
     queue: VecDeque<Queued>,
-    /// Replays in a row that brought no progress.
+    /// Replays in a row that brought no progress (or hash-guided attempts that raced).
     stuck: u32,
 }
 
@@ -248,11 +254,11 @@ impl Replica {
     }
 
     fn distrust(&mut self, rung: Rung) {
-        self.trusted = false;
-        // A snapshot is the stronger rung: never downgrade it to a replay.
-        if self.rung != Rung::Snapshot || rung == Rung::Snapshot {
+        // Rungs only climb while untrusted: replay, then hashes, then snapshot.
+        if self.trusted || rung > self.rung {
             self.rung = rung;
         }
+        self.trusted = false;
     }
 }
 
@@ -261,6 +267,8 @@ enum Pending {
     Hello,
     Snapshot { topics: Option<Vec<String>> },
     Replay { topic: String, from: u64 },
+    Hashes { topic: String },
+    Get { topic: String, seq: u64, hash: Hash, keys: Vec<String> },
 }
 
 impl Pending {
@@ -269,6 +277,8 @@ impl Pending {
             Pending::Hello => "hello",
             Pending::Snapshot { .. } => "snapshot",
             Pending::Replay { .. } => "replay",
+            Pending::Hashes { .. } => "hashes",
+            Pending::Get { .. } => "get",
         }
     }
 
@@ -281,6 +291,11 @@ impl Pending {
             Pending::Replay { topic, from } => Request::Replay {
                 topic: topic.clone(),
                 from: *from,
+            },
+            Pending::Hashes { topic } => Request::Hashes { topic: topic.clone(), path: Vec::new() },
+            Pending::Get { topic, keys, .. } => Request::Get {
+                topic: topic.clone(),
+                paths: keys.iter().map(|k| vec![k.clone()]).collect(),
             },
         }
     }
@@ -306,6 +321,8 @@ pub struct Follower {
     joined: bool,
     topics: BTreeMap<String, Replica>,
     inflight: Option<InFlight>,
+    /// The `get` that follows a `hashes` reply.
+    next_get: Option<Pending>,
     retry_at: Option<Instant>,
     backoff: Duration,
     events: VecDeque<Event>,
@@ -350,6 +367,7 @@ impl Follower {
             joined: false,
             topics: BTreeMap::new(),
             inflight: None,
+            next_get: None,
             retry_at: None,
             backoff,
             events: VecDeque::new(),
@@ -702,7 +720,7 @@ impl Follower {
                 replica.seq = seq;
                 let got = replica.topic.hash();
                 if got != hash {
-                    replica.distrust(Rung::Snapshot);
+                    replica.distrust(Rung::Hashes);
                     self.stats.mismatches += 1;
                     self.events.push_back(Event::Mismatch {
                         topic: name.to_owned(),
@@ -811,6 +829,12 @@ impl Follower {
                 from: t.seq + 1,
             });
         }
+        if let Some(get) = &self.next_get {
+            return Some(get.clone());
+        }
+        if let Some((name, _)) = untrusted().find(|(_, t)| t.rung == Rung::Hashes) {
+            return Some(Pending::Hashes { topic: name.clone() });
+        }
         let names: Vec<String> = untrusted().map(|(k, _)| k.clone()).collect();
         (!names.is_empty()).then_some(Pending::Snapshot { topics: Some(names) })
     }
@@ -898,6 +922,10 @@ impl Follower {
             Pending::Replay { .. } => {
                 decode_reply::<ReplayReply>("replay reply", &bytes).map(|r| r.map(Reply::Replay))
             }
+            Pending::Hashes { .. } => {
+                decode_reply::<HashesReply>("hashes reply", &bytes).map(|r| r.map(Reply::Hashes))
+            }
+            Pending::Get { .. } => decode_reply::<GetReply>("get reply", &bytes).map(|r| r.map(Reply::Get)),
         };
         match outcome {
             Err(DecodeError { what, reason }) => {
@@ -926,11 +954,21 @@ impl Follower {
                 self.events.push_back(Event::Busy { op, retry_in: wait });
             }
             (code, Pending::Replay { topic, .. }) => {
-                // `gone`, `unsupported` or anything else: the next rung is a snapshot.
+                // `gone`, `unsupported` or anything else: the next rung is hash-guided.
+                if let Some(replica) = self.topics.get_mut(topic) {
+                    replica.distrust(Rung::Hashes);
+                }
+                if code != ErrorCode::Gone {
+                    self.refused(op, code, error.message);
+                }
+            }
+            (code, Pending::Hashes { topic } | Pending::Get { topic, .. }) => {
+                // `hashes` and `get` are optional: the last rung is a snapshot.
+                self.next_get = None;
                 if let Some(replica) = self.topics.get_mut(topic) {
                     replica.distrust(Rung::Snapshot);
                 }
-                if code != ErrorCode::Gone {
+                if code != ErrorCode::Unsupported {
                     self.refused(op, code, error.message);
                 }
             }
@@ -950,6 +988,8 @@ impl Follower {
             Reply::Hello(r) => &r.epoch,
             Reply::Snapshot(r) => &r.epoch,
             Reply::Replay(r) => &r.epoch,
+            Reply::Hashes(r) => &r.epoch,
+            Reply::Get(r) => &r.epoch,
         };
         let same_epoch = self.epoch.as_deref() == Some(epoch.as_str());
         let epoch = epoch.clone();
@@ -977,7 +1017,96 @@ impl Follower {
                     self.on_replay(&topic, replay);
                 }
             }
+            Reply::Hashes(hashes) => {
+                if let Pending::Hashes { topic } = pending {
+                    self.on_hashes(topic, hashes);
+                }
+            }
+            Reply::Get(get) => {
+                self.next_get = None;
+                if let Pending::Get { topic, seq, hash, keys } = pending {
+                    self.on_get(&topic, seq, hash, &keys, get);
+                }
+            }
         }
+    }
+
+    /// Hash-guided repair, first step: the suite's node hash of every child of the
+    /// topic. Children whose hashes differ from ours (or exist on one side only) are
+    /// fetched next with `get`; too many, and a snapshot is cheaper.
+    fn on_hashes(&mut self, topic: String, reply: HashesReply) {
+        let Some(replica) = self.topics.get_mut(&topic) else { return };
+        if replica.trusted {
+            return; // repaired meanwhile
+        }
+        let ours = replica.topic.root();
+        let mut keys: Vec<String> = reply
+            .children
+            .iter()
+            .filter(|(k, h)| ours.get(k).map(|n| n.hash()) != Some(h.0))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.extend(ours.iter().filter(|(k, _)| !reply.children.contains_key(*k)).map(|(k, _)| k.to_owned()));
+        if keys.len() > MAX_HASHED_CHILDREN {
+            replica.distrust(Rung::Snapshot);
+            return;
+        }
+        if keys.is_empty() && replica.topic.hash() == reply.hash {
+            // Nothing differs: only the seq moves.
+            self.settle(&topic, reply.seq, Changes::default());
+            return;
+        }
+        self.next_get = Some(Pending::Get { topic, seq: reply.seq, hash: reply.hash, keys });
+    }
+
+    /// Hash-guided repair, second step: the differing children's values replace ours;
+    /// the topic hash must then be the one `hashes` reported at the same seq.
+    fn on_get(&mut self, topic: &str, seq: u64, hash: Hash, keys: &[String], reply: GetReply) {
+        let Some(replica) = self.topics.get_mut(topic) else { return };
+        if replica.trusted {
+            return;
+        }
+        if reply.seq != seq || reply.values.len() != keys.len() {
+            // The topic moved between the two requests: try again, a few times.
+            replica.stuck += 1;
+            if replica.stuck >= HASH_ATTEMPTS {
+                replica.distrust(Rung::Snapshot);
+            }
+            return;
+        }
+        // Each child is replaced whole: remove, then set (a merge patch cannot say
+        // "replace this object").
+        let removal: serde_json::Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+        let fresh: serde_json::Map<String, Value> =
+            keys.iter().cloned().zip(reply.values).filter(|(_, v)| !v.is_null()).collect();
+        let mut candidate = replica.topic.clone();
+        let changes = match (candidate.apply(&Value::Object(removal)), candidate.apply(&Value::Object(fresh))) {
+            (Ok(a), Ok(b)) => a.then(b),
+            _ => {
+                replica.distrust(Rung::Snapshot);
+                return;
+            }
+        };
+        if candidate.hash() != hash {
+            replica.distrust(Rung::Snapshot);
+            return;
+        }
+        replica.topic = candidate;
+        self.settle(topic, seq, changes);
+    }
+
+    /// A hash-guided repair succeeded: the replica is the suite's at `seq`.
+    fn settle(&mut self, topic: &str, seq: u64, changes: Changes) {
+        let Some(replica) = self.topics.get_mut(topic) else { return };
+        let prev = replica.seq;
+        replica.seq = seq;
+        replica.trusted = true;
+        replica.rung = Rung::Replay;
+        replica.stuck = 0;
+        self.stats.repairs_hashes += 1;
+        self.events.push_back(Event::Reset { topic: topic.to_owned(), prev, seq, changes });
+        self.events.push_back(Event::Repaired { topic: topic.to_owned(), seq, rung: Rung::Hashes });
+        self.drain_queue(topic);
     }
 
     fn on_snapshot(&mut self, snapshot: SnapshotReply, requested: Option<Vec<String>>, now: Instant) {
@@ -1079,7 +1208,7 @@ impl Follower {
             }
             if delta.seq != current + 1 {
                 if let Some(r) = self.topics.get_mut(name) {
-                    r.distrust(Rung::Snapshot);
+                    r.distrust(Rung::Hashes);
                 }
                 self.malformed(format!("replay of {name} skips from {current} to {}", delta.seq));
                 return;
@@ -1104,7 +1233,7 @@ impl Follower {
         } else if replica.seq == before {
             replica.stuck += 1;
             if replica.stuck >= STUCK_REPLAYS {
-                replica.distrust(Rung::Snapshot);
+                replica.distrust(Rung::Hashes);
             }
         }
     }
@@ -1114,6 +1243,8 @@ enum Reply {
     Hello(HelloReply),
     Snapshot(SnapshotReply),
     Replay(ReplayReply),
+    Hashes(HashesReply),
+    Get(GetReply),
 }
 
 /// Queues a delta for a topic under repair; past the limit the queue is dropped and

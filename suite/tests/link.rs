@@ -181,31 +181,35 @@ fn a_heartbeat_reveals_a_lost_last_delta() {
 }
 
 #[test]
-fn when_history_is_gone_a_snapshot_repairs() {
+fn when_history_is_gone_only_the_differing_children_are_fetched() {
     let suite = publisher(HistoryLimits {
         max_deltas: 2,
         max_bytes: 1 << 20,
     });
-    suite.publish("taskProxies", task(1, "waiting")).unwrap();
-    let mut f = follower(&suite);
-    let mut events = join(&mut f, &suite);
-    suite.publish_unsent("taskProxies", task(2, "waiting")).unwrap();
-    for n in 3..8 {
+    for n in 1..=50 {
         suite.publish("taskProxies", task(n, "waiting")).unwrap();
     }
-    assert!(run_until(&mut f, &mut events, |f| caught_up(
-        f,
-        &suite,
-        "taskProxies"
-    )));
-    assert!(events.iter().any(|e| matches!(
-        e,
-        Event::Repaired {
-            rung: Rung::Snapshot,
-            ..
-        }
-    )));
-    assert_eq!((f.stats().repairs_snapshot, f.stats().repairs_replay), (1, 0));
+    let mut f = follower(&suite);
+    let mut events = join(&mut f, &suite);
+    // Lost: a change to t2, a new t60, t3 deleted; then more than history keeps.
+    suite.publish_unsent("taskProxies", task(2, "running")).unwrap();
+    suite.publish_unsent("taskProxies", task(60, "waiting")).unwrap();
+    suite.publish_unsent("taskProxies", json!({"1/t3": null})).unwrap();
+    for n in 4..9 {
+        suite.publish("taskProxies", task(n, "submitted")).unwrap();
+    }
+    assert!(run_until(&mut f, &mut events, |f| caught_up(f, &suite, "taskProxies")));
+    let reset = events.iter().rev().find_map(|e| match e {
+        Event::Reset { changes, .. } => Some(changes.len()),
+        _ => None,
+    });
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Repaired { rung: Rung::Hashes, .. })),
+        "{events:?}"
+    );
+    // t2's status (1), t60's two leaves (2), t3's two leaves (2), not the 100 held.
+    assert_eq!(reset, Some(5), "only what differed was reported");
+    assert_eq!((f.stats().repairs_hashes, f.stats().repairs_snapshot), (1, 0));
 }
 
 #[test]

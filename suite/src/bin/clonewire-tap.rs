@@ -3,6 +3,7 @@
 //! With `--check SECS` it exits non-zero if anything is left unrepaired.
 
 use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -118,6 +119,7 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
             "+ repaired {topic} at #{seq} by {}",
             match rung {
                 Rung::Replay => "replay",
+                Rung::Hashes => "hashes",
                 Rung::Snapshot => "snapshot",
             }
         ),
@@ -131,12 +133,13 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
 
 fn summary(stats: &Stats, unrepaired: usize) -> String {
     format!(
-        "deltas {}, {:.1} KiB, gaps {}, repairs: replay {}, snapshot {}; mismatches {}, unrepaired {}, \
+        "deltas {}, {:.1} KiB, gaps {}, repairs: replay {}, hashes {}, snapshot {}; mismatches {}, unrepaired {}, \
          epochs {}, busy {}, timeouts {}",
         stats.deltas,
         stats.bytes as f64 / 1024.0,
         stats.gaps,
         stats.repairs_replay,
+        stats.repairs_hashes,
         stats.repairs_snapshot,
         stats.mismatches,
         unrepaired,
