@@ -1,14 +1,12 @@
-//! Parsing subscription text with `graphql-parser`, then checking what this protocol
-//! allows: one operation, the root field `workflows`, `ids` as the only argument,
-//! and the [`Limits`].
+//! Parsing subscription text with `apollo-parser` (a lossless, error-tolerant GraphQL
+//! parser), then checking what this protocol allows: one operation, the root field
+//! `workflows`, `ids` as the only argument, and the [`Limits`].
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use graphql_parser::query::{
-    Definition, Field, OperationDefinition, Selection, SelectionSet, Value as GqlValue,
-};
-use graphql_parser::Pos;
+use apollo_parser::cst::{self, CstNode};
+use apollo_parser::Parser;
 
 use super::{FieldSel, Limits, Sub, Subscription};
 use crate::schema::Schema;
@@ -22,6 +20,13 @@ pub struct QueryError {
     pub column: Option<usize>,
     /// What is wrong, for a person.
     pub message: String,
+}
+
+/// A one-based line and column (in characters).
+#[derive(Clone, Copy, Debug)]
+struct Pos {
+    line: usize,
+    column: usize,
 }
 
 impl QueryError {
@@ -53,6 +58,33 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
+/// The query text, to turn the parser's byte offsets into lines and columns.
+struct Source<'a>(&'a str);
+
+impl Source<'_> {
+    fn pos_of_offset(&self, offset: usize) -> Pos {
+        let before = self.0.get(..offset.min(self.0.len())).unwrap_or(self.0);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Pos {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// Where a node starts (its first token; ignored tokens come after a node's last).
+    fn pos(&self, node: &impl CstNode) -> Pos {
+        let syntax = node.syntax();
+        let start = syntax
+            .first_token()
+            .map_or(syntax.text_range().start(), |t| t.text_range().start());
+        self.pos_of_offset(u32::from(start) as usize)
+    }
+
+    fn at(&self, node: &impl CstNode, message: impl Into<String>) -> QueryError {
+        QueryError::at(self.pos(node), message)
+    }
+}
+
 impl Subscription {
     /// Parses and normalizes subscription text, within `limits`.
     pub fn parse(text: &str, limits: &Limits) -> Result<Subscription, QueryError> {
@@ -65,52 +97,72 @@ impl Subscription {
         }
         // The parser recurses; refuse deep nesting before it sees the text.
         check_nesting(text, limits.max_depth + 3)?;
-        let document = graphql_parser::parse_query::<String>(text).map_err(syntax_error)?;
-        let mut operations = document.definitions.iter();
-        let selection_set = match (operations.next(), operations.next()) {
+        let source = Source(text);
+        let tree = Parser::new(text).parse();
+        if let Some(error) = tree.errors().next() {
+            return Err(QueryError::at(
+                source.pos_of_offset(error.index()),
+                format!("syntax error: {}", error.message()),
+            ));
+        }
+        let document = tree.document();
+        let mut definitions = document.definitions();
+        let operation = match (definitions.next(), definitions.next()) {
             (None, _) => return Err(QueryError::nowhere("the query is empty")),
-            (Some(_), Some(second)) => {
-                return Err(QueryError::at(
-                    definition_pos(second),
-                    "only one operation is allowed",
+            (Some(_), Some(second)) => return Err(source.at(&second, "only one operation is allowed")),
+            (Some(cst::Definition::OperationDefinition(op)), None) => op,
+            (Some(cst::Definition::FragmentDefinition(f)), None) => {
+                return Err(source.at(&f, "fragments are not supported"))
+            }
+            (Some(other), None) => {
+                return Err(source.at(
+                    &other,
+                    "write `subscription { ... }` or a bare `{ ... }`, not a type definition",
                 ))
             }
-            (Some(Definition::Fragment(f)), None) => {
-                return Err(QueryError::at(f.position, "fragments are not supported"))
+        };
+        if let Some(kind) = operation.operation_type() {
+            if kind.query_token().is_some() {
+                return Err(source.at(
+                    &operation,
+                    "write `subscription { ... }` or a bare `{ ... }`, not a query",
+                ));
             }
-            (Some(Definition::Operation(op)), None) => match op {
-                OperationDefinition::SelectionSet(set) => set,
-                OperationDefinition::Subscription(s) => {
-                    if !s.variable_definitions.is_empty() {
-                        return Err(QueryError::at(s.position, "variables are not supported"));
-                    }
-                    if !s.directives.is_empty() {
-                        return Err(QueryError::at(s.position, "directives are not supported"));
-                    }
-                    &s.selection_set
-                }
-                OperationDefinition::Query(q) => {
-                    return Err(QueryError::at(
-                        q.position,
-                        "write `subscription { ... }` or a bare `{ ... }`, not a query",
-                    ))
-                }
-                OperationDefinition::Mutation(m) => {
-                    return Err(QueryError::at(m.position, "mutations are not supported"))
-                }
-            },
+            if kind.mutation_token().is_some() {
+                return Err(source.at(&operation, "mutations are not supported"));
+            }
+        }
+        if operation
+            .variable_definitions()
+            .is_some_and(|v| v.variable_definitions().next().is_some())
+        {
+            return Err(source.at(&operation, "variables are not supported"));
+        }
+        if operation
+            .directives()
+            .is_some_and(|d| d.directives().next().is_some())
+        {
+            return Err(source.at(&operation, "directives are not supported"));
+        }
+        let Some(selection_set) = operation.selection_set() else {
+            return Err(source.at(&operation, "the subscription has no selection set"));
         };
         let mut counts = Counts::default();
         let mut workflows = FieldSel::default();
-        for selection in &selection_set.items {
-            let field = plain_field(selection)?;
-            if field.name != "workflows" {
-                return Err(QueryError::at(
-                    field.position,
-                    format!("the root field must be `workflows`, not `{}`", field.name),
+        let parser = FieldParser {
+            source: &source,
+            limits,
+        };
+        for selection in selection_set.selections() {
+            let field = parser.plain_field(&selection)?;
+            let name = field_name(&field);
+            if name != "workflows" {
+                return Err(source.at(
+                    &field,
+                    format!("the root field must be `workflows`, not `{name}`"),
                 ));
             }
-            workflows = workflows.union(&field_sel(field, 1, limits, &mut counts)?);
+            workflows = workflows.union(&parser.field_sel(&field, 1, &mut counts)?);
         }
         Ok(Subscription { workflows })
     }
@@ -205,129 +257,111 @@ fn count_field(field: &FieldSel, depth: usize, counts: &mut Counts) {
     }
 }
 
-/// A field with no alias, directives or fragments.
-fn plain_field<'a, 'b>(selection: &'b Selection<'a, String>) -> Result<&'b Field<'a, String>, QueryError> {
-    match selection {
-        Selection::Field(field) => {
-            if field.alias.is_some() {
-                return Err(QueryError::at(field.position, "aliases are not supported"));
+fn field_name(field: &cst::Field) -> String {
+    field.name().map(|n| n.text().to_string()).unwrap_or_default()
+}
+
+/// Turns parsed fields into selections, with positions and limits at hand.
+struct FieldParser<'a> {
+    source: &'a Source<'a>,
+    limits: &'a Limits,
+}
+
+impl FieldParser<'_> {
+    /// A field with no alias, directives or fragments.
+    fn plain_field(&self, selection: &cst::Selection) -> Result<cst::Field, QueryError> {
+        match selection {
+            cst::Selection::Field(field) => {
+                if field.alias().is_some() {
+                    return Err(self.source.at(field, "aliases are not supported"));
+                }
+                if field
+                    .directives()
+                    .is_some_and(|d| d.directives().next().is_some())
+                {
+                    return Err(self.source.at(field, "directives are not supported"));
+                }
+                Ok(field.clone())
             }
-            if !field.directives.is_empty() {
-                return Err(QueryError::at(field.position, "directives are not supported"));
+            cst::Selection::FragmentSpread(f) => Err(self.source.at(f, "fragments are not supported")),
+            cst::Selection::InlineFragment(f) => Err(self.source.at(f, "fragments are not supported")),
+        }
+    }
+
+    fn field_sel(
+        &self,
+        field: &cst::Field,
+        depth: usize,
+        counts: &mut Counts,
+    ) -> Result<FieldSel, QueryError> {
+        let pos = self.source.pos(field);
+        counts.fields += 1;
+        counts.depth = counts.depth.max(depth);
+        counts.check(self.limits, Some(pos))?;
+        let mut ids: Option<Vec<String>> = None;
+        for argument in field.arguments().iter().flat_map(|a| a.arguments()) {
+            let name = argument.name().map(|n| n.text().to_string()).unwrap_or_default();
+            if name != "ids" {
+                return Err(QueryError::at(
+                    pos,
+                    format!("unknown argument `{name}`: only `ids` is supported"),
+                ));
             }
-            Ok(field)
+            if ids.is_some() {
+                return Err(QueryError::at(pos, "`ids` is given twice"));
+            }
+            let not_strings = || QueryError::at(pos, "`ids` must be a list of strings");
+            let list = match argument.value() {
+                Some(cst::Value::StringValue(id)) => vec![String::from(&id)],
+                Some(cst::Value::ListValue(items)) => items
+                    .values()
+                    .map(|item| match item {
+                        cst::Value::StringValue(id) => Ok(String::from(&id)),
+                        _ => Err(not_strings()),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(not_strings()),
+            };
+            counts.ids += list.len();
+            counts.check(self.limits, Some(pos))?;
+            ids = Some(list);
         }
-        Selection::FragmentSpread(f) => Err(QueryError::at(f.position, "fragments are not supported")),
-        Selection::InlineFragment(f) => Err(QueryError::at(f.position, "fragments are not supported")),
-    }
-}
-
-fn field_sel(
-    field: &Field<'_, String>,
-    depth: usize,
-    limits: &Limits,
-    counts: &mut Counts,
-) -> Result<FieldSel, QueryError> {
-    counts.fields += 1;
-    counts.depth = counts.depth.max(depth);
-    counts.check(limits, Some(field.position))?;
-    let mut ids: Option<Vec<String>> = None;
-    for (name, value) in &field.arguments {
-        if name != "ids" {
-            return Err(QueryError::at(
-                field.position,
-                format!("unknown argument `{name}`: only `ids` is supported"),
-            ));
-        }
-        if ids.is_some() {
-            return Err(QueryError::at(field.position, "`ids` is given twice"));
-        }
-        let list = match value {
-            GqlValue::String(id) => vec![id.clone()],
-            GqlValue::List(items) => items
-                .iter()
-                .map(|item| match item {
-                    GqlValue::String(id) => Ok(id.clone()),
-                    _ => Err(QueryError::at(field.position, "`ids` must be a list of strings")),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(QueryError::at(field.position, "`ids` must be a list of strings")),
+        let sub = match field.selection_set() {
+            None => Some(Sub::All),
+            Some(set) => self.sub_of(&set, depth, counts)?,
         };
-        counts.ids += list.len();
-        counts.check(limits, Some(field.position))?;
-        ids = Some(list);
+        Ok(match (ids, sub) {
+            (_, None) => FieldSel::default(),
+            (None, Some(sub)) => FieldSel {
+                every: Some(sub),
+                ids: BTreeMap::new(),
+            },
+            (Some(list), Some(sub)) => {
+                FieldSel::normalized(None, list.into_iter().map(|id| (id, sub.clone())).collect())
+            }
+        })
     }
-    let sub = sub_of(&field.selection_set, depth, limits, counts)?;
-    Ok(match (ids, sub) {
-        (_, None) => FieldSel::default(),
-        (None, Some(sub)) => FieldSel {
-            every: Some(sub),
-            ids: BTreeMap::new(),
-        },
-        (Some(list), Some(sub)) => {
-            FieldSel::normalized(None, list.into_iter().map(|id| (id, sub.clone())).collect())
+
+    /// The selection below a field; `None` when it selects nothing (e.g. `ids: []` inside).
+    fn sub_of(
+        &self,
+        set: &cst::SelectionSet,
+        depth: usize,
+        counts: &mut Counts,
+    ) -> Result<Option<Sub>, QueryError> {
+        let mut fields: BTreeMap<String, FieldSel> = BTreeMap::new();
+        for selection in set.selections() {
+            let field = self.plain_field(&selection)?;
+            let sel = self.field_sel(&field, depth + 1, counts)?;
+            let name = field_name(&field);
+            let merged = match fields.get(&name) {
+                Some(before) => before.union(&sel),
+                None => sel,
+            };
+            fields.insert(name, merged);
         }
-    })
-}
-
-/// The selection below a field; `None` when it selects nothing (e.g. `ids: []` inside).
-fn sub_of(
-    set: &SelectionSet<'_, String>,
-    depth: usize,
-    limits: &Limits,
-    counts: &mut Counts,
-) -> Result<Option<Sub>, QueryError> {
-    if set.items.is_empty() {
-        return Ok(Some(Sub::All));
-    }
-    let mut fields: BTreeMap<String, FieldSel> = BTreeMap::new();
-    for selection in &set.items {
-        let field = plain_field(selection)?;
-        let sel = field_sel(field, depth + 1, limits, counts)?;
-        let merged = match fields.get(&field.name) {
-            Some(before) => before.union(&sel),
-            None => sel,
-        };
-        fields.insert(field.name.clone(), merged);
-    }
-    fields.retain(|_, f| !f.is_empty());
-    Ok((!fields.is_empty()).then_some(Sub::Fields(fields)))
-}
-
-fn definition_pos(definition: &Definition<'_, String>) -> Pos {
-    match definition {
-        Definition::Fragment(f) => f.position,
-        Definition::Operation(OperationDefinition::SelectionSet(s)) => s.span.0,
-        Definition::Operation(OperationDefinition::Query(q)) => q.position,
-        Definition::Operation(OperationDefinition::Mutation(m)) => m.position,
-        Definition::Operation(OperationDefinition::Subscription(s)) => s.position,
-    }
-}
-
-/// Turns the parser's message ("Parse error at 1:12\nUnexpected ...") into a
-/// [`QueryError`] with the position pulled out.
-fn syntax_error(error: graphql_parser::query::ParseError) -> QueryError {
-    let text = error.to_string();
-    let text = text.strip_prefix("query parse error: ").unwrap_or(&text);
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("syntax error");
-    let rest: Vec<&str> = lines.collect();
-    let position = first
-        .strip_prefix("Parse error at ")
-        .and_then(|p| p.split_once(':'))
-        .and_then(|(l, c)| Some((l.parse().ok()?, c.parse().ok()?)));
-    let detail = if rest.is_empty() {
-        "syntax error".to_owned()
-    } else {
-        format!("syntax error: {}", rest.join("; "))
-    };
-    match position {
-        Some((line, column)) => QueryError {
-            line: Some(line),
-            column: Some(column),
-            message: detail,
-        },
-        None => QueryError::nowhere(format!("syntax error: {first}")),
+        fields.retain(|_, f| !f.is_empty());
+        Ok((!fields.is_empty()).then_some(Sub::Fields(fields)))
     }
 }
 
@@ -377,4 +411,63 @@ fn check_nesting(text: &str, max: usize) -> Result<(), QueryError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> QueryError {
+        Subscription::parse(text, &Limits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn errors_say_where_in_lines_and_characters() {
+        let e = error("subscription {\n  workflows {\n    taskProxies { name \n}");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.starts_with("syntax error: "), "{e}");
+        // Columns count characters, not bytes.
+        let e = error("{\n workflows(ids: [\"é\"]) { x: taskProxies } }");
+        assert_eq!((e.line, e.column), (Some(2), Some(26)), "{e}");
+        assert!(e.message.contains("alias"), "{e}");
+        let e = error("{ workflows { taskProxies { } } }");
+        assert!(e.message.starts_with("syntax error"), "{e}");
+        let e = error("{ workflows { a } }\n{ workflows { b } }");
+        assert_eq!((e.line, e.column), (Some(2), Some(1)), "{e}");
+        let e = error("type T { a: Int }");
+        assert!(e.message.contains("type definition"), "{e}");
+        let e = error("fragment F on T { a }");
+        assert!(e.message.contains("fragments"), "{e}");
+        let e = error("{ workflows { ...F } }");
+        assert_eq!((e.line, e.column), (Some(1), Some(15)), "{e}");
+        let e = error("subscription S($a: Int) { workflows }");
+        assert!(e.message.contains("variables"), "{e}");
+        let e = error("subscription @x { workflows }");
+        assert!(e.message.contains("directives"), "{e}");
+        let e = error("mutation { workflows }");
+        assert!(e.message.contains("mutations"), "{e}");
+        let e = error("{ workflows(ids: [1]) }");
+        assert!(e.message.contains("list of strings"), "{e}");
+        let e = error("");
+        assert!(
+            e.message.contains("empty") || e.message.starts_with("syntax"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn names_escapes_and_single_ids_are_read() {
+        let limits = Limits::default();
+        let named = Subscription::parse(
+            "subscription Live { workflows(ids: \"a\\u00e9\") { edges } }",
+            &limits,
+        )
+        .unwrap();
+        let plain = Subscription::parse("{ workflows(ids: [\"aé\"]) { edges } }", &limits).unwrap();
+        assert_eq!(named, plain);
+        assert_eq!(
+            plain.to_string(),
+            "subscription { workflows(ids: [\"aé\"]) { edges } }"
+        );
+    }
 }
