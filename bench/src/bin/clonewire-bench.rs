@@ -1,0 +1,796 @@
+//! `clonewire-bench`: the end-to-end load benchmark (see `docs/benchmarks.md`).
+//!
+//! Starts K `clonewire-sim` suites, then for every cell (C clients, S distinct
+//! subscriptions) of the grid and every round runs three sides in turn, each in a
+//! fresh server process with the same client process in front of it:
+//!
+//! 1. `clonewire-relay` (release binary, bench config with raised limits);
+//! 2. the ceiling, `clonewire-bench-ceiling`, sending frames of the relay's sizes at
+//!    the relay's per-client rate (measured in the first cell);
+//! 3. the naive Python relay, `bench/naive_relay.py`.
+//!
+//! Then the scale part: a 100K-task and a 1K-task suite, each with a relay of its own
+//! run side by side: per-delta relay cost, a new client's projection, and repairing
+//! one lost delta by replay vs a snapshot. Every child is killed on exit (and by the
+//! kernel if this process dies), every wait is bounded, and all traffic stays on
+//! loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use clonewire_bench::{cpu_secs, peak_rss_mib, ClientReport};
+use serde_json::Value;
+
+/// Measures the relay against a bare websocket server and a naive relay, in one run.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "clonewire-bench")]
+struct Args {
+    /// A short run (under a minute) that shows the benchmark works; figures only.
+    #[arg(long)]
+    quick: bool,
+    /// Simulated suites (K).
+    #[arg(long, default_value_t = 4)]
+    suites: usize,
+    /// Deltas per second of each suite (R).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Live tasks per suite.
+    #[arg(long, default_value_t = 1000)]
+    tasks: usize,
+    /// Cells to run as C:S pairs, e.g. `1:1,100:3,1000:1000` (default: the full grid,
+    /// or a small one with --quick).
+    #[arg(long, value_delimiter = ',')]
+    cells: Vec<String>,
+    /// Rounds per cell (sides interleaved within each round).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Measuring window per side and round, in seconds.
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Skip the naive Python relay.
+    #[arg(long)]
+    no_naive: bool,
+    /// Skip the scale part.
+    #[arg(long)]
+    no_scale: bool,
+    /// Tasks of the large suite in the scale part (the small one has 1K).
+    #[arg(long)]
+    scale_tasks: Option<usize>,
+}
+
+/// A child process that is killed when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &str, command: &mut Command) -> Result<Proc, String> {
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
+        // child when this process dies, so no child outlives the benchmark.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM first (a suite says goodbye), then SIGKILL after a short grace.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("  ({} did not stop on SIGTERM; killed)", self.name);
+    }
+}
+
+/// Where the sibling binaries are (the same folder as this one).
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build it first with \
+             cargo build --release -p clonewire-relay -p clonewire-suite -p clonewire-bench",
+            path.display()
+        ))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Waits until something accepts connections on `addr`.
+fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} did not listen on {addr} within 15 s"))
+}
+
+/// One simulated suite in its own process.
+struct Suite {
+    name: String,
+    pub_endpoint: String,
+    rep_endpoint: String,
+    proc: Proc,
+}
+
+impl Suite {
+    fn start(name: &str, tasks: usize, rate: f64, seed: u64) -> Result<Suite, String> {
+        let mut proc = Proc::spawn(
+            name,
+            Command::new(sibling("clonewire-sim")?)
+                .args([
+                    "--name",
+                    name,
+                    "--pub",
+                    "tcp://127.0.0.1:0",
+                    "--rep",
+                    "tcp://127.0.0.1:0",
+                ])
+                .args(["--tasks", &tasks.to_string(), "--rate", &rate.to_string()])
+                .args(["--seed", &seed.to_string()])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )?;
+        let mut line = String::new();
+        let stdout = proc.stdout().ok_or("no stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let info: Value = serde_json::from_str(&line).map_err(|e| format!("{name}: {e}: {line:?}"))?;
+        let endpoint = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(pub_endpoint), Some(rep_endpoint)) = (endpoint("pub"), endpoint("rep")) else {
+            return Err(format!("{name} printed no endpoints: {line:?}"));
+        };
+        Ok(Suite {
+            name: name.to_owned(),
+            pub_endpoint,
+            rep_endpoint,
+            proc,
+        })
+    }
+
+    fn flag(&self) -> String {
+        format!("{}={},{}", self.name, self.pub_endpoint, self.rep_endpoint)
+    }
+
+    /// Sends one request to the suite's REP socket: (reply, bytes, milliseconds).
+    fn request(&self, ctx: &zmq::Context, body: &str) -> Result<(Value, usize, f64), String> {
+        let req = ctx.socket(zmq::REQ).map_err(|e| e.to_string())?;
+        let _ = req.set_linger(0);
+        let _ = req.set_rcvtimeo(60_000);
+        req.connect(&self.rep_endpoint).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        req.send(body.as_bytes(), 0).map_err(|e| e.to_string())?;
+        let reply = req
+            .recv_bytes(0)
+            .map_err(|e| format!("{}: {body}: {e}", self.name))?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+        Ok((value, reply.len(), ms))
+    }
+}
+
+/// The limits the bench raises (written to the relay's `--config` file).
+const RELAY_CONFIG: &str = r#"# clonewire-bench: the relay's settings under load.
+name = "clonewire-bench"
+[limits]
+# 1,000 clients plus probes, with room to spare.
+max_clients = 5000
+# A client gets 4 MiB before conflation and 32 MiB before a fresh snapshot, so a
+# 100K-task projection (about 8 MiB) fits and bursts at join are not conflated.
+client_queue_soft_bytes = 4194304
+client_queue_hard_bytes = 33554432
+# 1,000 clients joining at once each queue a command for every workflow.
+workflow_commands = 16384
+# Suites of 100K tasks answer snapshots of tens of MB.
+suite_request_timeout_ms = 30000
+"#;
+
+/// Which server the clients talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Relay,
+    Ceiling,
+    Naive,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Relay => "clonewire-relay",
+            Side::Ceiling => "ceiling",
+            Side::Naive => "naive (Python)",
+        }
+    }
+}
+
+/// What one side measured in one round.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    report: ClientReport,
+    server_cpu: f64,
+    suites_cpu: f64,
+    clients_cpu: f64,
+    peak_rss: f64,
+}
+
+struct Bench {
+    args: Args,
+    dir: PathBuf,
+    suites: Vec<Suite>,
+    /// Per-client rate and frame sizes of the relay, for the ceiling.
+    calibration: Option<(f64, Vec<usize>)>,
+    python: bool,
+}
+
+impl Bench {
+    fn warmup(&self, clients: usize) -> f64 {
+        let base = if self.args.quick { 1.5 } else { 3.0 };
+        base + clients as f64 / 500.0
+    }
+
+    fn secs(&self) -> f64 {
+        self.args.secs.unwrap_or(if self.args.quick { 2.0 } else { 6.0 })
+    }
+
+    fn start_server(&self, side: Side, port: u16) -> Result<Option<Proc>, String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let listen = addr.to_string();
+        let proc = match side {
+            Side::Relay => {
+                let config = self.dir.join("relay.toml");
+                let mut cmd = Command::new(sibling("clonewire-relay")?);
+                cmd.arg("--config")
+                    .arg(&config)
+                    .args(["--listen", &listen, "--log", "warn"]);
+                for suite in &self.suites {
+                    cmd.args(["--suite", &suite.flag()]);
+                }
+                Proc::spawn("clonewire-relay", cmd.stderr(Stdio::inherit()))?
+            }
+            Side::Ceiling => {
+                let Some((rate, sizes)) = &self.calibration else {
+                    return Ok(None);
+                };
+                let sizes: Vec<String> = sizes.iter().map(usize::to_string).collect();
+                Proc::spawn(
+                    "ceiling",
+                    Command::new(sibling("clonewire-bench-ceiling")?).args([
+                        "--listen",
+                        &listen,
+                        "--rate",
+                        &format!("{rate:.3}"),
+                        "--sizes",
+                        &sizes.join(","),
+                        "--max-secs",
+                        "600",
+                    ]),
+                )?
+            }
+            Side::Naive => {
+                if !self.python {
+                    return Ok(None);
+                }
+                let mut cmd = Command::new("python3");
+                cmd.arg(naive_script())
+                    .args(["--listen", &listen, "--max-secs", "600"]);
+                for suite in &self.suites {
+                    cmd.args(["--suite", &suite.flag()]);
+                }
+                Proc::spawn("naive relay", &mut cmd)?
+            }
+        };
+        wait_listening(addr, side.name())?;
+        Ok(Some(proc))
+    }
+
+    /// Runs one side for one round of one cell.
+    fn run_side(&self, side: Side, clients: usize, subs: usize) -> Result<Option<Sample>, String> {
+        let port = free_port()?;
+        let Some(server) = self.start_server(side, port)? else {
+            return Ok(None);
+        };
+        let server_kind = match side {
+            Side::Relay => "relay",
+            Side::Ceiling => "ceiling",
+            Side::Naive => "naive",
+        };
+        let mut pids = vec![server.pid()];
+        pids.extend(self.suites.iter().map(|s| s.proc.pid()));
+        let sample = run_clients(
+            &format!("ws://127.0.0.1:{port}/ws"),
+            clients,
+            subs,
+            self.warmup(clients),
+            self.secs(),
+            server_kind,
+            &pids,
+        )?;
+        let peak_rss = peak_rss_mib(server.pid()).unwrap_or(0.0);
+        drop(server);
+        let suites_cpu = sample.cpu[1..].iter().sum();
+        Ok(Some(Sample {
+            server_cpu: sample.cpu[0],
+            suites_cpu,
+            clients_cpu: sample.clients_cpu,
+            peak_rss,
+            report: sample.report,
+        }))
+    }
+}
+
+fn naive_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("naive_relay.py")
+}
+
+/// What a client run measured: the report and CPU seconds in the window of each pid
+/// asked for, and of the client process itself.
+struct ClientRun {
+    report: ClientReport,
+    cpu: Vec<f64>,
+    clients_cpu: f64,
+}
+
+fn run_clients(
+    url: &str,
+    clients: usize,
+    subs: usize,
+    warmup: f64,
+    secs: f64,
+    server: &str,
+    pids: &[u32],
+) -> Result<ClientRun, String> {
+    let mut proc = Proc::spawn(
+        "clients",
+        Command::new(sibling("clonewire-bench-clients")?)
+            .args(["--url", url, "--server", server])
+            .args([
+                "--clients",
+                &clients.to_string(),
+                "--subscriptions",
+                &subs.to_string(),
+            ])
+            .args(["--warmup", &warmup.to_string(), "--secs", &secs.to_string()])
+            .stdout(Stdio::piped()),
+    )?;
+    let own = proc.pid();
+    let stdout = proc.stdout().ok_or("no stdout")?;
+    // Lines are read on a thread so a stuck client process cannot hang the bench.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 60.0);
+    let cpu_all = |pids: &[u32]| -> Vec<f64> { pids.iter().map(|p| cpu_secs(*p).unwrap_or(0.0)).collect() };
+    let mut start: Option<(Vec<f64>, f64)> = None;
+    let mut cpu = vec![0.0; pids.len()];
+    let mut clients_cpu = 0.0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .map_err(|_| "the client process did not report in time".to_owned())?;
+        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        match value.get("event").and_then(Value::as_str) {
+            Some("measuring") => start = Some((cpu_all(pids), cpu_secs(own).unwrap_or(0.0))),
+            Some("done") => {
+                if let Some((before, own_before)) = &start {
+                    let after = cpu_all(pids);
+                    cpu = after.iter().zip(before).map(|(a, b)| a - b).collect();
+                    clients_cpu = cpu_secs(own).unwrap_or(0.0) - own_before;
+                }
+            }
+            _ => {
+                let report: ClientReport =
+                    serde_json::from_value(value).map_err(|e| format!("client report: {e}: {line}"))?;
+                return Ok(ClientRun {
+                    report,
+                    cpu,
+                    clients_cpu,
+                });
+            }
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The medians of a side's rounds (max over rounds for the max latency and RSS).
+fn summary(samples: &[Sample]) -> Sample {
+    let med = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    let mut s = Sample {
+        server_cpu: med(&|s| s.server_cpu / s.report.window_secs),
+        suites_cpu: med(&|s| s.suites_cpu / s.report.window_secs),
+        clients_cpu: med(&|s| s.clients_cpu / s.report.window_secs),
+        peak_rss: samples.iter().map(|s| s.peak_rss).fold(0.0, f64::max),
+        ..Sample::default()
+    };
+    let r = &mut s.report;
+    r.window_secs = 1.0;
+    r.useful = med(&|s| s.report.useful_rate()) as u64;
+    r.deltas = med(&|s| s.report.deltas as f64 / s.report.window_secs) as u64;
+    r.bytes = med(&|s| s.report.byte_rate()) as u64;
+    r.connected = med(&|s| s.report.connected as f64) as usize;
+    r.latency_ms.p50 = med(&|s| s.report.latency_ms.p50);
+    r.latency_ms.p99 = med(&|s| s.report.latency_ms.p99);
+    r.latency_ms.max = samples
+        .iter()
+        .map(|s| s.report.latency_ms.max)
+        .fold(0.0, f64::max);
+    r.join_ms.p50 = med(&|s| s.report.join_ms.p50);
+    r.join_ms.max = samples.iter().map(|s| s.report.join_ms.max).fold(0.0, f64::max);
+    s
+}
+
+fn cells(args: &Args) -> Result<Vec<(usize, usize)>, String> {
+    if args.cells.is_empty() {
+        return Ok(if args.quick {
+            vec![(1, 1), (100, 3)]
+        } else {
+            vec![
+                (1, 1),
+                (100, 1),
+                (100, 3),
+                (100, 100),
+                (1000, 1),
+                (1000, 3),
+                (1000, 1000),
+            ]
+        });
+    }
+    args.cells
+        .iter()
+        .map(|c| {
+            let (a, b) = c.split_once(':').ok_or(format!("cell {c:?}: expected C:S"))?;
+            let parse = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("cell {c:?}: {e}"));
+            let (clients, subs) = (parse(a)?, parse(b)?);
+            if clients == 0 || subs == 0 || subs > clients || clients > 4000 {
+                return Err(format!("cell {c:?}: need 1 <= S <= C <= 4000"));
+            }
+            Ok((clients, subs))
+        })
+        .collect()
+}
+
+fn grid(bench: &mut Bench) -> Result<(), String> {
+    let cells = cells(&bench.args)?;
+    let rounds = bench.args.rounds.unwrap_or(if bench.args.quick { 1 } else { 2 });
+    println!(
+        "\n## Load: K={} suites x R={} deltas/s ({} tasks each), {} round(s) of {} s per side\n",
+        bench.suites.len(),
+        bench.args.rate,
+        bench.args.tasks,
+        rounds,
+        bench.secs()
+    );
+    println!("| C | S | side | useful msg/s | MB/s | latency p50 / p99 / max ms | join p50 / max ms | server CPU s/s | suites CPU s/s | peak RSS MiB | vs relay |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let sides = [Side::Relay, Side::Ceiling, Side::Naive];
+    for (clients, subs) in cells {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sides.len()];
+        for round in 0..rounds {
+            // Rotate the order each round so drift in machine load hits every side;
+            // the relay goes first until the ceiling has its rate and sizes.
+            let mut order: Vec<usize> = (0..sides.len()).map(|k| (k + round) % sides.len()).collect();
+            if bench.calibration.is_none() {
+                order.sort_by_key(|&i| i != 0);
+            }
+            for i in order {
+                if let Some(s) = bench.run_side(sides[i], clients, subs)? {
+                    if sides[i] == Side::Relay && bench.calibration.is_none() && s.report.useful > 0 {
+                        let rate = s.report.useful_rate() / s.report.connected.max(1) as f64;
+                        bench.calibration = Some((rate, s.report.sample_sizes.clone()));
+                    }
+                    samples[i].push(s);
+                }
+            }
+        }
+        let ours = summary(&samples[0]);
+        for (side, runs) in sides.iter().zip(&samples) {
+            if runs.is_empty() {
+                continue;
+            }
+            let s = summary(runs);
+            let r = &s.report;
+            let ratio = if *side == Side::Relay {
+                "1".to_owned()
+            } else if *side == Side::Ceiling {
+                format!(
+                    "relay/ceiling = {:.2}",
+                    ours.report.useful as f64 / r.useful.max(1) as f64
+                )
+            } else {
+                format!(
+                    "relay/naive = {:.1}x",
+                    ours.report.useful as f64 / r.useful.max(1) as f64
+                )
+            };
+            println!(
+                "| {clients} | {subs} | {} | {} | {:.2} | {:.1} / {:.1} / {:.0} | {:.0} / {:.0} | {:.2} | {:.3} | {:.0} | {} |",
+                side.name(),
+                r.useful,
+                r.bytes as f64 / 1e6,
+                r.latency_ms.p50,
+                r.latency_ms.p99,
+                r.latency_ms.max,
+                r.join_ms.p50,
+                r.join_ms.max,
+                s.server_cpu,
+                s.suites_cpu,
+                s.peak_rss,
+                ratio
+            );
+            if r.connected < clients {
+                println!(
+                    "|   |   | ({} of {clients} clients joined) | | | | | | | | |",
+                    r.connected
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a counter from the relay's `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split_whitespace().next().is_some_and(|n| n.contains(name)))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+fn scale(bench: &Bench) -> Result<(), String> {
+    let big_tasks = bench
+        .args
+        .scale_tasks
+        .unwrap_or(if bench.args.quick { 10_000 } else { 100_000 });
+    let rate = 50.0;
+    let clients = 10;
+    let secs = if bench.args.quick { 3.0 } else { 10.0 };
+    println!(
+        "\n## Scale: 1K vs {}K tasks, {rate} deltas/s each, {clients} clients per relay\n",
+        big_tasks / 1000
+    );
+    let started = Instant::now();
+    let small = Suite::start("small", 1000, rate, 7)?;
+    let big = Suite::start("big", big_tasks, rate, 7)?;
+    let ctx = zmq::Context::new();
+    // Wait until both suites answer (the large one fills its store first).
+    for suite in [&small, &big] {
+        suite.request(&ctx, r#"{"op":"hello"}"#)?;
+    }
+    let (snap, snap_bytes, _) = big.request(&ctx, r#"{"op":"verify"}"#)?;
+    println!(
+        "suites up in {:.1} s (large: taskProxies seq {})",
+        started.elapsed().as_secs_f64(),
+        snap.pointer("/topics/taskProxies/seq").unwrap_or(&Value::Null)
+    );
+    let _ = snap_bytes;
+    let config = bench.dir.join("relay.toml");
+    let mut relays = Vec::new();
+    for suite in [&small, &big] {
+        let port = free_port()?;
+        let proc = Proc::spawn(
+            "clonewire-relay",
+            Command::new(sibling("clonewire-relay")?)
+                .arg("--config")
+                .arg(&config)
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+                .args(["--suite", &suite.flag()]),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_listening(addr, "clonewire-relay")?;
+        relays.push((proc, addr));
+    }
+    // Both relays under the same load at the same time, so noise hits both.
+    let warmup = if bench.args.quick { 3.0 } else { 8.0 };
+    let runs: Vec<_> = relays
+        .iter()
+        .map(|(proc, addr)| {
+            let url = format!("ws://{addr}/ws");
+            let pid = proc.pid();
+            let addr = *addr;
+            std::thread::spawn(move || -> Result<(ClientRun, f64), String> {
+                let before = std::sync::Arc::new(std::sync::Mutex::new(None));
+                let b2 = before.clone();
+                let probe = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs_f64(warmup));
+                    if let Ok(mut b) = b2.lock() {
+                        *b = metric(addr, "deltas_in");
+                    }
+                });
+                let run = run_clients(&url, clients, 1, warmup, secs, "relay", &[pid])?;
+                let _ = probe.join();
+                let after = metric(addr, "deltas_in");
+                let before = before.lock().ok().and_then(|b| *b);
+                let deltas = after.zip(before).map_or(0.0, |(a, b)| a - b);
+                Ok((run, deltas))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(run.join().map_err(|_| "a client thread panicked")??);
+    }
+    let per_delta: Vec<f64> = results
+        .iter()
+        .map(|(run, deltas)| run.cpu[0] / deltas.max(1.0) * 1e6)
+        .collect();
+    println!("| suite | deltas in | relay CPU s | relay us/delta | clients' latency p50 / p99 ms | first join (cold) ms | join bytes |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((label, (run, deltas)), us) in ["1K", "large"].iter().zip(&results).zip(&per_delta) {
+        println!(
+            "| {label} | {deltas:.0} | {:.2} | {us:.0} | {:.1} / {:.1} | {:.0} | {:.0} |",
+            run.cpu[0],
+            run.report.latency_ms.p50,
+            run.report.latency_ms.p99,
+            run.report.join_ms.max,
+            run.report.join_bytes
+        );
+    }
+    println!(
+        "\nper-delta relay cost, {}K / 1K tasks: {:.2} (goal <= 1.2)",
+        big_tasks / 1000,
+        per_delta[1] / per_delta[0].max(1e-9)
+    );
+    // A new client on a relay that already follows the topic (within its linger).
+    println!("\n| new client (warm relay) | time to projection ms | bytes |");
+    println!("|---|---|---|");
+    for (label, (_, addr)) in ["1K", "large"].iter().zip(&relays) {
+        let run = run_clients(
+            &format!("ws://{addr}/ws"),
+            1,
+            1,
+            1.0 + big_tasks as f64 / 50_000.0,
+            0.2,
+            "relay",
+            &[],
+        )?;
+        println!(
+            "| {label} | {:.0} | {:.0} |",
+            run.report.join_ms.max, run.report.join_bytes
+        );
+    }
+    // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
+    println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
+    println!("|---|---|---|---|---|---|");
+    for (label, suite) in [("1K", &small), ("large", &big)] {
+        let mut replay = Vec::new();
+        let mut snapshot = Vec::new();
+        for _ in 0..3 {
+            let (v, _, _) = suite.request(&ctx, r#"{"op":"verify","topics":["taskProxies"]}"#)?;
+            let seq = v
+                .pointer("/topics/taskProxies/seq")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            let (_, rb, rms) = suite.request(
+                &ctx,
+                &format!(r#"{{"op":"replay","topic":"taskProxies","from":{seq}}}"#),
+            )?;
+            let (_, sb, sms) = suite.request(&ctx, r#"{"op":"snapshot","topics":["taskProxies"]}"#)?;
+            replay.push((rb as f64, rms));
+            snapshot.push((sb as f64, sms));
+        }
+        let (rb, rms) = (
+            median(replay.iter().map(|x| x.0).collect()),
+            median(replay.iter().map(|x| x.1).collect()),
+        );
+        let (sb, sms) = (
+            median(snapshot.iter().map(|x| x.0).collect()),
+            median(snapshot.iter().map(|x| x.1).collect()),
+        );
+        println!(
+            "| {label} | {rb:.0} | {rms:.2} | {sb:.0} | {sms:.1} | {:.0}x |",
+            sb / rb.max(1.0)
+        );
+    }
+    drop(relays);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = Instant::now();
+    match run(args) {
+        Ok(()) => {
+            println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("clonewire-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("relay.toml"), RELAY_CONFIG).map_err(|e| e.to_string())?;
+    let python = Command::new("python3")
+        .args(["-c", "import zmq, websockets"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !python && !args.no_naive {
+        println!("(the naive relay is skipped: python3 with pyzmq and websockets is missing)");
+    }
+    let suites = (0..args.suites.max(1))
+        .map(|i| Suite::start(&format!("sim{i}"), args.tasks, args.rate, 1 + i as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut bench = Bench {
+        python: python && !args.no_naive,
+        args: args.clone(),
+        dir: dir.clone(),
+        suites,
+        calibration: None,
+    };
+    grid(&mut bench)?;
+    if let Some((rate, sizes)) = &bench.calibration {
+        let mean = sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64;
+        println!("\n(ceiling: {rate:.1} frames/s per client of the relay's sizes, mean {mean:.0} B)");
+    }
+    bench.suites.clear();
+    if !args.no_scale {
+        scale(&bench)?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
