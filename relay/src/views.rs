@@ -309,7 +309,16 @@ impl Views {
                     if diff.is_empty() && old_label == label {
                         None
                     } else {
-                        Some(self.delta(&epoch, topic, Some(old_label), label, vt.hash, None, diff))
+                        Some(make_delta(
+                            &self.workflow,
+                            &epoch,
+                            topic,
+                            Some(old_label),
+                            label,
+                            vt.hash,
+                            None,
+                            diff,
+                        ))
                     }
                 } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
                     self.stats.resumed += 1;
@@ -376,7 +385,8 @@ impl Views {
         if projected.is_empty() && point.seq == label {
             return Some(None);
         }
-        Some(Some(self.delta(
+        Some(Some(make_delta(
+            &self.workflow,
             epoch,
             topic,
             Some(point.seq),
@@ -404,20 +414,6 @@ impl Views {
                 member.outbox.push_snapshot(key.clone(), text.clone());
             }
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn delta(
-        &self,
-        epoch: &str,
-        topic: &str,
-        prev: Option<u64>,
-        seq: u64,
-        hash: Hash,
-        time: Option<f64>,
-        changes: Changes,
-    ) -> SharedDelta {
-        make_delta(&self.workflow, epoch, topic, prev, seq, hash, time, changes)
     }
 
     /// A topic of the store changed from seq `prev` to `seq` (a delta, a replay or a
