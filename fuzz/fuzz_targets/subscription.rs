@@ -22,7 +22,10 @@ fn reparse(sub: &Subscription, what: &str) {
         let text = sub.print(pretty);
         let again = Subscription::parse(&text, &roomy())
             .unwrap_or_else(|e| panic!("{what}: printed text does not parse: {e}: {text}"));
-        assert_eq!(&again, sub, "{what}: print/parse changes the subscription: {text}");
+        assert_eq!(
+            &again, sub,
+            "{what}: print/parse changes the subscription: {text}"
+        );
         assert_eq!(again.print(pretty), text, "{what}: printing is not stable");
     }
 }
@@ -32,14 +35,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Two queries in one input, split at the first NUL, to exercise merge.
-    let (first, second) = text.split_once('\0').unwrap_or((text, "{ workflows { workflow } }"));
+    let (first, second) = text
+        .split_once('\0')
+        .unwrap_or((text, "{ workflows { workflow } }"));
     let limits = Limits::default();
     let Ok(a) = Subscription::parse(first, &limits) else {
         return;
     };
     reparse(&a, "parsed");
     assert_eq!(a.merge(&a), a, "merge is idempotent");
-    assert_eq!(a.merge(&Subscription::empty()), a, "the empty subscription is neutral");
+    assert_eq!(
+        a.merge(&Subscription::empty()),
+        a,
+        "the empty subscription is neutral"
+    );
     if let Ok(b) = Subscription::parse(second, &limits) {
         let ab = a.merge(&b);
         assert_eq!(ab, b.merge(&a), "merge is commutative");
