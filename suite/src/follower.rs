@@ -68,10 +68,12 @@ impl FollowerConfig {
 }
 
 /// How a replica was put right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rung {
     /// The missing deltas, from the suite's history.
     Replay,
+    /// Hash-guided: the children whose node hashes differ (`hashes`), fetched (`get`).
+    Hashes,
     /// A fresh copy of the topic.
     Snapshot,
 }
