@@ -1,8 +1,9 @@
 // clonewire: live, hash-verified views of workflows from a clonewire relay.
 //
-// This is the module's front-end: it loads the wasm once, turns the JSON text the
-// wasm side hands over into plain objects (one JSON.parse per callback), and gives
-// callbacks an unsubscribe function. The protocol logic is all in the wasm.
+// This is the module's front-end: it loads the wasm once, takes the one JSON text
+// the wasm side hands over per call (every view's changes and every event of one
+// incoming frame), parses it once and calls the views' callbacks and the listeners.
+// The protocol logic is all in the wasm.
 
 import init, { WasmClient } from './clonewire_wasm.js';
 
@@ -58,11 +59,13 @@ function rethrow(error) {
 export class View {
   #inner;
   #client;
+  #forget;
 
   /** @internal */
-  constructor(inner, client, name) {
+  constructor(inner, client, name, forget) {
     this.#inner = inner;
     this.#client = client; // a view keeps its client alive
+    this.#forget = forget;
     this.name = name;
   }
 
@@ -90,6 +93,7 @@ export class View {
   /** Stops the view's callbacks; the client's merged query shrinks. */
   close() {
     if (!this.#inner) return;
+    this.#forget();
     this.#inner.close();
     this.#inner.free();
     this.#inner = undefined;
@@ -105,13 +109,38 @@ export class View {
   }
 }
 
+/** Calls `f(...args)`; an exception in the page's code is the page's, the client carries on. */
+function guarded(f, ...args) {
+  try {
+    f(...args);
+  } catch {
+    // ignored, as a WebSocket ignores an exception in its own listener
+  }
+}
+
 /** A connection to a relay and the one store behind all of its views. */
 export class Client {
   #inner;
+  /** View id → { onChange, view }. */
+  #views = new Map();
+  /** Event kind → listeners. */
+  #listeners = { status: new Set(), workflow: new Set(), error: new Set() };
 
   /** @internal */
-  constructor(inner) {
-    this.#inner = inner;
+  constructor(makeInner) {
+    this.#inner = makeInner((text) => this.#dispatch(text));
+  }
+
+  /** Everything one wasm call produced: `{n: [[viewId, changes], ...], e: [event, ...]}`. */
+  #dispatch(text) {
+    const { n, e } = JSON.parse(text);
+    for (const [id, changes] of n) {
+      const entry = this.#views.get(id);
+      if (entry?.onChange) guarded(entry.onChange, changes, entry.view);
+    }
+    for (const event of e) {
+      for (const listener of this.#listeners[event.type] ?? []) guarded(listener, event);
+    }
   }
 
   #live() {
@@ -126,25 +155,28 @@ export class Client {
    */
   view(name, query, onChange) {
     const inner = this.#live();
-    let view;
-    const callback =
-      typeof onChange === 'function' ? (json) => onChange(JSON.parse(json), view) : undefined;
     let wasmView;
     try {
-      wasmView = inner.view(String(name), String(query), callback);
+      wasmView = inner.view(String(name), String(query));
     } catch (error) {
       rethrow(error);
     }
-    view = new View(wasmView, this, String(name));
+    const id = wasmView.id();
+    const view = new View(wasmView, this, String(name), () => this.#views.delete(id));
+    this.#views.set(id, { onChange: typeof onChange === 'function' ? onChange : undefined, view });
     return view;
   }
 
   /** Listens to 'status', 'workflow' or 'error' events; returns an unsubscribe function. */
   on(kind, listener) {
-    const inner = this.#live();
-    const id = inner.on(String(kind), (json) => listener(JSON.parse(json)));
+    this.#live();
+    const listeners = this.#listeners[String(kind)];
+    if (!listeners || typeof listener !== 'function') return () => {};
+    // Each call listens once more, as before: wrap so the same function may be added twice.
+    const entry = (event) => listener(event);
+    listeners.add(entry);
     return () => {
-      if (this.#inner) this.#inner.off(id);
+      listeners.delete(entry);
     };
   }
 
@@ -204,11 +236,15 @@ export async function connect(url, options = {}) {
   if (typeof WebSocketClass !== 'function') {
     throw new TypeError('no WebSocket here: pass options.WebSocket (in Node, the `ws` package)');
   }
-  const inner = new WasmClient(resolveUrl(url), WebSocketClass, {
+  const settings = {
     reconnectBaseMs: options.reconnectBaseMs,
     reconnectMaxMs: options.reconnectMaxMs,
+  };
+  let inner;
+  const client = new Client((dispatcher) => {
+    inner = new WasmClient(resolveUrl(url), WebSocketClass, settings, dispatcher);
+    return inner;
   });
-  const client = new Client(inner);
   if (options.onStatus) client.on('status', options.onStatus);
   if (options.onWorkflow) client.on('workflow', options.onWorkflow);
   if (options.onError) client.on('error', options.onError);

@@ -2,10 +2,11 @@
 //! shape, such as the `ws` package in Node), timers, and plain JS callbacks around a
 //! [`Session`]. All protocol logic is in the session.
 //!
-//! Data crosses the boundary as JSON text, one string per call: the JS front-end
-//! (`js/index.js`) parses it with `JSON.parse`, which is far cheaper than building
-//! objects field by field from wasm. A view's callback is called once per incoming
-//! message that changes it.
+//! Data crosses the boundary as JSON text: everything one call produces (each view's
+//! changes, status, workflow and error events) goes out as one string to one JS
+//! function, the front-end's dispatcher (`js/index.js`), which parses it once with
+//! `JSON.parse` and calls the views' callbacks and the event listeners. So an incoming
+//! frame costs one call into wasm and one call out, however many views it concerns.
 //!
 //! The socket handlers are created once per client and hold it alive while it is
 //! connected, as an open WebSocket would; `close()` lets it go.
@@ -15,7 +16,6 @@ use std::rc::Rc;
 
 use clonewire_core::{Limits, QueryError};
 use js_sys::{Array, Function, Reflect};
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -51,9 +51,10 @@ struct Inner {
     socket: Option<WebSocket>,
     handlers: Option<Handlers>,
     timer: Option<JsValue>,
-    views: FxHashMap<ViewId, Option<Function>>,
-    listeners: Vec<(u32, String, Function)>,
-    next_listener: u32,
+    /// The front-end's dispatcher: gets the JSON text of each call's [`Effects`].
+    dispatcher: Function,
+    /// Reused for that text.
+    buffer: Vec<u8>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -94,37 +95,27 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-/// Sends queued frames, then calls the page's callbacks with no borrow held, so a
-/// callback may use the client (read data, open or close views) freely.
+/// Sends queued frames, then hands what the page must be told to the dispatcher (one
+/// call, none when there is nothing), with no borrow held, so the page's callbacks may
+/// use the client (read data, open or close views) freely.
 fn dispatch(shared: &Shared, effects: Effects) {
-    shared.borrow_mut().flush();
-    for notification in effects.notifications {
-        let callback = shared
-            .borrow()
-            .views
-            .get(&notification.view)
-            .and_then(Clone::clone);
-        if let Some(callback) = callback {
-            let json = JsValue::from_str(&to_json(&notification.changes));
-            // An exception in the page's callback is the page's; the client carries on.
-            let _ = callback.call1(&JsValue::NULL, &json);
+    let (dispatcher, text) = {
+        let mut inner = shared.borrow_mut();
+        inner.flush();
+        if effects.is_empty() {
+            return;
         }
-    }
-    for event in effects.events {
-        let listeners: Vec<Function> = shared
-            .borrow()
-            .listeners
-            .iter()
-            .filter(|(_, kind, _)| kind == event.kind())
-            .map(|(_, _, f)| f.clone())
-            .collect();
-        if listeners.is_empty() {
-            continue;
-        }
-        let json = JsValue::from_str(&to_json(&event));
-        for listener in listeners {
-            let _ = listener.call1(&JsValue::NULL, &json);
-        }
+        let mut buffer = std::mem::take(&mut inner.buffer);
+        buffer.clear();
+        effects.write_json(&mut buffer);
+        let text = String::from_utf8(buffer).unwrap_or_default();
+        (inner.dispatcher.clone(), text)
+    };
+    // An exception in the page's code is the page's; the client carries on.
+    let _ = dispatcher.call1(&JsValue::NULL, &JsValue::from_str(&text));
+    // Keep the buffer for the next call, unless a large snapshot grew it.
+    if text.capacity() <= 1 << 16 {
+        shared.borrow_mut().buffer = text.into_bytes();
     }
 }
 
@@ -254,9 +245,11 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// Makes a client for `url` using the WebSocket constructor `socket`. Options:
-    /// `reconnectBaseMs`, `reconnectMaxMs`. Call `start()` to connect.
+    /// `reconnectBaseMs`, `reconnectMaxMs`. `dispatcher` gets, once per call that has
+    /// any, the JSON text `{"n": [[viewId, [change, ...]], ...], "e": [event, ...]}`.
+    /// Call `start()` to connect.
     #[wasm_bindgen(constructor)]
-    pub fn new(url: String, socket: Function, options: JsValue) -> WasmClient {
+    pub fn new(url: String, socket: Function, options: JsValue, dispatcher: Function) -> WasmClient {
         let mut session = Session::new(Limits::default());
         if let (Some(base), max) = (
             number(&options, "reconnectBaseMs"),
@@ -271,9 +264,8 @@ impl WasmClient {
             socket: None,
             handlers: None,
             timer: None,
-            views: FxHashMap::default(),
-            listeners: Vec::new(),
-            next_listener: 0,
+            dispatcher,
+            buffer: Vec::new(),
         }));
         let handlers = make_handlers(&shared);
         shared.borrow_mut().handlers = Some(handlers);
@@ -286,37 +278,19 @@ impl WasmClient {
     }
 
     /// Opens a view; throws a `QueryError` (with `line` and `column`) for a bad query.
-    /// `on_change` gets the JSON text of an array of `{workflow, topic, patch}`.
-    pub fn view(&self, name: &str, query: &str, on_change: Option<Function>) -> Result<WasmView, JsValue> {
-        let id = {
-            let mut inner = self.shared.borrow_mut();
-            let id = inner.session.add_view(name, query).map_err(|e| query_error(&e))?;
-            inner.views.insert(id, on_change);
-            id
-        };
+    /// Its changes reach the dispatcher under its [`id`](WasmView::id).
+    pub fn view(&self, name: &str, query: &str) -> Result<WasmView, JsValue> {
+        let id = self
+            .shared
+            .borrow_mut()
+            .session
+            .add_view(name, query)
+            .map_err(|e| query_error(&e))?;
         dispatch(&self.shared, Effects::default());
         Ok(WasmView {
             shared: self.shared.clone(),
             id,
         })
-    }
-
-    /// Listens to `status`, `workflow` or `error` events (JSON text); returns an id
-    /// for [`off`](WasmClient::off).
-    pub fn on(&self, kind: &str, listener: Function) -> u32 {
-        let mut inner = self.shared.borrow_mut();
-        let id = inner.next_listener;
-        inner.next_listener = inner.next_listener.wrapping_add(1);
-        inner.listeners.push((id, kind.to_owned(), listener));
-        id
-    }
-
-    /// Stops a listener; true when it was listening.
-    pub fn off(&self, id: u32) -> bool {
-        let mut inner = self.shared.borrow_mut();
-        let before = inner.listeners.len();
-        inner.listeners.retain(|(i, _, _)| *i != id);
-        inner.listeners.len() != before
     }
 
     /// The inspector's report as JSON text.
@@ -364,6 +338,11 @@ pub struct WasmView {
 
 #[wasm_bindgen]
 impl WasmView {
+    /// The view's id, as the dispatcher's text names it.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The view's data, `{"workflows": {...}}`, as JSON text (`null` once closed).
     pub fn data(&self) -> String {
         let mut inner = self.shared.borrow_mut();
@@ -397,11 +376,7 @@ impl WasmView {
 
     /// Closes the view: no more callbacks, and the merged query shrinks.
     pub fn close(&self) {
-        {
-            let mut inner = self.shared.borrow_mut();
-            inner.views.remove(&self.id);
-            inner.session.remove_view(self.id);
-        }
+        self.shared.borrow_mut().session.remove_view(self.id);
         dispatch(&self.shared, Effects::default());
     }
 }

@@ -12,6 +12,7 @@
 //! - [`inspect`]: the report behind `client.inspect()`.
 
 pub mod backoff;
+pub mod effects;
 pub mod events;
 pub mod frame;
 pub mod inspect;

@@ -8,15 +8,16 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, WorkflowState};
-use clonewire_core::{Changes, Limits, QueryError, Schema};
-use serde::Serialize;
+use clonewire_core::{Limits, QueryError, Schema};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
+pub use crate::effects::{Change, Effects, Notification, Touched};
 use crate::events::{Event, Status};
+use crate::frame::Message;
 use crate::inspect::{Counters, Inspection, TopicInfo, ViewInfo, WorkflowInfo};
 use crate::store::{Outcome, Reject, Store};
-use crate::views::{Schemas, ViewChanges, ViewId, Views};
+use crate::views::{Schemas, ViewId, Views};
 
 /// Frames waiting to be sent; the wasm layer drains them after every call, so this
 /// only bounds a misbehaving caller.
@@ -25,58 +26,6 @@ const MAX_OUTGOING: usize = 1024;
 /// Snapshots in a row that fail their hash before the client stops asking again for
 /// that (workflow, topic) until the next connection.
 const MAX_BAD_SNAPSHOTS: u32 = 3;
-
-/// One change a view is told about: a merge patch for its data of one (workflow, topic).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Change {
-    /// The workflow id.
-    pub workflow: String,
-    /// The topic.
-    pub topic: String,
-    /// The merge patch that turns the view's old data of this topic into the new.
-    pub patch: Value,
-    /// The suite's publish time (ms since the epoch) for deltas, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<f64>,
-}
-
-/// All a view is told about one incoming message: one callback.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Notification {
-    /// The view.
-    pub view: ViewId,
-    /// Its changes, one per (workflow, topic) the message touched.
-    pub changes: Vec<Change>,
-}
-
-/// What a call asks the page to be told.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Effects {
-    /// Per view, its changes (at most one entry per view).
-    pub notifications: Vec<Notification>,
-    /// Status, workflow and error events.
-    pub events: Vec<Event>,
-}
-
-impl Effects {
-    fn notify(&mut self, selected: Vec<ViewChanges>, time: Option<f64>) {
-        for vc in selected {
-            let change = Change {
-                workflow: vc.workflow,
-                topic: vc.topic,
-                patch: vc.changes.to_patch(),
-                time,
-            };
-            match self.notifications.iter_mut().find(|n| n.view == vc.view) {
-                Some(n) => n.changes.push(change),
-                None => self.notifications.push(Notification {
-                    view: vc.view,
-                    changes: vec![change],
-                }),
-            }
-        }
-    }
-}
 
 /// The client's whole state, one per `connect`.
 #[derive(Debug)]
@@ -183,8 +132,7 @@ impl Session {
         self.set_status(Status::Open, None, &mut effects);
         self.store.forgive();
         self.sync_subscription(true);
-        let unverified: Vec<_> = self.store.unverified().cloned().collect();
-        for (workflow, topic) in unverified {
+        for (workflow, topic) in self.store.unverified() {
             self.resync(workflow, topic);
         }
         effects
@@ -259,6 +207,41 @@ impl Session {
                 return effects;
             }
         };
+        let message = match message {
+            Message::Snapshot(data) => {
+                let outcome = self.store.snapshot(
+                    &data.workflow,
+                    &data.topic,
+                    &data.epoch,
+                    data.seq,
+                    data.hash,
+                    &data.body,
+                );
+                self.settle(outcome, true, &data.workflow, &data.topic, None, &mut effects);
+                return effects;
+            }
+            Message::Delta(data) => {
+                let outcome = self.store.delta(
+                    &data.workflow,
+                    &data.topic,
+                    &data.epoch,
+                    data.seq,
+                    data.prev,
+                    data.hash,
+                    &data.body,
+                );
+                self.settle(
+                    outcome,
+                    false,
+                    &data.workflow,
+                    &data.topic,
+                    data.time,
+                    &mut effects,
+                );
+                return effects;
+            }
+            Message::Other(message) => message,
+        };
         match message {
             RelayMessage::Hello { relay, .. } => {
                 self.relay = Some(relay);
@@ -278,32 +261,8 @@ impl Session {
                 state,
                 schema,
             } => self.workflow(workflow, state, schema, &mut effects),
-            RelayMessage::Snapshot {
-                workflow,
-                topic,
-                epoch,
-                seq,
-                hash,
-                value,
-            } => {
-                let outcome = self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value);
-                self.settle(outcome, true, workflow, topic, None, &mut effects);
-            }
-            RelayMessage::Delta {
-                workflow,
-                topic,
-                epoch,
-                seq,
-                prev,
-                hash,
-                time,
-                patch,
-            } => {
-                let outcome = self
-                    .store
-                    .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
-                self.settle(outcome, false, workflow, topic, time, &mut effects);
-            }
+            // Decoded as `Message::Snapshot` and `Message::Delta` above.
+            RelayMessage::Snapshot { .. } | RelayMessage::Delta { .. } => {}
         }
         effects
     }
@@ -330,8 +289,9 @@ impl Session {
         });
         if state == WorkflowState::Removed {
             for (topic, gone) in self.store.remove_workflow(&workflow) {
-                let selected = self.views.select(&workflow, &topic, &gone, &self.schemas);
-                effects.notify(selected, None);
+                let mut touched = Touched::new(&workflow, &topic, None, gone);
+                self.views.select(&mut touched, &self.schemas);
+                effects.touch(touched);
             }
             self.count_notifications(effects);
         }
@@ -341,8 +301,8 @@ impl Session {
         &mut self,
         outcome: Outcome,
         snapshot: bool,
-        workflow: String,
-        topic: String,
+        workflow: &str,
+        topic: &str,
         time: Option<f64>,
         effects: &mut Effects,
     ) {
@@ -352,9 +312,17 @@ impl Session {
                     self.counters.snapshots += 1;
                 } else {
                     self.counters.deltas += 1;
-                    *self.counters.deltas_by_topic.entry(topic.clone()).or_default() += 1;
+                    match self.counters.deltas_by_topic.get_mut(topic) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.counters.deltas_by_topic.insert(topic.to_owned(), 1);
+                        }
+                    }
                 }
-                self.tell_views(&workflow, &topic, &changes, time, effects);
+                let mut touched = Touched::new(workflow, topic, time, changes);
+                self.views.select(&mut touched, &self.schemas);
+                effects.touch(touched);
+                self.count_notifications(effects);
             }
             Outcome::Ignored => self.counters.ignored += 1,
             Outcome::Rejected(reject) => {
@@ -363,7 +331,7 @@ impl Session {
                     Reject::WrongPrev { .. } | Reject::WrongEpoch => self.counters.chain_breaks += 1,
                     Reject::BadPatch => self.counters.bad_messages += 1,
                 }
-                let failures = self.store.get(&workflow, &topic).map_or(0, |r| r.bad_snapshots);
+                let failures = self.store.get(workflow, topic).map_or(0, |r| r.bad_snapshots);
                 if failures >= MAX_BAD_SNAPSHOTS {
                     effects.events.push(Event::Error {
                         code: "resync_failed".to_owned(),
@@ -373,27 +341,14 @@ impl Session {
                         ),
                     });
                 } else {
-                    self.resync(workflow, topic);
+                    self.resync(workflow.to_owned(), topic.to_owned());
                 }
             }
         }
     }
 
-    fn tell_views(
-        &mut self,
-        workflow: &str,
-        topic: &str,
-        changes: &Changes,
-        time: Option<f64>,
-        effects: &mut Effects,
-    ) {
-        let selected = self.views.select(workflow, topic, changes, &self.schemas);
-        effects.notify(selected, time);
-        self.count_notifications(effects);
-    }
-
     fn count_notifications(&mut self, effects: &Effects) {
-        self.counters.notifications += effects.notifications.len() as u64;
+        self.counters.notifications += effects.views().len() as u64;
     }
 
     /// A frame that is not a relay message: count it; if it names a (workflow, topic)
@@ -428,8 +383,9 @@ impl Session {
     pub fn set_view_query(&mut self, id: ViewId, query: &str) -> Result<Effects, QueryError> {
         let old = self.views.set_query(id, query, &self.schemas)?;
         let mut effects = Effects::default();
-        let selected = self.views.requery_changes(id, &old, &self.store, &self.schemas);
-        effects.notify(selected, None);
+        for touched in self.views.requery_changes(id, &old, &self.store, &self.schemas) {
+            effects.touch(touched);
+        }
         self.count_notifications(&effects);
         self.sync_subscription(false);
         Ok(effects)

@@ -78,7 +78,8 @@ pub enum Outcome {
 /// Every (workflow, topic) copy the client holds.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    replicas: BTreeMap<TopicKey, Replica>,
+    /// By workflow, then topic: looked up by `&str` without allocating.
+    replicas: BTreeMap<String, BTreeMap<String, Replica>>,
 }
 
 impl Store {
@@ -89,12 +90,33 @@ impl Store {
 
     /// One copy, if the client has heard of it.
     pub fn get(&self, workflow: &str, topic: &str) -> Option<&Replica> {
-        self.replicas.get(&(workflow.to_owned(), topic.to_owned()))
+        self.replicas.get(workflow)?.get(topic)
     }
 
     /// Every copy, ordered by workflow then topic.
-    pub fn iter(&self) -> impl Iterator<Item = (&TopicKey, &Replica)> {
-        self.replicas.iter()
+    pub fn iter(&self) -> impl Iterator<Item = ((&String, &String), &Replica)> {
+        self.replicas
+            .iter()
+            .flat_map(|(w, topics)| topics.iter().map(move |(t, r)| ((w, t), r)))
+    }
+
+    /// A copy, made empty when the client had not heard of it.
+    fn entry(&mut self, workflow: &str, topic: &str) -> &mut Replica {
+        if self.get(workflow, topic).is_none() {
+            // Only the first message of a (workflow, topic) pays for its keys.
+            self.replicas
+                .entry(workflow.to_owned())
+                .or_default()
+                .insert(topic.to_owned(), Replica::new(topic));
+        }
+        match self
+            .replicas
+            .get_mut(workflow)
+            .and_then(|topics| topics.get_mut(topic))
+        {
+            Some(replica) => replica,
+            None => unreachable!("inserted just above"),
+        }
     }
 
     /// Replaces a copy with a snapshot's value when its hash checks. A snapshot is
@@ -109,8 +131,7 @@ impl Store {
         hash: Hash,
         value: &Value,
     ) -> Outcome {
-        let key = (workflow.to_owned(), topic.to_owned());
-        let replica = self.replicas.entry(key).or_insert_with(|| Replica::new(topic));
+        let replica = self.entry(workflow, topic);
         let fresh = match Topic::from_value(topic, value) {
             Ok(fresh) => fresh,
             Err(_) => {
@@ -129,13 +150,7 @@ impl Store {
         }
         // Checked: now take the exact difference (skipping equal subtrees), which is
         // what the views are told.
-        let changes = match replica.topic.replace(value) {
-            Ok(changes) => changes,
-            Err(_) => {
-                replica.topic = fresh;
-                Changes::default()
-            }
-        };
+        let changes = replica.topic.replace_with(fresh);
         replica.epoch = epoch.to_owned();
         replica.seq = Some(seq);
         replica.verified = true;
@@ -156,8 +171,7 @@ impl Store {
         hash: Hash,
         patch: &Value,
     ) -> Outcome {
-        let key = (workflow.to_owned(), topic.to_owned());
-        let replica = self.replicas.entry(key).or_insert_with(|| Replica::new(topic));
+        let replica = self.entry(workflow, topic);
         if !replica.verified {
             return Outcome::Ignored;
         }
@@ -197,32 +211,24 @@ impl Store {
 
     /// Marks a copy as awaiting a snapshot (its message could not even be decoded).
     pub fn distrust(&mut self, workflow: &str, topic: &str) {
-        self.replicas
-            .entry((workflow.to_owned(), topic.to_owned()))
-            .or_insert_with(|| Replica::new(topic))
-            .verified = false;
+        self.entry(workflow, topic).verified = false;
     }
 
     /// A new connection: copies whose snapshots kept failing may be asked for again.
     pub fn forgive(&mut self) {
-        for replica in self.replicas.values_mut() {
+        for replica in self.replicas.values_mut().flat_map(BTreeMap::values_mut) {
             replica.bad_snapshots = 0;
         }
     }
 
     /// Forgets every copy of a workflow; returns, per topic, the leaves that went.
     pub fn remove_workflow(&mut self, workflow: &str) -> Vec<(String, Changes)> {
-        let keys: Vec<TopicKey> = self
-            .replicas
-            .keys()
-            .filter(|(w, _)| w == workflow)
-            .cloned()
-            .collect();
-        keys.into_iter()
-            .filter_map(|key| {
-                let replica = self.replicas.remove(&key)?;
-                let gone = diff(&replica.topic, &Topic::new(replica.topic.name()));
-                (!gone.is_empty()).then_some((key.1, gone))
+        let topics = self.replicas.remove(workflow).unwrap_or_default();
+        topics
+            .into_iter()
+            .filter_map(|(topic, mut replica)| {
+                let gone = replica.topic.replace_with(Topic::new(topic.as_str()));
+                (!gone.is_empty()).then_some((topic, gone))
             })
             .collect()
     }
@@ -230,7 +236,7 @@ impl Store {
     /// Where each verified copy stands, for `subscribe` with `resume`.
     pub fn resume_points(&self) -> Resume {
         let mut resume = Resume::new();
-        for ((workflow, topic), replica) in &self.replicas {
+        for ((workflow, topic), replica) in self.iter() {
             if let (true, Some(seq)) = (replica.verified, replica.seq) {
                 resume.entry(workflow.clone()).or_default().insert(
                     topic.clone(),
@@ -246,33 +252,12 @@ impl Store {
     }
 
     /// The copies that await a snapshot.
-    pub fn unverified(&self) -> impl Iterator<Item = &TopicKey> {
-        self.replicas.iter().filter(|(_, r)| !r.verified).map(|(k, _)| k)
+    pub fn unverified(&self) -> Vec<TopicKey> {
+        self.iter()
+            .filter(|(_, r)| !r.verified)
+            .map(|((w, t), _)| (w.clone(), t.clone()))
+            .collect()
     }
-}
-
-/// The leaves that differ between two values of one topic (costs both sizes: only
-/// for snapshots and removals, never for deltas).
-pub fn diff(old: &Topic, new: &Topic) -> Changes {
-    let name = old.name().to_owned();
-    let mut removed = Vec::new();
-    old.root()
-        .for_each_leaf(&mut vec![name.clone()], &mut |path, leaf| {
-            removed.push(LeafChange {
-                path: path.to_vec(),
-                old: Some(leaf.clone()),
-                new: None,
-            })
-        });
-    let mut added = Vec::new();
-    new.root().for_each_leaf(&mut vec![name], &mut |path, leaf| {
-        added.push(LeafChange {
-            path: path.to_vec(),
-            old: None,
-            new: Some(leaf.clone()),
-        })
-    });
-    Changes { leaves: removed }.then(Changes { leaves: added })
 }
 
 /// The changes that undo `changes`.

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use clonewire_core::{Changes, Limits, Projection, QueryError, Schema, Subscription, Topic};
+use clonewire_core::{Limits, Projection, QueryError, Schema, Subscription, Topic};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
-use crate::store::{Store, TopicKey};
+use crate::effects::Touched;
+use crate::store::Store;
 
 /// A view's handle, unique within a client.
 pub type ViewId = u32;
@@ -33,35 +34,29 @@ pub struct View {
     pub name: String,
     /// The parsed, normalized query.
     pub subscription: Subscription,
-    /// Compiled per (workflow, topic); `None` when the view selects nothing there.
-    projections: FxHashMap<TopicKey, Option<Projection>>,
+    /// Compiled per workflow, then topic (looked up by `&str`, no allocation once
+    /// compiled); `None` when the view selects nothing there.
+    projections: FxHashMap<String, FxHashMap<String, Option<Projection>>>,
 }
 
 impl View {
     fn projection(&mut self, workflow: &str, topic: &str, schemas: &Schemas) -> Option<&Projection> {
-        let key = (workflow.to_owned(), topic.to_owned());
-        let subscription = &self.subscription;
-        self.projections
-            .entry(key)
-            .or_insert_with(|| {
-                let field = subscription.for_topic(workflow, topic)?;
-                Projection::compile(field, topic, schema_of(schemas, workflow))
-            })
-            .as_ref()
+        if !self
+            .projections
+            .get(workflow)
+            .is_some_and(|topics| topics.contains_key(topic))
+        {
+            let compiled = self
+                .subscription
+                .for_topic(workflow, topic)
+                .and_then(|field| Projection::compile(field, topic, schema_of(schemas, workflow)));
+            self.projections
+                .entry(workflow.to_owned())
+                .or_default()
+                .insert(topic.to_owned(), compiled);
+        }
+        self.projections.get(workflow)?.get(topic)?.as_ref()
     }
-}
-
-/// The changes one view is told about for one (workflow, topic).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ViewChanges {
-    /// The view.
-    pub view: ViewId,
-    /// The workflow id.
-    pub workflow: String,
-    /// The topic.
-    pub topic: String,
-    /// The selected changed leaves, in order.
-    pub changes: Changes,
 }
 
 /// Every open view and their merged subscription.
@@ -179,38 +174,26 @@ impl Views {
     /// A workflow's schema arrived or changed: recompile its projections lazily.
     pub fn schema_changed(&mut self, workflow: &str) {
         for view in self.views.values_mut() {
-            view.projections.retain(|(w, _), _| w != workflow);
+            view.projections.remove(workflow);
         }
     }
 
-    /// For each view that selects any of `changes` (leaves of `workflow`/`topic`),
-    /// the leaves it selects.
-    pub fn select(
-        &mut self,
-        workflow: &str,
-        topic: &str,
-        changes: &Changes,
-        schemas: &Schemas,
-    ) -> Vec<ViewChanges> {
-        let mut out = Vec::new();
-        if changes.is_empty() {
-            return out;
+    /// Marks, for each view, the changed leaves of `touched` its query selects
+    /// (O(changed leaves × views), nothing copied).
+    pub fn select(&mut self, touched: &mut Touched, schemas: &Schemas) {
+        if touched.changes.is_empty() {
+            return;
         }
+        // Taken out for the loop (no copy) and put back.
+        let workflow = std::mem::take(&mut touched.workflow);
+        let topic = std::mem::take(&mut touched.topic);
         for (id, view) in &mut self.views {
-            let Some(projection) = view.projection(workflow, topic, schemas) else {
-                continue;
-            };
-            let selected = projection.project_changes(changes);
-            if !selected.is_empty() {
-                out.push(ViewChanges {
-                    view: *id,
-                    workflow: workflow.to_owned(),
-                    topic: topic.to_owned(),
-                    changes: selected,
-                });
+            if let Some(projection) = view.projection(&workflow, &topic, schemas) {
+                touched.select(*id, |leaf| projection.selects(&leaf.path[1..]));
             }
         }
-        out
+        touched.workflow = workflow;
+        touched.topic = topic;
     }
 
     /// The view's current data, `{"workflows": {id: {topic: value}}}`, projected from
@@ -248,7 +231,7 @@ impl Views {
         old: &Subscription,
         store: &Store,
         schemas: &Schemas,
-    ) -> Vec<ViewChanges> {
+    ) -> Vec<Touched> {
         let mut out = Vec::new();
         let Some(view) = self.views.get_mut(&id) else {
             return out;
@@ -261,19 +244,13 @@ impl Views {
             let changes = match (was, now) {
                 (None, None) => continue,
                 (was, now) => {
-                    let before = projected_topic(was.as_ref(), &replica.topic);
-                    let after = projected_topic(now, &replica.topic);
-                    crate::store::diff(&before, &after)
+                    let mut shown = projected_topic(was.as_ref(), &replica.topic);
+                    shown.replace_with(projected_topic(now, &replica.topic))
                 }
             };
-            if !changes.is_empty() {
-                out.push(ViewChanges {
-                    view: id,
-                    workflow: workflow.clone(),
-                    topic: topic.clone(),
-                    changes,
-                });
-            }
+            let mut touched = Touched::new(workflow, topic, None, changes);
+            touched.select(id, |_| true);
+            out.push(touched);
         }
         out
     }

@@ -3,7 +3,7 @@
 //! in the session: every hash verifies and each view ends with the relay's data.
 
 use clonewire_core::Limits;
-use clonewire_wasm::Session;
+use clonewire_wasm::{Effects, Session};
 use serde_json::{json, Map, Value};
 
 fn fixture() -> Value {
@@ -39,7 +39,8 @@ fn the_recorded_stream_verifies_and_views_end_with_the_relay_data() {
     }
     let mut last = Value::Null;
     for step in stream["steps"].as_array().unwrap() {
-        session.receive(&step["delta"].to_string());
+        let effects = session.receive(&step["delta"].to_string());
+        assert_eq!(page_text(&effects), expected_text(&effects), "{}", step["delta"]);
         if step["delta"]["topic"] == "taskProxies" {
             last = step["snapshot"]["value"].clone();
         }
@@ -50,4 +51,49 @@ fn the_recorded_stream_verifies_and_views_end_with_the_relay_data() {
         session.view_data(tasks).unwrap()["workflows"]["demo"]["taskProxies"],
         pick(&last, "status")
     );
+}
+
+/// The one JSON text the page gets for a call.
+fn page_text(effects: &Effects) -> Value {
+    serde_json::from_str(&effects.to_json()).expect("the page's text is JSON")
+}
+
+/// The same, built from the plain notifications: `{n: [[view, changes]], e: events}`.
+fn expected_text(effects: &Effects) -> Value {
+    let n: Vec<Value> = effects
+        .notifications()
+        .iter()
+        .map(|n| json!([n.view, n.changes]))
+        .collect();
+    json!({ "n": n, "e": effects.events })
+}
+
+#[test]
+fn views_selecting_the_same_leaves_get_equal_patches_in_one_text() {
+    let stream = fixture();
+    let mut session = Session::new(Limits::default());
+    session.opened();
+    let a = session
+        .add_view("a", stream["views"]["tasks"].as_str().unwrap())
+        .unwrap();
+    let b = session
+        .add_view("b", stream["views"]["tasks"].as_str().unwrap())
+        .unwrap();
+    session.receive(&stream["workflow"].to_string());
+    for frame in stream["initial"].as_array().unwrap() {
+        let effects = session.receive(&frame.to_string());
+        assert_eq!(page_text(&effects), expected_text(&effects));
+    }
+    let step = stream["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["delta"]["patch"].to_string().contains("status"))
+        .unwrap();
+    let effects = session.receive(&step["delta"].to_string());
+    let text = page_text(&effects);
+    assert_eq!(text, expected_text(&effects));
+    let n = text["n"].as_array().unwrap();
+    assert_eq!((n.len(), &n[0][0], &n[1][0]), (2, &json!(a), &json!(b)));
+    assert_eq!(n[0][1], n[1][1]);
 }

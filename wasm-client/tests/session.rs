@@ -35,7 +35,7 @@ fn sent(session: &mut Session) -> Vec<Value> {
 /// The changes each view was told about, by view id.
 fn told(effects: &Effects) -> Vec<(u32, Vec<Value>)> {
     effects
-        .notifications
+        .notifications()
         .iter()
         .map(|n| (n.view, n.changes.iter().map(|c| c.patch.clone()).collect()))
         .collect()
@@ -87,7 +87,7 @@ fn each_view_is_told_only_about_its_own_fields() {
         json!({"1/foo": {"name": "foo", "status": "waiting"}}),
     );
     let effects = session.receive(&snap);
-    assert_eq!(effects.notifications.len(), 2);
+    assert_eq!(effects.notifications().len(), 2);
 
     // Only the status changes: the names view hears nothing.
     let d = relay.delta(
@@ -102,7 +102,7 @@ fn each_view_is_told_only_about_its_own_fields() {
         told(&effects),
         vec![(tasks, vec![json!({"1/foo": {"status": "running"}})])]
     );
-    assert_eq!(effects.notifications[0].changes[0].time, Some(1.0));
+    assert_eq!(effects.notifications()[0].changes[0].time, Some(1.0));
 
     // A change to both fields: each view gets its own part, one call each.
     let d = relay.delta(
@@ -122,7 +122,7 @@ fn each_view_is_told_only_about_its_own_fields() {
     );
     // A topic neither view selects tells nobody.
     let d = relay.delta("demo", "jobs", 3, None, json!({"j1": {"state": "x"}}));
-    assert!(session.receive(&d).notifications.is_empty());
+    assert!(session.receive(&d).notifications().is_empty());
 
     assert_eq!(
         session.view_data(tasks).unwrap(),
@@ -152,7 +152,7 @@ fn ids_on_collections_follow_the_workflow_schema() {
     let effects = session.receive(&snap);
     assert_eq!(told(&effects), vec![(one, vec![json!({"1/a": {"status": "w"}})])]);
     let d = relay.delta("demo", "taskProxies", 2, Some(1), json!({"1/b": {"status": "r"}}));
-    assert!(session.receive(&d).notifications.is_empty());
+    assert!(session.receive(&d).notifications().is_empty());
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn a_corrupted_delta_asks_for_a_resync_and_views_keep_verified_data() {
     ));
     let effects = session.receive(&bad);
     assert!(
-        effects.notifications.is_empty(),
+        effects.notifications().is_empty(),
         "no notification for unverified data"
     );
     assert_eq!(
@@ -189,7 +189,7 @@ fn a_corrupted_delta_asks_for_a_resync_and_views_keep_verified_data() {
         Some(2),
         json!({"1/bar": {"status": "waiting"}}),
     );
-    assert!(session.receive(&next).notifications.is_empty());
+    assert!(session.receive(&next).notifications().is_empty());
     assert!(sent(&mut session).is_empty());
     // ... until the snapshot, which tells the view everything that changed.
     let fresh = relay.value("demo", "taskProxies");
@@ -240,7 +240,7 @@ fn garbage_from_the_relay_is_counted_and_never_fatal() {
     assert_eq!(session.counters().bad_messages, 6);
     // The client still works.
     let ok = session.receive(&relay.snapshot("demo", "taskProxies", 1, json!({"a": {"status": "w"}})));
-    assert_eq!(ok.notifications.len(), 1);
+    assert_eq!(ok.notifications().len(), 1);
 }
 
 #[test]
@@ -331,7 +331,7 @@ fn lost_connections_reconnect_with_backoff_and_resume() {
     );
     // The relay resumes with one delta chained to the client's seq.
     let d = relay.delta("demo", "taskProxies", 9, Some(6), json!({"b": {"status": "w"}}));
-    assert_eq!(session.receive(&d).notifications.len(), 1);
+    assert_eq!(session.receive(&d).notifications().len(), 1);
     assert_eq!(session.counters().reconnects, 1);
     assert_eq!(session.inspect().status, Status::Open);
 

@@ -54,8 +54,11 @@ fn sent_messages(socket: &JsValue) -> Vec<Value> {
         .collect()
 }
 
-/// A JS function that records the JSON text it is called with.
-fn recorder() -> (Function, Rc<RefCell<Vec<Value>>>) {
+/// What the client handed its dispatcher, one JSON value per call.
+type Batches = Rc<RefCell<Vec<Value>>>;
+
+/// A dispatcher that records the JSON text it is called with.
+fn recorder() -> (Function, Batches) {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let sink = calls.clone();
     let closure = Closure::<dyn FnMut(String)>::new(move |json: String| {
@@ -65,6 +68,17 @@ fn recorder() -> (Function, Rc<RefCell<Vec<Value>>>) {
     (closure.into_js_value().unchecked_into(), calls)
 }
 
+/// The calls a view's callback would get: its changes from each batch that has any.
+fn calls_of(batches: &Batches, view: u32) -> Vec<Value> {
+    batches
+        .borrow()
+        .iter()
+        .flat_map(|b| b["n"].as_array().cloned().unwrap_or_default())
+        .filter(|entry| entry[0] == view)
+        .map(|entry| entry[1].clone())
+        .collect()
+}
+
 fn options(base_ms: u32) -> JsValue {
     let options = js_sys::Object::new();
     let _ = Reflect::set(&options, &"reconnectBaseMs".into(), &base_ms.into());
@@ -72,33 +86,29 @@ fn options(base_ms: u32) -> JsValue {
     options.into()
 }
 
-fn connected(base_ms: u32) -> (WasmClient, JsValue) {
-    let client = WasmClient::new("ws://relay.test/ws".into(), socket_class(), options(base_ms));
+fn connected(base_ms: u32) -> (WasmClient, JsValue, Batches) {
+    let (dispatcher, batches) = recorder();
+    let client = WasmClient::new(
+        "ws://relay.test/ws".into(),
+        socket_class(),
+        options(base_ms),
+        dispatcher,
+    );
     client.start().expect("start");
     let socket = last_socket();
     open(&socket);
-    (client, socket)
+    (client, socket, batches)
 }
 
 #[wasm_bindgen_test]
 fn each_view_is_called_once_per_message_with_only_its_fields() {
     let stream = stream();
-    let (client, socket) = connected(1000);
-    let (on_tasks, tasks_calls) = recorder();
-    let (on_names, names_calls) = recorder();
+    let (client, socket, batches) = connected(1000);
     let tasks = client
-        .view(
-            "tasks",
-            stream["views"]["tasks"].as_str().unwrap(),
-            Some(on_tasks),
-        )
+        .view("tasks", stream["views"]["tasks"].as_str().unwrap())
         .unwrap();
-    client
-        .view(
-            "names",
-            stream["views"]["names"].as_str().unwrap(),
-            Some(on_names),
-        )
+    let names = client
+        .view("names", stream["views"]["names"].as_str().unwrap())
         .unwrap();
     let subscribes = sent_messages(&socket);
     assert_eq!(
@@ -113,11 +123,18 @@ fn each_view_is_called_once_per_message_with_only_its_fields() {
         deliver(&socket, &frame.to_string());
     }
     let steps = stream["steps"].as_array().unwrap();
+    let before = batches.borrow().len();
     for step in steps {
         deliver(&socket, &step["delta"].to_string());
     }
+    assert!(
+        batches.borrow().len() - before <= steps.len(),
+        "at most one call out per frame"
+    );
+    let tasks_calls = calls_of(&batches, tasks.id());
+    let names_calls = calls_of(&batches, names.id());
     // Each call carries one change; the tasks view only ever sees `status`.
-    for call in tasks_calls.borrow().iter() {
+    for call in &tasks_calls {
         let changes = call.as_array().unwrap();
         assert_eq!(changes.len(), 1);
         for entry in changes[0]["patch"].as_object().unwrap().values() {
@@ -132,8 +149,8 @@ fn each_view_is_called_once_per_message_with_only_its_fields() {
             s["delta"]["topic"] == "taskProxies" && s["delta"]["patch"].to_string().contains("status")
         })
         .count();
-    assert_eq!(tasks_calls.borrow().len(), 1 + status_steps);
-    assert!(names_calls.borrow().len() < steps.len() + 2);
+    assert_eq!(tasks_calls.len(), 1 + status_steps);
+    assert!(names_calls.len() < steps.len() + 2);
 
     let data: Value = serde_json::from_str(&tasks.data()).unwrap();
     let last = steps
@@ -154,9 +171,9 @@ fn each_view_is_called_once_per_message_with_only_its_fields() {
 
 #[wasm_bindgen_test]
 fn a_bad_query_throws_a_query_error_with_its_position() {
-    let (client, socket) = connected(1000);
+    let (client, socket, _) = connected(1000);
     let error = client
-        .view("bad", "subscription {\n  workflows { taskProxies {\n}", None)
+        .view("bad", "subscription {\n  workflows { taskProxies {\n}")
         .err()
         .expect("refused");
     let name = Reflect::get(&error, &"name".into()).unwrap();
@@ -173,14 +190,9 @@ fn a_bad_query_throws_a_query_error_with_its_position() {
 #[wasm_bindgen_test]
 async fn corrupt_data_is_resynced_and_a_lost_connection_resumes() {
     let stream = stream();
-    let (client, socket) = connected(5);
-    let (on_change, calls) = recorder();
-    let _view = client
-        .view(
-            "tasks",
-            stream["views"]["tasks"].as_str().unwrap(),
-            Some(on_change),
-        )
+    let (client, socket, batches) = connected(5);
+    let view = client
+        .view("tasks", stream["views"]["tasks"].as_str().unwrap())
         .unwrap();
     deliver(&socket, &stream["workflow"].to_string());
     for frame in stream["initial"].as_array().unwrap() {
@@ -193,11 +205,15 @@ async fn corrupt_data_is_resynced_and_a_lost_connection_resumes() {
         .filter(|s| s["delta"]["topic"] == "taskProxies")
         .collect();
     deliver(&socket, &steps[0]["delta"].to_string());
-    let before = calls.borrow().len();
+    let before = calls_of(&batches, view.id()).len();
     let mut bad = steps[1]["delta"].clone();
     bad["hash"] = "00000000deadbeef".into();
     deliver(&socket, &bad.to_string());
-    assert_eq!(calls.borrow().len(), before, "unverified data is not shown");
+    assert_eq!(
+        calls_of(&batches, view.id()).len(),
+        before,
+        "unverified data is not shown"
+    );
     let last = sent_messages(&socket).pop().unwrap();
     assert_eq!(last["type"], "resync");
     assert_eq!(last["topic"], "taskProxies");

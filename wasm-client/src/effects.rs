@@ -1,0 +1,287 @@
+//! What one call into the session asks the page to be told, and its one JSON text.
+//!
+//! A message's changed leaves are kept once, with which leaves each view selects
+//! (indices, never copies); the page gets everything a call produced as one JSON
+//! text, `{"n": [[view, [change, ...]], ...], "e": [event, ...]}`, written straight
+//! from the leaves. Views that select the same leaves of a message share the bytes of
+//! their patch. So a frame costs one crossing out of wasm and one `JSON.parse`, however
+//! many views it concerns.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use clonewire_core::{Changes, LeafChange};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::events::Event;
+use crate::views::ViewId;
+
+/// One change a view is told about: a merge patch for its data of one (workflow, topic).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    /// The workflow id.
+    pub workflow: String,
+    /// The topic.
+    pub topic: String,
+    /// The merge patch that turns the view's old data of this topic into the new.
+    pub patch: Value,
+    /// The suite's publish time (ms since the epoch) for deltas, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+}
+
+/// All a view is told about one incoming message: one callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// The view.
+    pub view: ViewId,
+    /// Its changes, one per (workflow, topic) the message touched.
+    pub changes: Vec<Change>,
+}
+
+/// The changed leaves of one (workflow, topic) and which of them each view selects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Touched {
+    /// The workflow id.
+    pub workflow: String,
+    /// The topic.
+    pub topic: String,
+    /// The suite's publish time, for deltas.
+    pub time: Option<f64>,
+    /// Every changed leaf (what the store applied).
+    pub changes: Changes,
+    /// Per view (ascending), the range of `picks` holding the leaves it selects.
+    views: Vec<(ViewId, Range<usize>)>,
+    /// Indices into `changes.leaves`, view after view.
+    picks: Vec<u32>,
+}
+
+impl Touched {
+    /// A (workflow, topic) whose leaves `changes` changed; no view selects any yet.
+    pub fn new(workflow: &str, topic: &str, time: Option<f64>, changes: Changes) -> Touched {
+        Touched {
+            workflow: workflow.to_owned(),
+            topic: topic.to_owned(),
+            time,
+            changes,
+            views: Vec::new(),
+            picks: Vec::new(),
+        }
+    }
+
+    /// Tells `view` about the leaves for which `selects` is true (nothing when none).
+    pub fn select(&mut self, view: ViewId, mut selects: impl FnMut(&LeafChange) -> bool) {
+        let start = self.picks.len();
+        for (i, leaf) in self.changes.leaves.iter().enumerate() {
+            if selects(leaf) {
+                self.picks.push(i as u32);
+            }
+        }
+        if self.picks.len() > start {
+            self.views.push((view, start..self.picks.len()));
+        }
+    }
+
+    fn leaves(&self, range: &Range<usize>) -> impl Iterator<Item = &LeafChange> + Clone {
+        self.picks[range.clone()]
+            .iter()
+            .filter_map(|&i| self.changes.leaves.get(i as usize))
+    }
+}
+
+/// What a call asks the page to be told.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Per (workflow, topic) the call changed, the leaves and the views they concern.
+    pub touched: Vec<Touched>,
+    /// Status, workflow and error events.
+    pub events: Vec<Event>,
+}
+
+impl Effects {
+    /// Adds what one (workflow, topic) changed, unless no view selects any of it.
+    pub fn touch(&mut self, touched: Touched) {
+        if !touched.views.is_empty() {
+            self.touched.push(touched);
+        }
+    }
+
+    /// The views told something, ascending, each once.
+    pub fn views(&self) -> Vec<ViewId> {
+        let mut views: Vec<ViewId> = self
+            .touched
+            .iter()
+            .flat_map(|t| t.views.iter().map(|(v, _)| *v))
+            .collect();
+        views.sort_unstable();
+        views.dedup();
+        views
+    }
+
+    /// True when there is nothing to tell the page.
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.events.is_empty()
+    }
+
+    /// Per view (ascending), its changes as plain values: what its callback gets.
+    pub fn notifications(&self) -> Vec<Notification> {
+        let mut out: Vec<Notification> = Vec::new();
+        for (view, t, range) in self.in_view_order() {
+            let change = Change {
+                workflow: t.workflow.clone(),
+                topic: t.topic.clone(),
+                patch: Changes {
+                    leaves: t.leaves(range).cloned().collect(),
+                }
+                .to_patch(),
+                time: t.time,
+            };
+            match out.last_mut() {
+                Some(n) if n.view == view => n.changes.push(change),
+                _ => out.push(Notification {
+                    view,
+                    changes: vec![change],
+                }),
+            }
+        }
+        out
+    }
+
+    /// (view, touched, picks) sorted by view, then in the order things happened.
+    fn in_view_order(&self) -> Vec<(ViewId, &Touched, &Range<usize>)> {
+        let mut all: Vec<_> = self
+            .touched
+            .iter()
+            .flat_map(|t| t.views.iter().map(move |(view, range)| (*view, t, range)))
+            .collect();
+        all.sort_by_key(|(view, _, _)| *view);
+        all
+    }
+
+    /// Appends everything as one JSON text, `{"n": [[view, [change, ...]], ...],
+    /// "e": [event, ...]}`, the changes exactly [`Effects::notifications`]' values.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"n\":[");
+        let mut current: Option<ViewId> = None;
+        // Per touched (by address), the patches already written: picks → bytes.
+        let mut written: Vec<(*const Touched, Range<usize>, Range<usize>)> = Vec::new();
+        for (view, t, range) in self.in_view_order() {
+            if current == Some(view) {
+                out.push(b',');
+            } else {
+                if current.is_some() {
+                    out.extend_from_slice(b"]],");
+                }
+                current = Some(view);
+                out.push(b'[');
+                out.extend_from_slice(view.to_string().as_bytes());
+                out.extend_from_slice(b",[");
+            }
+            out.extend_from_slice(b"{\"workflow\":");
+            write_str(&t.workflow, out);
+            out.extend_from_slice(b",\"topic\":");
+            write_str(&t.topic, out);
+            out.extend_from_slice(b",\"patch\":");
+            let picks = &t.picks[range.clone()];
+            let same = written
+                .iter()
+                .find(|(owner, r, _)| std::ptr::eq(*owner, t) && &t.picks[r.clone()] == picks);
+            match same {
+                Some((_, _, bytes)) => out.extend_from_within(bytes.clone()),
+                None => {
+                    let start = out.len();
+                    write_patch(t.leaves(range), out);
+                    written.push((t as *const Touched, range.clone(), start..out.len()));
+                }
+            }
+            if let Some(time) = t.time {
+                out.extend_from_slice(b",\"time\":");
+                let _ = serde_json::to_writer(&mut *out, &time);
+            }
+            out.push(b'}');
+        }
+        if current.is_some() {
+            out.extend_from_slice(b"]]");
+        }
+        out.extend_from_slice(b"],\"e\":");
+        let _ = serde_json::to_writer(&mut *out, &self.events);
+        out.push(b'}');
+    }
+
+    /// [`Effects::write_json`] as a string.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Serializing a `str` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// A merge patch under construction, borrowing keys and values from the leaves.
+enum PatchNode<'a> {
+    /// A leaf value, or `None` for a removal (`null`).
+    Value(Option<&'a Value>),
+    /// An object.
+    Object(BTreeMap<&'a str, PatchNode<'a>>),
+}
+
+/// Writes the merge patch of `leaves` (relative to the topic), as
+/// [`Changes::to_patch`] makes it: removals first as nulls, then the new leaves, which
+/// overwrite any null or leaf in their way. Keys come out sorted, as serde_json's
+/// `Map` prints them.
+fn write_patch<'a>(leaves: impl Iterator<Item = &'a LeafChange> + Clone, out: &mut Vec<u8>) {
+    let mut root = BTreeMap::new();
+    for leaf in leaves.clone().filter(|l| l.new.is_none()) {
+        set_path(&mut root, &leaf.path[1..], None);
+    }
+    for leaf in leaves {
+        if let Some(new) = &leaf.new {
+            set_path(&mut root, &leaf.path[1..], Some(&new.value));
+        }
+    }
+    write_object(&root, out);
+}
+
+fn set_path<'a>(root: &mut BTreeMap<&'a str, PatchNode<'a>>, path: &'a [String], value: Option<&'a Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for key in parents {
+        let slot = node
+            .entry(key.as_str())
+            .or_insert_with(|| PatchNode::Object(BTreeMap::new()));
+        if !matches!(slot, PatchNode::Object(_)) {
+            *slot = PatchNode::Object(BTreeMap::new());
+        }
+        let PatchNode::Object(next) = slot else {
+            return;
+        };
+        node = next;
+    }
+    node.insert(last.as_str(), PatchNode::Value(value));
+}
+
+fn write_object(object: &BTreeMap<&str, PatchNode<'_>>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, node)) in object.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        match node {
+            PatchNode::Value(None) => out.extend_from_slice(b"null"),
+            PatchNode::Value(Some(value)) => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            PatchNode::Object(inner) => write_object(inner, out),
+        }
+    }
+    out.push(b'}');
+}
