@@ -13,6 +13,7 @@ mod merge;
 mod parse;
 mod print;
 pub mod project;
+mod restrict;
 
 use std::collections::{BTreeMap, BTreeSet};
 
