@@ -50,6 +50,9 @@ pub struct FollowerConfig {
     pub backoff_max: Duration,
     /// Deltas queued per topic while it is being repaired; past it, take a snapshot.
     pub max_queued: usize,
+    /// Encrypted links to a CURVE suite: its public key and ours. A suite with CURVE
+    /// never answers a follower without it (nor one with a wrong server key).
+    pub curve: Option<sockets::CurveClient>,
 }
 
 impl FollowerConfig {
@@ -63,6 +66,7 @@ impl FollowerConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             max_queued: 10_000,
+            curve: None,
         }
     }
 }
@@ -339,6 +343,9 @@ impl Follower {
     pub fn connect(config: FollowerConfig) -> Result<Follower, Error> {
         let ctx = zmq::Context::new();
         let sub = sockets::socket(&ctx, zmq::SUB, sockets::SUB_HWM)?;
+        if let Some(curve) = &config.curve {
+            sockets::curve_client(&sub, curve)?;
+        }
         match &config.topics {
             None => sub.set_subscribe(b"").map_err(|e| Error::zmq("subscribe", e))?,
             Some(topics) => {
@@ -851,6 +858,9 @@ impl Follower {
         };
         if self.req.is_none() {
             let req = sockets::socket(&self.ctx, zmq::REQ, sockets::REQREP_HWM)?;
+            if let Some(curve) = &self.config.curve {
+                sockets::curve_client(&req, curve)?;
+            }
             req.connect(&self.config.rep_endpoint)
                 .map_err(|e| Error::zmq(format!("connect {}", self.config.rep_endpoint), e))?;
             self.req = Some(req);

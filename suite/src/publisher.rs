@@ -52,8 +52,8 @@ pub struct PublisherConfig {
     pub pub_hwm: i32,
     /// The `retry_ms` hint in `busy` replies.
     pub busy_retry_ms: u64,
-    /// The CURVE server key for encrypted links. Not yet supported: setting it is
-    /// refused at start rather than silently ignored.
+    /// The CURVE server secret key: when set, the PUB and REP sockets only talk to
+    /// peers that know the matching public key, and all traffic is encrypted.
     pub curve_secret_key: Option<CurveSecretKey>,
 }
 
@@ -134,16 +134,17 @@ pub struct Publisher {
 impl Publisher {
     /// Binds both sockets and starts the heartbeat and responder threads.
     pub fn start(config: PublisherConfig) -> Result<Publisher, Error> {
-        if config.curve_secret_key.is_some() {
-            return Err(Error::Config("CURVE is not supported yet".into()));
-        }
         if config.heartbeat_ms == 0 {
             return Err(Error::Config("heartbeat_ms must be at least 1".into()));
         }
         let ctx = zmq::Context::new();
         let pub_socket = sockets::socket(&ctx, zmq::PUB, config.pub_hwm)?;
-        let pub_endpoint = sockets::bind(&pub_socket, &config.pub_endpoint)?;
         let rep_socket = sockets::socket(&ctx, zmq::REP, sockets::REQREP_HWM)?;
+        if let Some(key) = &config.curve_secret_key {
+            sockets::curve_server(&pub_socket, key)?;
+            sockets::curve_server(&rep_socket, key)?;
+        }
+        let pub_endpoint = sockets::bind(&pub_socket, &config.pub_endpoint)?;
         rep_socket
             .set_maxmsgsize(sockets::MAX_REQUEST_BYTES)
             .map_err(|e| Error::zmq("set max request size", e))?;
@@ -180,7 +181,8 @@ impl Publisher {
                 .name(format!("{}-hb", config.name))
                 .spawn(move || heartbeat_loop(&beat, interval, &stop_rx))?,
         );
-        tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, "publisher started");
+        let curve = config.curve_secret_key.is_some();
+        tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, curve, "publisher started");
         Ok(Publisher {
             shared,
             pub_endpoint,

@@ -1,6 +1,7 @@
 //! ZeroMQ socket setup in one place, so every socket gets deliberate limits:
 //! high-water marks (bounded queues), linger 0 (closing never waits on a dead peer)
-//! and, for requests, a maximum message size.
+//! and, for requests, a maximum message size; and CURVE (encryption and server
+//! authentication) when a suite has a key.
 
 use crate::error::Error;
 
@@ -14,8 +15,8 @@ pub const REQREP_HWM: i32 = 16;
 /// The largest request the REP socket accepts; bigger ones are dropped by ZeroMQ.
 pub const MAX_REQUEST_BYTES: i64 = 1 << 20;
 
-/// A CURVE server secret key (Z85, 40 characters). A seam for encrypted links; a
-/// later change will enable it on the PUB and REP sockets.
+/// A CURVE secret key (Z85, 40 characters): a suite's server key, or a follower's
+/// client key. Never printed: its `Debug` form hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CurveSecretKey(pub String);
 
@@ -23,6 +24,149 @@ impl std::fmt::Debug for CurveSecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CurveSecretKey(..)")
     }
+}
+
+impl CurveSecretKey {
+    /// Reads a secret key file: the Z85 key, surrounding whitespace ignored. On Unix
+    /// a file that group or others may read is refused, like ssh does.
+    pub fn from_file(path: &std::path::Path) -> Result<CurveSecretKey, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("CURVE secret key file {}: {e}", path.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| Error::Config(format!("CURVE secret key file {}: {e}", path.display())))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(Error::Config(format!(
+                    "CURVE secret key file {} may be read by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
+        let key = CurveSecretKey(text.trim().to_owned());
+        z85_key(&key.0)
+            .map_err(|why| Error::Config(format!("CURVE secret key file {}: {why}", path.display())))?;
+        Ok(key)
+    }
+}
+
+/// A CURVE public key (Z85, 40 characters). Not secret: a follower needs the suite's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurvePublicKey(pub String);
+
+impl CurvePublicKey {
+    /// Checks that `text` (surrounding whitespace ignored) is a Z85 key.
+    pub fn parse(text: &str) -> Result<CurvePublicKey, String> {
+        let key = text.trim();
+        z85_key(key)?;
+        Ok(CurvePublicKey(key.to_owned()))
+    }
+}
+
+/// A CURVE key pair.
+#[derive(Clone, Debug)]
+pub struct CurveKeyPair {
+    /// The public half, given to peers.
+    pub public: CurvePublicKey,
+    /// The secret half, kept by its owner.
+    pub secret: CurveSecretKey,
+}
+
+impl CurveKeyPair {
+    /// A fresh random pair from libzmq. Fails when libzmq was built without CURVE.
+    pub fn generate() -> Result<CurveKeyPair, Error> {
+        require_curve()?;
+        let pair = zmq::CurveKeyPair::new().map_err(|e| Error::zmq("generate a CURVE key pair", e))?;
+        let encode = |bytes: &[u8]| {
+            zmq::z85_encode(bytes).map_err(|e| Error::Config(format!("cannot encode a CURVE key: {e}")))
+        };
+        Ok(CurveKeyPair {
+            public: CurvePublicKey(encode(&pair.public_key)?),
+            secret: CurveSecretKey(encode(&pair.secret_key)?),
+        })
+    }
+}
+
+/// How a follower opens encrypted links to a CURVE suite.
+#[derive(Clone, Debug)]
+pub struct CurveClient {
+    /// The suite's public key; a suite with another key is not talked to.
+    pub server_key: CurvePublicKey,
+    /// The follower's own pair (an ephemeral one is fine: suites do not check it).
+    pub keys: CurveKeyPair,
+}
+
+impl CurveClient {
+    /// Trusts `server_key` and uses a fresh ephemeral client pair.
+    pub fn ephemeral(server_key: CurvePublicKey) -> Result<CurveClient, Error> {
+        Ok(CurveClient {
+            server_key,
+            keys: CurveKeyPair::generate()?,
+        })
+    }
+}
+
+/// The Z85 alphabet (ZeroMQ RFC 32); libzmq's decoder does not check it.
+const Z85: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+
+/// The 32 bytes of a Z85 key, or why it is not one.
+fn z85_key(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() != 40 {
+        return Err(format!("a CURVE key is 40 Z85 characters, got {}", text.len()));
+    }
+    if !text.chars().all(|c| Z85.contains(c)) {
+        return Err("not a Z85-encoded CURVE key".to_owned());
+    }
+    match zmq::z85_decode(text) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        _ => Err("not a Z85-encoded CURVE key".to_owned()),
+    }
+}
+
+/// Fails unless this libzmq supports CURVE.
+pub fn require_curve() -> Result<(), Error> {
+    if zmq::has("curve") == Some(true) {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "this libzmq was built without CURVE support".into(),
+        ))
+    }
+}
+
+/// Makes `socket` a CURVE server with `secret` (before it binds): every peer must
+/// know the matching public key, and traffic is encrypted.
+pub fn curve_server(socket: &zmq::Socket, secret: &CurveSecretKey) -> Result<(), Error> {
+    require_curve()?;
+    let key = z85_key(&secret.0).map_err(Error::Config)?;
+    socket
+        .set_curve_server(true)
+        .map_err(|e| Error::zmq("enable CURVE", e))?;
+    socket
+        .set_curve_secretkey(&key)
+        .map_err(|e| Error::zmq("set the CURVE secret key", e))
+}
+
+/// Makes `socket` a CURVE client of the server `curve.server_key` (before it
+/// connects).
+pub fn curve_client(socket: &zmq::Socket, curve: &CurveClient) -> Result<(), Error> {
+    require_curve()?;
+    let server = z85_key(&curve.server_key.0).map_err(Error::Config)?;
+    let public = z85_key(&curve.keys.public.0).map_err(Error::Config)?;
+    let secret = z85_key(&curve.keys.secret.0).map_err(Error::Config)?;
+    socket
+        .set_curve_serverkey(&server)
+        .map_err(|e| Error::zmq("set the CURVE server key", e))?;
+    socket
+        .set_curve_publickey(&public)
+        .map_err(|e| Error::zmq("set the CURVE public key", e))?;
+    socket
+        .set_curve_secretkey(&secret)
+        .map_err(|e| Error::zmq("set the CURVE secret key", e))
 }
 
 /// Makes a socket of `kind` with linger 0 and the given high-water marks.

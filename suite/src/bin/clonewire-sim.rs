@@ -2,12 +2,14 @@
 //! Prints one JSON line with the bound endpoints, logs to stderr, and on Ctrl-C or
 //! SIGTERM says goodbye (`_bye`) and exits 0.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
 use clonewire_suite::sim::{SimConfig, Simulator};
+use clonewire_suite::sockets::CurveSecretKey;
 
 /// Plays realistic workflows (tasks through waiting, preparing, submitted, running,
 /// succeeded or failed; cycles spawned and pruned) as a clonewire suite.
@@ -49,6 +51,11 @@ struct Args {
     /// Interval between `_hb` heartbeats, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     heartbeat_ms: u64,
+    /// Encrypt both sockets with CURVE using the suite's secret key in FILE (Z85,
+    /// mode 0600; make one with `clonewire-tap --generate-keys FILE`). Followers
+    /// then need the public key (FILE.pub).
+    #[arg(long, value_name = "FILE")]
+    curve_secret_key_file: Option<PathBuf>,
 }
 
 fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
@@ -59,7 +66,14 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
 }
 
 fn config(args: Args) -> Result<SimConfig, String> {
+    let curve_secret_key = args
+        .curve_secret_key_file
+        .as_deref()
+        .map(CurveSecretKey::from_file)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     Ok(SimConfig {
+        curve_secret_key,
         busy_every: args.busy_every.map(|s| seconds("busy-every", s)).transpose()?,
         busy_for: seconds("busy-for", args.busy_for)?,
         restart_every: args

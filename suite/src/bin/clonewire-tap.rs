@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use clonewire_core::Changes;
+use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{Event, Follower, FollowerConfig, Rung, Stats};
 
 /// How long `--check` waits past its end for repairs under way to finish.
@@ -25,9 +26,22 @@ const PATH_CHARS: usize = 60;
 #[command(name = "clonewire-tap", version)]
 struct Args {
     /// The suite's PUB endpoint, e.g. tcp://127.0.0.1:5560.
-    sub_endpoint: String,
+    #[arg(required_unless_present = "generate_keys")]
+    sub_endpoint: Option<String>,
     /// The suite's REP endpoint, e.g. tcp://127.0.0.1:5561.
-    rep_endpoint: String,
+    #[arg(required_unless_present = "generate_keys")]
+    rep_endpoint: Option<String>,
+    /// The suite uses CURVE: its public key (Z85, 40 characters). The tap uses an
+    /// ephemeral key pair of its own.
+    #[arg(long, value_name = "KEY", conflicts_with = "server_key_file")]
+    server_key: Option<String>,
+    /// Like --server-key, read from a file (e.g. one written by --generate-keys).
+    #[arg(long, value_name = "FILE")]
+    server_key_file: Option<PathBuf>,
+    /// Write a new CURVE key pair for a suite and exit: the secret key to FILE (mode
+    /// 0600, never overwritten) and the public key to FILE.pub, also printed.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    generate_keys: Option<PathBuf>,
     /// Run this many seconds, print a one-line summary and exit 1 if any topic is
     /// left unrepaired (or the suite was never joined).
     #[arg(long, value_name = "SECS")]
@@ -149,6 +163,39 @@ fn summary(stats: &Stats, unrepaired: usize) -> String {
     )
 }
 
+/// Writes a new key pair: the secret to `path` (0600, created, never replaced), the
+/// public key to `path.pub`. Returns the public key.
+fn generate_keys(path: &Path) -> Result<String, String> {
+    let pair = CurveKeyPair::generate().map_err(|e| e.to_string())?;
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut secret = options
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(secret, "{}", pair.secret.0).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&public_path, format!("{}\n", pair.public.0))
+        .map_err(|e| format!("{}: {e}", public_path.display()))?;
+    Ok(pair.public.0)
+}
+
+/// The CURVE settings the flags ask for, if any.
+fn curve(args: &Args) -> Result<Option<CurveClient>, String> {
+    let text = match (&args.server_key, &args.server_key_file) {
+        (Some(key), _) => key.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|e| format!("--server-key-file {}: {e}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let key = CurvePublicKey::parse(&text).map_err(|why| format!("server key: {why}"))?;
+    CurveClient::ephemeral(key).map(Some).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -158,6 +205,29 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.generate_keys {
+        return match generate_keys(path) {
+            Ok(public) => {
+                println!("{public}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let curve = match curve(&args) {
+        Ok(curve) => curve,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (Some(sub_endpoint), Some(rep_endpoint)) = (&args.sub_endpoint, &args.rep_endpoint) else {
+        eprintln!("error: give the suite's PUB and REP endpoints");
+        return ExitCode::from(2);
+    };
     let check = match args.check.map(Duration::try_from_secs_f64) {
         None => None,
         Some(Ok(d)) => Some(d),
@@ -172,7 +242,8 @@ fn main() -> ExitCode {
         eprintln!("error: cannot handle Ctrl-C: {e}");
         return ExitCode::from(1);
     }
-    let mut config = FollowerConfig::new(&args.sub_endpoint, &args.rep_endpoint);
+    let mut config = FollowerConfig::new(sub_endpoint, rep_endpoint);
+    config.curve = curve;
     config.topics = (!args.topics.is_empty()).then_some(args.topics);
     config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut follower = match Follower::connect(config) {

@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::history::HistoryLimits;
 use crate::publisher::{Publisher, PublisherConfig};
+use crate::sockets::CurveSecretKey;
 pub use workflow::Workflow;
 
 /// The longest the simulator sleeps at once, so `stop` is prompt.
@@ -62,6 +63,9 @@ pub struct SimConfig {
     pub restart_every: Option<Duration>,
     /// Replay history per topic.
     pub history: HistoryLimits,
+    /// The CURVE server secret key: encrypted links, only to peers that know the
+    /// matching public key (see [`PublisherConfig::curve_secret_key`]).
+    pub curve_secret_key: Option<CurveSecretKey>,
 }
 
 impl SimConfig {
@@ -80,6 +84,7 @@ impl SimConfig {
             drop: 0.0,
             restart_every: None,
             history: HistoryLimits::default(),
+            curve_secret_key: None,
         }
     }
 
@@ -129,6 +134,7 @@ impl Simulator {
             history: config.history,
             pub_endpoint: config.pub_endpoint.clone(),
             rep_endpoint: config.rep_endpoint.clone(),
+            curve_secret_key: config.curve_secret_key.clone(),
             ..PublisherConfig::new(config.name.clone())
         })?;
         let pub_endpoint = publisher.pub_endpoint().to_owned();
