@@ -27,6 +27,8 @@ pub struct Config {
     pub name: String,
     /// Limits on clients, queues, history and requests.
     pub limits: Limits,
+    /// Who may open `/ws` and which workflows they see (open when absent).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             www: None,
             name: "clonewire-relay".into(),
             limits: Limits::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -55,21 +58,48 @@ pub struct SuiteConfig {
     /// The suite's REP endpoint.
     #[serde(rename = "rep")]
     pub rep_endpoint: String,
+    /// The suite's CURVE public key (Z85): links to it are encrypted and only a suite
+    /// holding the matching secret key is followed. Absent: plain links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
 }
 
 impl SuiteConfig {
-    /// Parses the `--suite NAME=PUB_ENDPOINT,REP_ENDPOINT` form.
+    /// A suite followed over plain (unencrypted) links.
+    pub fn new(
+        name: impl Into<String>,
+        pub_endpoint: impl Into<String>,
+        rep_endpoint: impl Into<String>,
+    ) -> SuiteConfig {
+        SuiteConfig {
+            name: name.into(),
+            pub_endpoint: pub_endpoint.into(),
+            rep_endpoint: rep_endpoint.into(),
+            server_key: None,
+        }
+    }
+
+    /// Parses the `--suite NAME=PUB_ENDPOINT,REP_ENDPOINT[,SERVER_KEY]` form (Z85 has
+    /// no commas).
     pub fn parse_flag(text: &str) -> Result<SuiteConfig, String> {
         let (name, endpoints) = text
             .split_once('=')
             .ok_or_else(|| format!("expected NAME=PUB_ENDPOINT,REP_ENDPOINT, got {text:?}"))?;
-        let (pub_endpoint, rep_endpoint) = endpoints
-            .split_once(',')
-            .ok_or_else(|| format!("expected two endpoints separated by a comma, got {endpoints:?}"))?;
+        let mut parts = endpoints.split(',').map(str::trim);
+        let (Some(pub_endpoint), Some(rep_endpoint)) = (parts.next(), parts.next()) else {
+            return Err(format!(
+                "expected two endpoints separated by a comma, got {endpoints:?}"
+            ));
+        };
+        let server_key = parts.next().map(str::to_owned);
+        if parts.next().is_some() {
+            return Err(format!(
+                "expected PUB_ENDPOINT,REP_ENDPOINT[,SERVER_KEY], got {endpoints:?}"
+            ));
+        }
         let suite = SuiteConfig {
-            name: name.trim().to_owned(),
-            pub_endpoint: pub_endpoint.trim().to_owned(),
-            rep_endpoint: rep_endpoint.trim().to_owned(),
+            server_key,
+            ..SuiteConfig::new(name.trim(), pub_endpoint, rep_endpoint)
         };
         suite.validate()?;
         Ok(suite)
@@ -93,7 +123,132 @@ impl SuiteConfig {
                 ));
             }
         }
+        if let Some(key) = &self.server_key {
+            clonewire_suite::sockets::CurvePublicKey::parse(key)
+                .map_err(|why| format!("suite {:?}: server_key: {why}", self.name))?;
+        }
         Ok(())
+    }
+}
+
+/// A secret read from the config: never printed, logged or serialized.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+/// Authentication and origin rules for `/ws` (the `[auth]` table); see
+/// [`crate::auth`]. Without a secret, `/ws` needs no token and every client sees
+/// every workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The HMAC secret that signs client tokens (at least 32 bytes). Prefer
+    /// `jwt_secret_file`, which keeps it out of the config.
+    pub jwt_secret: Option<Secret>,
+    /// A file holding the HMAC secret (one trailing newline is ignored); mode 0600.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Tokens must carry this `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Tokens must carry this `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Exact origins (`https://host[:port]`) whose pages may open `/ws`; any other
+    /// `Origin` is refused with 403. Absent: any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// With `allowed_origins`, also accept requests without an `Origin` header
+    /// (non-browser clients; browsers always send one).
+    pub allow_no_origin: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            jwt_secret: None,
+            jwt_secret_file: None,
+            audience: None,
+            issuer: None,
+            leeway_secs: 30,
+            allowed_origins: None,
+            allow_no_origin: false,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// True when `/ws` requires a token.
+    pub fn requires_token(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_secret_file.is_some()
+    }
+
+    /// Checks the settings that need no file access.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.is_some() && self.jwt_secret_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "auth: give jwt_secret or jwt_secret_file, not both".into(),
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.expose().len() < crate::auth::MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.jwt_secret must be at least {} bytes",
+                    crate::auth::MIN_SECRET_BYTES
+                )));
+            }
+        }
+        if self.leeway_secs > 600 {
+            return Err(ConfigError::Invalid(
+                "auth.leeway_secs must be at most 600".into(),
+            ));
+        }
+        for origin in self.allowed_origins.iter().flatten() {
+            check_origin(origin)?;
+        }
+        Ok(())
+    }
+}
+
+/// An exact origin: `http://` or `https://`, a host, an optional port, no path.
+fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "auth.allowed_origins: {origin:?} must be an exact origin like https://example.org or http://127.0.0.1:8080 (scheme, host, optional port; no path, no wildcard)"
+        )))
     }
 }
 
@@ -232,6 +387,7 @@ impl Config {
                 "limits.client_queue_hard_bytes must be greater than limits.client_queue_soft_bytes".into(),
             ));
         }
+        self.auth.validate()?;
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
@@ -282,6 +438,43 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_parse_and_are_checked() {
+        let config = Config::from_toml(
+            r#"
+            [auth]
+            jwt_secret_file = "/run/secrets/clonewire"
+            allowed_origins = ["https://ops.example.org", "http://127.0.0.1:8080"]
+            "#,
+        )
+        .unwrap();
+        assert!(config.auth.requires_token());
+        assert_eq!(config.auth.allowed_origins.as_ref().map(Vec::len), Some(2));
+        let short = Config::from_toml("[auth]\njwt_secret = 'short'")
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("32 bytes"), "{short}");
+        assert!(!short.contains("short'"), "{short}");
+        let both = "[auth]\njwt_secret = '0123456789abcdef0123456789abcdef'\njwt_secret_file = '/x'";
+        assert!(Config::from_toml(both)
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        for bad in ["*", "https://a.example/", "a.example", "https://a.example/path"] {
+            let text = format!("[auth]\nallowed_origins = [{bad:?}]");
+            assert!(Config::from_toml(&text).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_never_printed() {
+        let config =
+            Config::from_toml("[auth]\njwt_secret = 'a-very-long-secret-of-forty-bytes-or-so!'").unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("forty"), "{shown}");
+        assert!(!toml::to_string(&config).unwrap_or_default().contains("forty"));
+    }
+
+    #[test]
     fn suite_flags_parse_or_explain() {
         let s = SuiteConfig::parse_flag("demo=tcp://127.0.0.1:1,tcp://127.0.0.1:2").unwrap();
         assert_eq!(
@@ -295,5 +488,11 @@ mod tests {
         assert!(SuiteConfig::parse_flag("demo=http://a:1,tcp://b:2")
             .unwrap_err()
             .contains("tcp://"));
+        let key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+        let s = SuiteConfig::parse_flag(&format!("demo=tcp://a:1,tcp://b:2,{key}")).unwrap();
+        assert_eq!(s.server_key.as_deref(), Some(key));
+        assert!(SuiteConfig::parse_flag("demo=tcp://a:1,tcp://b:2,short")
+            .unwrap_err()
+            .contains("server_key"));
     }
 }

@@ -36,11 +36,11 @@ pub fn start(count: usize) -> Result<(Vec<SimHandle>, Vec<SuiteConfig>), clonewi
             config.busy_for = Duration::from_secs(5);
         }
         let sim = Simulator::start(config)?;
-        suites.push(SuiteConfig {
-            name: name.clone(),
-            pub_endpoint: sim.pub_endpoint().to_owned(),
-            rep_endpoint: sim.rep_endpoint().to_owned(),
-        });
+        suites.push(SuiteConfig::new(
+            name.clone(),
+            sim.pub_endpoint(),
+            sim.rep_endpoint(),
+        ));
         sims.push(sim);
     }
     Ok((sims, suites))

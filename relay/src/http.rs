@@ -5,14 +5,16 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{header, StatusCode, Uri};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{FromRef, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rust_embed::RustEmbed;
 use serde_json::json;
 
+use crate::auth::Auth;
 use crate::relay::Relay;
 
 /// The page, built into the binary (`--www` serves a folder instead).
@@ -27,17 +29,55 @@ struct Page;
 #[allow_missing = true]
 struct Package;
 
-/// The router for a relay.
-pub fn router(relay: Arc<Relay>) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+struct App {
+    relay: Arc<Relay>,
+    auth: Arc<Auth>,
+}
+
+impl FromRef<App> for Arc<Relay> {
+    fn from_ref(app: &App) -> Arc<Relay> {
+        app.relay.clone()
+    }
+}
+
+impl FromRef<App> for Arc<Auth> {
+    fn from_ref(app: &App) -> Arc<Auth> {
+        app.auth.clone()
+    }
+}
+
+/// The router for a relay; `auth` guards `/ws` and what `/healthz` names.
+pub fn router(relay: Arc<Relay>, auth: Arc<Auth>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(get(static_file))
-        .with_state(relay)
+        .with_state(App { relay, auth })
 }
 
-async fn websocket(State(relay): State<Arc<Relay>>, upgrade: WebSocketUpgrade) -> Response {
+/// Origin and token are checked before anything else, so a refused request learns
+/// nothing (not even whether it was a well-formed upgrade).
+async fn websocket(
+    State(relay): State<Arc<Relay>>,
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    uri: Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let grant = match auth.check_websocket(&headers, uri.query()) {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            tracing::debug!(?refusal, "websocket refused");
+            return refusal.into_response();
+        }
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
     let limits = &relay.config().limits;
     if relay.client_count() >= limits.max_clients {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many clients").into_response();
@@ -47,12 +87,28 @@ async fn websocket(State(relay): State<Arc<Relay>>, upgrade: WebSocketUpgrade) -
         .max_frame_size(limits.max_client_message_bytes)
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(1 << 20)
-        .on_upgrade(move |socket| crate::session::serve(relay, socket))
+        .on_upgrade(move |socket| crate::session::serve(relay, socket, grant))
 }
 
-async fn healthz(State(relay): State<Arc<Relay>>) -> Response {
+/// With tokens required, workflows are named only to a request whose token may see
+/// them (liveness probes without one still get `"status": "ok"`).
+async fn healthz(
+    State(relay): State<Arc<Relay>>,
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let access = if auth.requires_token() {
+        auth.check_token(&headers, uri.query()).ok().map(|g| g.access)
+    } else {
+        Some(crate::auth::Access::All)
+    };
+    let Some(access) = access else {
+        return Json(json!({"status": "ok"})).into_response();
+    };
     let workflows: serde_json::Map<String, serde_json::Value> = relay
         .links()
+        .filter(|l| access.allows(&l.id))
         .map(|l| {
             let s = l.status();
             (l.id.to_string(), json!({"state": s.state.as_str(), "epoch": s.epoch, "topics": s.topics, "clients": s.clients}))

@@ -2,6 +2,7 @@
 //! what its clients need, and serves projected, verified deltas over websockets.
 //!
 //! - [`config`]: settings from TOML and flags, with every limit;
+//! - [`auth`]: tokens and the Origin allow-list for `/ws`, and what a token may see;
 //! - [`suite_link`]: one thread per suite: the follower's replicas and the
 //!   workflow's [`views`], so apply → verify → project → queue happens in order;
 //! - [`views`]: per workflow, each distinct subscription's projection, hash and
@@ -16,6 +17,7 @@
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
 //! shutdown future completes.
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod history;
@@ -91,6 +93,7 @@ impl Running {
 /// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
     config.validate()?;
+    let auth = Arc::new(auth::Auth::from_config(&config.auth)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let mut sims = Vec::new();
     if config.demo {
@@ -116,7 +119,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
     let relay = Arc::new(relay::Relay::new(config, links, metrics, signal.clone()));
-    let app = http::router(relay.clone());
+    let app = http::router(relay.clone(), auth);
     let task = tokio::spawn(async move {
         let mut signal = signal;
         axum::serve(listener, app)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clonewire_relay::auth::Auth;
 use clonewire_relay::config::{Config, SuiteConfig};
 
 /// Follows clonewire suites over ZeroMQ and serves their live state to browsers.
@@ -31,6 +32,18 @@ struct Args {
     /// Serve the page from this folder instead of the copy built into the binary.
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
+    /// Require a signed token on /ws: a file holding the HMAC secret (at least 32
+    /// bytes, mode 0600). Overrides [auth] jwt_secret / jwt_secret_file.
+    #[arg(long, value_name = "FILE")]
+    jwt_secret_file: Option<PathBuf>,
+    /// Only pages from this exact origin (e.g. https://ops.example.org) may open /ws
+    /// (repeatable); replaces [auth] allowed_origins.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// With --allowed-origin, also accept clients that send no Origin header
+    /// (non-browser clients).
+    #[arg(long)]
+    allow_no_origin: bool,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -55,10 +68,20 @@ fn config(args: Args) -> Result<Config, String> {
         }
         config.www = Some(www);
     }
+    if let Some(file) = args.jwt_secret_file {
+        config.auth.jwt_secret = None;
+        config.auth.jwt_secret_file = Some(file);
+    }
+    if !args.allowed_origins.is_empty() {
+        config.auth.allowed_origins = Some(args.allowed_origins);
+    }
+    config.auth.allow_no_origin |= args.allow_no_origin;
     if config.suites.is_empty() && !config.demo {
         return Err("nothing to follow: give --suite NAME=PUB,REP (or --config FILE), or --demo".into());
     }
     config.validate().map_err(|e| e.to_string())?;
+    // Reads the secret file now, so a missing or short one is a config error.
+    Auth::from_config(&config.auth).map_err(|e| e.to_string())?;
     Ok(config)
 }
 
@@ -86,7 +109,13 @@ fn main() -> ExitCode {
     };
     if config.demo {
         tracing::warn!(
-            "--demo: simulated suites, and the page and /ws are open to anyone who can reach {}",
+            "--demo: following {} simulated suites run in this process",
+            config.demo_suites
+        );
+    }
+    if !config.auth.requires_token() {
+        tracing::warn!(
+            "no [auth] jwt_secret: /ws needs no token, so anyone who can reach {} sees every workflow",
             config.listen
         );
     }

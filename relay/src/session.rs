@@ -2,6 +2,10 @@
 //! that drains the client's bounded [`Outbox`]. A client that never reads backs up
 //! only its own outbox (then it is conflated, then resynced, then dropped); one that
 //! sends garbage gets errors and, past a limit, is disconnected.
+//!
+//! Every subscription, `resume` and `resync` is cut down to the connection's
+//! [`Grant`]: a workflow outside it is treated exactly like one that does not exist,
+//! and the connection is closed (1008) when its token expires.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,14 +18,16 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
+use crate::auth::{Access, Grant};
 use crate::metrics::Kind;
 use crate::outbox::{Outbox, Outgoing};
 use crate::relay::Relay;
 use crate::suite_link::Command;
 use crate::views::ClientId;
 
-/// Serves one upgraded websocket until it closes or the relay shuts down.
-pub async fn serve(relay: Arc<Relay>, socket: WebSocket) {
+/// Serves one upgraded websocket, limited to what `grant` allows, until it closes,
+/// its token expires or the relay shuts down.
+pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     let limits = &relay.config().limits;
     let client = relay.next_client_id();
     let outbox = Arc::new(Outbox::new(
@@ -37,11 +43,17 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let (done_tx, done_rx) = watch::channel(false);
     let writer = tokio::spawn(write(relay.clone(), client, outbox.clone(), sink, done_tx));
-    read(&relay, client, &outbox, stream, done_rx).await;
+    read(&relay, client, &outbox, stream, done_rx, &grant).await;
     for link in relay.links() {
         link.send(Command::Leave { client }).await;
     }
-    outbox.close(1000, "bye");
+    // At shutdown the writer may see this close before the shutdown signal: say
+    // "going away" either way.
+    if *relay.shutdown_signal().borrow() {
+        outbox.close(1001, "relay shutting down");
+    } else {
+        outbox.close(1000, "bye");
+    }
     if tokio::time::timeout(Duration::from_secs(1), writer)
         .await
         .is_err()
@@ -68,8 +80,20 @@ async fn read(
     outbox: &Arc<Outbox>,
     mut stream: SplitStream<WebSocket>,
     mut writer_done: watch::Receiver<bool>,
+    grant: &Grant,
 ) {
     let mut shutdown = relay.shutdown_signal();
+    let expires = grant.expires.map(|at| {
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
+    let expiry = async {
+        match expires {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     let mut bad_in_a_row = 0u32;
     let mut subscribed = false;
     let max_bad = relay.config().limits.max_bad_client_messages;
@@ -78,6 +102,11 @@ async fn read(
             m = stream.next() => m,
             _ = shutdown.changed() => return,
             _ = writer_done.changed() => return,
+            () = &mut expiry => {
+                tracing::debug!(client, "token expired; disconnecting");
+                outbox.close(1008, "token expired");
+                return;
+            }
         };
         let problem = match message {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
@@ -86,13 +115,22 @@ async fn read(
             Some(Ok(Message::Text(body))) => match ClientMessage::decode(body.as_str()) {
                 Ok(ClientMessage::Subscribe { query, resume }) => {
                     let first = !subscribed;
-                    subscribed |= subscribe(relay, client, outbox, &query, resume.filter(|_| first)).await;
+                    subscribed |= subscribe(
+                        relay,
+                        client,
+                        outbox,
+                        &query,
+                        resume.filter(|_| first),
+                        &grant.access,
+                    )
+                    .await;
                     bad_in_a_row = 0;
                     continue;
                 }
                 Ok(ClientMessage::Resync { workflow, topic }) => {
-                    // An unknown workflow is ignored: nothing tells the client it exists.
-                    if let Some(link) = relay.link(&workflow) {
+                    // An unknown or forbidden workflow is ignored: nothing tells the
+                    // client whether it exists.
+                    if let Some(link) = relay.link(&workflow).filter(|_| grant.access.allows(&workflow)) {
                         link.send(Command::Resync { client, topic }).await;
                     }
                     bad_in_a_row = 0;
@@ -112,22 +150,26 @@ async fn read(
     }
 }
 
-/// Handles `subscribe`; true when it was accepted.
+/// Handles `subscribe`; true when it was accepted. The subscription is restricted to
+/// `access` before anything looks at it, so schema checks, interning, the
+/// `subscribed` echo and rebinding only ever meet allowed workflows.
 async fn subscribe(
     relay: &Arc<Relay>,
     client: ClientId,
     outbox: &Arc<Outbox>,
     query: &str,
     resume: Option<Resume>,
+    access: &Access,
 ) -> bool {
     let sub = match Subscription::parse(query, &relay.config().limits.query) {
-        Ok(sub) => sub,
+        Ok(sub) => access.restrict(sub),
         Err(e) => {
             outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
             return false;
         }
     };
-    for link in relay.links() {
+    let allowed = move || relay.links().filter(move |link| access.allows(&link.id));
+    for link in allowed() {
         if sub.for_workflow(&link.id).is_some() {
             if let Err(e) = sub.check(&link.status().schema) {
                 outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
@@ -140,7 +182,7 @@ async fn subscribe(
         query: group.key.clone(),
     }));
     let mut resume: BTreeMap<String, _> = resume.unwrap_or_default();
-    for link in relay.links() {
+    for link in allowed() {
         link.send(Command::Rebind {
             client,
             outbox: outbox.clone(),

@@ -95,6 +95,14 @@ impl SuiteLink {
         config.topics = Some(Vec::new());
         config.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
         config.max_queued = limits.suite_max_queued;
+        if let Some(key) = &suite.server_key {
+            let server_key =
+                clonewire_suite::sockets::CurvePublicKey::parse(key).map_err(std::io::Error::other)?;
+            config.curve = Some(
+                clonewire_suite::sockets::CurveClient::ephemeral(server_key)
+                    .map_err(std::io::Error::other)?,
+            );
+        }
         let worker = Worker {
             id: id.clone(),
             views: Views::new(id.clone(), limits.history_deltas),

@@ -72,11 +72,7 @@ async fn a_python_suite_reaches_a_websocket_client_intact() {
         doc
     });
 
-    let suite = SuiteConfig {
-        name: "py".into(),
-        pub_endpoint: pub_ep,
-        rep_endpoint: rep_ep,
-    };
+    let suite = SuiteConfig::new("py", pub_ep, rep_ep);
     let relay = clonewire_relay::start(relay_config(vec![suite])).await.unwrap();
     let addr = relay.local_addr();
     let q = "{ workflows { taskProxies { status name } workflow } }";
