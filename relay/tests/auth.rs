@@ -1,5 +1,6 @@
 //! Tokens and origins on `/ws`: who may connect, and that a client never receives a
-//! byte of a workflow outside its token's claims, nor learns that one exists.
+//! byte of a workflow outside its token's claims, nor learns that one exists. And a
+//! suite followed over CURVE with its `server_key`.
 
 mod common;
 
@@ -339,5 +340,40 @@ async fn health_names_only_the_workflows_a_token_may_see() {
         .keys()
         .collect();
     assert_eq!(names, ["a"]);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_curve_suite_is_followed_with_its_server_key_and_only_with_it() {
+    use clonewire_suite::sockets::CurveKeyPair;
+    use clonewire_suite::PublisherConfig;
+    let keys = CurveKeyPair::generate().expect("libzmq has CURVE");
+    let mut config = PublisherConfig::new("sealed");
+    config.schema = schema();
+    config.heartbeat_ms = 100;
+    config.curve_secret_key = Some(keys.secret.clone());
+    let suite = Publisher::start(config).expect("publisher starts");
+    suite.publish("workflow", json!({"name": "sealed"})).unwrap();
+    let with_key = clonewire_relay::config::SuiteConfig {
+        server_key: Some(keys.public.0.clone()),
+        ..clonewire_relay::config::SuiteConfig::new("sealed", suite.pub_endpoint(), suite.rep_endpoint())
+    };
+    let without_key =
+        clonewire_relay::config::SuiteConfig::new("plain", suite.pub_endpoint(), suite.rep_endpoint());
+    let relay = clonewire_relay::start(relay_config(vec![with_key, without_key]))
+        .await
+        .expect("relay starts");
+    let mut c = TestClient::connect(relay.local_addr()).await;
+    c.subscribe("{ workflows { workflow } }", None).await;
+    assert!(
+        c.pump_until(Duration::from_secs(5), |c| c.copy("sealed", "workflow")
+            == json!({"name": "sealed"}))
+            .await,
+        "followed over CURVE"
+    );
+    c.pump(Duration::from_secs(1)).await;
+    assert_eq!(c.copy("plain", "workflow"), json!({}), "no key, no data");
+    let plain = relay.relay().link("plain").expect("link").status();
+    assert!(plain.epoch.is_none(), "the keyless link never joined");
     relay.shutdown().await.unwrap();
 }
