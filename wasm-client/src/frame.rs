@@ -1,13 +1,13 @@
-//! Fast decoding of the two frames that make up nearly all traffic, `delta` and
-//! `snapshot`. `RelayMessage` is an internally tagged enum, which serde decodes by
-//! buffering the whole frame (patch included) before decoding it again; a flat struct
-//! reads it once, borrowing the workflow, topic and epoch from the text. Anything
-//! else, or anything incomplete, goes to `RelayMessage::decode`.
+//! Decoding relay frames in one pass. `RelayMessage` is an internally tagged enum,
+//! which serde decodes by buffering the whole frame (patch included) before decoding
+//! it again, with code of its own for that; one flat struct reads any frame once,
+//! borrowing the workflow, topic and epoch of `delta` and `snapshot` frames (nearly
+//! all traffic) from the text. The result is what `RelayMessage::decode` gives.
 
 use std::borrow::Cow;
 
-use clonewire_core::protocol::client::RelayMessage;
-use clonewire_core::Hash;
+use clonewire_core::protocol::client::{ClientErrorCode, RelayMessage, WorkflowState};
+use clonewire_core::{Hash, Schema};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,6 +28,28 @@ struct Frame<'a> {
     time: Option<f64>,
     patch: Option<Value>,
     value: Option<Value>,
+    // The other messages' fields (names, when they are strings, left for later).
+    protocol: Option<String>,
+    relay: Option<String>,
+    query: Option<String>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    message: Option<String>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
+    schema: Option<Schema>,
+}
+
+fn workflow_state(name: &str) -> Option<WorkflowState> {
+    Some(match name {
+        "syncing" => WorkflowState::Syncing,
+        "live" => WorkflowState::Live,
+        "stale" => WorkflowState::Stale,
+        "busy" => WorkflowState::Busy,
+        "stopped" => WorkflowState::Stopped,
+        "removed" => WorkflowState::Removed,
+        _ => return None,
+    })
 }
 
 /// A `delta` or `snapshot` frame, its names borrowed from the text when they can be.
@@ -65,67 +87,52 @@ pub enum Message<'a> {
 
 /// Decodes a relay frame; `None` when it is not a relay message.
 pub fn decode(text: &str) -> Option<Message<'_>> {
-    if let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) {
-        if let (Some(workflow), Some(topic), Some(epoch), Some(seq), Some(hash)) =
-            (frame.workflow, frame.topic, frame.epoch, frame.seq, frame.hash)
-        {
-            let data = |prev, time, body| Data {
-                workflow,
-                topic,
-                epoch,
-                seq,
-                hash,
-                prev,
-                time,
-                body,
+    let frame = serde_json::from_str::<Frame<'_>>(text).ok()?;
+    Some(match &*frame.kind {
+        "delta" | "snapshot" => {
+            let data = Data {
+                workflow: frame.workflow?,
+                topic: frame.topic?,
+                epoch: frame.epoch?,
+                seq: frame.seq?,
+                hash: frame.hash?,
+                prev: None,
+                time: None,
+                body: Value::Null,
             };
-            match (&*frame.kind, frame.patch, frame.value) {
-                ("delta", Some(patch), _) => {
-                    return Some(Message::Delta(data(frame.prev, frame.time, patch)))
-                }
-                ("snapshot", _, Some(value)) => return Some(Message::Snapshot(data(None, None, value))),
-                _ => {}
+            if frame.kind == "delta" {
+                Message::Delta(Data {
+                    prev: frame.prev,
+                    time: frame.time,
+                    body: frame.patch?,
+                    ..data
+                })
+            } else {
+                Message::Snapshot(Data {
+                    body: frame.value?,
+                    ..data
+                })
             }
         }
-    }
-    Some(match RelayMessage::decode(text).ok()? {
-        RelayMessage::Delta {
-            workflow,
-            topic,
-            epoch,
-            seq,
-            prev,
-            hash,
-            time,
-            patch,
-        } => Message::Delta(Data {
-            workflow: workflow.into(),
-            topic: topic.into(),
-            epoch: epoch.into(),
-            seq,
-            hash,
-            prev,
-            time,
-            body: patch,
+        "hello" => Message::Other(RelayMessage::Hello {
+            protocol: frame.protocol?,
+            relay: frame.relay?,
         }),
-        RelayMessage::Snapshot {
-            workflow,
-            topic,
-            epoch,
-            seq,
-            hash,
-            value,
-        } => Message::Snapshot(Data {
-            workflow: workflow.into(),
-            topic: topic.into(),
-            epoch: epoch.into(),
-            seq,
-            hash,
-            prev: None,
-            time: None,
-            body: value,
+        "subscribed" => Message::Other(RelayMessage::Subscribed { query: frame.query? }),
+        "error" => Message::Other(RelayMessage::Error {
+            code: match frame.code.as_deref()? {
+                "bad_query" => ClientErrorCode::BadQuery,
+                "bad_message" => ClientErrorCode::BadMessage,
+                _ => return None,
+            },
+            message: frame.message?,
         }),
-        other => Message::Other(other),
+        "workflow" => Message::Other(RelayMessage::Workflow {
+            workflow: frame.workflow?.into_owned(),
+            state: workflow_state(frame.state.as_deref()?)?,
+            schema: frame.schema,
+        }),
+        _ => return None,
     })
 }
 
@@ -185,6 +192,10 @@ mod tests {
             r#"{"type":"snapshot","workflow":"w","topic":"t","epoch":"e","seq":3,"hash":"0000000000000000","value":{}}"#,
             r#"{"type":"hello","protocol":"clonewire/1","relay":"r/1"}"#,
             r#"{"type":"workflow","workflow":"w","state":"live","schema":{"collections":[]}}"#,
+            r#"{"type":"workflow","workflow":"w","state":"removed"}"#,
+            r#"{"type":"subscribed","query":"subscription { workflows(ids: []) }"}"#,
+            r#"{"type":"error","code":"bad_query","message":"line 1, column 3: no"}"#,
+            r#"{"type":"error","code":"bad_message","message":"?","extra":1}"#,
         ];
         for text in frames {
             assert_eq!(decode(text), general(text), "{text}");
@@ -195,7 +206,12 @@ mod tests {
             "[]",
             r#"{"type":"delta","workflow":"w"}"#,
             r#"{"type":"delta","workflow":"w","topic":"t","epoch":"e","seq":3,"prev":null,"hash":"XYZ","patch":{}}"#,
+            r#"{"type":"error","code":"no_such_code","message":"?"}"#,
+            r#"{"type":"workflow","workflow":"w","state":"sleeping"}"#,
+            r#"{"type":"hello","protocol":"clonewire/1"}"#,
+            r#"{"type":"goodbye"}"#,
         ] {
+            assert_eq!(general(bad), None, "{bad}");
             assert_eq!(decode(bad), None, "{bad}");
         }
     }
