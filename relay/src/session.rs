@@ -109,6 +109,12 @@ async fn read(
             }
         };
         let problem = match message {
+            Some(Err(e)) if too_big(&e) => {
+                // docs/protocol.md: a frame over the size limit closes with 1009.
+                relay.metrics().bad_client_messages.inc();
+                outbox.close(1009, "message too big");
+                return;
+            }
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => "binary frames are not part of the protocol".to_owned(),
@@ -266,4 +272,18 @@ async fn write(
         }
     }
     let _ = done.send(true);
+}
+
+/// True when a read failed because the frame was over the size limit.
+fn too_big(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error;
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        if matches!(e.downcast_ref::<Error>(), Some(Error::Capacity(_))) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

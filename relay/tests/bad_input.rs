@@ -233,10 +233,8 @@ async fn an_oversized_frame_closes_only_that_connection() {
 }
 
 /// docs/protocol.md: "A frame over the relay's size limit closes the connection with
-/// code 1009". The session's reader treats the websocket's capacity error like any
-/// read error and closes with 1000 ("bye").
+/// code 1009".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: an oversized frame is closed with 1000, not 1009"]
 async fn an_oversized_frame_is_closed_with_1009() {
     let (_a, _mirror, relay, _client) = setup().await;
     assert_eq!(

@@ -271,10 +271,22 @@ impl Replica {
 #[derive(Clone, Debug)]
 enum Pending {
     Hello,
-    Snapshot { topics: Option<Vec<String>> },
-    Replay { topic: String, from: u64 },
-    Hashes { topic: String },
-    Get { topic: String, seq: u64, hash: Hash, keys: Vec<String> },
+    Snapshot {
+        topics: Option<Vec<String>>,
+    },
+    Replay {
+        topic: String,
+        from: u64,
+    },
+    Hashes {
+        topic: String,
+    },
+    Get {
+        topic: String,
+        seq: u64,
+        hash: Hash,
+        keys: Vec<String>,
+    },
 }
 
 impl Pending {
@@ -298,7 +310,10 @@ impl Pending {
                 topic: topic.clone(),
                 from: *from,
             },
-            Pending::Hashes { topic } => Request::Hashes { topic: topic.clone(), path: Vec::new() },
+            Pending::Hashes { topic } => Request::Hashes {
+                topic: topic.clone(),
+                path: Vec::new(),
+            },
             Pending::Get { topic, keys, .. } => Request::Get {
                 topic: topic.clone(),
                 paths: keys.iter().map(|k| vec![k.clone()]).collect(),
@@ -1036,7 +1051,13 @@ impl Follower {
             }
             Reply::Get(get) => {
                 self.next_get = None;
-                if let Pending::Get { topic, seq, hash, keys } = pending {
+                if let Pending::Get {
+                    topic,
+                    seq,
+                    hash,
+                    keys,
+                } = pending
+                {
                     self.on_get(&topic, seq, hash, &keys, get);
                 }
             }
@@ -1047,7 +1068,9 @@ impl Follower {
     /// topic. Children whose hashes differ from ours (or exist on one side only) are
     /// fetched next with `get`; too many, and a snapshot is cheaper.
     fn on_hashes(&mut self, topic: String, reply: HashesReply) {
-        let Some(replica) = self.topics.get_mut(&topic) else { return };
+        let Some(replica) = self.topics.get_mut(&topic) else {
+            return;
+        };
         if replica.trusted {
             return; // repaired meanwhile
         }
@@ -1058,7 +1081,11 @@ impl Follower {
             .filter(|(k, h)| ours.get(k).map(|n| n.hash()) != Some(h.0))
             .map(|(k, _)| k.clone())
             .collect();
-        keys.extend(ours.iter().filter(|(k, _)| !reply.children.contains_key(*k)).map(|(k, _)| k.to_owned()));
+        keys.extend(
+            ours.iter()
+                .filter(|(k, _)| !reply.children.contains_key(*k))
+                .map(|(k, _)| k.to_owned()),
+        );
         if keys.len() > MAX_HASHED_CHILDREN {
             replica.distrust(Rung::Snapshot);
             return;
@@ -1068,13 +1095,20 @@ impl Follower {
             self.settle(&topic, reply.seq, Changes::default());
             return;
         }
-        self.next_get = Some(Pending::Get { topic, seq: reply.seq, hash: reply.hash, keys });
+        self.next_get = Some(Pending::Get {
+            topic,
+            seq: reply.seq,
+            hash: reply.hash,
+            keys,
+        });
     }
 
     /// Hash-guided repair, second step: the differing children's values replace ours;
     /// the topic hash must then be the one `hashes` reported at the same seq.
     fn on_get(&mut self, topic: &str, seq: u64, hash: Hash, keys: &[String], reply: GetReply) {
-        let Some(replica) = self.topics.get_mut(topic) else { return };
+        let Some(replica) = self.topics.get_mut(topic) else {
+            return;
+        };
         if replica.trusted {
             return;
         }
@@ -1089,10 +1123,17 @@ impl Follower {
         // Each child is replaced whole: remove, then set (a merge patch cannot say
         // "replace this object").
         let removal: serde_json::Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
-        let fresh: serde_json::Map<String, Value> =
-            keys.iter().cloned().zip(reply.values).filter(|(_, v)| !v.is_null()).collect();
+        let fresh: serde_json::Map<String, Value> = keys
+            .iter()
+            .cloned()
+            .zip(reply.values)
+            .filter(|(_, v)| !v.is_null())
+            .collect();
         let mut candidate = replica.topic.clone();
-        let changes = match (candidate.apply(&Value::Object(removal)), candidate.apply(&Value::Object(fresh))) {
+        let changes = match (
+            candidate.apply(&Value::Object(removal)),
+            candidate.apply(&Value::Object(fresh)),
+        ) {
             (Ok(a), Ok(b)) => a.then(b),
             _ => {
                 replica.distrust(Rung::Snapshot);
@@ -1109,15 +1150,26 @@ impl Follower {
 
     /// A hash-guided repair succeeded: the replica is the suite's at `seq`.
     fn settle(&mut self, topic: &str, seq: u64, changes: Changes) {
-        let Some(replica) = self.topics.get_mut(topic) else { return };
+        let Some(replica) = self.topics.get_mut(topic) else {
+            return;
+        };
         let prev = replica.seq;
         replica.seq = seq;
         replica.trusted = true;
         replica.rung = Rung::Replay;
         replica.stuck = 0;
         self.stats.repairs_hashes += 1;
-        self.events.push_back(Event::Reset { topic: topic.to_owned(), prev, seq, changes });
-        self.events.push_back(Event::Repaired { topic: topic.to_owned(), seq, rung: Rung::Hashes });
+        self.events.push_back(Event::Reset {
+            topic: topic.to_owned(),
+            prev,
+            seq,
+            changes,
+        });
+        self.events.push_back(Event::Repaired {
+            topic: topic.to_owned(),
+            seq,
+            rung: Rung::Hashes,
+        });
         self.drain_queue(topic);
     }
 

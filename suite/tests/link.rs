@@ -194,17 +194,29 @@ fn when_history_is_gone_only_the_differing_children_are_fetched() {
     // Lost: a change to t2, a new t60, t3 deleted; then more than history keeps.
     suite.publish_unsent("taskProxies", task(2, "running")).unwrap();
     suite.publish_unsent("taskProxies", task(60, "waiting")).unwrap();
-    suite.publish_unsent("taskProxies", json!({"1/t3": null})).unwrap();
+    suite
+        .publish_unsent("taskProxies", json!({"1/t3": null}))
+        .unwrap();
     for n in 4..9 {
         suite.publish("taskProxies", task(n, "submitted")).unwrap();
     }
-    assert!(run_until(&mut f, &mut events, |f| caught_up(f, &suite, "taskProxies")));
+    assert!(run_until(&mut f, &mut events, |f| caught_up(
+        f,
+        &suite,
+        "taskProxies"
+    )));
     let reset = events.iter().rev().find_map(|e| match e {
         Event::Reset { changes, .. } => Some(changes.len()),
         _ => None,
     });
     assert!(
-        events.iter().any(|e| matches!(e, Event::Repaired { rung: Rung::Hashes, .. })),
+        events.iter().any(|e| matches!(
+            e,
+            Event::Repaired {
+                rung: Rung::Hashes,
+                ..
+            }
+        )),
         "{events:?}"
     );
     // t2's status (1), t60's two leaves (2), t3's two leaves (2), not the 100 held.
