@@ -98,6 +98,11 @@ try {
   console.log(`  view changes told: wasm ${result.told.wasm}, plain JS ${result.told.plain}`);
   const ratio = result.plain / result.wasm;
   console.log(`  ratio plain/wasm: ${ratio.toFixed(2)} (goal >= 1.0: ${ratio >= 1 ? 'met' : 'NOT met'})`);
+  // The best round is the least disturbed by other work on the machine.
+  console.log(
+    `  best rounds: wasm ${per(result.bestWasm)} us/delta, plain JS ${per(result.bestPlain)} us/delta, ` +
+      `ratio ${(result.bestPlain / result.bestWasm).toFixed(2)}`,
+  );
 } finally {
   await browser.close();
   server.close();

@@ -109,15 +109,6 @@ export class View {
   }
 }
 
-/** Calls `f(...args)`; an exception in the page's code is the page's, the client carries on. */
-function guarded(f, ...args) {
-  try {
-    f(...args);
-  } catch {
-    // ignored, as a WebSocket ignores an exception in its own listener
-  }
-}
-
 /** A connection to a relay and the one store behind all of its views. */
 export class Client {
   #inner;
@@ -131,15 +122,34 @@ export class Client {
     this.#inner = makeInner((text) => this.#dispatch(text));
   }
 
-  /** Everything one wasm call produced: `{n: [[viewId, changes], ...], e: [event, ...]}`. */
+  /**
+   * Everything one wasm call produced: `{n: [[viewId, changes], ...], e: [event, ...]}`.
+   * An exception in the page's code is the page's: the client carries on, as a
+   * WebSocket ignores an exception thrown by its own listener.
+   */
   #dispatch(text) {
-    const { n, e } = JSON.parse(text);
-    for (const [id, changes] of n) {
-      const entry = this.#views.get(id);
-      if (entry?.onChange) guarded(entry.onChange, changes, entry.view);
+    const batch = JSON.parse(text);
+    const notifications = batch.n;
+    for (let i = 0; i < notifications.length; i++) {
+      const entry = this.#views.get(notifications[i][0]);
+      if (entry === undefined || entry.onChange === undefined) continue;
+      try {
+        entry.onChange(notifications[i][1], entry.view);
+      } catch {
+        // ignored: see above
+      }
     }
-    for (const event of e) {
-      for (const listener of this.#listeners[event.type] ?? []) guarded(listener, event);
+    const events = batch.e;
+    for (let i = 0; i < events.length; i++) {
+      const listeners = this.#listeners[events[i].type];
+      if (listeners === undefined) continue;
+      for (const listener of listeners) {
+        try {
+          listener(events[i]);
+        } catch {
+          // ignored: see above
+        }
+      }
     }
   }
 

@@ -55,6 +55,8 @@ struct Inner {
     dispatcher: Function,
     /// Reused for that text.
     buffer: Vec<u8>,
+    /// The JS strings `"target"` and `"data"`, made once rather than per event.
+    keys: (JsValue, JsValue),
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -84,10 +86,10 @@ impl Inner {
 
     /// True when `event` comes from the current socket.
     fn is_current(&self, event: &JsValue) -> bool {
-        let target = Reflect::get(event, &JsValue::from_str("target")).unwrap_or(JsValue::UNDEFINED);
+        let target = Reflect::get(event, &self.keys.0).unwrap_or(JsValue::UNDEFINED);
         self.socket
             .as_ref()
-            .is_some_and(|s| target.is_undefined() || JsValue::from(s.clone()) == target)
+            .is_some_and(|s| target.is_undefined() || AsRef::<JsValue>::as_ref(s) == &target)
     }
 }
 
@@ -180,7 +182,7 @@ fn make_handlers(shared: &Shared) -> Handlers {
                 if !inner.is_current(&event) {
                     return;
                 }
-                let data = Reflect::get(&event, &JsValue::from_str("data")).unwrap_or(JsValue::UNDEFINED);
+                let data = Reflect::get(&event, &inner.keys.1).unwrap_or(JsValue::UNDEFINED);
                 // Binary frames are not part of the protocol: the session counts them.
                 let text = data.as_string().unwrap_or_default();
                 inner.session.receive(&text)
@@ -266,6 +268,7 @@ impl WasmClient {
             timer: None,
             dispatcher,
             buffer: Vec::new(),
+            keys: (JsValue::from_str("target"), JsValue::from_str("data")),
         }));
         let handlers = make_handlers(&shared);
         shared.borrow_mut().handlers = Some(handlers);
