@@ -160,36 +160,32 @@ fn lost(shared: &Shared) {
     dispatch(shared, effects);
 }
 
+/// A socket handler that acts on events from the current socket only, then dispatches.
+fn socket_handler(
+    shared: &Shared,
+    act: impl Fn(&mut Inner, &JsValue) -> Effects + 'static,
+) -> Closure<dyn FnMut(JsValue)> {
+    let shared = shared.clone();
+    Closure::new(move |event: JsValue| {
+        let effects = {
+            let mut inner = shared.borrow_mut();
+            if !inner.is_current(&event) {
+                return;
+            }
+            act(&mut inner, &event)
+        };
+        dispatch(&shared, effects);
+    })
+}
+
 fn make_handlers(shared: &Shared) -> Handlers {
-    let on_open = {
-        let shared = shared.clone();
-        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            let effects = {
-                let mut inner = shared.borrow_mut();
-                if !inner.is_current(&event) {
-                    return;
-                }
-                inner.session.opened()
-            };
-            dispatch(&shared, effects);
-        })
-    };
-    let on_message = {
-        let shared = shared.clone();
-        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            let effects = {
-                let mut inner = shared.borrow_mut();
-                if !inner.is_current(&event) {
-                    return;
-                }
-                let data = Reflect::get(&event, &inner.keys.1).unwrap_or(JsValue::UNDEFINED);
-                // Binary frames are not part of the protocol: the session counts them.
-                let text = data.as_string().unwrap_or_default();
-                inner.session.receive(&text)
-            };
-            dispatch(&shared, effects);
-        })
-    };
+    let on_open = socket_handler(shared, |inner, _| inner.session.opened());
+    let on_message = socket_handler(shared, |inner, event| {
+        let data = Reflect::get(event, &inner.keys.1).unwrap_or(JsValue::UNDEFINED);
+        // Binary frames are not part of the protocol: the session counts them.
+        let text = data.as_string().unwrap_or_default();
+        inner.session.receive(&text)
+    });
     let on_close = {
         let shared = shared.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
