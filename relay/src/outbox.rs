@@ -139,6 +139,9 @@ impl Item {
 struct Inner {
     items: VecDeque<(Item, usize)>,
     bytes: usize,
+    /// The part of `bytes` that is snapshots: catch-up data, bounded by the store and
+    /// not counted against the limits (else a big snapshot could never be sent).
+    snapshot_bytes: usize,
     conflated: HashMap<TopicKey, (Conflated, usize)>,
     /// Keys whose deltas are dropped until a snapshot; `true` once asked for.
     needs_snapshot: BTreeMap<TopicKey, bool>,
@@ -207,14 +210,18 @@ impl Outbox {
         if inner.closed {
             return;
         }
-        let mut freed = 0;
+        let (mut freed, mut freed_snapshots) = (0, 0);
         inner.items.retain(|(item, len)| {
             let stale = item.key() == Some(&key);
             if stale {
                 freed += len;
+                if matches!(item, Item::Snapshot(..)) {
+                    freed_snapshots += len;
+                }
             }
             !stale
         });
+        inner.snapshot_bytes -= freed_snapshots;
         if let Some((_, len)) = inner.conflated.remove(&key) {
             freed += len;
         }
@@ -223,6 +230,7 @@ impl Outbox {
         let len = text.len();
         inner.items.push_back((Item::Snapshot(key, text), len));
         inner.bytes += len;
+        inner.snapshot_bytes += len;
         self.settle(inner);
     }
 
@@ -237,7 +245,7 @@ impl Outbox {
             conflated.add(delta);
             *bytes += len;
             OutboxCounters::bump(&self.counters.conflated);
-        } else if inner.bytes + len > self.soft_bytes {
+        } else if inner.bytes - inner.snapshot_bytes + len > self.soft_bytes {
             inner
                 .conflated
                 .insert(delta.key.clone(), (Conflated::start(delta), len));
@@ -262,16 +270,22 @@ impl Outbox {
 
     /// Enforces the hard limit, then wakes the writer.
     fn settle(&self, mut inner: MutexGuard<'_, Inner>) {
-        if inner.bytes > self.hard_bytes {
-            // Drop every pending snapshot and delta; their keys get fresh snapshots
-            // once the client has caught up.
+        if inner.bytes - inner.snapshot_bytes > self.hard_bytes {
+            // Drop every pending delta; their keys get fresh snapshots once the client
+            // has caught up. Queued snapshots stay: they are how it catches up, and one
+            // larger than the limit must still be deliverable (it is bounded by the
+            // store, which the relay holds anyway).
             let mut dropped = Vec::new();
-            inner.items.retain(|(item, _)| match item.key() {
-                Some(key) => {
+            inner.items.retain(|(item, _)| match item {
+                Item::Delta(d) => {
+                    dropped.push(d.key.clone());
+                    false
+                }
+                Item::ConflatedSlot(key) => {
                     dropped.push(key.clone());
                     false
                 }
-                None => true,
+                Item::Snapshot(..) | Item::Text(_) | Item::Close(..) => true,
             });
             inner.conflated.clear();
             for key in dropped {
@@ -279,10 +293,17 @@ impl Outbox {
             }
             inner.bytes = inner.items.iter().map(|(_, len)| len).sum();
             OutboxCounters::bump(&self.counters.overflows);
-            if inner.bytes > self.hard_bytes && !inner.closed {
-                // Only unordered frames are left and still too many: give up on it.
+            let unordered: usize = inner
+                .items
+                .iter()
+                .filter(|(item, _)| matches!(item, Item::Text(_)))
+                .map(|(_, len)| len)
+                .sum();
+            if unordered > self.hard_bytes && !inner.closed {
+                // Unordered frames alone are too many: give up on this client.
                 inner.items.clear();
                 inner.bytes = 0;
+                inner.snapshot_bytes = 0;
                 inner
                     .items
                     .push_back((Item::Close(1008, "too slow: send queue full"), 0));
@@ -302,7 +323,10 @@ impl Outbox {
                 inner.bytes -= len;
                 Some(match item {
                     Item::Text(text) => Outgoing::Text(text),
-                    Item::Snapshot(_, text) => Outgoing::Snapshot(text),
+                    Item::Snapshot(_, text) => {
+                        inner.snapshot_bytes -= len;
+                        Outgoing::Snapshot(text)
+                    }
                     Item::Delta(delta) => Outgoing::Delta(delta),
                     Item::Close(code, reason) => Outgoing::Close(code, reason),
                     Item::ConflatedSlot(key) => match inner.conflated.remove(&key) {
@@ -439,6 +463,20 @@ mod tests {
         out.push_snapshot(key("t"), Arc::from("snap"));
         assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.key == key("u")));
         assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_the_hard_limit_is_still_delivered() {
+        let out = Outbox::new(100, 200, Default::default());
+        out.push_delta(&delta("t", 1, "a", 1));
+        out.push_snapshot(key("t"), Arc::from("s".repeat(1_000)));
+        out.push_delta(&delta("t", 2, "a", 2));
+        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(t)) if t.len() == 1_000));
+        assert!(
+            matches!(out.pop(), Some(Outgoing::Delta(_))),
+            "deltas after it still flow"
+        );
+        assert!(out.pop().is_none());
     }
 
     #[test]
