@@ -36,5 +36,8 @@ step "the page in headless Chromium against clonewire-relay --demo"
 cargo build -q -p clonewire-relay
 npm run --silent test:e2e
 
-step "every Rust test in the workspace (last, so its summary closes the run)"
+step "fuzzing: each target briefly (query parsing, patch apply, client and suite messages)"
+bash fuzz/run.sh 20
+
+step "every Rust test in the workspace, the fault campaign's short form included (last, so its summary closes the run)"
 cargo nextest run --workspace --no-fail-fast
