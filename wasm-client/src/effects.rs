@@ -8,6 +8,7 @@
 //! many views it concerns.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::ops::Range;
 
 use clonewire_core::{Changes, LeafChange};
@@ -119,6 +120,15 @@ impl Effects {
         views
     }
 
+    /// How many views are told something (one callback each).
+    pub fn view_count(&self) -> usize {
+        match self.touched.as_slice() {
+            // One (workflow, topic), as for every delta and snapshot: no need to sort.
+            [one] => one.views.len(),
+            _ => self.views().len(),
+        }
+    }
+
     /// True when there is nothing to tell the page.
     pub fn is_empty(&self) -> bool {
         self.touched.is_empty() && self.events.is_empty()
@@ -155,7 +165,10 @@ impl Effects {
             .iter()
             .flat_map(|t| t.views.iter().map(move |(view, range)| (*view, t, range)))
             .collect();
-        all.sort_by_key(|(view, _, _)| *view);
+        // Stable, and a no-op for one (workflow, topic), whose views are ascending.
+        if self.touched.len() > 1 {
+            all.sort_by_key(|(view, _, _)| *view);
+        }
         all
     }
 
@@ -175,7 +188,7 @@ impl Effects {
                 }
                 current = Some(view);
                 out.push(b'[');
-                out.extend_from_slice(view.to_string().as_bytes());
+                let _ = write!(out, "{view}");
                 out.extend_from_slice(b",[");
             }
             out.extend_from_slice(b"{\"workflow\":");

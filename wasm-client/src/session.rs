@@ -348,7 +348,7 @@ impl Session {
     }
 
     fn count_notifications(&mut self, effects: &Effects) {
-        self.counters.notifications += effects.views().len() as u64;
+        self.counters.notifications += effects.view_count() as u64;
     }
 
     /// A frame that is not a relay message: count it; if it names a (workflow, topic)
