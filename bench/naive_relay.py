@@ -72,7 +72,7 @@ async def main():
                         "type": "snapshot", "workflow": suite.name, "topic": topic,
                         "epoch": snap.get("epoch"), "seq": t.get("seq"),
                         "hash": t.get("hash"), "value": t.get("value"),
-                    }))
+                    }, separators=(",", ":")))
             clients.add(ws)
             await ws.wait_closed()
         except websockets.ConnectionClosed:

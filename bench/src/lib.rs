@@ -118,8 +118,11 @@ impl Judge {
         if let Some(verdict) = self.verdicts.get(&key) {
             return *verdict;
         }
+        // Deltas are applied in the order the first client sees them. Past a gap (the
+        // naive relay loses what is published while it sends a snapshot) the replica
+        // goes on from there: only leaves the lost deltas touched can be misjudged.
         let verdict = match self.replicas.get_mut(&(key.0.clone(), key.1.clone())) {
-            Some((last, replica, projection)) if seq == *last + 1 => {
+            Some((last, replica, projection)) if seq > *last => {
                 *last = seq;
                 match (replica.apply(patch), projection) {
                     (Ok(changes), Some(p)) => !p.project_changes(&changes).is_empty(),
@@ -183,10 +186,10 @@ pub struct ClientReport {
     pub snapshots: u64,
     /// Latency from the suite's `time` to receipt, over useful deltas in the window.
     pub latency_ms: Latency,
-    /// Time from `subscribe` to the client's first snapshot or delta (all clients).
+    /// Time from `subscribe` until the client holds its projection: a `taskProxies`
+    /// snapshot of every workflow (the ceiling: its first frame).
     pub join_ms: Latency,
-    /// Bytes each client received before the first message it needs was complete
-    /// (snapshots at join), averaged over clients.
+    /// Bytes each client received until then, averaged over clients.
     pub join_bytes: f64,
     /// Sizes of the first delta frames one client received (a sample, for the
     /// ceiling to send frames of the same sizes).
@@ -301,7 +304,12 @@ mod judge_tests {
     #[test]
     fn a_leaf_set_to_its_value_is_not_needed() {
         let mut judge = Judge::new();
-        judge.snapshot("w", "familyProxies", 4, &json!({"1/root": {"status": "running", "stateTotals": {"running": 1}}}));
+        judge.snapshot(
+            "w",
+            "familyProxies",
+            4,
+            &json!({"1/root": {"status": "running", "stateTotals": {"running": 1}}}),
+        );
         let same = json!({"1/root": {"status": "running", "stateTotals": {"running": 2}}});
         assert!(!judge.delta("w", "familyProxies", 5, &same));
         assert!(judge.delta("w", "familyProxies", 6, &json!({"1/root": {"status": "failed"}})));

@@ -3,7 +3,7 @@
 //! `{"event":"measuring"}`, counts for `--secs` seconds, then prints one
 //! [`ClientReport`] as JSON and exits. Every loop is bounded in time.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,8 @@ struct Args {
     /// How many distinct subscriptions they share (client i uses query i mod S).
     #[arg(long, default_value_t = 1)]
     subscriptions: usize,
-    /// Seconds between the last connection's subscribe and the window.
+    /// Seconds between the last client holding its projection and the window (the
+    /// window starts anyway after 90 s of joining).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Length of the measuring window in seconds.
@@ -48,6 +49,10 @@ struct Args {
     /// What serves the clients.
     #[arg(long, value_enum, default_value = "relay")]
     server: Server,
+    /// Workflows served: a client has joined once it holds a `taskProxies` snapshot
+    /// of each.
+    #[arg(long, default_value_t = 1)]
+    workflows: usize,
 }
 
 /// The fields of a naive relay's frame that say what it is about.
@@ -100,12 +105,14 @@ struct Tally {
     sizes: Vec<usize>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn client(
     url: String,
     index: usize,
     args: Arc<Args>,
     phase: Arc<AtomicU8>,
     mut stop: watch::Receiver<bool>,
+    joined: Arc<AtomicUsize>,
     permit: Option<OwnedSemaphorePermit>,
     judge: Arc<Mutex<Judge>>,
 ) -> Tally {
@@ -126,6 +133,7 @@ async fn client(
     drop(permit);
     let subscribed = Instant::now();
     let mut before_join = 0u64;
+    let mut task_snapshots = 0;
     loop {
         let frame = tokio::select! {
             f = ws.next() => f,
@@ -150,9 +158,13 @@ async fn client(
         }
         if tally.join_ms.is_none() {
             before_join += text.len() as u64;
-            if kind == "snapshot" || kind == "delta" {
+            if kind == "snapshot" && text.contains("\"topic\":\"taskProxies\"") {
+                task_snapshots += 1;
+            }
+            if task_snapshots >= args.workflows || args.server == Server::Ceiling {
                 tally.join_ms = Some(subscribed.elapsed().as_secs_f32() * 1000.0);
                 tally.join_bytes = before_join;
+                joined.fetch_add(1, Ordering::Relaxed);
             }
         }
         if phase.load(Ordering::Relaxed) != MEASURING {
@@ -209,6 +221,7 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Arc<Args>) -> ClientReport {
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let judge = Arc::new(Mutex::new(Judge::new()));
+    let joined = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Connect in bounded bursts so the accept queue never overflows.
     let gate = Arc::new(Semaphore::new(64));
@@ -223,12 +236,18 @@ async fn run(args: Arc<Args>) -> ClientReport {
             args2,
             phase,
             stop,
+            joined.clone(),
             permit,
             judge.clone(),
         )));
         if index % 64 == 63 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+    // Measure the steady state: after every client holds its projection (bounded).
+    let joining = Instant::now() + Duration::from_secs(90);
+    while joined.load(Ordering::Relaxed) < args.clients && Instant::now() < joining {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     phase.store(MEASURING, Ordering::Relaxed);

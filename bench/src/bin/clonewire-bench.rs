@@ -267,8 +267,9 @@ struct Bench {
 
 impl Bench {
     fn warmup(&self, clients: usize) -> f64 {
-        let base = if self.args.quick { 1.5 } else { 3.0 };
-        base + clients as f64 / 500.0
+        // Settling time after the last client has joined.
+        let base = if self.args.quick { 1.0 } else { 2.0 };
+        base + clients as f64 / 1000.0
     }
 
     fn secs(&self) -> f64 {
@@ -341,6 +342,7 @@ impl Bench {
         pids.extend(self.suites.iter().map(|s| s.proc.pid()));
         let sample = run_clients(
             &format!("ws://127.0.0.1:{port}/ws"),
+            self.suites.len(),
             clients,
             subs,
             self.warmup(clients),
@@ -373,8 +375,10 @@ struct ClientRun {
     clients_cpu: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_clients(
     url: &str,
+    workflows: usize,
     clients: usize,
     subs: usize,
     warmup: f64,
@@ -385,7 +389,14 @@ fn run_clients(
     let mut proc = Proc::spawn(
         "clients",
         Command::new(sibling("clonewire-bench-clients")?)
-            .args(["--url", url, "--server", server])
+            .args([
+                "--url",
+                url,
+                "--server",
+                server,
+                "--workflows",
+                &workflows.to_string(),
+            ])
             .args([
                 "--clients",
                 &clients.to_string(),
@@ -406,7 +417,7 @@ fn run_clients(
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 60.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 150.0);
     let cpu_all = |pids: &[u32]| -> Vec<f64> { pids.iter().map(|p| cpu_secs(*p).unwrap_or(0.0)).collect() };
     let mut start: Option<(Vec<f64>, f64)> = None;
     let mut cpu = vec![0.0; pids.len()];
@@ -601,9 +612,9 @@ fn scale(bench: &Bench) -> Result<(), String> {
         .args
         .scale_tasks
         .unwrap_or(if bench.args.quick { 10_000 } else { 100_000 });
-    let rate = 50.0;
+    let rate = if bench.args.quick { 100.0 } else { 200.0 };
     let clients = 10;
-    let secs = if bench.args.quick { 3.0 } else { 10.0 };
+    let secs = if bench.args.quick { 3.0 } else { 20.0 };
     println!(
         "\n## Scale: 1K vs {}K tasks, {rate} deltas/s each, {clients} clients per relay\n",
         big_tasks / 1000
@@ -616,13 +627,23 @@ fn scale(bench: &Bench) -> Result<(), String> {
     for suite in [&small, &big] {
         suite.request(&ctx, r#"{"op":"hello"}"#)?;
     }
-    let (snap, snap_bytes, _) = big.request(&ctx, r#"{"op":"verify"}"#)?;
-    println!(
-        "suites up in {:.1} s (large: taskProxies seq {})",
-        started.elapsed().as_secs_f64(),
-        snap.pointer("/topics/taskProxies/seq").unwrap_or(&Value::Null)
-    );
-    let _ = snap_bytes;
+    // ...and has published its first cycles (a 100K-task store takes a while).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (v, _, _) = big.request(&ctx, r#"{"op":"verify","topics":["taskProxies"]}"#)?;
+        if v.pointer("/topics/taskProxies/seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            > 1
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the large suite did not publish within 300 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("suites up in {:.1} s", started.elapsed().as_secs_f64());
     let config = bench.dir.join("relay.toml");
     let mut relays = Vec::new();
     for suite in [&small, &big] {
@@ -656,7 +677,7 @@ fn scale(bench: &Bench) -> Result<(), String> {
                         *b = metric(addr, "deltas_in");
                     }
                 });
-                let run = run_clients(&url, clients, 1, warmup, secs, "relay", &[pid])?;
+                let run = run_clients(&url, 1, clients, 1, warmup, secs, "relay", &[pid])?;
                 let _ = probe.join();
                 let after = metric(addr, "deltas_in");
                 let before = before.lock().ok().and_then(|b| *b);
@@ -694,15 +715,8 @@ fn scale(bench: &Bench) -> Result<(), String> {
     println!("\n| new client (warm relay) | time to projection ms | bytes |");
     println!("|---|---|---|");
     for (label, (_, addr)) in ["1K", "large"].iter().zip(&relays) {
-        let run = run_clients(
-            &format!("ws://{addr}/ws"),
-            1,
-            1,
-            1.0 + big_tasks as f64 / 50_000.0,
-            0.2,
-            "relay",
-            &[],
-        )?;
+        let warmup = 2.0 + big_tasks as f64 / 10_000.0;
+        let run = run_clients(&format!("ws://{addr}/ws"), 1, 1, 1, warmup, 0.2, "relay", &[])?;
         println!(
             "| {label} | {:.0} | {:.0} |",
             run.report.join_ms.max, run.report.join_bytes
