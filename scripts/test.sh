@@ -29,11 +29,11 @@ npm run --silent test:wasm
 step "benchmarks run briefly (they print figures and never fail on timing)"
 cargo bench -q -p clonewire-core --bench model -- --quick
 
-step "the npm module: node tests, types, the packed tarball in a Vite app"
+step "the npm module: node tests (scripted and live relay), types, the packed tarball in a Vite app"
+cargo build -q -p clonewire-relay
 npm test
 
 step "the page in headless Chromium against clonewire-relay --demo"
-cargo build -q -p clonewire-relay
 npm run --silent test:e2e
 
 step "fuzzing: each target briefly (query parsing, patch apply, client and suite messages)"
