@@ -21,7 +21,7 @@ step "the npm module: build (cargo → wasm-bindgen → wasm-opt → dist/)"
 npm run --silent build
 
 step "core on wasm32: the hash vectors under wasm-bindgen-test (node)"
-cargo test -q -p clonewire-core --target wasm32-unknown-unknown --test vectors
+cargo test -p clonewire-core --target wasm32-unknown-unknown --test vectors
 
 step "the client binding under wasm-bindgen-test (node, then headless Chromium)"
 npm run --silent test:wasm
