@@ -122,6 +122,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let app = http::router(relay.clone(), auth);
     let task = tokio::spawn(async move {
         let mut signal = signal;
+        // Deltas are small frames that should leave at once, not wait for Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = signal.wait_for(|stop| *stop).await;
