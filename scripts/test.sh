@@ -9,7 +9,7 @@ step "toolchain and packages (installed only when missing)"
 ensure_apt libzmq3-dev pkg-config chromium chromium-driver
 ensure_wasm_target
 ensure_wasm_bindgen_cli
-ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785
+ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785 websockets:websockets
 ensure_npm
 
 step "format and lints"
@@ -35,6 +35,10 @@ npm test
 
 step "the page in headless Chromium against clonewire-relay --demo"
 npm run --silent test:e2e
+
+step "the end-to-end load benchmark, quick form (relay vs bare websocket ceiling vs naive Python relay)"
+cargo build -q -p clonewire-relay -p clonewire-suite -p clonewire-bench
+target/debug/clonewire-bench --quick
 
 step "fuzzing: each target briefly (query parsing, patch apply, client and suite messages)"
 bash fuzz/run.sh 20
