@@ -86,7 +86,10 @@ async fn websocket(
         .max_message_size(limits.max_client_message_bytes)
         .max_frame_size(limits.max_client_message_bytes)
         .write_buffer_size(64 * 1024)
-        .max_write_buffer_size(1 << 20)
+        // A snapshot can be many MiB and must fit whole: a smaller cap fails the send
+        // and drops the client. Memory stays bounded by the outbox; the writer sends
+        // one frame at a time and waits for it to flush.
+        .max_write_buffer_size(usize::MAX)
         .on_upgrade(move |socket| crate::session::serve(relay, socket, grant))
 }
 

@@ -30,6 +30,8 @@ const SUB_BATCH: usize = 1000;
 const STUCK_REPLAYS: u32 = 2;
 /// Differing children past which hash-guided repair fetches the whole topic instead.
 const MAX_HASHED_CHILDREN: usize = 1_000;
+/// How far the request deadline may grow after timeouts in a row.
+const MAX_TIMEOUT_FACTOR: u32 = 16;
 /// Hash-guided attempts that raced with new deltas before a snapshot is taken instead.
 const HASH_ATTEMPTS: u32 = 3;
 
@@ -43,6 +45,8 @@ pub struct FollowerConfig {
     /// Topics to follow; `None` follows every topic.
     pub topics: Option<Vec<String>>,
     /// How long a request may take before its socket is discarded and it is retried.
+    /// Each timeout in a row doubles it (up to 16×), so a big snapshot that takes
+    /// longer than this still gets through; a reply resets it.
     pub request_timeout: Duration,
     /// The first retry delay after `busy`, a timeout or an error; doubles each time.
     pub backoff_min: Duration,
@@ -342,6 +346,8 @@ pub struct Follower {
     joined: bool,
     topics: BTreeMap<String, Replica>,
     inflight: Option<InFlight>,
+    /// The request deadline's multiplier: doubles on each timeout, 1 after a reply.
+    timeout_factor: u32,
     /// The `get` that follows a `hashes` reply.
     next_get: Option<Pending>,
     retry_at: Option<Instant>,
@@ -391,6 +397,7 @@ impl Follower {
             joined: false,
             topics: BTreeMap::new(),
             inflight: None,
+            timeout_factor: 1,
             next_get: None,
             retry_at: None,
             backoff,
@@ -888,7 +895,7 @@ impl Follower {
             Ok(()) => {
                 self.inflight = Some(InFlight {
                     pending,
-                    deadline: now + self.config.request_timeout,
+                    deadline: now + self.config.request_timeout * self.timeout_factor,
                 });
             }
             Err(e) => {
@@ -919,6 +926,7 @@ impl Follower {
         // A REQ socket whose reply never came cannot send again: discard it.
         self.req = None;
         self.stats.timeouts += 1;
+        self.timeout_factor = (self.timeout_factor * 2).min(MAX_TIMEOUT_FACTOR);
         self.back_off(now);
         self.events.push_back(Event::Timeout { op });
     }
@@ -940,6 +948,8 @@ impl Follower {
         let Some(InFlight { pending, .. }) = self.inflight.take() else {
             return;
         };
+        // The suite answered: deadlines go back to normal.
+        self.timeout_factor = 1;
         let now = Instant::now();
         let outcome = match &pending {
             Pending::Hello => decode_reply::<HelloReply>("hello reply", &bytes).map(|r| r.map(Reply::Hello)),
