@@ -219,8 +219,12 @@ fn when_history_is_gone_only_the_differing_children_are_fetched() {
         )),
         "{events:?}"
     );
-    // t2's status (1), t60's two leaves (2), t3's two leaves (2), not the 100 held.
-    assert_eq!(reset, Some(5), "only what differed was reported");
+    // t2's status (1), t60's two leaves (2), t3's two leaves (2), and the statuses of
+    // t4..t8 if the repair ran after they were published: never the 100 leaves held.
+    assert!(
+        reset.is_some_and(|n| (5..=10).contains(&n)),
+        "only what differed was reported: {reset:?}"
+    );
     assert_eq!((f.stats().repairs_hashes, f.stats().repairs_snapshot), (1, 0));
 }
 
