@@ -34,8 +34,9 @@ pub struct SharedDelta {
     pub hash: Hash,
     /// The suite's publish time (ms).
     pub time: Option<f64>,
-    /// The projected changes, kept so the delta can be conflated.
-    pub changes: Changes,
+    /// The projected changes, kept so the delta can be conflated (shared by every
+    /// view whose projection of this change is the same).
+    pub changes: Arc<Changes>,
     /// The serialized `delta` message.
     pub text: Arc<str>,
 }
@@ -63,13 +64,13 @@ impl Conflated {
             seq: delta.seq,
             hash: delta.hash,
             time: delta.time,
-            changes: delta.changes.clone(),
+            changes: Changes::clone(&delta.changes),
             count: 1,
         }
     }
 
     fn add(&mut self, delta: &SharedDelta) {
-        self.changes = std::mem::take(&mut self.changes).then(delta.changes.clone());
+        self.changes = std::mem::take(&mut self.changes).then(Changes::clone(&delta.changes));
         self.epoch = delta.epoch.clone();
         self.seq = delta.seq;
         self.hash = delta.hash;
@@ -394,7 +395,7 @@ mod tests {
             prev: Some(seq - 1),
             hash: Hash(seq),
             time: None,
-            changes,
+            changes: Arc::new(changes),
             text: Arc::from("x".repeat(100)),
         })
     }

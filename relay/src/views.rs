@@ -433,6 +433,10 @@ impl Views {
             .or_insert_with(|| History::new(self.history_limit))
             .record(prev, seq, changes);
         let epoch = store.epoch().to_owned();
+        let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
+        let key = self.key(topic);
+        let head = delta_head(&self.workflow, topic, &epoch);
+        let mut patches: HashMap<Vec<bool>, (Arc<Changes>, String)> = HashMap::new();
         let mut installs = Vec::new();
         for (id, view) in &mut self.views {
             let Some(vt) = view.topics.get_mut(topic) else {
@@ -446,21 +450,40 @@ impl Views {
                 installs.push((*id, had_label));
                 continue;
             }
-            let projected = vt.proj.project_changes(changes);
-            if projected.is_empty() {
+            // Views whose projection selects the same changed leaves share one
+            // projected patch, serialized once; only seq, prev and hash differ.
+            let mask: Vec<bool> = changes
+                .leaves
+                .iter()
+                .map(|c| vt.proj.selects(&c.path[1..]))
+                .collect();
+            if !mask.contains(&true) {
                 continue;
             }
+            let (projected, patch) = patches.entry(mask).or_insert_with_key(|mask| {
+                let leaves = changes
+                    .leaves
+                    .iter()
+                    .zip(mask)
+                    .filter(|(_, m)| **m)
+                    .map(|(c, _)| c.clone());
+                let projected = Changes {
+                    leaves: leaves.collect(),
+                };
+                let patch = serde_json::to_string(&projected.to_patch()).unwrap_or_default();
+                (Arc::new(projected), patch)
+            });
             let hash = projected.apply_to_hash(vt.hash);
-            let delta = Arc::new(make_delta(
-                &self.workflow,
-                &epoch,
-                topic,
-                vt.label,
+            let delta = Arc::new(SharedDelta {
+                key: key.clone(),
+                epoch: epoch_arc.clone(),
                 seq,
+                prev: vt.label,
                 hash,
                 time,
-                projected,
-            ));
+                changes: projected.clone(),
+                text: delta_text(&head, seq, vt.label, hash, time, patch).into(),
+            });
             vt.label = Some(seq);
             vt.hash = hash;
             self.stats.deltas_made += 1;
@@ -671,17 +694,8 @@ fn make_delta(
     time: Option<f64>,
     changes: Changes,
 ) -> SharedDelta {
-    let text = RelayMessage::Delta {
-        workflow: workflow.to_string(),
-        topic: topic.to_owned(),
-        epoch: epoch.to_owned(),
-        seq,
-        prev,
-        hash,
-        time,
-        patch: changes.to_patch(),
-    }
-    .to_text();
+    let patch = serde_json::to_string(&changes.to_patch()).unwrap_or_default();
+    let text = delta_text(&delta_head(workflow, topic, epoch), seq, prev, hash, time, &patch);
     SharedDelta {
         key: (workflow.clone(), Arc::from(topic)),
         epoch: Arc::from(epoch),
@@ -689,9 +703,45 @@ fn make_delta(
         prev,
         hash,
         time,
-        changes,
+        changes: Arc::new(changes),
         text: text.into(),
     }
+}
+
+/// The start of a `delta` message, the same for every view of one change:
+/// `{"type":"delta","workflow":..,"topic":..,"epoch":..,`.
+fn delta_head(workflow: &str, topic: &str, epoch: &str) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        r#"{{"type":"delta","workflow":{},"topic":{},"epoch":{},"#,
+        quote(workflow),
+        quote(topic),
+        quote(epoch)
+    )
+}
+
+/// A whole `delta` message (the fields of `RelayMessage::Delta`) from its head, the
+/// per-view numbers and the serialized patch.
+fn delta_text(head: &str, seq: u64, prev: Option<u64>, hash: Hash, time: Option<f64>, patch: &str) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(head.len() + patch.len() + 96);
+    text.push_str(head);
+    let _ = write!(text, r#""seq":{seq},"prev":"#);
+    match prev {
+        Some(prev) => {
+            let _ = write!(text, "{prev}");
+        }
+        None => text.push_str("null"),
+    }
+    let _ = write!(text, r#","hash":"{hash}""#);
+    if let Some(time) = time {
+        text.push_str(r#","time":"#);
+        text.push_str(&serde_json::to_string(&time).unwrap_or_else(|_| "null".into()));
+    }
+    text.push_str(r#","patch":"#);
+    text.push_str(patch);
+    text.push('}');
+    text
 }
 
 fn snapshot_text(workflow: &str, epoch: &str, topic: &str, seq: u64, hash: Hash, value: Value) -> Arc<str> {

@@ -345,3 +345,45 @@ fn a_slow_client_is_conflated_and_still_converges() {
     assert!(counters.conflated.load(std::sync::atomic::Ordering::Relaxed) > 150);
     assert_eq!(slow.copy("taskProxies"), projection(&store, &sub, "taskProxies"));
 }
+
+#[test]
+fn different_subscriptions_that_see_the_same_change_share_its_patch() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 100);
+    store.apply(&mut views, "taskProxies", tasks(3));
+    let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
+    let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
+    let (mut a, mut b) = (Client::new(), Client::new());
+    views.rebind(&store, 1, a.outbox.clone(), Some(narrow.clone()), None);
+    views.rebind(&store, 2, b.outbox.clone(), Some(wide.clone()), None);
+    a.drain();
+    b.drain();
+    store.apply(&mut views, "taskProxies", json!({"1/t0": {"status": "running"}}));
+    match (a.outbox.pop(), b.outbox.pop()) {
+        (Some(Outgoing::Delta(x)), Some(Outgoing::Delta(y))) => {
+            assert!(
+                !Arc::ptr_eq(&x, &y),
+                "two subscriptions, two messages (their hashes differ)"
+            );
+            assert!(Arc::ptr_eq(&x.changes, &y.changes), "one projected patch");
+            let decoded = RelayMessage::decode(&x.text).unwrap();
+            assert!(
+                matches!(
+                    decoded,
+                    RelayMessage::Delta {
+                        seq: 2,
+                        prev: Some(1),
+                        ..
+                    }
+                ),
+                "{decoded:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A change only the wide one selects goes to it alone.
+    store.apply(&mut views, "taskProxies", json!({"1/t0": {"name": "renamed"}}));
+    assert!(a.outbox.pop().is_none());
+    assert!(matches!(b.outbox.pop(), Some(Outgoing::Delta(_))));
+}
