@@ -520,6 +520,19 @@ impl Campaign {
             while Instant::now() < synced_by && !self.truths().iter().all(|t| t.synced) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            // ...and the relay must have joined every suite: a suite restarted just
+            // before would otherwise be paused mid-join, and nothing could converge
+            // until it runs again (a limit of pausing, not of the relay).
+            let addr = self.addr;
+            while Instant::now() < synced_by {
+                let live = tokio::task::spawn_blocking(move || relay_all_live(addr))
+                    .await
+                    .unwrap_or(false);
+                if live {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             for s in &self.suites {
                 if let Some(p) = &s.proc {
                     p.signal("STOP");
@@ -713,6 +726,19 @@ fn sample(sampler: &Sampler, stop: &AtomicBool, addr: SocketAddr, _bound: u64) {
 }
 
 /// Scrapes `/metrics` into the current relay process's slot.
+/// True when the relay's `/healthz` says every workflow is `live`.
+fn relay_all_live(addr: SocketAddr) -> bool {
+    let Some(text) = http_get(addr, "/healthz") else {
+        return false;
+    };
+    let Ok(health) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    health["workflows"]
+        .as_object()
+        .is_some_and(|w| !w.is_empty() && w.values().all(|s| s["state"] == "live"))
+}
+
 fn scrape(sampler: &Sampler, addr: SocketAddr) {
     let pid = sampler.pid.load(Ordering::Relaxed);
     let Some(text) = http_get(addr, "/metrics") else {
