@@ -88,28 +88,8 @@ impl Client {
             };
             self.frames.push(text.clone());
             n += 1;
-            let outcome = match RelayMessage::decode(&text).unwrap() {
-                RelayMessage::Snapshot {
-                    workflow,
-                    topic,
-                    epoch,
-                    seq,
-                    hash,
-                    value,
-                } => self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value),
-                RelayMessage::Delta {
-                    workflow,
-                    topic,
-                    epoch,
-                    seq,
-                    prev,
-                    hash,
-                    patch,
-                    ..
-                } => self
-                    .store
-                    .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch),
-                _ => continue,
+            let Some((_, outcome)) = self.store.apply_message(&RelayMessage::decode(&text).unwrap()) else {
+                continue;
             };
             assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?} for {text}");
         }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use clonewire_core::protocol::client::{Resume, ResumePoint};
+use clonewire_core::protocol::client::{RelayMessage, Resume, ResumePoint};
 use clonewire_core::{Changes, Hash, LeafChange, Topic};
 use serde_json::Value;
 
@@ -207,6 +207,42 @@ impl Store {
         replica.epoch = epoch.to_owned();
         replica.seq = Some(seq);
         Outcome::Applied(changes)
+    }
+
+    /// Applies a decoded `snapshot` or `delta` with [`Store::snapshot`] or
+    /// [`Store::delta`]; `None` for messages that are not about a copy. The key names
+    /// the copy, e.g. for the `resync` a rejection calls for.
+    pub fn apply_message(&mut self, message: &RelayMessage) -> Option<(TopicKey, Outcome)> {
+        let (workflow, topic, outcome) = match message {
+            RelayMessage::Snapshot {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                hash,
+                value,
+            } => (
+                workflow,
+                topic,
+                self.snapshot(workflow, topic, epoch, *seq, *hash, value),
+            ),
+            RelayMessage::Delta {
+                workflow,
+                topic,
+                epoch,
+                seq,
+                prev,
+                hash,
+                patch,
+                ..
+            } => (
+                workflow,
+                topic,
+                self.delta(workflow, topic, epoch, *seq, *prev, *hash, patch),
+            ),
+            _ => return None,
+        };
+        Some(((workflow.clone(), topic.clone()), outcome))
     }
 
     /// Marks a copy as awaiting a snapshot (its message could not even be decoded).

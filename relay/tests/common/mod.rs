@@ -177,51 +177,22 @@ impl TestClient {
             .unwrap_or("?")
             .to_owned();
         self.received.push((kind, text.len()));
-        let (workflow, topic, outcome) = match message {
-            RelayMessage::Snapshot {
-                workflow,
-                topic,
-                epoch,
-                seq,
-                hash,
-                value,
-            } => {
-                let o = self.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value);
-                (workflow, topic, o)
+        match &message {
+            RelayMessage::Workflow { workflow, state, .. } => {
+                self.states.insert(workflow.clone(), *state);
             }
+            RelayMessage::Error { code, message } => self.errors.push((format!("{code:?}"), message.clone())),
+            RelayMessage::Subscribed { query } => self.subscribed.push(query.clone()),
             RelayMessage::Delta {
                 workflow,
-                topic,
-                epoch,
-                seq,
-                prev,
-                hash,
-                patch,
-                time,
+                time: Some(time),
+                ..
             } => {
-                if let Some(time) = time {
-                    self.latencies.push((workflow.clone(), now_ms() - time));
-                }
-                let o = self
-                    .store
-                    .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
-                (workflow, topic, o)
+                self.latencies.push((workflow.clone(), now_ms() - time));
             }
-            RelayMessage::Workflow { workflow, state, .. } => {
-                self.states.insert(workflow, state);
-                return;
-            }
-            RelayMessage::Error { code, message } => {
-                self.errors.push((format!("{code:?}"), message));
-                return;
-            }
-            RelayMessage::Subscribed { query } => {
-                self.subscribed.push(query);
-                return;
-            }
-            RelayMessage::Hello { .. } => return,
-        };
-        if let Outcome::Rejected(why) = outcome {
+            _ => {}
+        }
+        if let Some(((workflow, topic), Outcome::Rejected(why))) = self.store.apply_message(&message) {
             self.rejected.push(format!("{workflow}/{topic}: {why:?}"));
             self.send(&ClientMessage::Resync { workflow, topic }).await;
         }

@@ -123,44 +123,16 @@ fn apply(state: &mut ClientState, text: &str) -> Option<ClientMessage> {
         state.undecodable += 1;
         return None;
     };
-    let (workflow, topic, outcome) = match message {
-        RelayMessage::Snapshot {
-            workflow,
-            topic,
-            epoch,
-            seq,
-            hash,
-            value,
-        } => {
-            let o = state.store.snapshot(&workflow, &topic, &epoch, seq, hash, &value);
-            (workflow, topic, o)
-        }
-        RelayMessage::Delta {
-            workflow,
-            topic,
-            epoch,
-            seq,
-            prev,
-            hash,
-            patch,
-            ..
-        } => {
-            let o = state
-                .store
-                .delta(&workflow, &topic, &epoch, seq, prev, hash, &patch);
-            (workflow, topic, o)
-        }
-        RelayMessage::Error { .. } => {
-            state.errors += 1;
-            return None;
-        }
-        _ => return None,
-    };
-    if let Outcome::Rejected(_) = outcome {
-        state.rejected += 1;
-        return Some(ClientMessage::Resync { workflow, topic });
+    if let RelayMessage::Error { .. } = message {
+        state.errors += 1;
     }
-    None
+    match state.store.apply_message(&message) {
+        Some(((workflow, topic), Outcome::Rejected(_))) => {
+            state.rejected += 1;
+            Some(ClientMessage::Resync { workflow, topic })
+        }
+        _ => None,
+    }
 }
 
 /// Opens a connection that subscribes to everything and then never reads. It holds
