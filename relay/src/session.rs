@@ -40,10 +40,10 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
         protocol: clonewire_core::protocol::PROTOCOL.to_owned(),
         relay: format!("{}/{}", relay.config().name, env!("CARGO_PKG_VERSION")),
     }));
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (done_tx, done_rx) = watch::channel(false);
     let writer = tokio::spawn(write(relay.clone(), client, outbox.clone(), sink, done_tx));
-    read(&relay, client, &outbox, stream, done_rx, &grant).await;
+    let ended = read(&relay, client, &outbox, &mut stream, done_rx, &grant).await;
     for link in relay.links() {
         link.send(Command::Leave { client }).await;
     }
@@ -54,13 +54,40 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     } else {
         outbox.close(1000, "bye");
     }
-    if tokio::time::timeout(Duration::from_secs(1), writer)
-        .await
-        .is_err()
-    {
+    // When the relay ends the connection, the client may still be sending: keep
+    // reading (and discarding) until its Close reply, so the socket is not dropped
+    // with unread input, which would reset it and lose our Close frame and its code.
+    let linger = async {
+        if ended == Ended::ByRelay {
+            let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_closed(&mut stream)).await;
+        }
+    };
+    let (finished, ()) = tokio::join!(tokio::time::timeout(CLOSE_LINGER, writer), linger);
+    if finished.is_err() {
         tracing::debug!(client, "writer did not finish in time");
     }
     relay.remove_client(client);
+}
+
+/// How long a closing connection waits for its writer and for the client's Close reply.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Who ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The client closed it or the transport failed: nothing more will be read.
+    ByPeer,
+    /// The relay decided to close it (limits, token expiry, shutdown, writer failure).
+    ByRelay,
+}
+
+/// Reads and drops frames until the client's Close, the end of the stream or an error.
+async fn discard_until_closed(stream: &mut SplitStream<WebSocket>) {
+    while let Some(Ok(message)) = stream.next().await {
+        if matches!(message, Message::Close(_)) {
+            return;
+        }
+    }
 }
 
 fn text(message: &RelayMessage) -> Arc<str> {
@@ -78,10 +105,10 @@ async fn read(
     relay: &Arc<Relay>,
     client: ClientId,
     outbox: &Arc<Outbox>,
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     mut writer_done: watch::Receiver<bool>,
     grant: &Grant,
-) {
+) -> Ended {
     let mut shutdown = relay.shutdown_signal();
     let expires = grant.expires.map(|at| {
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
@@ -100,12 +127,12 @@ async fn read(
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
-            _ = shutdown.changed() => return,
-            _ = writer_done.changed() => return,
+            _ = shutdown.changed() => return Ended::ByRelay,
+            _ = writer_done.changed() => return Ended::ByRelay,
             () = &mut expiry => {
                 tracing::debug!(client, "token expired; disconnecting");
                 outbox.close(1008, "token expired");
-                return;
+                return Ended::ByRelay;
             }
         };
         let problem = match message {
@@ -113,9 +140,9 @@ async fn read(
                 // docs/protocol.md: a frame over the size limit closes with 1009.
                 relay.metrics().bad_client_messages.inc();
                 outbox.close(1009, "message too big");
-                return;
+                return Ended::ByRelay;
             }
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ended::ByPeer,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => "binary frames are not part of the protocol".to_owned(),
             Some(Ok(Message::Text(body))) => match ClientMessage::decode(body.as_str()) {
@@ -151,7 +178,7 @@ async fn read(
         if bad_in_a_row >= max_bad {
             tracing::info!(client, "too many malformed messages; disconnecting");
             outbox.close(1008, "too many malformed messages");
-            return;
+            return Ended::ByRelay;
         }
     }
 }
