@@ -52,8 +52,11 @@ export interface ClientEvents {
 export interface Change {
   workflow: string;
   topic: string;
-  /** A JSON merge patch (RFC 7386) for `view.data().workflows[workflow][topic]`. */
-  patch: JsonObject;
+  /**
+   * A JSON merge patch (RFC 7386) for `view.data().workflows[workflow][topic]`.
+   * Read-only: views that select the same leaves of a message share this object.
+   */
+  readonly patch: JsonObject;
   /** The suite's publish time (ms since the Unix epoch), when known. */
   time?: number;
 }

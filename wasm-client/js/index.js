@@ -123,18 +123,30 @@ export class Client {
   }
 
   /**
-   * Everything one wasm call produced: `{n: [[viewId, changes], ...], e: [event, ...]}`.
+   * Everything one wasm call produced, `{t, n, e}`: `t` lists each (workflow, topic)
+   * touched as `[workflow, topic, time, patches]`, `n` lists per view
+   * `[viewId, t, p, t, p, ...]` (indices into `t` and its patches), `e` the events.
+   * Views that select the same leaves share one patch object.
    * An exception in the page's code is the page's: the client carries on, as a
    * WebSocket ignores an exception thrown by its own listener.
    */
   #dispatch(text) {
     const batch = JSON.parse(text);
+    const touched = batch.t;
     const notifications = batch.n;
     for (let i = 0; i < notifications.length; i++) {
-      const entry = this.#views.get(notifications[i][0]);
+      const pairs = notifications[i];
+      const entry = this.#views.get(pairs[0]);
       if (entry === undefined || entry.onChange === undefined) continue;
+      const changes = [];
+      for (let k = 1; k < pairs.length; k += 2) {
+        const [workflow, topic, time, patches] = touched[pairs[k]];
+        const change = { workflow, topic, patch: patches[pairs[k + 1]] };
+        if (time !== null) change.time = time;
+        changes.push(change);
+      }
       try {
-        entry.onChange(notifications[i][1], entry.view);
+        entry.onChange(changes, entry.view);
       } catch {
         // ignored: see above
       }

@@ -244,7 +244,7 @@ pub struct WasmClient {
 impl WasmClient {
     /// Makes a client for `url` using the WebSocket constructor `socket`. Options:
     /// `reconnectBaseMs`, `reconnectMaxMs`. `dispatcher` gets, once per call that has
-    /// any, the JSON text `{"n": [[viewId, [change, ...]], ...], "e": [event, ...]}`.
+    /// any, the JSON text of its view changes and events (`Effects::write_json`).
     /// Call `start()` to connect.
     #[wasm_bindgen(constructor)]
     pub fn new(url: String, socket: Function, options: JsValue, dispatcher: Function) -> WasmClient {

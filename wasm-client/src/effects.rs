@@ -2,10 +2,10 @@
 //!
 //! A message's changed leaves are kept once, with which leaves each view selects
 //! (indices, never copies); the page gets everything a call produced as one JSON
-//! text, `{"n": [[view, [change, ...]], ...], "e": [event, ...]}`, written straight
-//! from the leaves. Views that select the same leaves of a message share the bytes of
-//! their patch. So a frame costs one crossing out of wasm and one `JSON.parse`, however
-//! many views it concerns.
+//! text (see [`Effects::write_json`]), written straight from the leaves. Each touched
+//! (workflow, topic) and each distinct patch is written once and views refer to them
+//! by index, so views that select the same leaves share one patch, and a frame costs
+//! one crossing out of wasm and one small `JSON.parse`, however many views it concerns.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -137,7 +137,9 @@ impl Effects {
     /// Per view (ascending), its changes as plain values: what its callback gets.
     pub fn notifications(&self) -> Vec<Notification> {
         let mut out: Vec<Notification> = Vec::new();
-        for (view, t, range) in self.in_view_order() {
+        for (view, ti, vi) in self.in_view_order() {
+            let t = &self.touched[ti];
+            let range = &t.views[vi].1;
             let change = Change {
                 workflow: t.workflow.clone(),
                 topic: t.topic.clone(),
@@ -158,12 +160,19 @@ impl Effects {
         out
     }
 
-    /// (view, touched, picks) sorted by view, then in the order things happened.
-    fn in_view_order(&self) -> Vec<(ViewId, &Touched, &Range<usize>)> {
+    /// (view, index in `touched`, index in its `views`) sorted by view, then in the
+    /// order things happened.
+    fn in_view_order(&self) -> Vec<(ViewId, usize, usize)> {
         let mut all: Vec<_> = self
             .touched
             .iter()
-            .flat_map(|t| t.views.iter().map(move |(view, range)| (*view, t, range)))
+            .enumerate()
+            .flat_map(|(ti, t)| {
+                t.views
+                    .iter()
+                    .enumerate()
+                    .map(move |(vi, (view, _))| (*view, ti, vi))
+            })
             .collect();
         // Stable, and a no-op for one (workflow, topic), whose views are ascending.
         if self.touched.len() > 1 {
@@ -172,50 +181,76 @@ impl Effects {
         all
     }
 
-    /// Appends everything as one JSON text, `{"n": [[view, [change, ...]], ...],
-    /// "e": [event, ...]}`, the changes exactly [`Effects::notifications`]' values.
+    /// Appends everything as one JSON text for the page's dispatcher:
+    ///
+    /// ```text
+    /// {"t": [[workflow, topic, time or null, [patch, ...]], ...],
+    ///  "n": [[view, t, p, t, p, ...], ...],
+    ///  "e": [event, ...]}
+    /// ```
+    ///
+    /// Each (workflow, topic) the call touched is written once, with one patch per
+    /// distinct set of leaves its views select; each view (ascending) lists, in the
+    /// order things happened, pairs of indices into `t` and into that entry's patches.
+    /// Expanded, a view's pairs are exactly its [`Effects::notifications`] changes.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"n\":[");
-        let mut current: Option<ViewId> = None;
-        // Per touched (by address), the patches already written: picks → bytes.
-        let mut written: Vec<(*const Touched, Range<usize>, Range<usize>)> = Vec::new();
-        for (view, t, range) in self.in_view_order() {
-            if current == Some(view) {
+        out.extend_from_slice(b"{\"t\":[");
+        // Per touched, per view (as in `t.views`), the index of its patch.
+        let mut patch_of: Vec<Vec<u32>> = Vec::with_capacity(self.touched.len());
+        let mut first = true;
+        for t in &self.touched {
+            if !std::mem::take(&mut first) {
                 out.push(b',');
-            } else {
+            }
+            out.push(b'[');
+            write_str(&t.workflow, out);
+            out.push(b',');
+            write_str(&t.topic, out);
+            out.push(b',');
+            match t.time {
+                Some(time) => {
+                    let _ = serde_json::to_writer(&mut *out, &time);
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",[");
+            let mut indices = Vec::with_capacity(t.views.len());
+            let mut written: Vec<&Range<usize>> = Vec::new();
+            for (_, range) in &t.views {
+                let picks = &t.picks[range.clone()];
+                match written.iter().position(|r| &t.picks[(*r).clone()] == picks) {
+                    Some(i) => indices.push(i as u32),
+                    None => {
+                        if !written.is_empty() {
+                            out.push(b',');
+                        }
+                        indices.push(written.len() as u32);
+                        written.push(range);
+                        write_patch(t.leaves(range), out);
+                    }
+                }
+            }
+            patch_of.push(indices);
+            out.extend_from_slice(b"]]");
+        }
+        out.extend_from_slice(b"],\"n\":[");
+        let mut current: Option<ViewId> = None;
+        for (view, ti, vi) in self.in_view_order() {
+            if current != Some(view) {
                 if current.is_some() {
-                    out.extend_from_slice(b"]],");
+                    out.extend_from_slice(b"],");
                 }
                 current = Some(view);
                 out.push(b'[');
-                let _ = write!(out, "{view}");
-                out.extend_from_slice(b",[");
+                write_u32(view, out);
             }
-            out.extend_from_slice(b"{\"workflow\":");
-            write_str(&t.workflow, out);
-            out.extend_from_slice(b",\"topic\":");
-            write_str(&t.topic, out);
-            out.extend_from_slice(b",\"patch\":");
-            let picks = &t.picks[range.clone()];
-            let same = written
-                .iter()
-                .find(|(owner, r, _)| std::ptr::eq(*owner, t) && &t.picks[r.clone()] == picks);
-            match same {
-                Some((_, _, bytes)) => out.extend_from_within(bytes.clone()),
-                None => {
-                    let start = out.len();
-                    write_patch(t.leaves(range), out);
-                    written.push((t as *const Touched, range.clone(), start..out.len()));
-                }
-            }
-            if let Some(time) = t.time {
-                out.extend_from_slice(b",\"time\":");
-                let _ = serde_json::to_writer(&mut *out, &time);
-            }
-            out.push(b'}');
+            out.push(b',');
+            write_u32(ti as u32, out);
+            out.push(b',');
+            write_u32(patch_of[ti][vi], out);
         }
         if current.is_some() {
-            out.extend_from_slice(b"]]");
+            out.push(b']');
         }
         out.extend_from_slice(b"],\"e\":");
         let _ = serde_json::to_writer(&mut *out, &self.events);
@@ -228,6 +263,10 @@ impl Effects {
         self.write_json(&mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn write_u32(n: u32, out: &mut Vec<u8>) {
+    let _ = write!(out, "{n}");
 }
 
 fn write_str(text: &str, out: &mut Vec<u8>) {

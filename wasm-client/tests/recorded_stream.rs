@@ -6,6 +6,9 @@ use clonewire_core::Limits;
 use clonewire_wasm::{Effects, Session};
 use serde_json::{json, Map, Value};
 
+#[path = "common/page_text.rs"]
+mod page_text;
+
 fn fixture() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node/fixtures/stream.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
@@ -53,9 +56,9 @@ fn the_recorded_stream_verifies_and_views_end_with_the_relay_data() {
     );
 }
 
-/// The one JSON text the page gets for a call.
+/// The one JSON text the page gets for a call, expanded as the page's dispatcher does.
 fn page_text(effects: &Effects) -> Value {
-    serde_json::from_str(&effects.to_json()).expect("the page's text is JSON")
+    page_text::expand(&serde_json::from_str(&effects.to_json()).expect("the page's text is JSON"))
 }
 
 /// The same, built from the plain notifications: `{n: [[view, changes]], e: events}`.
@@ -96,4 +99,12 @@ fn views_selecting_the_same_leaves_get_equal_patches_in_one_text() {
     let n = text["n"].as_array().unwrap();
     assert_eq!((n.len(), &n[0][0], &n[1][0]), (2, &json!(a), &json!(b)));
     assert_eq!(n[0][1], n[1][1]);
+    // One patch in the text, which both views refer to.
+    let raw: Value = serde_json::from_str(&effects.to_json()).unwrap();
+    assert_eq!(raw["t"][0][3].as_array().map(Vec::len), Some(1), "{raw}");
+    assert_eq!(
+        raw["n"][0].as_array().unwrap()[1..],
+        raw["n"][1].as_array().unwrap()[1..],
+        "{raw}"
+    );
 }

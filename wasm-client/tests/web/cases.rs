@@ -12,6 +12,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
+#[path = "../common/page_text.rs"]
+mod page_text;
+
 /// The recorded stream the JS tests play too (real projection hashes).
 const STREAM: &str = include_str!("../../../tests/node/fixtures/stream.json");
 
@@ -62,7 +65,8 @@ fn recorder() -> (Function, Batches) {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let sink = calls.clone();
     let closure = Closure::<dyn FnMut(String)>::new(move |json: String| {
-        sink.borrow_mut().push(serde_json::from_str(&json).expect("json"));
+        sink.borrow_mut()
+            .push(page_text::expand(&serde_json::from_str(&json).expect("json")));
     });
     // Tests only: the closure must outlive the client.
     (closure.into_js_value().unchecked_into(), calls)
