@@ -24,3 +24,8 @@ pub mod views;
 pub mod binding;
 
 pub use session::{Change, Effects, Notification, Session};
+
+/// The browser build's allocator (the client makes many small, short-lived allocations).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
