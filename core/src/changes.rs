@@ -45,6 +45,22 @@ impl Changes {
         self.leaves.len()
     }
 
+    /// The changes that undo these: each leaf back to its old value, newest first.
+    pub fn inverse(&self) -> Changes {
+        Changes {
+            leaves: self
+                .leaves
+                .iter()
+                .rev()
+                .map(|c| LeafChange {
+                    path: c.path.clone(),
+                    old: c.new.clone(),
+                    new: c.old.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The change to a node hash that covers all of these leaves.
     pub fn apply_to_hash(&self, hash: Hash) -> Hash {
         self.leaves.iter().fold(hash, |h, c| {

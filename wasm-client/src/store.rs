@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use clonewire_core::protocol::client::{RelayMessage, Resume, ResumePoint};
-use clonewire_core::{Changes, Hash, LeafChange, Topic};
+use clonewire_core::{Changes, Hash, Topic};
 use serde_json::Value;
 
 /// A (workflow, topic) pair: the unit of chaining, hashing and resync.
@@ -200,11 +200,13 @@ impl Store {
         let got = replica.topic.hash();
         if got != hash {
             // Undo: the store keeps showing the last verified data.
-            replica.topic.apply_changes(&invert(&changes));
+            replica.topic.apply_changes(&changes.inverse());
             replica.verified = false;
             return Outcome::Rejected(Reject::HashMismatch { expected: hash, got });
         }
-        replica.epoch = epoch.to_owned();
+        if replica.epoch != epoch {
+            replica.epoch = epoch.to_owned();
+        }
         replica.seq = Some(seq);
         Outcome::Applied(changes)
     }
@@ -293,21 +295,5 @@ impl Store {
             .filter(|(_, r)| !r.verified)
             .map(|((w, t), _)| (w.clone(), t.clone()))
             .collect()
-    }
-}
-
-/// The changes that undo `changes`.
-fn invert(changes: &Changes) -> Changes {
-    Changes {
-        leaves: changes
-            .leaves
-            .iter()
-            .rev()
-            .map(|c| LeafChange {
-                path: c.path.clone(),
-                old: c.new.clone(),
-                new: c.old.clone(),
-            })
-            .collect(),
     }
 }
