@@ -8,7 +8,6 @@
 //! one crossing out of wasm and one small `JSON.parse`, however many views it concerns.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::ops::Range;
 
 use clonewire_core::{Changes, LeafChange};
@@ -52,9 +51,11 @@ pub struct Touched {
     pub time: Option<f64>,
     /// Every changed leaf (what the store applied).
     pub changes: Changes,
-    /// Per view (ascending), the range of `picks` holding the leaves it selects.
-    views: Vec<(ViewId, Range<usize>)>,
-    /// Indices into `changes.leaves`, view after view.
+    /// Per view (ascending), the index in `patches` of the leaves it selects.
+    views: Vec<(ViewId, u32)>,
+    /// Each distinct set of selected leaves: a range of `picks`.
+    patches: Vec<Range<usize>>,
+    /// Indices into `changes.leaves`, patch after patch.
     picks: Vec<u32>,
 }
 
@@ -67,6 +68,7 @@ impl Touched {
             time,
             changes,
             views: Vec::new(),
+            patches: Vec::new(),
             picks: Vec::new(),
         }
     }
@@ -79,9 +81,26 @@ impl Touched {
                 self.picks.push(i as u32);
             }
         }
-        if self.picks.len() > start {
-            self.views.push((view, start..self.picks.len()));
+        if self.picks.len() == start {
+            return;
         }
+        let fresh = start..self.picks.len();
+        // Views that select the same leaves share one patch.
+        let same = self
+            .patches
+            .iter()
+            .position(|r| self.picks[r.clone()] == self.picks[fresh.clone()]);
+        let patch = match same {
+            Some(i) => {
+                self.picks.truncate(start);
+                i
+            }
+            None => {
+                self.patches.push(fresh);
+                self.patches.len() - 1
+            }
+        };
+        self.views.push((view, patch as u32));
     }
 
     fn leaves(&self, range: &Range<usize>) -> impl Iterator<Item = &LeafChange> + Clone {
@@ -139,7 +158,7 @@ impl Effects {
         let mut out: Vec<Notification> = Vec::new();
         for (view, ti, vi) in self.in_view_order() {
             let t = &self.touched[ti];
-            let range = &t.views[vi].1;
+            let range = &t.patches[t.views[vi].1 as usize];
             let change = Change {
                 workflow: t.workflow.clone(),
                 topic: t.topic.clone(),
@@ -195,11 +214,8 @@ impl Effects {
     /// Expanded, a view's pairs are exactly its [`Effects::notifications`] changes.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"t\":[");
-        // Per touched, per view (as in `t.views`), the index of its patch.
-        let mut patch_of: Vec<Vec<u32>> = Vec::with_capacity(self.touched.len());
-        let mut first = true;
-        for t in &self.touched {
-            if !std::mem::take(&mut first) {
+        for (i, t) in self.touched.iter().enumerate() {
+            if i > 0 {
                 out.push(b',');
             }
             out.push(b'[');
@@ -214,23 +230,12 @@ impl Effects {
                 None => out.extend_from_slice(b"null"),
             }
             out.extend_from_slice(b",[");
-            let mut indices = Vec::with_capacity(t.views.len());
-            let mut written: Vec<&Range<usize>> = Vec::new();
-            for (_, range) in &t.views {
-                let picks = &t.picks[range.clone()];
-                match written.iter().position(|r| &t.picks[(*r).clone()] == picks) {
-                    Some(i) => indices.push(i as u32),
-                    None => {
-                        if !written.is_empty() {
-                            out.push(b',');
-                        }
-                        indices.push(written.len() as u32);
-                        written.push(range);
-                        write_patch(t.leaves(range), out);
-                    }
+            for (k, range) in t.patches.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
                 }
+                write_patch(t.leaves(range), out);
             }
-            patch_of.push(indices);
             out.extend_from_slice(b"]]");
         }
         out.extend_from_slice(b"],\"n\":[");
@@ -247,7 +252,7 @@ impl Effects {
             out.push(b',');
             write_u32(ti as u32, out);
             out.push(b',');
-            write_u32(patch_of[ti][vi], out);
+            write_u32(self.touched[ti].views[vi].1, out);
         }
         if current.is_some() {
             out.push(b']');
@@ -266,7 +271,7 @@ impl Effects {
 }
 
 fn write_u32(n: u32, out: &mut Vec<u8>) {
-    let _ = write!(out, "{n}");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn write_str(text: &str, out: &mut Vec<u8>) {
