@@ -40,6 +40,41 @@ fn patch() -> impl Strategy<Value = Value> {
         .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
 }
 
+/// RFC 7386 as the RFC writes it, then the leaf-set model's reading of the result:
+/// nulls and empty objects are absent.
+fn reference_merge(target: &Value, patch: &Value) -> Value {
+    let Value::Object(patch) = patch else {
+        return patch.clone();
+    };
+    let mut out = match target {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            out.remove(key);
+        } else {
+            let merged = reference_merge(out.get(key).unwrap_or(&Value::Null), value);
+            out.insert(key.clone(), merged);
+        }
+    }
+    Value::Object(out)
+}
+
+fn pruned(value: &Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Object(map) => {
+            let kept: Map<_, _> = map
+                .iter()
+                .filter_map(|(k, v)| pruned(v).map(|v| (k.clone(), v)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        other => Some(other.clone()),
+    }
+}
+
 fn object(v: Value) -> Value {
     if v.is_object() {
         v
@@ -170,5 +205,14 @@ proptest! {
         once.apply(&composed.to_patch()).unwrap();
         prop_assert_eq!(once.to_value(), t.to_value());
         prop_assert_eq!(composed.apply_to_hash(before), t.hash());
+    }
+
+    #[test]
+    fn applying_follows_rfc_7386(start in tree(), p in patch()) {
+        let start = object(start);
+        let mut t = Topic::from_value(TOPIC, &start).unwrap();
+        t.apply(&p).unwrap();
+        let want = pruned(&reference_merge(&start, &p)).unwrap_or_else(|| Value::Object(Map::new()));
+        prop_assert_eq!(t.to_value(), want);
     }
 }
