@@ -108,17 +108,68 @@ function runPlain(apply, setup, deltas) {
   return { ms: performance.now() - start, changes };
 }
 
+/**
+ * What any wasm client that takes each frame as text and hands back one JSON text
+ * pays in JS before doing any work: encoding the frame into wasm memory, decoding
+ * the text it returns, and `JSON.parse` of it (texts in the client's format, built
+ * from the plain store's per-view patches). No Rust runs here: it is the floor.
+ */
+function outputTexts(apply, setup, deltas) {
+  const texts = [];
+  const store = {};
+  for (const text of [...setup, ...deltas]) {
+    const m = JSON.parse(text);
+    if (m.type !== 'snapshot' && m.type !== 'delta') continue;
+    const workflow = (store[m.workflow] ??= {});
+    const patch = m.type === 'snapshot' ? m.value : m.patch;
+    workflow[m.topic] = m.type === 'snapshot' ? m.value : apply(workflow[m.topic] ?? {}, patch);
+    if (m.type !== 'delta') continue;
+    const patches = [];
+    const n = [];
+    Object.values(SELECTIONS).forEach((selection, view) => {
+      const topics = selection[m.workflow] ?? selection['*'];
+      const own = topics?.[m.topic] === undefined ? undefined : project(patch, topics[m.topic]);
+      if (own === undefined) return;
+      const json = JSON.stringify(own);
+      let p = patches.indexOf(json);
+      if (p < 0) p = patches.push(json) - 1;
+      n.push(`[${view},0,${p}]`);
+    });
+    const t = `[${JSON.stringify(m.workflow)},${JSON.stringify(m.topic)},${m.time ?? null},[${patches.join(',')}]]`;
+    texts.push(`{"t":[${n.length ? t : ''}],"n":[${n.join(',')}],"e":[]}`);
+  }
+  return texts;
+}
+
+function runFloor(deltas, outputs) {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  const memory = new Uint8Array(1 << 16);
+  const bytes = outputs.map((text) => encoder.encode(text));
+  let parsed = 0;
+  const start = performance.now();
+  for (let i = 0; i < deltas.length; i++) {
+    encoder.encodeInto(deltas[i], memory);
+    parsed += JSON.parse(decoder.decode(bytes[i])).n.length;
+  }
+  return { ms: performance.now() - start, parsed };
+}
+
 window.bench = async (stream, rounds) => {
   const apply = await loadMergePatch();
   const setup = [stream.workflow, ...stream.initial].map((f) => JSON.stringify(f));
   const deltas = stream.steps.map((s) => JSON.stringify(s.delta));
+  const outputs = outputTexts(apply, setup, deltas);
   const wasm = [];
   const plain = [];
+  const floor = [];
   await runWasm(setup, deltas); // warm-up
   runPlain(apply, setup, deltas);
+  runFloor(deltas, outputs);
   for (let i = 0; i < rounds; i++) {
     wasm.push((await runWasm(setup, deltas)).ms);
     plain.push(runPlain(apply, setup, deltas).ms);
+    floor.push(runFloor(deltas, outputs).ms);
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   // Both sides must have told the views the same number of changes.
@@ -126,6 +177,7 @@ window.bench = async (stream, rounds) => {
   return {
     wasm: median(wasm),
     plain: median(plain),
+    floor: median(floor),
     bestWasm: Math.min(...wasm),
     bestPlain: Math.min(...plain),
     deltas: deltas.length,
