@@ -29,6 +29,10 @@ pub struct Config {
     pub limits: Limits,
     /// Who may open `/ws` and which workflows they see (open when absent).
     pub auth: AuthConfig,
+    /// The relay's own CURVE key pair for CURVE suites (this file holds the secret key,
+    /// mode 0600; FILE.pub the public one), so that suites admitting only listed
+    /// followers can list the relay. An ephemeral pair is used when absent.
+    pub curve_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -42,7 +46,20 @@ impl Default for Config {
             name: "clonewire-relay".into(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            curve_key_file: None,
         }
+    }
+}
+
+impl Config {
+    /// The relay's CURVE key pair from `curve_key_file`, if set; an unreadable, public
+    /// or malformed file is a config error.
+    pub fn curve_keys(&self) -> Result<Option<clonewire_suite::sockets::CurveKeyPair>, ConfigError> {
+        self.curve_key_file
+            .as_deref()
+            .map(clonewire_suite::sockets::CurveKeyPair::from_file)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(format!("curve_key_file: {e}")))
     }
 }
 
@@ -406,6 +423,7 @@ mod tests {
         let config = Config::from_toml(
             r#"
             listen = "127.0.0.1:9000"
+            curve_key_file = "/etc/clonewire/relay.key"
             [[suite]]
             name = "a"
             pub = "tcp://127.0.0.1:5556"
@@ -417,6 +435,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen.port(), 9000);
+        assert_eq!(
+            config.curve_key_file.as_deref(),
+            Some(Path::new("/etc/clonewire/relay.key"))
+        );
         assert_eq!(config.suites[0].pub_endpoint, "tcp://127.0.0.1:5556");
         assert_eq!(config.limits.client_queue_hard_bytes, 5000);
         assert_eq!(config.limits.history_deltas, Limits::default().history_deltas);

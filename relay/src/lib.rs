@@ -110,10 +110,11 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
             config.suites.push(suite);
         }
     }
+    let curve_keys = config.curve_keys()?;
     let links = config
         .suites
         .iter()
-        .map(|s| suite_link::SuiteLink::spawn(s, &config.limits, metrics.clone()))
+        .map(|s| suite_link::SuiteLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -44,6 +44,11 @@ struct Args {
     /// (non-browser clients).
     #[arg(long)]
     allow_no_origin: bool,
+    /// The relay's own CURVE key pair for CURVE suites (FILE: secret key, mode 0600;
+    /// FILE.pub: public key; make them with `clonewire-tap --generate-keys FILE`), for
+    /// suites that admit only listed followers. Overrides curve_key_file.
+    #[arg(long, value_name = "FILE")]
+    curve_key_file: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -76,12 +81,16 @@ fn config(args: Args) -> Result<Config, String> {
         config.auth.allowed_origins = Some(args.allowed_origins);
     }
     config.auth.allow_no_origin |= args.allow_no_origin;
+    if let Some(file) = args.curve_key_file {
+        config.curve_key_file = Some(file);
+    }
     if config.suites.is_empty() && !config.demo {
         return Err("nothing to follow: give --suite NAME=PUB,REP (or --config FILE), or --demo".into());
     }
     config.validate().map_err(|e| e.to_string())?;
     // Reads the secret file now, so a missing or short one is a config error.
     Auth::from_config(&config.auth).map_err(|e| e.to_string())?;
+    config.curve_keys().map_err(|e| e.to_string())?;
     Ok(config)
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
 use clonewire_core::{Schema, Topic};
+use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{Event, Follower, FollowerConfig, Rung};
 use tokio::sync::mpsc;
 
@@ -80,7 +81,12 @@ pub struct SuiteLink {
 
 impl SuiteLink {
     /// Starts following `suite` on a new thread.
-    pub fn spawn(suite: &SuiteConfig, limits: &Limits, metrics: Arc<Metrics>) -> std::io::Result<SuiteLink> {
+    pub fn spawn(
+        suite: &SuiteConfig,
+        limits: &Limits,
+        curve_keys: Option<&CurveKeyPair>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<SuiteLink> {
         let id: Arc<str> = Arc::from(suite.name.as_str());
         let (commands, rx) = mpsc::channel(limits.workflow_commands);
         let status = Arc::new(Mutex::new(LinkStatus {
@@ -96,12 +102,14 @@ impl SuiteLink {
         config.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
         config.max_queued = limits.suite_max_queued;
         if let Some(key) = &suite.server_key {
-            let server_key =
-                clonewire_suite::sockets::CurvePublicKey::parse(key).map_err(std::io::Error::other)?;
-            config.curve = Some(
-                clonewire_suite::sockets::CurveClient::ephemeral(server_key)
-                    .map_err(std::io::Error::other)?,
-            );
+            let server_key = CurvePublicKey::parse(key).map_err(std::io::Error::other)?;
+            config.curve = Some(match curve_keys {
+                Some(keys) => CurveClient {
+                    server_key,
+                    keys: keys.clone(),
+                },
+                None => CurveClient::ephemeral(server_key).map_err(std::io::Error::other)?,
+            });
         }
         let worker = Worker {
             id: id.clone(),

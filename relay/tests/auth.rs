@@ -377,3 +377,61 @@ async fn a_curve_suite_is_followed_with_its_server_key_and_only_with_it() {
     assert!(plain.epoch.is_none(), "the keyless link never joined");
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_that_admits_listed_followers_admits_the_relay_by_its_key_file() {
+    use clonewire_suite::sockets::CurveKeyPair;
+    use clonewire_suite::PublisherConfig;
+    let dir = std::env::temp_dir().join(format!("clonewire-relay-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let relay_keys = CurveKeyPair::generate().expect("libzmq has CURVE");
+    let key_file = dir.join("relay.key");
+    std::fs::write(&key_file, format!("{}\n", relay_keys.secret.0)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::write(dir.join("relay.key.pub"), format!("{}\n", relay_keys.public.0)).unwrap();
+
+    // Two suites with allow-lists: one lists the relay, the other someone else.
+    let start = |name: &str, allowed| {
+        let keys = CurveKeyPair::generate().unwrap();
+        let mut config = PublisherConfig::new(name);
+        config.schema = schema();
+        config.heartbeat_ms = 100;
+        config.curve_secret_key = Some(keys.secret.clone());
+        config.curve_allowed_clients = Some(vec![allowed]);
+        let suite = Publisher::start(config).expect("publisher starts");
+        suite.publish("workflow", json!({ "name": name })).unwrap();
+        let link = clonewire_relay::config::SuiteConfig {
+            server_key: Some(keys.public.0.clone()),
+            ..clonewire_relay::config::SuiteConfig::new(name, suite.pub_endpoint(), suite.rep_endpoint())
+        };
+        (suite, link)
+    };
+    let (_listed, listed_link) = start("listed", relay_keys.public.clone());
+    let (_other, other_link) = start("other", CurveKeyPair::generate().unwrap().public);
+    let mut config = relay_config(vec![listed_link, other_link]);
+    config.curve_key_file = Some(key_file);
+    let relay = clonewire_relay::start(config).await.expect("relay starts");
+    let mut c = TestClient::connect(relay.local_addr()).await;
+    c.subscribe("{ workflows { workflow } }", None).await;
+    assert!(
+        c.pump_until(Duration::from_secs(5), |c| c.copy("listed", "workflow")
+            == json!({"name": "listed"}))
+            .await,
+        "the suite that lists the relay's key is followed"
+    );
+    c.pump(Duration::from_secs(1)).await;
+    assert_eq!(c.copy("other", "workflow"), json!({}), "not listed, no data");
+    assert!(relay
+        .relay()
+        .link("other")
+        .expect("link")
+        .status()
+        .epoch
+        .is_none());
+    relay.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

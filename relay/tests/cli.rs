@@ -20,14 +20,22 @@ fn run(args: &[&str]) -> (i32, String) {
 fn help_explains_every_flag() {
     let (code, text) = run(&["--help"]);
     assert_eq!(code, 0);
-    for flag in ["--listen", "--suite", "--config", "--demo", "--www", "--log"] {
+    for flag in [
+        "--listen",
+        "--suite",
+        "--config",
+        "--demo",
+        "--www",
+        "--log",
+        "--curve-key-file",
+    ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
 }
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_clear_error() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--bogus"], "--bogus"),
         (&["--suite", "nameonly"], "NAME=PUB_ENDPOINT,REP_ENDPOINT"),
         (
@@ -36,6 +44,10 @@ fn bad_flags_and_config_exit_2_with_a_clear_error() {
         ),
         (&[], "nothing to follow"),
         (&["--listen", "not-an-address", "--demo"], "not-an-address"),
+        (
+            &["--demo", "--curve-key-file", "/nonexistent/relay.key"],
+            "curve_key_file",
+        ),
     ];
     for (args, says) in cases {
         let (code, text) = run(args);

@@ -21,6 +21,7 @@ pub mod publisher;
 pub mod responder;
 pub mod sim;
 pub mod sockets;
+mod zap;
 
 pub use error::Error;
 

@@ -26,7 +26,8 @@ use crate::epoch::new_epoch;
 use crate::error::Error;
 use crate::history::{HistoryLimits, Record};
 use crate::responder::{self, Feed};
-use crate::sockets::{self, CurveSecretKey};
+use crate::sockets::{self, CurvePublicKey, CurveSecretKey};
+use crate::zap::ZapHandler;
 
 /// Deltas that may wait for the responder thread before it must copy the store afresh.
 const FEED_CAPACITY: usize = 65_536;
@@ -55,6 +56,10 @@ pub struct PublisherConfig {
     /// The CURVE server secret key: when set, the PUB and REP sockets only talk to
     /// peers that know the matching public key, and all traffic is encrypted.
     pub curve_secret_key: Option<CurveSecretKey>,
+    /// With a secret key: when set, only followers whose CURVE public key is listed are
+    /// admitted (checked at the handshake by a ZAP handler); when `None`, any follower
+    /// that knows the suite's public key is.
+    pub curve_allowed_clients: Option<Vec<CurvePublicKey>>,
 }
 
 impl PublisherConfig {
@@ -70,6 +75,7 @@ impl PublisherConfig {
             pub_hwm: sockets::PUB_HWM,
             busy_retry_ms: 500,
             curve_secret_key: None,
+            curve_allowed_clients: None,
         }
     }
 }
@@ -129,6 +135,8 @@ pub struct Publisher {
     rep_endpoint: String,
     stop_heartbeat: Option<SyncSender<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// The allow-list's handler, when there is one; stopped after the sockets close.
+    zap: Option<ZapHandler>,
 }
 
 impl Publisher {
@@ -137,7 +145,17 @@ impl Publisher {
         if config.heartbeat_ms == 0 {
             return Err(Error::Config("heartbeat_ms must be at least 1".into()));
         }
+        if config.curve_allowed_clients.is_some() && config.curve_secret_key.is_none() {
+            return Err(Error::Config(
+                "an allow-list of CURVE clients needs the suite's CURVE secret key".into(),
+            ));
+        }
         let ctx = zmq::Context::new();
+        // Bound before the sockets, so no handshake happens without it.
+        let zap = match &config.curve_allowed_clients {
+            Some(allowed) => Some(ZapHandler::start(&ctx, allowed, &config.name)?),
+            None => None,
+        };
         let pub_socket = sockets::socket(&ctx, zmq::PUB, config.pub_hwm)?;
         let rep_socket = sockets::socket(&ctx, zmq::REP, sockets::REQREP_HWM)?;
         if let Some(key) = &config.curve_secret_key {
@@ -182,13 +200,15 @@ impl Publisher {
                 .spawn(move || heartbeat_loop(&beat, interval, &stop_rx))?,
         );
         let curve = config.curve_secret_key.is_some();
-        tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, curve, "publisher started");
+        let allowed_clients = config.curve_allowed_clients.as_ref().map(Vec::len);
+        tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, curve, ?allowed_clients, "publisher started");
         Ok(Publisher {
             shared,
             pub_endpoint,
             rep_endpoint,
             stop_heartbeat: Some(stop_tx),
             threads,
+            zap,
         })
     }
 
@@ -354,6 +374,7 @@ impl Publisher {
                 tracing::error!("a publisher thread panicked");
             }
         }
+        drop(self.zap.take());
     }
 }
 

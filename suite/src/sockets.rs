@@ -65,6 +65,28 @@ impl CurvePublicKey {
         z85_key(key)?;
         Ok(CurvePublicKey(key.to_owned()))
     }
+
+    /// Reads a list of public keys: one per line, as the line's first word (the rest
+    /// of the line, e.g. a name, is ignored). Blank lines and lines starting with `# `
+    /// are comments (`#` is a Z85 character, but a space never is). Errors name the
+    /// line.
+    pub fn list_from_file(path: &std::path::Path) -> Result<Vec<CurvePublicKey>, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("CURVE key list {}: {e}", path.display())))?;
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line == "#" || line.starts_with("# ") {
+                continue;
+            }
+            let word = line.split_whitespace().next().unwrap_or_default();
+            let key = CurvePublicKey::parse(word).map_err(|why| {
+                Error::Config(format!("CURVE key list {}:{}: {why}", path.display(), n + 1))
+            })?;
+            keys.push(key);
+        }
+        Ok(keys)
+    }
 }
 
 /// A CURVE key pair.
@@ -77,6 +99,21 @@ pub struct CurveKeyPair {
 }
 
 impl CurveKeyPair {
+    /// Reads a pair as `clonewire-tap --generate-keys FILE` writes it: the secret key
+    /// from FILE (which only its owner may read) and the public key from FILE.pub.
+    pub fn from_file(path: &std::path::Path) -> Result<CurveKeyPair, Error> {
+        let secret = CurveSecretKey::from_file(path)?;
+        let mut public_path = path.as_os_str().to_owned();
+        public_path.push(".pub");
+        let public_path = std::path::PathBuf::from(public_path);
+        let text = std::fs::read_to_string(&public_path)
+            .map_err(|e| Error::Config(format!("CURVE public key file {}: {e}", public_path.display())))?;
+        let public = CurvePublicKey::parse(&text).map_err(|why| {
+            Error::Config(format!("CURVE public key file {}: {why}", public_path.display()))
+        })?;
+        Ok(CurveKeyPair { public, secret })
+    }
+
     /// A fresh random pair from libzmq. Fails when libzmq was built without CURVE.
     pub fn generate() -> Result<CurveKeyPair, Error> {
         require_curve()?;
@@ -96,7 +133,8 @@ impl CurveKeyPair {
 pub struct CurveClient {
     /// The suite's public key; a suite with another key is not talked to.
     pub server_key: CurvePublicKey,
-    /// The follower's own pair (an ephemeral one is fine: suites do not check it).
+    /// The follower's own pair: an ephemeral one, unless the suite admits only listed
+    /// followers (see `PublisherConfig::curve_allowed_clients`).
     pub keys: CurveKeyPair,
 }
 
@@ -114,7 +152,7 @@ impl CurveClient {
 const Z85: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
 /// The 32 bytes of a Z85 key, or why it is not one.
-fn z85_key(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn z85_key(text: &str) -> Result<Vec<u8>, String> {
     if text.len() != 40 {
         return Err(format!("a CURVE key is 40 Z85 characters, got {}", text.len()));
     }

@@ -109,3 +109,76 @@ fn keys_are_checked_and_secret_files_must_be_private() {
     assert_eq!(CurveSecretKey::from_file(&file).unwrap(), keys.secret);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn with_an_allow_list_only_listed_followers_join() {
+    let keys = CurveKeyPair::generate().expect("libzmq has CURVE");
+    let listed = CurveKeyPair::generate().unwrap();
+    let mut config = PublisherConfig::new("listed-only");
+    config.heartbeat_ms = 50;
+    config.curve_secret_key = Some(keys.secret.clone());
+    config.curve_allowed_clients = Some(vec![listed.public.clone()]);
+    let suite = Publisher::start(config).expect("publisher starts with an allow-list");
+    suite
+        .publish("taskProxies", json!({"1/a": {"status": "running"}}))
+        .unwrap();
+    let mut outsider = follower(&suite, Some(CurveClient::ephemeral(keys.public.clone()).unwrap()));
+    let mut member = follower(
+        &suite,
+        Some(CurveClient {
+            server_key: keys.public.clone(),
+            keys: listed,
+        }),
+    );
+    assert!(
+        joins_within(&mut member, &suite, Duration::from_secs(5)),
+        "a listed follower joins"
+    );
+    assert!(
+        !joins_within(&mut outsider, &suite, Duration::from_secs(1)),
+        "a follower that knows the server key but is not listed never joins"
+    );
+    assert_eq!(outsider.topic("taskProxies").map(|t| t.hash()), None);
+}
+
+#[test]
+fn an_allow_list_needs_a_server_key_and_key_files_are_read_whole() {
+    let mut config = PublisherConfig::new("no-key");
+    config.curve_allowed_clients = Some(Vec::new());
+    let refused = Publisher::start(config).err().expect("refused").to_string();
+    assert!(refused.contains("secret key"), "{refused}");
+
+    let dir = std::env::temp_dir().join(format!("clonewire-curve-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (
+        CurveKeyPair::generate().unwrap(),
+        CurveKeyPair::generate().unwrap(),
+    );
+    let list = dir.join("followers");
+    std::fs::write(
+        &list,
+        format!("# the relay\n{}\n\n{}  the tap\n", a.public.0, b.public.0),
+    )
+    .unwrap();
+    assert_eq!(
+        CurvePublicKey::list_from_file(&list).unwrap(),
+        vec![a.public.clone(), b.public.clone()]
+    );
+    std::fs::write(&list, format!("{}\nnot a key\n", a.public.0)).unwrap();
+    let bad = CurvePublicKey::list_from_file(&list).unwrap_err().to_string();
+    assert!(bad.contains(":2:"), "the bad line is named: {bad}");
+
+    let secret = dir.join("relay.key");
+    std::fs::write(&secret, format!("{}\n", a.secret.0)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let missing = CurveKeyPair::from_file(&secret).unwrap_err().to_string();
+    assert!(missing.contains("relay.key.pub"), "{missing}");
+    std::fs::write(dir.join("relay.key.pub"), format!("{}\n", a.public.0)).unwrap();
+    let pair = CurveKeyPair::from_file(&secret).unwrap();
+    assert_eq!((pair.public, pair.secret), (a.public, a.secret));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -113,6 +113,8 @@ fn sim_help_explains_every_flag_and_bad_flags_exit_2() {
         "--drop",
         "--restart-every",
         "--heartbeat-ms",
+        "--curve-secret-key-file",
+        "--curve-allow-file",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
@@ -121,6 +123,8 @@ fn sim_help_explains_every_flag_and_bad_flags_exit_2() {
         vec!["--drop", "2"],
         vec!["--busy-every", "-1"],
         vec!["--nope"],
+        // An allow-list means nothing without the suite's own key.
+        vec!["--curve-allow-file", "/dev/null"],
     ] {
         let out = Command::new(sim).args(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clonewire_suite::sim::{SimConfig, Simulator};
-use clonewire_suite::sockets::CurveSecretKey;
+use clonewire_suite::sockets::{CurvePublicKey, CurveSecretKey};
 
 /// Plays realistic workflows (tasks through waiting, preparing, submitted, running,
 /// succeeded or failed; cycles spawned and pruned) as a clonewire suite.
@@ -56,6 +56,12 @@ struct Args {
     /// then need the public key (FILE.pub).
     #[arg(long, value_name = "FILE")]
     curve_secret_key_file: Option<PathBuf>,
+    /// With --curve-secret-key-file: admit only followers whose CURVE public keys are
+    /// listed in FILE, one per line (the first word; lines starting with "# " are
+    /// comments). Without it, any follower
+    /// that knows the suite's public key is admitted.
+    #[arg(long, value_name = "FILE", requires = "curve_secret_key_file")]
+    curve_allow_file: Option<PathBuf>,
 }
 
 fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
@@ -72,8 +78,15 @@ fn config(args: Args) -> Result<SimConfig, String> {
         .map(CurveSecretKey::from_file)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let curve_allowed_clients = args
+        .curve_allow_file
+        .as_deref()
+        .map(CurvePublicKey::list_from_file)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     Ok(SimConfig {
         curve_secret_key,
+        curve_allowed_clients,
         busy_every: args.busy_every.map(|s| seconds("busy-every", s)).transpose()?,
         busy_for: seconds("busy-for", args.busy_for)?,
         restart_every: args

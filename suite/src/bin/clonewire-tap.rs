@@ -32,13 +32,17 @@ struct Args {
     #[arg(required_unless_present = "generate_keys")]
     rep_endpoint: Option<String>,
     /// The suite uses CURVE: its public key (Z85, 40 characters). The tap uses an
-    /// ephemeral key pair of its own.
+    /// ephemeral key pair of its own unless --client-key-file is given.
     #[arg(long, value_name = "KEY", conflicts_with = "server_key_file")]
     server_key: Option<String>,
     /// Like --server-key, read from a file (e.g. one written by --generate-keys).
     #[arg(long, value_name = "FILE")]
     server_key_file: Option<PathBuf>,
-    /// Write a new CURVE key pair for a suite and exit: the secret key to FILE (mode
+    /// With a server key: the tap's own CURVE key pair, as --generate-keys writes it
+    /// (FILE and FILE.pub), for suites that admit only listed followers.
+    #[arg(long, value_name = "FILE")]
+    client_key_file: Option<PathBuf>,
+    /// Write a new CURVE key pair (for a suite or a follower) and exit: the secret key to FILE (mode
     /// 0600, never overwritten) and the public key to FILE.pub, also printed.
     #[arg(long, value_name = "FILE", exclusive = true)]
     generate_keys: Option<PathBuf>,
@@ -190,10 +194,20 @@ fn curve(args: &Args) -> Result<Option<CurveClient>, String> {
         (None, Some(path)) => {
             std::fs::read_to_string(path).map_err(|e| format!("--server-key-file {}: {e}", path.display()))?
         }
+        (None, None) if args.client_key_file.is_some() => {
+            return Err("--client-key-file needs --server-key or --server-key-file".into())
+        }
         (None, None) => return Ok(None),
     };
-    let key = CurvePublicKey::parse(&text).map_err(|why| format!("server key: {why}"))?;
-    CurveClient::ephemeral(key).map(Some).map_err(|e| e.to_string())
+    let server_key = CurvePublicKey::parse(&text).map_err(|why| format!("server key: {why}"))?;
+    match &args.client_key_file {
+        Some(path) => CurveKeyPair::from_file(path)
+            .map(|keys| Some(CurveClient { server_key, keys }))
+            .map_err(|e| e.to_string()),
+        None => CurveClient::ephemeral(server_key)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {

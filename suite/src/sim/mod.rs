@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::history::HistoryLimits;
 use crate::publisher::{Publisher, PublisherConfig};
-use crate::sockets::CurveSecretKey;
+use crate::sockets::{CurvePublicKey, CurveSecretKey};
 pub use workflow::Workflow;
 
 /// The longest the simulator sleeps at once, so `stop` is prompt.
@@ -66,6 +66,9 @@ pub struct SimConfig {
     /// The CURVE server secret key: encrypted links, only to peers that know the
     /// matching public key (see [`PublisherConfig::curve_secret_key`]).
     pub curve_secret_key: Option<CurveSecretKey>,
+    /// With a key: admit only followers with these CURVE public keys (see
+    /// [`PublisherConfig::curve_allowed_clients`]).
+    pub curve_allowed_clients: Option<Vec<CurvePublicKey>>,
 }
 
 impl SimConfig {
@@ -85,6 +88,7 @@ impl SimConfig {
             restart_every: None,
             history: HistoryLimits::default(),
             curve_secret_key: None,
+            curve_allowed_clients: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl Simulator {
             pub_endpoint: config.pub_endpoint.clone(),
             rep_endpoint: config.rep_endpoint.clone(),
             curve_secret_key: config.curve_secret_key.clone(),
+            curve_allowed_clients: config.curve_allowed_clients.clone(),
             ..PublisherConfig::new(config.name.clone())
         })?;
         let pub_endpoint = publisher.pub_endpoint().to_owned();
