@@ -43,7 +43,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     let (sink, mut stream) = socket.split();
     let (done_tx, done_rx) = watch::channel(false);
     let writer = tokio::spawn(write(relay.clone(), client, outbox.clone(), sink, done_tx));
-    let ended = read(&relay, client, &outbox, &mut stream, done_rx, &grant).await;
+    read(&relay, client, &outbox, &mut stream, done_rx, &grant).await;
     for link in relay.links() {
         link.send(Command::Leave { client }).await;
     }
@@ -54,13 +54,13 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     } else {
         outbox.close(1000, "bye");
     }
-    // When the relay ends the connection, the client may still be sending: keep
-    // reading (and discarding) until its Close reply, so the socket is not dropped
-    // with unread input, which would reset it and lose our Close frame and its code.
+    // Finish the closing handshake before the socket is dropped. When the relay
+    // ends the connection the client may still be sending: reading (and discarding)
+    // until its Close reply keeps unread input from resetting the socket, which would
+    // lose our Close frame and its code. When the client closed, reading once more
+    // sends the echo of its Close, which it waits for.
     let linger = async {
-        if ended == Ended::ByRelay {
-            let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_closed(&mut stream)).await;
-        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_closed(&mut stream)).await;
     };
     let (finished, ()) = tokio::join!(tokio::time::timeout(CLOSE_LINGER, writer), linger);
     if finished.is_err() {
@@ -71,15 +71,6 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
 
 /// How long a closing connection waits for its writer and for the client's Close reply.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-/// Who ended a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    /// The client closed it or the transport failed: nothing more will be read.
-    ByPeer,
-    /// The relay decided to close it (limits, token expiry, shutdown, writer failure).
-    ByRelay,
-}
 
 /// Reads and drops frames until the client's Close, the end of the stream or an error.
 async fn discard_until_closed(stream: &mut SplitStream<WebSocket>) {
@@ -108,7 +99,7 @@ async fn read(
     stream: &mut SplitStream<WebSocket>,
     mut writer_done: watch::Receiver<bool>,
     grant: &Grant,
-) -> Ended {
+) {
     let mut shutdown = relay.shutdown_signal();
     let expires = grant.expires.map(|at| {
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
@@ -127,12 +118,12 @@ async fn read(
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
-            _ = shutdown.changed() => return Ended::ByRelay,
-            _ = writer_done.changed() => return Ended::ByRelay,
+            _ = shutdown.changed() => return,
+            _ = writer_done.changed() => return,
             () = &mut expiry => {
                 tracing::debug!(client, "token expired; disconnecting");
                 outbox.close(1008, "token expired");
-                return Ended::ByRelay;
+                return;
             }
         };
         let problem = match message {
@@ -140,9 +131,9 @@ async fn read(
                 // docs/protocol.md: a frame over the size limit closes with 1009.
                 relay.metrics().bad_client_messages.inc();
                 outbox.close(1009, "message too big");
-                return Ended::ByRelay;
+                return;
             }
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ended::ByPeer,
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => "binary frames are not part of the protocol".to_owned(),
             Some(Ok(Message::Text(body))) => match ClientMessage::decode(body.as_str()) {
@@ -178,7 +169,7 @@ async fn read(
         if bad_in_a_row >= max_bad {
             tracing::info!(client, "too many malformed messages; disconnecting");
             outbox.close(1008, "too many malformed messages");
-            return Ended::ByRelay;
+            return;
         }
     }
 }

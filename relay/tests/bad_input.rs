@@ -456,3 +456,35 @@ async fn garbage_from_a_suite_is_logged_and_repaired_never_a_crash() {
     relay.shutdown().await.unwrap();
     drop(injector);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_gets_its_close_echoed() {
+    let (_a, _mirror, relay, _client) = setup().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.local_addr()))
+        .await
+        .unwrap();
+    // Wait for hello, so the session is running before the client closes.
+    match tokio::time::timeout(SECS(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.contains("hello"), "{t}"),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    ws.send(Message::Close(None)).await.unwrap();
+    // RFC 6455: the relay answers with a Close frame of its own before the socket
+    // closes; a client that waits for it (as browsers and most libraries do) is not
+    // left hanging or told the connection dropped abnormally (1006).
+    let mut echoed = false;
+    let end = tokio::time::Instant::now() + SECS(2);
+    while tokio::time::Instant::now() < end {
+        match tokio::time::timeout(SECS(1), ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) => {
+                echoed = true;
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Err(_) => {}
+        }
+    }
+    assert!(echoed, "the relay echoes the client's Close");
+    relay.shutdown().await.unwrap();
+}
