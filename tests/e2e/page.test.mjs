@@ -19,16 +19,11 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { chromium } from 'playwright-core';
+import { CHROMIUM_PATH, launchChromium } from '../../scripts/lib/browser.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const relayBinary = process.env.CLONEWIRE_RELAY ?? join(root, 'target/debug/clonewire-relay');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const artifacts = join(root, 'tests/artifacts');
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 /** Long enough for a slow, busy machine; the demo changes several times a second. */
 const LIVE_TIMEOUT = 20_000;
 
@@ -91,7 +86,7 @@ async function stopRelay() {
 before(async () => {
   assert.ok(existsSync(relayBinary), `no relay at ${relayBinary}: cargo build -p clonewire-relay`);
   assert.ok(existsSync(join(root, 'dist/index.js')), 'no dist/: npm run build');
-  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath}: apt-get install -y chromium`);
+  assert.ok(existsSync(CHROMIUM_PATH), `no Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium`);
   mkdirSync(artifacts, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-'));
   relay = await startRelay(process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : []);
@@ -101,11 +96,7 @@ before(async () => {
     assert.equal(response.status, 200, `GET /${path}: the relay must serve www/ and dist/ (as /pkg/)`);
   }
 
-  context = await chromium.launchPersistentContext(join(scratch, 'profile'), {
-    executablePath: chromiumPath,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1280, height: 800 },
-  });
+  context = await launchChromium(join(scratch, 'profile'), { viewport: { width: 1280, height: 800 } });
   page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console: ${m.text()}`);

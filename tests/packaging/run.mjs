@@ -5,13 +5,12 @@
 // tests and must show live data. Run `npm run build` first.
 
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
+import { launchChromium, serveFiles } from '../../scripts/lib/browser.mjs';
 import { greet, startRelay, stream } from '../node/fake-relay.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,19 +36,7 @@ npm(['install', '--no-audit', '--no-fund'], app);
 npm(['install', '--no-audit', '--no-fund', tarball], app);
 npm(['run', 'build'], app);
 
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
-const server = createServer((request, response) => {
-  const path = new URL(request.url, 'http://x').pathname;
-  const file = join(app, 'dist', path === '/' ? 'index.html' : path);
-  try {
-    const body = readFileSync(file);
-    response.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
-    response.end(body);
-  } catch {
-    response.writeHead(404).end();
-  }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const server = await serveFiles((path) => join(app, 'dist', path === '/' ? 'index.html' : path));
 const relay = await startRelay();
 relay.onMessage = (message) => {
   if (message.type === 'subscribe') {
@@ -59,14 +46,7 @@ relay.onMessage = (message) => {
 };
 
 const profile = mkdtempSync(join(tmpdir(), 'clonewire-chromium-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium(profile);
 let failed = false;
 try {
   const page = await browser.newPage();

@@ -10,12 +10,12 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
+
+import { launchChromium, serveFiles } from '../../scripts/lib/browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
@@ -42,35 +42,19 @@ const stream = execFileSync(
   { cwd: root, encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'inherit'] },
 );
 
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
 const files = {
   '/': join(here, 'page.html'),
   '/page.js': join(here, 'page.js'),
 };
-const server = createServer((request, response) => {
-  const path = new URL(request.url, 'http://x').pathname;
-  let file = files[path];
-  if (!file && path.startsWith('/dist/')) file = join(distDir, path.slice('/dist/'.length));
-  if (!file && path.startsWith('/json-merge-patch/lib/')) file = join(root, 'node_modules', path);
-  try {
-    const body = readFileSync(file);
-    response.writeHead(200, { 'content-type': types[extname(file)] ?? 'text/javascript' });
-    response.end(body);
-  } catch {
-    response.writeHead(404).end();
-  }
+const server = await serveFiles((path) => {
+  if (files[path]) return files[path];
+  if (path.startsWith('/dist/')) return join(distDir, path.slice('/dist/'.length));
+  if (path.startsWith('/json-merge-patch/lib/')) return join(root, 'node_modules', path);
+  return undefined;
 });
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
 
 const profile = mkdtempSync(join(tmpdir(), 'clonewire-bench-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium(profile);
 try {
   const page = await browser.newPage();
   page.on('pageerror', (error) => console.error('page error:', error.message));
