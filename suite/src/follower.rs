@@ -233,7 +233,6 @@ pub struct Stats {
 
 /// A delta waiting for its topic to be repaired.
 struct Queued {
-    seq: u64,
     delta: Delta,
     bytes: usize,
 }
@@ -688,38 +687,24 @@ impl Follower {
         }
         let max_queued = self.config.max_queued;
         let replica = self.replica(&topic);
-        if !replica.trusted {
-            queue(
-                replica,
-                Queued {
-                    seq: delta.seq,
-                    delta,
-                    bytes,
-                },
-                max_queued,
-            );
-            return;
+        if replica.trusted {
+            if delta.seq <= replica.seq {
+                return; // a duplicate
+            }
+            if delta.seq == replica.seq + 1 {
+                self.apply(&topic, delta.seq, &delta.patch, delta.hash, bytes, delta.time);
+                return;
+            }
         }
-        if delta.seq <= replica.seq {
-            return; // a duplicate
-        }
-        if delta.seq > replica.seq + 1 {
-            let have = replica.seq;
-            let seen = delta.seq;
+        // Joining or repairing, or a gap: hold it until the replica is trusted again.
+        let gap = replica.trusted.then_some((replica.seq, delta.seq));
+        if gap.is_some() {
             replica.distrust(Rung::Replay);
-            queue(
-                replica,
-                Queued {
-                    seq: delta.seq,
-                    delta,
-                    bytes,
-                },
-                max_queued,
-            );
-            self.gap(topic, have, seen, false);
-            return;
         }
-        self.apply(&topic, delta.seq, &delta.patch, delta.hash, bytes, delta.time);
+        queue(replica, Queued { delta, bytes }, max_queued);
+        if let Some((have, seen)) = gap {
+            self.gap(topic, have, seen, false);
+        }
     }
 
     fn gap(&mut self, topic: String, have: u64, seen: u64, heartbeat: bool) {
@@ -793,20 +778,20 @@ impl Follower {
             let Some(next) = replica.queue.pop_front() else {
                 return;
             };
-            if next.seq <= replica.seq {
+            let seq = next.delta.seq;
+            if seq <= replica.seq {
                 continue;
             }
-            if next.seq > replica.seq + 1 {
+            if seq > replica.seq + 1 {
                 let have = replica.seq;
                 replica.distrust(Rung::Replay);
                 replica.queue.push_front(next);
-                let seen = replica.queue.front().map_or(have, |q| q.seq);
-                self.gap(name.to_owned(), have, seen, false);
+                self.gap(name.to_owned(), have, seq, false);
                 return;
             }
             self.apply(
                 name,
-                next.seq,
+                seq,
                 &next.delta.patch,
                 next.delta.hash,
                 next.bytes,
