@@ -230,7 +230,7 @@ fn bench_distinct_subscriptions(quick: bool) {
             for proj in &subs[..n] {
                 let projected = proj.project_changes(c);
                 if !projected.is_empty() {
-                    black_box(serde_json::to_vec(&projected.to_patch()).expect("json"));
+                    black_box(projected.patch_text());
                 }
             }
         }

@@ -2,6 +2,8 @@
 //! reports its changed leaves; hashes, projections, view notifications and conflation
 //! are all computed from these, in O(changed leaves).
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
@@ -100,36 +102,102 @@ impl Changes {
     /// a document that holds every `old` leaf: removals first, as nulls, then the
     /// new leaves, which overwrite any null or leaf in their way.
     pub fn to_patch(&self) -> Value {
-        let mut patch = Map::new();
-        for change in self.leaves.iter().filter(|c| c.new.is_none()) {
-            set_path(&mut patch, &change.path[1..], Value::Null);
-        }
-        for change in &self.leaves {
-            if let Some(new) = &change.new {
-                set_path(&mut patch, &change.path[1..], new.value.clone());
-            }
-        }
-        Value::Object(patch)
+        patch_tree(self.leaves.iter()).to_value()
+    }
+
+    /// [`Changes::to_patch`] as JSON text, written straight from the leaves.
+    pub fn patch_text(&self) -> String {
+        let mut out = Vec::with_capacity(64 * self.leaves.len() + 2);
+        write_patch(self.leaves.iter(), &mut out);
+        // Only serde_json's output and ASCII punctuation were written.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
+/// A merge patch under construction, borrowing keys and values from the leaves.
+enum PatchNode<'a> {
+    /// A leaf value, or `None` for a removal (`null`).
+    Value(Option<&'a Value>),
+    /// An object, keys sorted.
+    Object(BTreeMap<&'a str, PatchNode<'a>>),
+}
+
+impl PatchNode<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            PatchNode::Value(value) => value.cloned().unwrap_or(Value::Null),
+            PatchNode::Object(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.to_value()))
+                    .collect::<Map<_, _>>(),
+            ),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        // Writing serde_json values and strings into a Vec cannot fail.
+        match self {
+            PatchNode::Value(None) => out.extend_from_slice(b"null"),
+            PatchNode::Value(Some(value)) => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+            PatchNode::Object(entries) => {
+                out.push(b'{');
+                for (i, (key, node)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, key);
+                    out.push(b':');
+                    node.write(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+/// The merge patch of `leaves` (relative to the topic) with exactly their effect on a
+/// document that holds every `old` leaf: removals first, as nulls, then the new
+/// leaves, which overwrite any null or leaf in their way.
+fn patch_tree<'a>(leaves: impl Iterator<Item = &'a LeafChange> + Clone) -> PatchNode<'a> {
+    let mut root = BTreeMap::new();
+    for leaf in leaves.clone().filter(|l| l.new.is_none()) {
+        set_path(&mut root, &leaf.path[1..], None);
+    }
+    for leaf in leaves {
+        if let Some(new) = &leaf.new {
+            set_path(&mut root, &leaf.path[1..], Some(&new.value));
+        }
+    }
+    PatchNode::Object(root)
+}
+
 /// Puts `value` at `path` in a patch, turning anything in the way into an object.
-fn set_path(patch: &mut Map<String, Value>, path: &[String], value: Value) {
+fn set_path<'a>(root: &mut BTreeMap<&'a str, PatchNode<'a>>, path: &'a [String], value: Option<&'a Value>) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    let mut node = patch;
+    let mut node = root;
     for key in parents {
         let slot = node
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !slot.is_object() {
-            *slot = Value::Object(Map::new());
+            .entry(key.as_str())
+            .or_insert_with(|| PatchNode::Object(BTreeMap::new()));
+        if !matches!(slot, PatchNode::Object(_)) {
+            *slot = PatchNode::Object(BTreeMap::new());
         }
-        let Value::Object(next) = slot else {
-            unreachable!("made an object just above")
+        let PatchNode::Object(next) = slot else {
+            return;
         };
         node = next;
     }
-    node.insert(last.clone(), value);
+    node.insert(last.as_str(), PatchNode::Value(value));
+}
+
+/// Writes, as JSON text, the patch [`Changes::to_patch`] makes of `leaves` (e.g. the
+/// part of a delta one view selects), without building it as a `Value`. Keys come out
+/// sorted, as serde_json's `Map` prints them.
+pub fn write_patch<'a>(leaves: impl Iterator<Item = &'a LeafChange> + Clone, out: &mut Vec<u8>) {
+    patch_tree(leaves).write(out);
 }

@@ -215,4 +215,12 @@ proptest! {
         let want = pruned(&reference_merge(&start, &p)).unwrap_or_else(|| Value::Object(Map::new()));
         prop_assert_eq!(t.to_value(), want);
     }
+
+    #[test]
+    fn the_patch_text_is_the_patch(start in tree(), p1 in patch(), p2 in patch()) {
+        let mut t = Topic::from_value(TOPIC, &object(start)).unwrap();
+        let changes = t.apply(&p1).unwrap().then(t.apply(&p2).unwrap());
+        let text: Value = serde_json::from_str(&changes.patch_text()).unwrap();
+        prop_assert_eq!(text, changes.to_patch());
+    }
 }

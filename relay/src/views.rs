@@ -470,7 +470,7 @@ impl Views {
                 let projected = Changes {
                     leaves: leaves.collect(),
                 };
-                let patch = serde_json::to_string(&projected.to_patch()).unwrap_or_default();
+                let patch = projected.patch_text();
                 (Arc::new(projected), patch)
             });
             let hash = projected.apply_to_hash(vt.hash);
@@ -694,7 +694,7 @@ fn make_delta(
     time: Option<f64>,
     changes: Changes,
 ) -> SharedDelta {
-    let patch = serde_json::to_string(&changes.to_patch()).unwrap_or_default();
+    let patch = changes.patch_text();
     let text = delta_text(&delta_head(workflow, topic, epoch), seq, prev, hash, time, &patch);
     SharedDelta {
         key: (workflow.clone(), Arc::from(topic)),

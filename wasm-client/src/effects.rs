@@ -7,9 +7,9 @@
 //! by index, so views that select the same leaves share one patch, and a frame costs
 //! one crossing out of wasm and one small `JSON.parse`, however many views it concerns.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
+use clonewire_core::changes::write_patch;
 use clonewire_core::{Changes, LeafChange};
 use serde::Serialize;
 use serde_json::Value;
@@ -277,68 +277,4 @@ fn write_u32(n: u32, out: &mut Vec<u8>) {
 fn write_str(text: &str, out: &mut Vec<u8>) {
     // Serializing a `str` into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
-}
-
-/// A merge patch under construction, borrowing keys and values from the leaves.
-enum PatchNode<'a> {
-    /// A leaf value, or `None` for a removal (`null`).
-    Value(Option<&'a Value>),
-    /// An object.
-    Object(BTreeMap<&'a str, PatchNode<'a>>),
-}
-
-/// Writes the merge patch of `leaves` (relative to the topic), as
-/// [`Changes::to_patch`] makes it: removals first as nulls, then the new leaves, which
-/// overwrite any null or leaf in their way. Keys come out sorted, as serde_json's
-/// `Map` prints them.
-fn write_patch<'a>(leaves: impl Iterator<Item = &'a LeafChange> + Clone, out: &mut Vec<u8>) {
-    let mut root = BTreeMap::new();
-    for leaf in leaves.clone().filter(|l| l.new.is_none()) {
-        set_path(&mut root, &leaf.path[1..], None);
-    }
-    for leaf in leaves {
-        if let Some(new) = &leaf.new {
-            set_path(&mut root, &leaf.path[1..], Some(&new.value));
-        }
-    }
-    write_object(&root, out);
-}
-
-fn set_path<'a>(root: &mut BTreeMap<&'a str, PatchNode<'a>>, path: &'a [String], value: Option<&'a Value>) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = root;
-    for key in parents {
-        let slot = node
-            .entry(key.as_str())
-            .or_insert_with(|| PatchNode::Object(BTreeMap::new()));
-        if !matches!(slot, PatchNode::Object(_)) {
-            *slot = PatchNode::Object(BTreeMap::new());
-        }
-        let PatchNode::Object(next) = slot else {
-            return;
-        };
-        node = next;
-    }
-    node.insert(last.as_str(), PatchNode::Value(value));
-}
-
-fn write_object(object: &BTreeMap<&str, PatchNode<'_>>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (key, node)) in object.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(key, out);
-        out.push(b':');
-        match node {
-            PatchNode::Value(None) => out.extend_from_slice(b"null"),
-            PatchNode::Value(Some(value)) => {
-                let _ = serde_json::to_writer(&mut *out, value);
-            }
-            PatchNode::Object(inner) => write_object(inner, out),
-        }
-    }
-    out.push(b'}');
 }
