@@ -293,16 +293,6 @@ enum Pending {
 }
 
 impl Pending {
-    fn op(&self) -> &'static str {
-        match self {
-            Pending::Hello => "hello",
-            Pending::Snapshot { .. } => "snapshot",
-            Pending::Replay { .. } => "replay",
-            Pending::Hashes { .. } => "hashes",
-            Pending::Get { .. } => "get",
-        }
-    }
-
     fn request(&self) -> Request {
         match self {
             Pending::Hello => Request::Hello,
@@ -327,6 +317,8 @@ impl Pending {
 
 struct InFlight {
     pending: Pending,
+    /// The request's op name, for logs.
+    op: &'static str,
     deadline: Instant,
 }
 
@@ -875,11 +867,13 @@ impl Follower {
         let Some(req) = &self.req else {
             return Ok(());
         };
-        let body = encode(&pending.request());
+        let request = pending.request();
+        let body = encode(&request);
         match req.send(body, zmq::DONTWAIT) {
             Ok(()) => {
                 self.inflight = Some(InFlight {
                     pending,
+                    op: request.op(),
                     deadline: now + self.config.request_timeout * self.timeout_factor,
                 });
             }
@@ -906,7 +900,7 @@ impl Follower {
         if now < inflight.deadline {
             return;
         }
-        let op = inflight.pending.op();
+        let op = inflight.op;
         self.inflight = None;
         // A REQ socket whose reply never came cannot send again: discard it.
         self.req = None;
@@ -930,7 +924,7 @@ impl Follower {
                 return;
             }
         };
-        let Some(InFlight { pending, .. }) = self.inflight.take() else {
+        let Some(InFlight { pending, op, .. }) = self.inflight.take() else {
             return;
         };
         // The suite answered: deadlines go back to normal.
@@ -954,7 +948,7 @@ impl Follower {
                 self.malformed(format!("{what}: {reason}"));
                 self.back_off(now);
             }
-            Ok(Err(error)) => self.on_error_reply(&pending, error, now),
+            Ok(Err(error)) => self.on_error_reply(&pending, op, error, now),
             Ok(Ok(reply)) => {
                 self.backoff = self.config.backoff_min;
                 self.on_reply(pending, reply, now);
@@ -962,8 +956,7 @@ impl Follower {
         }
     }
 
-    fn on_error_reply(&mut self, pending: &Pending, error: ErrorReply, now: Instant) {
-        let op = pending.op();
+    fn on_error_reply(&mut self, pending: &Pending, op: &'static str, error: ErrorReply, now: Instant) {
         match (error.error, pending) {
             (ErrorCode::Busy, _) => {
                 self.stats.busy += 1;
