@@ -1,0 +1,7 @@
+//! Cylc 8 schedulers as clonewire upstreams.
+//!
+//! A running Cylc 8 workflow already is a suite in clonewire's sense: its scheduler
+//! binds a ZeroMQ PUB socket that publishes protobuf deltas (`all`, `shutdown`) and a
+//! REP socket that answers for the whole store (`pb_entire_workflow`,
+//! `pb_data_elements`). This crate follows one natively, with no Python in the path,
+//! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
