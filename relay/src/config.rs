@@ -296,6 +296,24 @@ pub struct Limits {
     pub suite_max_queued: usize,
     /// Commands waiting for one workflow's link thread.
     pub workflow_commands: usize,
+    /// How long a connection may take to send a request's headers (its first one,
+    /// and each later one on a kept-alive connection) before it is closed.
+    pub handshake_timeout_ms: u64,
+    /// Connections still waiting for their first request; past this the oldest of
+    /// them is closed to admit a new one.
+    pub max_handshakes: usize,
+    /// Most connections (websockets included) from one IP address; absent: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Bytes buffered for one connection's request headers.
+    pub max_request_header_bytes: usize,
+    /// `subscribe` and `resync` messages a connection may send per second, on
+    /// average (a token bucket); more get a `rate_limited` error.
+    pub client_requests_per_sec: u32,
+    /// How many `subscribe` and `resync` messages a connection may send at once.
+    pub client_request_burst: u32,
+    /// Rate-limited messages in a row before the connection is closed (1008).
+    pub max_rate_limited: u32,
     /// Limits on subscriptions.
     pub query: QueryLimits,
 }
@@ -314,6 +332,13 @@ impl Default for Limits {
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
             workflow_commands: 4_096,
+            handshake_timeout_ms: 10_000,
+            max_handshakes: 1_024,
+            max_connections_per_ip: None,
+            max_request_header_bytes: 64 * 1024,
+            client_requests_per_sec: 5,
+            client_request_burst: 20,
+            max_rate_limited: 200,
             query: QueryLimits::default(),
         }
     }
@@ -391,6 +416,15 @@ impl Config {
             ("suite_request_timeout_ms", l.suite_request_timeout_ms),
             ("suite_max_queued", l.suite_max_queued as u64),
             ("workflow_commands", l.workflow_commands as u64),
+            ("handshake_timeout_ms", l.handshake_timeout_ms),
+            ("max_handshakes", l.max_handshakes as u64),
+            (
+                "max_connections_per_ip",
+                l.max_connections_per_ip.map_or(1, |n| n as u64),
+            ),
+            ("client_requests_per_sec", u64::from(l.client_requests_per_sec)),
+            ("client_request_burst", u64::from(l.client_request_burst)),
+            ("max_rate_limited", u64::from(l.max_rate_limited)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -398,6 +432,11 @@ impl Config {
                     "limits.{name} must be greater than 0"
                 )));
             }
+        }
+        if l.max_request_header_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "limits.max_request_header_bytes must be at least 8192".into(),
+            ));
         }
         if l.client_queue_hard_bytes <= l.client_queue_soft_bytes {
             return Err(ConfigError::Invalid(

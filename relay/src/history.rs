@@ -60,12 +60,15 @@ impl History {
             return Some(Changes::default());
         }
         let start = self.steps.iter().position(|s| s.prev == from)?;
-        Some(
-            self.steps
-                .iter()
-                .skip(start)
-                .fold(Changes::default(), |acc, s| acc.then(s.changes.clone())),
-        )
+        // One pass over every step's leaves (composing step by step would re-index
+        // the growing result once per step).
+        let leaves = self
+            .steps
+            .iter()
+            .skip(start)
+            .flat_map(|s| s.changes.leaves.iter().cloned())
+            .collect();
+        Some(Changes::default().then(Changes { leaves }))
     }
 }
 

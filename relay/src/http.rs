@@ -10,11 +10,12 @@ use axum::extract::{FromRef, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use rust_embed::RustEmbed;
 use serde_json::json;
 
 use crate::auth::Auth;
+use crate::listener::ConnGuard;
 use crate::relay::Relay;
 
 /// The page, built into the binary (`--www` serves a folder instead).
@@ -65,6 +66,7 @@ async fn websocket(
     State(auth): State<Arc<Auth>>,
     headers: HeaderMap,
     uri: Uri,
+    peer: Option<Extension<ConnGuard>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let grant = match auth.check_websocket(&headers, uri.query()) {
@@ -90,7 +92,11 @@ async fn websocket(
         // and drops the client. Memory stays bounded by the outbox; the writer sends
         // one frame at a time and waits for it to flush.
         .max_write_buffer_size(usize::MAX)
-        .on_upgrade(move |socket| crate::session::serve(relay, socket, grant))
+        .on_upgrade(move |socket| async move {
+            // The session counts against its address's connection cap while it lasts.
+            let _peer = peer;
+            crate::session::serve(relay, socket, grant).await
+        })
 }
 
 /// With tokens required, workflows are named only to a request whose token may see

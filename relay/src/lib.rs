@@ -12,6 +12,7 @@
 //! - [`outbox`]: each client's bounded send queue, with conflation;
 //! - [`session`]: one websocket client (reader and writer);
 //! - [`http`]: the page, `/ws`, `/healthz`, `/metrics`;
+//! - [`listener`]: the accept loop, with handshake timeouts and connection caps;
 //! - [`metrics`], [`demo`] (simulated suites for `--demo`), [`relay`] (shared state).
 //!
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
@@ -22,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod history;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod outbox;
 pub mod registry;
@@ -93,6 +95,10 @@ impl Running {
 /// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
     config.validate()?;
+    match listener::raise_open_file_limit() {
+        Some(n) => tracing::info!(open_files = n, "open-file limit"),
+        None => tracing::info!("open-file limit: unlimited"),
+    }
     let auth = Arc::new(auth::Auth::from_config(&config.auth)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let mut sims = Vec::new();
@@ -121,20 +127,14 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let (shutdown, signal) = watch::channel(false);
     let relay = Arc::new(relay::Relay::new(config, links, metrics, signal.clone()));
     let app = http::router(relay.clone(), auth);
-    let task = tokio::spawn(async move {
-        let mut signal = signal;
-        // Deltas are small frames that should leave at once, not wait for Nagle.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = signal.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let limits = relay.config().limits.clone();
+    let task = tokio::spawn(listener::serve(
+        listener,
+        app,
+        limits,
+        relay.metrics().clone(),
+        signal,
+    ));
     Ok(Running {
         addr,
         shutdown,

@@ -29,8 +29,11 @@ impl Kind {
 /// Counters shared by every client's outbox (they outlive the clients).
 #[derive(Debug, Default)]
 pub struct OutboxCounters {
-    /// Deltas that went into a conflated slot.
+    /// Deltas not queued because their client was behind on their topic (it gets one
+    /// bridging delta instead when it drains).
     pub conflated: AtomicU64,
+    /// Bridging deltas queued for clients that drained after lagging.
+    pub bridges: AtomicU64,
     /// Times a client's hard limit dropped its pending deltas.
     pub overflows: AtomicU64,
 }
@@ -61,8 +64,10 @@ pub struct Metrics {
     pub queue_bytes: Gauge,
     /// Bytes queued for the most backed-up client (set at scrape time).
     pub queue_bytes_max: Gauge,
-    /// Deltas conflated for slow clients (set at scrape time from `outboxes`).
+    /// Deltas skipped for lagging clients (set at scrape time from `outboxes`).
     pub conflations: Counter,
+    /// Bridging deltas queued for clients that caught up (set at scrape time).
+    pub bridges: Counter,
     /// Times a client fell past its hard limit (set at scrape time from `outboxes`).
     pub overflows: Counter,
     /// Repairs of suite replicas by rung (replay, snapshot).
@@ -71,11 +76,20 @@ pub struct Metrics {
     pub suite_problems: Family<Kind, Counter>,
     /// Messages from clients that were refused.
     pub bad_client_messages: Counter,
+    /// `subscribe` and `resync` messages refused for exceeding a connection's rate.
+    pub rate_limited: Counter,
+    /// Failed accepts (most often: out of file descriptors).
+    pub accept_errors: Counter,
+    /// Connections refused by the per-address cap.
+    pub connections_refused: Counter,
+    /// Connections closed while still in their handshake to admit newer ones.
+    pub handshakes_evicted: Counter,
     /// Seconds from the suite's `time` to the frame's send to a client.
     pub latency: Histogram,
     /// Shared by every outbox.
     pub outboxes: std::sync::Arc<OutboxCounters>,
     seen_conflated: AtomicU64,
+    seen_bridges: AtomicU64,
     seen_overflows: AtomicU64,
 }
 
@@ -99,13 +113,19 @@ impl Metrics {
             queue_bytes: Gauge::default(),
             queue_bytes_max: Gauge::default(),
             conflations: Counter::default(),
+            bridges: Counter::default(),
             overflows: Counter::default(),
             repairs: Family::default(),
             suite_problems: Family::default(),
             bad_client_messages: Counter::default(),
+            rate_limited: Counter::default(),
+            accept_errors: Counter::default(),
+            connections_refused: Counter::default(),
+            handshakes_evicted: Counter::default(),
             latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             outboxes: Default::default(),
             seen_conflated: AtomicU64::new(0),
+            seen_bridges: AtomicU64::new(0),
             seen_overflows: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -139,8 +159,13 @@ impl Metrics {
         );
         registry.register(
             "conflations",
-            "Deltas conflated for slow clients",
+            "Deltas not queued for clients behind on their topic (bridged later by one delta)",
             m.conflations.clone(),
+        );
+        registry.register(
+            "bridges",
+            "Bridging deltas queued for clients that caught up after lagging",
+            m.bridges.clone(),
         );
         registry.register(
             "overflows",
@@ -159,6 +184,26 @@ impl Metrics {
             m.bad_client_messages.clone(),
         );
         registry.register(
+            "rate_limited",
+            "Client subscribe and resync messages refused for their rate",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts (often: out of file descriptors)",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused by the per-address cap",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "handshakes_evicted",
+            "Connections closed in their handshake to admit newer ones",
+            m.handshakes_evicted.clone(),
+        );
+        registry.register(
             "delta_latency_seconds",
             "Suite publish time to send to a client",
             m.latency.clone(),
@@ -172,6 +217,9 @@ impl Metrics {
         let total = self.outboxes.conflated.load(Ordering::Relaxed);
         let seen = self.seen_conflated.swap(total, Ordering::Relaxed);
         self.conflations.inc_by(total.saturating_sub(seen));
+        let total = self.outboxes.bridges.load(Ordering::Relaxed);
+        let seen = self.seen_bridges.swap(total, Ordering::Relaxed);
+        self.bridges.inc_by(total.saturating_sub(seen));
         let total = self.outboxes.overflows.load(Ordering::Relaxed);
         let seen = self.seen_overflows.swap(total, Ordering::Relaxed);
         self.overflows.inc_by(total.saturating_sub(seen));

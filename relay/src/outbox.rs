@@ -2,21 +2,26 @@
 //!
 //! Frames are shared: a delta is serialized once per distinct subscription and the
 //! same `Arc` sits in the outbox of every client that shares it. When a client falls
-//! behind (queued bytes over the soft limit) its further deltas are conflated per
-//! (workflow, topic) into one composed change set; past the hard limit its pending
-//! deltas are dropped and it is sent fresh snapshots once it has caught up. Either way
-//! a client that never reads cannot grow the relay without bound or slow anyone else.
+//! behind (queued bytes over the soft limit) the outbox stops queueing deltas for a
+//! (workflow, topic) and only remembers what the client will hold once the queue in
+//! front drains: its seq and projection hash ([`ResumePoint`]). Each later delta for
+//! that key costs one map look-up and is dropped. When the writer reaches the spot,
+//! it asks the workflow's link thread for the one delta that bridges the client from
+//! what it holds to what it should hold ([`Outgoing::Bridge`]); the link thread
+//! answers with [`Outbox::push_bridge`] (or a snapshot). Past the hard limit the queued
+//! deltas themselves are dropped the same way. A client that never reads therefore
+//! costs O(1) per delta and at most its limits in memory, and slows nobody else.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use clonewire_core::protocol::client::RelayMessage;
+use clonewire_core::protocol::client::ResumePoint;
 use clonewire_core::{Changes, Hash};
 use tokio::sync::Notify;
 
 use crate::metrics::OutboxCounters;
 
-/// A (workflow, topic) pair: the unit of ordering and conflation.
+/// A (workflow, topic) pair: the unit of ordering and bridging.
 pub type TopicKey = (Arc<str>, Arc<str>);
 
 /// A projected delta, serialized once and shared by every client of one subscription.
@@ -34,69 +39,32 @@ pub struct SharedDelta {
     pub hash: Hash,
     /// The suite's publish time (ms).
     pub time: Option<f64>,
-    /// The projected changes, kept so the delta can be conflated (shared by every
-    /// view whose projection of this change is the same).
+    /// The projected changes (shared by every view whose projection of this change is
+    /// the same); they give the hash before the delta when a client starts lagging.
     pub changes: Arc<Changes>,
     /// The serialized `delta` message.
     pub text: Arc<str>,
 }
 
-/// Deltas of one (workflow, topic) composed into one.
-#[derive(Debug)]
-pub struct Conflated {
-    key: TopicKey,
-    epoch: Arc<str>,
-    first_prev: Option<u64>,
-    seq: u64,
-    hash: Hash,
-    time: Option<f64>,
-    changes: Changes,
-    /// Deltas composed so far.
-    pub count: usize,
+impl SharedDelta {
+    /// What a client holds just before this delta: `None` when the delta starts the
+    /// subscription's sequence (no `prev`).
+    fn held_before(&self) -> Option<ResumePoint> {
+        Some(ResumePoint {
+            epoch: self.epoch.to_string(),
+            seq: self.prev?,
+            hash: self.changes.unapply_from_hash(self.hash),
+        })
+    }
 }
 
-impl Conflated {
-    fn start(delta: &SharedDelta) -> Conflated {
-        Conflated {
-            key: delta.key.clone(),
-            epoch: delta.epoch.clone(),
-            first_prev: delta.prev,
-            seq: delta.seq,
-            hash: delta.hash,
-            time: delta.time,
-            changes: Changes::clone(&delta.changes),
-            count: 1,
-        }
-    }
-
-    fn add(&mut self, delta: &SharedDelta) {
-        self.changes = std::mem::take(&mut self.changes).then(Changes::clone(&delta.changes));
-        self.epoch = delta.epoch.clone();
-        self.seq = delta.seq;
-        self.hash = delta.hash;
-        self.time = delta.time;
-        self.count += 1;
-    }
-
-    /// The composed delta as one message.
-    pub fn to_text(&self) -> String {
-        RelayMessage::Delta {
-            workflow: self.key.0.to_string(),
-            topic: self.key.1.to_string(),
-            epoch: self.epoch.to_string(),
-            seq: self.seq,
-            prev: self.first_prev,
-            hash: self.hash,
-            time: self.time,
-            patch: self.changes.to_patch(),
-        }
-        .to_text()
-    }
-
-    /// The newest suite time among the composed deltas.
-    pub fn time(&self) -> Option<f64> {
-        self.time
-    }
+/// One (workflow, topic) of a lagging client: what it holds, and whether its link
+/// thread was asked for the bridging delta yet.
+#[derive(Debug)]
+struct Lag {
+    /// `None`: unknown (it gets a snapshot).
+    held: Option<ResumePoint>,
+    asked: bool,
 }
 
 /// What the writer sends next.
@@ -108,11 +76,10 @@ pub enum Outgoing {
     Snapshot(Arc<str>),
     /// A shared delta frame.
     Delta(Arc<SharedDelta>),
-    /// Composed deltas, serialized for this client alone.
-    Conflated(Conflated),
-    /// These (workflow, topic)s lost deltas while the client was far behind; ask for
-    /// fresh snapshots now that it has caught up.
-    Resync(Vec<TopicKey>),
+    /// Everything queued before these (workflow, topic)s' lag went out: ask their link
+    /// threads for one bridging delta each, from what the client holds (`None`:
+    /// unknown, so a snapshot).
+    Bridge(Vec<(TopicKey, Option<ResumePoint>)>),
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
 }
@@ -121,15 +88,15 @@ enum Item {
     Text(Arc<str>),
     Snapshot(TopicKey, Arc<str>),
     Delta(Arc<SharedDelta>),
-    /// Where the conflated deltas of this key go out; the deltas are in `conflated`.
-    ConflatedSlot(TopicKey),
+    /// Where this key's lag is to be bridged, once everything before it went out.
+    LagSlot(TopicKey),
     Close(u16, &'static str),
 }
 
 impl Item {
     fn key(&self) -> Option<&TopicKey> {
         match self {
-            Item::Snapshot(key, _) | Item::ConflatedSlot(key) => Some(key),
+            Item::Snapshot(key, _) | Item::LagSlot(key) => Some(key),
             Item::Delta(d) => Some(&d.key),
             Item::Text(_) | Item::Close(..) => None,
         }
@@ -143,9 +110,8 @@ struct Inner {
     /// The part of `bytes` that is snapshots: catch-up data, bounded by the store and
     /// not counted against the limits (else a big snapshot could never be sent).
     snapshot_bytes: usize,
-    conflated: HashMap<TopicKey, (Conflated, usize)>,
-    /// Keys whose deltas are dropped until a snapshot; `true` once asked for.
-    needs_snapshot: BTreeMap<TopicKey, bool>,
+    /// Keys whose deltas are not queued until they are bridged.
+    lagging: HashMap<TopicKey, Lag>,
     closed: bool,
 }
 
@@ -188,6 +154,11 @@ impl Outbox {
         self.lock().bytes
     }
 
+    /// How many (workflow, topic)s are lagging (their deltas are not queued).
+    pub fn lagging(&self) -> usize {
+        self.lock().lagging.len()
+    }
+
     /// Queues a frame that is not tied to a (workflow, topic).
     pub fn push_text(&self, text: Arc<str>) {
         let len = text.len();
@@ -205,7 +176,8 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Queues a snapshot, which supersedes everything still queued for its key.
+    /// Queues a snapshot, which supersedes everything still queued for its key and
+    /// ends its lag.
     pub fn push_snapshot(&self, key: TopicKey, text: Arc<str>) {
         let mut inner = self.lock();
         if inner.closed {
@@ -223,11 +195,8 @@ impl Outbox {
             !stale
         });
         inner.snapshot_bytes -= freed_snapshots;
-        if let Some((_, len)) = inner.conflated.remove(&key) {
-            freed += len;
-        }
         inner.bytes -= freed;
-        inner.needs_snapshot.remove(&key);
+        inner.lagging.remove(&key);
         let len = text.len();
         inner.items.push_back((Item::Snapshot(key, text), len));
         inner.bytes += len;
@@ -235,27 +204,50 @@ impl Outbox {
         self.settle(inner);
     }
 
-    /// Queues a shared delta, conflating it when the client is behind.
+    /// Queues a shared delta; when the client is behind, its key starts lagging and
+    /// the delta (like every later one for that key until it is bridged) is dropped.
     pub fn push_delta(&self, delta: &Arc<SharedDelta>) {
         let mut inner = self.lock();
-        if inner.closed || inner.needs_snapshot.contains_key(&delta.key) {
+        if inner.closed {
+            return;
+        }
+        if inner.lagging.contains_key(&delta.key) {
+            OutboxCounters::bump(&self.counters.conflated);
             return;
         }
         let len = delta.text.len();
-        if let Some((conflated, bytes)) = inner.conflated.get_mut(&delta.key) {
-            conflated.add(delta);
-            *bytes += len;
-            OutboxCounters::bump(&self.counters.conflated);
-        } else if inner.bytes - inner.snapshot_bytes + len > self.soft_bytes {
+        if inner.bytes - inner.snapshot_bytes + len > self.soft_bytes {
+            let held = delta.held_before();
             inner
-                .conflated
-                .insert(delta.key.clone(), (Conflated::start(delta), len));
-            inner.items.push_back((Item::ConflatedSlot(delta.key.clone()), 0));
+                .lagging
+                .insert(delta.key.clone(), Lag { held, asked: false });
+            inner.items.push_back((Item::LagSlot(delta.key.clone()), 0));
             OutboxCounters::bump(&self.counters.conflated);
-        } else {
-            inner.items.push_back((Item::Delta(delta.clone()), len));
+            drop(inner);
+            self.notify.notify_one();
+            return;
         }
+        inner.items.push_back((Item::Delta(delta.clone()), len));
         inner.bytes += len;
+        self.settle(inner);
+    }
+
+    /// The link thread's answer to [`Outgoing::Bridge`] for `key`: the one delta from
+    /// what the client held to what it should hold (`None`: it already holds that).
+    /// It ends the lag. An answer that a snapshot overtook is dropped: the snapshot
+    /// already moved the client on.
+    pub fn push_bridge(&self, key: &TopicKey, delta: Option<Arc<SharedDelta>>) {
+        let mut inner = self.lock();
+        if inner.closed || !inner.lagging.get(key).is_some_and(|lag| lag.asked) {
+            return;
+        }
+        inner.lagging.remove(key);
+        if let Some(delta) = delta {
+            let len = delta.text.len();
+            inner.items.push_back((Item::Delta(delta), len));
+            inner.bytes += len;
+            OutboxCounters::bump(&self.counters.bridges);
+        }
         self.settle(inner);
     }
 
@@ -272,25 +264,27 @@ impl Outbox {
     /// Enforces the hard limit, then wakes the writer.
     fn settle(&self, mut inner: MutexGuard<'_, Inner>) {
         if inner.bytes - inner.snapshot_bytes > self.hard_bytes {
-            // Drop every pending delta; their keys get fresh snapshots once the client
-            // has caught up. Queued snapshots stay: they are how it catches up, and one
-            // larger than the limit must still be deliverable (it is bounded by the
-            // store, which the relay holds anyway).
-            let mut dropped = Vec::new();
+            // Every queued delta goes; its key lags from what the client holds before
+            // the first one dropped. Queued snapshots stay: they are how it catches up,
+            // and one larger than the limit must still be deliverable (it is bounded by
+            // the store, which the relay holds anyway).
+            let mut first: Vec<(TopicKey, Option<ResumePoint>)> = Vec::new();
             inner.items.retain(|(item, _)| match item {
                 Item::Delta(d) => {
-                    dropped.push(d.key.clone());
+                    if !first.iter().any(|(k, _)| *k == d.key) {
+                        first.push((d.key.clone(), d.held_before()));
+                    }
                     false
                 }
-                Item::ConflatedSlot(key) => {
-                    dropped.push(key.clone());
-                    false
-                }
-                Item::Snapshot(..) | Item::Text(_) | Item::Close(..) => true,
+                Item::Snapshot(..) | Item::LagSlot(_) | Item::Text(_) | Item::Close(..) => true,
             });
-            inner.conflated.clear();
-            for key in dropped {
-                inner.needs_snapshot.insert(key, false);
+            for (key, held) in first {
+                // A key already asked for has no slot left: it needs a new one.
+                let slotted = inner.lagging.get(&key).is_some_and(|lag| !lag.asked);
+                inner.lagging.insert(key.clone(), Lag { held, asked: false });
+                if !slotted {
+                    inner.items.push_back((Item::LagSlot(key), 0));
+                }
             }
             inner.bytes = inner.items.iter().map(|(_, len)| len).sum();
             OutboxCounters::bump(&self.counters.overflows);
@@ -303,6 +297,7 @@ impl Outbox {
             if unordered > self.hard_bytes && !inner.closed {
                 // Unordered frames alone are too many: give up on this client.
                 inner.items.clear();
+                inner.lagging.clear();
                 inner.bytes = 0;
                 inner.snapshot_bytes = 0;
                 inner
@@ -315,50 +310,43 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Takes the next thing to send, or `None` when the queue is empty and nothing
-    /// waits for a resync.
+    /// Takes the next thing to send, or `None` when the queue is empty.
     pub fn pop(&self) -> Option<Outgoing> {
         let mut inner = self.lock();
-        match inner.items.pop_front() {
-            Some((item, len)) => {
-                inner.bytes -= len;
-                Some(match item {
-                    Item::Text(text) => Outgoing::Text(text),
-                    Item::Snapshot(_, text) => {
-                        inner.snapshot_bytes -= len;
-                        Outgoing::Snapshot(text)
-                    }
-                    Item::Delta(delta) => Outgoing::Delta(delta),
-                    Item::Close(code, reason) => Outgoing::Close(code, reason),
-                    Item::ConflatedSlot(key) => match inner.conflated.remove(&key) {
-                        Some((conflated, bytes)) => {
-                            inner.bytes -= bytes;
-                            Outgoing::Conflated(conflated)
+        loop {
+            let (item, len) = inner.items.pop_front()?;
+            inner.bytes -= len;
+            return Some(match item {
+                Item::Text(text) => Outgoing::Text(text),
+                Item::Snapshot(_, text) => {
+                    inner.snapshot_bytes -= len;
+                    Outgoing::Snapshot(text)
+                }
+                Item::Delta(delta) => Outgoing::Delta(delta),
+                Item::Close(code, reason) => Outgoing::Close(code, reason),
+                Item::LagSlot(key) => {
+                    // Every lag slot at the front goes in one request.
+                    let mut asks = Vec::new();
+                    let mut next = Some(key);
+                    while let Some(key) = next.take() {
+                        if let Some(lag) = inner.lagging.get_mut(&key).filter(|lag| !lag.asked) {
+                            lag.asked = true;
+                            asks.push((key, lag.held.clone()));
                         }
-                        // Superseded by a snapshot or an overflow: nothing to send.
-                        None => return self.pop_after(inner),
-                    },
-                })
-            }
-            None => self.pop_after(inner),
+                        if matches!(inner.items.front(), Some((Item::LagSlot(_), _))) {
+                            if let Some((Item::LagSlot(key), _)) = inner.items.pop_front() {
+                                next = Some(key);
+                            }
+                        }
+                    }
+                    if asks.is_empty() {
+                        // Superseded by a snapshot: nothing to ask.
+                        continue;
+                    }
+                    Outgoing::Bridge(asks)
+                }
+            });
         }
-    }
-
-    fn pop_after(&self, mut inner: MutexGuard<'_, Inner>) -> Option<Outgoing> {
-        if !inner.items.is_empty() {
-            drop(inner);
-            return self.pop();
-        }
-        let asks: Vec<TopicKey> = inner
-            .needs_snapshot
-            .iter_mut()
-            .filter(|(_, asked)| !**asked)
-            .map(|(key, asked)| {
-                *asked = true;
-                key.clone()
-            })
-            .collect();
-        (!asks.is_empty()).then_some(Outgoing::Resync(asks))
     }
 
     /// Waits until there may be something to pop.
@@ -372,6 +360,7 @@ mod tests {
     use super::*;
     use clonewire_core::{HashedLeaf, LeafChange};
     use serde_json::json;
+    use std::sync::atomic::Ordering;
 
     fn key(t: &str) -> TopicKey {
         (Arc::from("w"), Arc::from(t))
@@ -388,16 +377,22 @@ mod tests {
                 }),
             }],
         };
+        // The hash before is `seq - 1` plus nothing removed: after is before + seq.
+        let before = Hash(seq * 1_000);
         Arc::new(SharedDelta {
             key: key(t),
             epoch: Arc::from("e"),
             seq,
             prev: Some(seq - 1),
-            hash: Hash(seq),
+            hash: changes.apply_to_hash(before),
             time: None,
             changes: Arc::new(changes),
             text: Arc::from("x".repeat(100)),
         })
+    }
+
+    fn drain(out: &Outbox) -> Vec<Outgoing> {
+        std::iter::from_fn(|| out.pop()).collect()
     }
 
     #[test]
@@ -416,54 +411,77 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_client_gets_one_composed_delta_per_topic() {
+    fn a_lagging_key_queues_nothing_and_asks_once_for_a_bridge() {
         let counters: Arc<OutboxCounters> = Default::default();
         let out = Outbox::new(250, 100_000, counters.clone());
-        for seq in 1..=10 {
-            out.push_delta(&delta("t", seq, if seq % 2 == 0 { "a" } else { "b" }, seq as i64));
+        for seq in 1..=1_000 {
+            out.push_delta(&delta("t", seq, "a", seq as i64));
         }
-        let mut got = Vec::new();
-        while let Some(item) = out.pop() {
-            got.push(item);
-        }
-        assert_eq!(got.len(), 3, "two plain deltas, then one conflated: {got:?}");
-        let Outgoing::Conflated(c) = &got[2] else {
+        assert_eq!(out.bytes(), 200, "two deltas queued, the rest only remembered");
+        assert_eq!(counters.conflated.load(Ordering::Relaxed), 998);
+        let got = drain(&out);
+        assert_eq!(got.len(), 3, "{got:?}");
+        let Outgoing::Bridge(asks) = &got[2] else {
             panic!("{:?}", got[2])
         };
-        assert_eq!((c.first_prev, c.seq, c.count), (Some(2), 10, 8));
-        let text: serde_json::Value = serde_json::from_str(&c.to_text()).unwrap();
-        assert_eq!(text["patch"], json!({"a": 10, "b": 9}));
-        assert_eq!(counters.conflated.load(std::sync::atomic::Ordering::Relaxed), 8);
+        let third = delta("t", 3, "a", 3);
+        let held = asks[0].1.as_ref().unwrap();
+        assert_eq!(
+            (held.seq, held.hash),
+            (2, third.changes.unapply_from_hash(third.hash))
+        );
+        out.push_delta(&delta("t", 1_001, "a", 1));
+        assert!(out.pop().is_none(), "still lagging until the answer");
+        out.push_bridge(&key("t"), Some(delta("t", 1_002, "a", 2)));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 1_002));
+        out.push_delta(&delta("t", 1_003, "a", 3));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 1_003));
+        assert_eq!(counters.bridges.load(Ordering::Relaxed), 1);
     }
 
     #[test]
-    fn past_the_hard_limit_deltas_drop_and_a_snapshot_is_asked_for() {
-        let out = Outbox::new(150, 400, Default::default());
+    fn slots_at_the_front_go_in_one_request_and_a_snapshot_ends_a_lag() {
+        let out = Outbox::new(150, 100_000, Default::default());
+        out.push_delta(&delta("t", 1, "a", 1));
+        out.push_delta(&delta("t", 2, "a", 2));
+        out.push_delta(&delta("u", 2, "a", 2));
+        out.push_delta(&delta("v", 2, "a", 2));
+        out.push_snapshot(key("v"), Arc::from("snap"));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(_))));
+        match out.pop() {
+            Some(Outgoing::Bridge(asks)) => {
+                let keys: Vec<_> = asks.into_iter().map(|(k, _)| k).collect();
+                assert_eq!(keys, vec![key("t"), key("u")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
+        assert!(out.pop().is_none());
+        out.push_snapshot(key("t"), Arc::from("snap"));
+        out.push_bridge(&key("t"), Some(delta("t", 9, "a", 9)));
+        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
+        assert!(
+            out.pop().is_none(),
+            "an answer overtaken by a snapshot is dropped"
+        );
+    }
+
+    #[test]
+    fn past_the_hard_limit_queued_deltas_drop_and_lag_from_the_first() {
+        let counters: Arc<OutboxCounters> = Default::default();
+        let out = Outbox::new(10_000, 20_000, counters.clone());
         for seq in 1..=50 {
             out.push_delta(&delta("t", seq, &format!("k{seq}"), 1));
         }
-        assert!(out.bytes() <= 400, "bounded: {}", out.bytes());
+        // A huge unordered frame pushes the queue past the hard limit.
+        out.push_text(Arc::from("e".repeat(16_000)));
+        assert_eq!(counters.overflows.load(Ordering::Relaxed), 1);
+        assert!(out.bytes() <= 20_000, "bounded: {}", out.bytes());
+        assert!(matches!(out.pop(), Some(Outgoing::Text(_))));
         match out.pop() {
-            Some(Outgoing::Resync(keys)) => assert_eq!(keys, vec![key("t")]),
+            Some(Outgoing::Bridge(asks)) => assert_eq!(asks[0].1.as_ref().map(|p| p.seq), Some(0)),
             other => panic!("{other:?}"),
         }
-        assert!(out.pop().is_none(), "asked once");
-        out.push_delta(&delta("t", 51, "x", 1));
-        assert!(out.pop().is_none(), "deltas wait for the snapshot");
-        out.push_snapshot(key("t"), Arc::from("snap"));
-        out.push_delta(&delta("t", 52, "x", 2));
-        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
-        assert!(matches!(out.pop(), Some(Outgoing::Delta(_))));
-    }
-
-    #[test]
-    fn a_snapshot_supersedes_what_is_queued_for_its_topic_only() {
-        let out = Outbox::new(10_000, 100_000, Default::default());
-        out.push_delta(&delta("t", 1, "a", 1));
-        out.push_delta(&delta("u", 1, "a", 1));
-        out.push_snapshot(key("t"), Arc::from("snap"));
-        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.key == key("u")));
-        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(_))));
     }
 
     #[test]

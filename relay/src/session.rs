@@ -1,6 +1,7 @@
 //! One websocket client: a reader that handles `subscribe` and `resync`, and a writer
 //! that drains the client's bounded [`Outbox`]. A client that never reads backs up
-//! only its own outbox (then it is conflated, then resynced, then dropped); one that
+//! only its own outbox (past its soft limit its topics lag and are bridged by one
+//! delta each when it drains; it is dropped when a send blocks too long); one that
 //! sends garbage gets errors and, past a limit, is disconnected.
 //!
 //! Every subscription, `resume` and `resync` is cut down to the connection's
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, Resume};
+use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, Resume, ResumePoint};
 use clonewire_core::Subscription;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -23,7 +24,7 @@ use crate::metrics::Kind;
 use crate::outbox::{Outbox, Outgoing};
 use crate::relay::Relay;
 use crate::suite_link::Command;
-use crate::views::ClientId;
+use crate::views::{ClientId, PendingRebind, RebindSlot};
 
 /// Serves one upgraded websocket, limited to what `grant` allows, until it closes,
 /// its token expires or the relay shuts down.
@@ -114,7 +115,11 @@ async fn read(
     tokio::pin!(expiry);
     let mut bad_in_a_row = 0u32;
     let mut subscribed = false;
-    let max_bad = relay.config().limits.max_bad_client_messages;
+    let limits = &relay.config().limits;
+    let max_bad = limits.max_bad_client_messages;
+    let mut bucket = TokenBucket::new(limits.client_requests_per_sec, limits.client_request_burst);
+    let mut limited_in_a_row = 0u32;
+    let mut slots: BTreeMap<Arc<str>, Arc<RebindSlot>> = BTreeMap::new();
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
@@ -137,12 +142,27 @@ async fn read(
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => "binary frames are not part of the protocol".to_owned(),
             Some(Ok(Message::Text(body))) => match ClientMessage::decode(body.as_str()) {
+                Ok(ClientMessage::Subscribe { .. } | ClientMessage::Resync { .. }) if !bucket.take() => {
+                    // Subscription work is bounded per connection, so one client's churn
+                    // cannot crowd out everybody's deltas on the link threads.
+                    relay.metrics().rate_limited.inc();
+                    limited_in_a_row += 1;
+                    if limited_in_a_row >= limits.max_rate_limited {
+                        tracing::info!(client, "too many requests over the rate limit; disconnecting");
+                        outbox.close(1008, "too many requests");
+                        return;
+                    }
+                    outbox.push_text(rate_limited(&bucket));
+                    continue;
+                }
                 Ok(ClientMessage::Subscribe { query, resume }) => {
+                    limited_in_a_row = 0;
                     let first = !subscribed;
                     subscribed |= subscribe(
                         relay,
                         client,
                         outbox,
+                        &mut slots,
                         &query,
                         resume.filter(|_| first),
                         &grant.access,
@@ -152,6 +172,7 @@ async fn read(
                     continue;
                 }
                 Ok(ClientMessage::Resync { workflow, topic }) => {
+                    limited_in_a_row = 0;
                     // An unknown or forbidden workflow is ignored: nothing tells the
                     // client whether it exists.
                     if let Some(link) = relay.link(&workflow).filter(|_| grant.access.allows(&workflow)) {
@@ -181,6 +202,7 @@ async fn subscribe(
     relay: &Arc<Relay>,
     client: ClientId,
     outbox: &Arc<Outbox>,
+    slots: &mut BTreeMap<Arc<str>, Arc<RebindSlot>>,
     query: &str,
     resume: Option<Resume>,
     access: &Access,
@@ -207,15 +229,72 @@ async fn subscribe(
     }));
     let mut resume: BTreeMap<String, _> = resume.unwrap_or_default();
     for link in allowed() {
-        link.send(Command::Rebind {
-            client,
-            outbox: outbox.clone(),
+        let slot = slots.entry(link.id.clone()).or_default();
+        let rebind = PendingRebind {
             group: Some(group.clone()),
             resume: resume.remove(&*link.id),
-        })
-        .await;
+        };
+        // Only the newest subscription matters: while a rebind waits for the link
+        // thread, a newer one replaces it instead of queueing behind it.
+        if slot.put(rebind) {
+            link.send(Command::RebindLatest {
+                client,
+                outbox: outbox.clone(),
+                slot: slot.clone(),
+            })
+            .await;
+        }
     }
     true
+}
+
+/// A token bucket: `burst` requests at once, `per_sec` on average.
+struct TokenBucket {
+    tokens: f64,
+    per_sec: f64,
+    burst: f64,
+    last: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(per_sec: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            per_sec: f64::from(per_sec),
+            burst: f64::from(burst),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let earned = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long until the next token.
+    fn wait(&self) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.per_sec).max(0.0))
+    }
+}
+
+/// The `error` a client gets for a request over its rate (code `rate_limited`).
+fn rate_limited(bucket: &TokenBucket) -> Arc<str> {
+    let message = format!(
+        "too many subscribe/resync requests; retry in {} ms",
+        bucket.wait().as_millis().max(1)
+    );
+    serde_json::json!({"type": "error", "code": "rate_limited", "message": message})
+        .to_string()
+        .into()
 }
 
 async fn write(
@@ -243,13 +322,21 @@ async fn write(
             Outgoing::Text(t) => (Message::Text(Utf8Bytes::from(&*t)), "other", None),
             Outgoing::Snapshot(t) => (Message::Text(Utf8Bytes::from(&*t)), "snapshot", None),
             Outgoing::Delta(d) => (Message::Text(Utf8Bytes::from(&*d.text)), "delta", d.time),
-            Outgoing::Conflated(c) => (Message::Text(Utf8Bytes::from(c.to_text())), "conflated", c.time()),
-            Outgoing::Resync(keys) => {
-                for (workflow, topic) in keys {
+            Outgoing::Bridge(asks) => {
+                // One request per workflow; the link thread answers into the outbox.
+                let mut by_workflow: BTreeMap<Arc<str>, Vec<(String, Option<ResumePoint>)>> = BTreeMap::new();
+                for ((workflow, topic), held) in asks {
+                    by_workflow
+                        .entry(workflow)
+                        .or_default()
+                        .push((topic.to_string(), held));
+                }
+                for (workflow, topics) in by_workflow {
                     if let Some(link) = relay.link(&workflow) {
-                        link.send(Command::Resync {
+                        link.send(Command::Bridge {
                             client,
-                            topic: topic.to_string(),
+                            outbox: outbox.clone(),
+                            topics,
                         })
                         .await;
                     }

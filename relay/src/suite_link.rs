@@ -24,7 +24,7 @@ use crate::config::{Limits, SuiteConfig};
 use crate::metrics::{Kind, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::Group;
-use crate::views::{ClientId, Store, Views};
+use crate::views::{ClientId, RebindSlot, Store, Views};
 
 /// Something a client asks of one workflow.
 #[derive(Debug)]
@@ -44,6 +44,26 @@ pub enum Command {
     Leave {
         /// The client.
         client: ClientId,
+    },
+    /// Sets the client's subscription to the newest one waiting in `slot` (nothing
+    /// when a previous command already took it): rebinds coalesce per client.
+    RebindLatest {
+        /// The client.
+        client: ClientId,
+        /// Its send queue.
+        outbox: Arc<Outbox>,
+        /// Where its newest subscription waits.
+        slot: Arc<RebindSlot>,
+    },
+    /// A lagging client drained: queue it one bridging delta (or a snapshot) per
+    /// topic, from what it holds (`None`: unknown).
+    Bridge {
+        /// The client.
+        client: ClientId,
+        /// Its send queue.
+        outbox: Arc<Outbox>,
+        /// Topics and what the client holds of each.
+        topics: Vec<(String, Option<ResumePoint>)>,
     },
     /// The client wants a fresh snapshot of a topic.
     Resync {
@@ -289,6 +309,25 @@ impl Worker {
             }
             Command::Resync { client, topic } => {
                 self.views.resync(&store, client, &topic);
+                false
+            }
+            Command::RebindLatest { client, outbox, slot } => match slot.take() {
+                Some(next) => {
+                    self.views
+                        .rebind(&store, client, outbox, next.group, next.resume.as_ref());
+                    true
+                }
+                None => false,
+            },
+            Command::Bridge {
+                client,
+                outbox,
+                topics,
+            } => {
+                for (topic, held) in topics {
+                    self.views
+                        .bridge_lagging(&store, client, &outbox, &topic, held.as_ref());
+                }
                 false
             }
         }

@@ -54,6 +54,43 @@ struct Member {
     group: u64,
 }
 
+/// A client's newest subscription for one workflow, waiting for the link thread.
+/// A newer `subscribe` replaces what waits here instead of queueing another rebind,
+/// so however fast a client churns, its link thread rebinds it at most once per turn.
+#[derive(Debug, Default)]
+pub struct RebindSlot {
+    pending: std::sync::Mutex<Option<PendingRebind>>,
+}
+
+/// What a [`RebindSlot`] holds.
+#[derive(Debug)]
+pub struct PendingRebind {
+    /// The subscription (`None`: nothing of this workflow).
+    pub group: Option<Arc<Group>>,
+    /// What the client holds, when it reconnects.
+    pub resume: Option<BTreeMap<String, ResumePoint>>,
+}
+
+impl RebindSlot {
+    /// Puts the newest subscription in; true when the slot was empty (the link thread
+    /// must be told), false when a rebind already waits and now takes this one.
+    pub fn put(&self, mut rebind: PendingRebind) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = pending.is_none();
+        if let Some(older) = pending.take() {
+            // A resume point only matters to the first binding; keep it.
+            rebind.resume = rebind.resume.or(older.resume);
+        }
+        *pending = Some(rebind);
+        was_empty
+    }
+
+    /// Takes what waits (the link thread's side).
+    pub fn take(&self) -> Option<PendingRebind> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// Counters the link thread reports as metrics.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ViewStats {
@@ -65,6 +102,8 @@ pub struct ViewStats {
     pub snapshots_queued: u64,
     /// Resumes answered with one delta.
     pub resumed: u64,
+    /// Lagging clients brought up to date with one delta (not a snapshot).
+    pub bridged: u64,
 }
 
 /// The views of one workflow.
@@ -643,6 +682,36 @@ impl Views {
                 self.pending.insert((id, topic, true));
             }
         }
+    }
+
+    /// A lagging client's queue drained up to where its deltas for `topic` stopped
+    /// being queued: queue the one delta from what it holds (`held`) to what its view
+    /// holds now (history composed since its seq, checked against its hash), else a
+    /// snapshot. Either ends its lag; the cost is per drain, not per skipped delta.
+    pub fn bridge_lagging(
+        &mut self,
+        store: &impl Store,
+        client: ClientId,
+        outbox: &Arc<Outbox>,
+        topic: &str,
+        held: Option<&ResumePoint>,
+    ) {
+        let key = self.key(topic);
+        let Some(id) = self.members.get(&client).map(|m| m.group) else {
+            // It no longer sees this workflow: leaving already emptied its copy.
+            outbox.push_bridge(&key, None);
+            return;
+        };
+        let epoch = store.epoch().to_owned();
+        let vt = self.views.get(&id).and_then(|v| v.topics.get(topic));
+        if let (Some(vt), Some((_, current)), Some(point)) = (vt, store.topic(topic), held) {
+            if let Some(bridged) = self.resume(&epoch, topic, current, vt, point) {
+                self.stats.bridged += 1;
+                outbox.push_bridge(&key, bridged.map(Arc::new));
+                return;
+            }
+        }
+        self.resync(store, client, topic);
     }
 
     /// A client asks for a fresh snapshot of one topic (a mismatch on its side, or it

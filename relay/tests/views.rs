@@ -78,12 +78,25 @@ impl Client {
 
     /// Applies everything queued, asserting every message verifies.
     fn drain(&mut self) -> usize {
+        self.drain_bridging(|_| panic!("no client here lags"))
+    }
+
+    /// [`Client::drain`], handing requests for bridging deltas to `bridge` (which
+    /// answers into the outbox, as the link thread does).
+    fn drain_bridging(&mut self, mut bridge: impl FnMut(Vec<(String, Option<ResumePoint>)>)) -> usize {
         let mut n = 0;
         while let Some(out) = self.outbox.pop() {
             let text = match out {
                 Outgoing::Text(t) | Outgoing::Snapshot(t) => t.to_string(),
                 Outgoing::Delta(d) => d.text.to_string(),
-                Outgoing::Conflated(c) => c.to_text(),
+                Outgoing::Bridge(asks) => {
+                    bridge(
+                        asks.into_iter()
+                            .map(|((_, t), held)| (t.to_string(), held))
+                            .collect(),
+                    );
+                    continue;
+                }
                 other => panic!("unexpected {other:?}"),
             };
             self.frames.push(text.clone());
@@ -299,10 +312,10 @@ fn a_new_epoch_arrives_as_a_snapshot() {
 }
 
 #[test]
-fn a_slow_client_is_conflated_and_still_converges() {
+fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = Views::new(Arc::from(W), 1_000);
     store.apply(&mut views, "taskProxies", tasks(10));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let counters: Arc<OutboxCounters> = Default::default();
@@ -313,6 +326,7 @@ fn a_slow_client_is_conflated_and_still_converges() {
         frames: vec![],
     };
     views.rebind(&store, 1, slow.outbox.clone(), Some(sub.clone()), None);
+    let joined = slow.outbox.bytes();
     for round in 0..200 {
         store.apply(
             &mut views,
@@ -320,10 +334,58 @@ fn a_slow_client_is_conflated_and_still_converges() {
             json!({ format!("1/t{}", round % 10): {"status": format!("s{round}")} }),
         );
     }
-    let sent = slow.drain();
-    assert!(sent < 50, "{sent} messages for 200 deltas");
-    assert!(counters.conflated.load(std::sync::atomic::Ordering::Relaxed) > 150);
+    let queued = slow.outbox.bytes() - joined;
+    assert!(queued <= 2_000, "{queued} bytes of deltas queued");
+    let outbox = slow.outbox.clone();
+    let sent = slow.drain_bridging(|asks| {
+        for (topic, held) in asks {
+            views.bridge_lagging(&store, 1, &outbox, &topic, held.as_ref());
+        }
+    });
+    assert!(sent < 30, "{sent} messages for 200 deltas");
+    assert!(counters.conflated.load(std::sync::atomic::Ordering::Relaxed) > 170);
+    assert_eq!(counters.bridges.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(views.stats().bridged, 1, "a delta, not a snapshot");
     assert_eq!(slow.copy("taskProxies"), projection(&store, &sub, "taskProxies"));
+    // Once bridged it follows deltas again.
+    store.apply(&mut views, "taskProxies", json!({"1/t0": {"status": "done"}}));
+    slow.drain();
+    assert_eq!(slow.copy("taskProxies"), projection(&store, &sub, "taskProxies"));
+}
+
+#[test]
+fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = Views::new(Arc::from(W), 5);
+    store.apply(&mut views, "taskProxies", tasks(10));
+    let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
+    let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
+    let mut slow = Client {
+        outbox: Arc::new(Outbox::new(1_000, 1 << 20, Default::default())),
+        store: ClientStore::new(),
+        frames: vec![],
+    };
+    views.rebind(&store, 1, slow.outbox.clone(), Some(narrow.clone()), None);
+    for round in 0..50 {
+        store.apply(
+            &mut views,
+            "taskProxies",
+            json!({ format!("1/t{}", round % 10): {"status": format!("s{round}")} }),
+        );
+    }
+    // It changes subscription while lagging: what it holds is not the new view's.
+    views.rebind(&store, 1, slow.outbox.clone(), Some(wide.clone()), None);
+    store.apply(&mut views, "taskProxies", json!({"1/t1": {"name": "renamed"}}));
+    let outbox = slow.outbox.clone();
+    slow.drain_bridging(|asks| {
+        for (topic, held) in asks {
+            views.bridge_lagging(&store, 1, &outbox, &topic, held.as_ref());
+        }
+    });
+    assert_eq!(views.stats().bridged, 0, "history too short and the view changed");
+    assert!(slow.frames.iter().any(|f| f.contains("\"type\":\"snapshot\"")));
+    assert_eq!(slow.copy("taskProxies"), projection(&store, &wide, "taskProxies"));
 }
 
 #[test]

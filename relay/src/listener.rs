@@ -1,0 +1,228 @@
+//! The relay's own accept loop, so that connections cost nothing until they prove
+//! themselves:
+//!
+//! - a request's headers must arrive within `handshake_timeout_ms` (hyper's header
+//!   read timeout, which also covers idle keep-alive connections);
+//! - at most `max_handshakes` connections may be waiting for their first request; past
+//!   that the oldest is closed, so a flood of half-open requests cannot lock out a
+//!   client that sends its request at once;
+//! - optionally at most `max_connections_per_ip` connections (websockets included)
+//!   per peer address;
+//! - when the process is out of file descriptors, accepting pauses briefly (no busy
+//!   loop) while existing connections are served, and resumes once some are freed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+
+/// Raises the soft open-file limit to the hard one and returns the figure now in
+/// force (`None`: unlimited). Each connection needs a descriptor, so a low default
+/// (often 1,024) would cap the relay's clients.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let wanted = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, wanted) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Held by a connection for its life, and by its websocket session after an upgrade:
+/// what counts it against its peer's per-address cap.
+#[derive(Clone)]
+pub struct ConnGuard(#[allow(dead_code)] Arc<PeerSlot>);
+
+struct PeerSlot {
+    ip: IpAddr,
+    shared: Arc<Shared>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// State shared by the accept loop and the connections.
+#[derive(Default)]
+struct Shared {
+    /// Connections waiting for their first request, oldest first, with what closes them.
+    handshaking: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next: AtomicU64,
+}
+
+impl Shared {
+    fn handshake_done(&self, id: u64) {
+        self.handshaking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.handshake_timeout_ms))
+        .max_buf_size(limits.max_request_header_bytes.max(8192));
+    let http = Arc::new(http);
+    let mut last_complaint: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut stop) => return Ok(()),
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) if is_per_connection(&e) => continue,
+            Err(e) => {
+                // Most likely out of descriptors: the pending connections wait in the
+                // kernel's backlog while the ones held are served and may free some.
+                if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "cannot accept connections; pausing");
+                    last_complaint = Some(tokio::time::Instant::now());
+                }
+                metrics.accept_errors.inc();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(guard) = admit(&shared, &limits, peer) else {
+            metrics.connections_refused.inc();
+            drop(tcp);
+            continue;
+        };
+        let id = shared.next.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        {
+            let mut handshaking = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
+            while handshaking.len() >= limits.max_handshakes {
+                if let Some((_, oldest)) = handshaking.pop_first() {
+                    oldest.notify_one();
+                    metrics.handshakes_evicted.inc();
+                }
+            }
+            handshaking.insert(id, evict.clone());
+        }
+        tokio::spawn(connection(
+            tcp,
+            app.clone(),
+            http.clone(),
+            shared.clone(),
+            id,
+            evict,
+            guard,
+            stop.clone(),
+        ));
+    }
+}
+
+/// Counts a new connection against its address's cap; `None` when it is over.
+fn admit(shared: &Arc<Shared>, limits: &Limits, peer: SocketAddr) -> Option<ConnGuard> {
+    let ip = peer.ip();
+    let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let n = per_ip.entry(ip).or_insert(0);
+    if limits.max_connections_per_ip.is_some_and(|max| *n >= max) {
+        return None;
+    }
+    *n += 1;
+    Some(ConnGuard(Arc::new(PeerSlot {
+        ip,
+        shared: shared.clone(),
+    })))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    tcp: TcpStream,
+    app: Router,
+    http: Arc<hyper::server::conn::http1::Builder>,
+    shared: Arc<Shared>,
+    id: u64,
+    evict: Arc<Notify>,
+    guard: ConnGuard,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Deltas are small frames that should leave at once, not wait for Nagle.
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let service = {
+        let shared = shared.clone();
+        let guard = guard.clone();
+        hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+            // Its first request's headers are in: no longer a handshake.
+            shared.handshake_done(id);
+            request.extensions_mut().insert(guard.clone());
+            let mut app = app.clone();
+            async move {
+                let response = tower_service::Service::call(&mut app, request.map(axum::body::Body::new));
+                Ok::<_, Infallible>(response.await.unwrap_or_else(|never| match never {}))
+            }
+        })
+    };
+    let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+    tokio::pin!(conn);
+    let mut evicted = false;
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = evict.notified() => evicted = true,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+        }
+    }
+    if evicted {
+        tracing::debug!("closed a connection still in its handshake to admit a newer one");
+    }
+    shared.handshake_done(id);
+    drop(guard);
+}
+
+/// Completes once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Errors that concern one incoming connection only (the next accept may succeed).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
