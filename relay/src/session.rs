@@ -286,15 +286,13 @@ impl TokenBucket {
     }
 }
 
-/// The `error` a client gets for a request over its rate (code `rate_limited`).
+/// The `error` a client gets for a request over its rate.
 fn rate_limited(bucket: &TokenBucket) -> Arc<str> {
     let message = format!(
         "too many subscribe/resync requests; retry in {} ms",
         bucket.wait().as_millis().max(1)
     );
-    serde_json::json!({"type": "error", "code": "rate_limited", "message": message})
-        .to_string()
-        .into()
+    error(ClientErrorCode::RateLimited, message)
 }
 
 async fn write(

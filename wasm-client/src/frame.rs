@@ -123,6 +123,7 @@ pub fn decode(text: &str) -> Option<Message<'_>> {
             code: match frame.code.as_deref()? {
                 "bad_query" => ClientErrorCode::BadQuery,
                 "bad_message" => ClientErrorCode::BadMessage,
+                "rate_limited" => ClientErrorCode::RateLimited,
                 _ => return None,
             },
             message: frame.message?,

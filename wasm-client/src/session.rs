@@ -252,6 +252,7 @@ impl Session {
                 code: match code {
                     ClientErrorCode::BadQuery => "bad_query",
                     ClientErrorCode::BadMessage => "bad_message",
+                    ClientErrorCode::RateLimited => "rate_limited",
                 }
                 .to_owned(),
                 message,

@@ -91,6 +91,9 @@ pub enum ClientErrorCode {
     BadQuery,
     /// The message could not be decoded.
     BadMessage,
+    /// Too many `subscribe`/`resync` messages for the connection's rate; the
+    /// message was ignored and the connection stays.
+    RateLimited,
 }
 
 /// A message from the relay to a client.
