@@ -41,7 +41,9 @@ async fn half_open_requests_neither_lock_out_clients_nor_stay_open() {
     let mut half_open = Vec::with_capacity(HALF_OPEN);
     for _ in 0..HALF_OPEN {
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
         half_open.push(s);
     }
     println!(
@@ -55,7 +57,9 @@ async fn half_open_requests_neither_lock_out_clients_nor_stay_open() {
         .await
         .expect("the websocket handshake completes within 1 s");
     assert!(
-        client.pump_until(Duration::from_secs(1), |c| c.count("hello") == 1).await,
+        client
+            .pump_until(Duration::from_secs(1), |c| c.count("hello") == 1)
+            .await,
         "hello within 1 s"
     );
     let hello = start.elapsed();
@@ -76,7 +80,10 @@ async fn half_open_requests_neither_lock_out_clients_nor_stay_open() {
         opened.elapsed().as_secs_f64()
     );
     assert_eq!(closed, HALF_OPEN, "every half-open request is closed");
-    assert!(evicted >= (HALF_OPEN - 1_000) as f64, "the cap held: {evicted} evicted");
+    assert!(
+        evicted >= (HALF_OPEN - 1_000) as f64,
+        "the cap held: {evicted} evicted"
+    );
 
     // The client that finished its handshake is still served.
     client.pump(Duration::from_millis(200)).await;
@@ -94,7 +101,10 @@ async fn a_per_address_cap_refuses_connections_past_it() {
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut c = TestClient::connect(addr).await;
-        assert!(c.pump_until(Duration::from_secs(2), |c| c.count("hello") == 1).await);
+        assert!(
+            c.pump_until(Duration::from_secs(2), |c| c.count("hello") == 1)
+                .await
+        );
         held.push(c);
     }
     let mut extra = TcpStream::connect(addr).await.expect("connect");
@@ -110,7 +120,9 @@ async fn a_per_address_cap_refuses_connections_past_it() {
     let free = async {
         loop {
             let mut s = TcpStream::connect(addr).await.expect("connect");
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
             let mut body = Vec::new();
             let _ = s.read_to_end(&mut body).await;
             if body.starts_with(b"HTTP/1.1 200") {
