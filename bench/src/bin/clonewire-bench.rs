@@ -68,6 +68,9 @@ struct Args {
     /// Skip the stalled-clients part.
     #[arg(long)]
     no_stalled: bool,
+    /// Measuring window of each side of the stalled-clients part, in seconds.
+    #[arg(long)]
+    stalled_secs: Option<f64>,
 }
 
 /// A child process that is killed when dropped.
@@ -862,7 +865,10 @@ fn stalled_client(addr: SocketAddr) -> Result<TcpStream, String> {
 /// clients, against one relay following two busy suites.
 fn stalled(bench: &Bench) -> Result<(), String> {
     let (tasks, rate) = if bench.args.quick { (2000, 500.0) } else { (2000, 2000.0) };
-    let secs = if bench.args.quick { 2.0 } else { 10.0 };
+    let secs = bench
+        .args
+        .stalled_secs
+        .unwrap_or(if bench.args.quick { 2.0 } else { 10.0 });
     println!("\n## Stalled clients: 2 suites x {rate} deltas/s ({tasks} tasks), 1 reading client, then 5 that never read\n");
     let suites = [
         Suite::start("busy0", tasks, rate, 11)?,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clonewire_core::{Limits, Projection, Subscription};
 use serde_json::json;
 
-use crate::clients::{flood_garbage, never_read, CheckedClient};
+use crate::clients::{flood_garbage, half_open, never_read, CheckedClient};
 use crate::procs::{self, http_get, rss_bytes, Proc};
 use crate::proxy::{LinkFaults, Proxy};
 use crate::truth::{Truth, TruthFollower};
@@ -326,7 +326,8 @@ impl Campaign {
     fn write_relay_config(&self) -> Result<(), String> {
         let mut toml = format!(
             "listen = \"{}\"\nname = \"faults\"\n\n[limits]\ntopic_linger_secs = 2\nsuite_request_timeout_ms = 1000\n\
-             client_queue_soft_bytes = 65536\nclient_queue_hard_bytes = 524288\nclient_send_timeout_ms = 2000\n",
+             client_queue_soft_bytes = 65536\nclient_queue_hard_bytes = 524288\nclient_send_timeout_ms = 2000\n\
+             handshake_timeout_ms = 2000\n",
             self.addr
         );
         for (suite, proxy) in self.suites.iter().zip(&self.proxies) {
@@ -396,7 +397,15 @@ impl Campaign {
             .collect();
         // A first checkpoint with no faults: the harness itself must converge.
         self.checkpoint(&clients, false).await;
+        // Five clients that subscribe to everything and never read, from the start:
+        // the checked clients must not notice them.
+        for _ in 0..5 {
+            if never_read(self.addr, stop.clone()).await {
+                self.fault("never-reading client", 1);
+            }
+        }
         let garbage = Arc::new(AtomicU64::new(0));
+        let half_open_closed = Arc::new(AtomicU64::new(0));
         let end = Instant::now() + self.config.duration;
         let mut next_checkpoint = Instant::now() + self.config.checkpoint_every;
         while Instant::now() < end && self.report.failures.len() < 5 {
@@ -431,10 +440,16 @@ impl Campaign {
                     tokio::spawn(async move { flood_garbage(addr, 5_000, &garbage).await });
                     self.fault("garbage flood (connections)", 1);
                 }
-                _ => {
+                80..=89 => {
                     if never_read(self.addr, stop.clone()).await {
                         self.fault("never-reading client", 1);
                     }
+                }
+                _ => {
+                    // Held for longer than the relay's handshake timeout (2 s).
+                    let (addr, closed) = (self.addr, half_open_closed.clone());
+                    tokio::spawn(async move { half_open(addr, 200, Duration::from_secs(6), closed).await });
+                    self.fault("half-open requests", 200);
                 }
             }
             if Instant::now() >= next_checkpoint {
@@ -458,6 +473,14 @@ impl Campaign {
         }
         self.checkpoint(&clients, true).await;
         self.fault_counts(garbage.load(Ordering::Relaxed));
+        let closed = half_open_closed.load(Ordering::Relaxed);
+        if closed > 0 {
+            *self
+                .report
+                .faults
+                .entry("half-open requests closed by the relay".to_owned())
+                .or_default() += closed;
+        }
         for c in &clients {
             let s = c.state();
             self.report.rejected += s.rejected;
@@ -748,7 +771,10 @@ fn scrape(sampler: &Sampler, addr: SocketAddr) {
         "clonewire_repairs_total",
         "clonewire_suite_problems_total",
         "clonewire_conflations_total",
+        "clonewire_bridges_total",
         "clonewire_overflows_total",
+        "clonewire_handshakes_evicted_total",
+        "clonewire_rate_limited_total",
         "clonewire_bad_client_messages_total",
         "clonewire_deltas_in_total",
     ];

@@ -1,8 +1,8 @@
 //! Websocket clients. A [`CheckedClient`] applies and checks every message with the
 //! browser client's own store (`prev` chain and projection hash), asks for `resync`
 //! on a rejected message, and reconnects with `resume` when the relay goes away. The
-//! bad clients: one that subscribes to everything and never reads, one that floods
-//! the relay with garbage frames.
+//! bad clients: one that subscribes to everything and never reads (a 4 KiB receive
+//! buffer), one that floods the relay with garbage frames, and half-open requests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,7 +138,17 @@ fn apply(state: &mut ClientState, text: &str) -> Option<ClientMessage> {
 /// Opens a connection that subscribes to everything and then never reads. It holds
 /// the socket until `stop` is set.
 pub async fn never_read(addr: SocketAddr, stop: Arc<AtomicBool>) -> bool {
-    let Some(mut ws) = connect(addr).await else {
+    // A small receive buffer, as a stalled browser tab on a slow link: the relay's
+    // sends back up after a few KiB.
+    let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+        return false;
+    };
+    let _ = socket.set_recv_buffer_size(4 * 1024);
+    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr)).await else {
+        return false;
+    };
+    let handshake = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tcp);
+    let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(2), handshake).await else {
         return false;
     };
     let subscribe = r#"{"type":"subscribe","query":"{ workflows }"}"#;
@@ -152,6 +162,37 @@ pub async fn never_read(addr: SocketAddr, stop: Arc<AtomicBool>) -> bool {
         drop(ws);
     });
     true
+}
+
+/// Opens `n` connections that send half a request (`GET /ws HTTP/1.1`, a Host header,
+/// then nothing) and holds them until the relay closes them or `hold` passes; counts
+/// in `closed` those the relay closed.
+pub async fn half_open(addr: SocketAddr, n: usize, hold: Duration, closed: Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..n {
+        let Ok(Ok(mut tcp)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await
+        else {
+            continue;
+        };
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            if tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 512];
+            let end = tokio::time::Instant::now() + hold;
+            loop {
+                match tokio::time::timeout_at(end, tcp.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => {
+                        closed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(Ok(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
 }
 
 /// Sends up to `max` garbage frames as fast as the socket takes them; returns how

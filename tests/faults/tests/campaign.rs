@@ -22,6 +22,10 @@ async fn every_client_converges_after_a_minute_of_faults() {
         faults("link: deltas dropped") >= 1,
         "deltas were dropped: {report}"
     );
+    assert!(
+        faults("never-reading client") >= 5,
+        "five clients never read from the start: {report}"
+    );
     let last = report.checkpoints.last().expect("a final checkpoint");
     assert!(last.converged_in.is_some_and(|d| d <= Duration::from_secs(2)));
 }
