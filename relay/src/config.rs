@@ -277,10 +277,12 @@ pub struct Limits {
     pub max_clients: usize,
     /// Largest websocket message a client may send, in bytes.
     pub max_client_message_bytes: usize,
-    /// Queued bytes for one client before its deltas are conflated per (workflow, topic).
+    /// Queued bytes for one client before its (workflow, topic)s lag: their further
+    /// deltas are not queued, and one bridging delta per topic goes out when the
+    /// client drains.
     pub client_queue_soft_bytes: usize,
-    /// Queued bytes for one client before its pending deltas are dropped and it gets
-    /// fresh snapshots once it has caught up.
+    /// Queued bytes for one client before its queued deltas are dropped too (their
+    /// topics lag the same way); past it with control frames alone it is closed.
     pub client_queue_hard_bytes: usize,
     /// How long one send to a client may block before the client is disconnected.
     pub client_send_timeout_ms: u64,
@@ -307,6 +309,10 @@ pub struct Limits {
     pub max_connections_per_ip: Option<usize>,
     /// Bytes buffered for one connection's request headers.
     pub max_request_header_bytes: usize,
+    /// The kernel's send buffer per connection (`SO_SNDBUF`); absent: the kernel's
+    /// default, which grows up to `net.ipv4.tcp_wmem`'s maximum per stalled client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_send_buffer_bytes: Option<usize>,
     /// `subscribe` and `resync` messages a connection may send per second, on
     /// average (a token bucket); more get a `rate_limited` error.
     pub client_requests_per_sec: u32,
@@ -336,6 +342,7 @@ impl Default for Limits {
             max_handshakes: 1_024,
             max_connections_per_ip: None,
             max_request_header_bytes: 64 * 1024,
+            client_send_buffer_bytes: None,
             client_requests_per_sec: 5,
             client_request_burst: 20,
             max_rate_limited: 200,

@@ -9,7 +9,8 @@
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
 //! - [`history`]: bounded per-topic history, so clients can resume;
-//! - [`outbox`]: each client's bounded send queue, with conflation;
+//! - [`outbox`]: each client's bounded send queue; a client behind lags at O(1) per
+//!   delta and is bridged by one delta per topic when it drains;
 //! - [`session`]: one websocket client (reader and writer);
 //! - [`http`]: the page, `/ws`, `/healthz`, `/metrics`;
 //! - [`listener`]: the accept loop, with handshake timeouts and connection caps;

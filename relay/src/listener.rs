@@ -48,7 +48,9 @@ pub fn raise_open_file_limit() -> Option<u64> {
 /// Held by a connection for its life, and by its websocket session after an upgrade:
 /// what counts it against its peer's per-address cap.
 #[derive(Clone)]
-pub struct ConnGuard(#[allow(dead_code)] Arc<PeerSlot>);
+pub struct ConnGuard {
+    _slot: Arc<PeerSlot>,
+}
 
 struct PeerSlot {
     ip: IpAddr,
@@ -137,6 +139,11 @@ pub async fn serve(
             }
             handshaking.insert(id, evict.clone());
         }
+        if let Some(bytes) = limits.client_send_buffer_bytes {
+            if let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(&tcp, bytes) {
+                tracing::debug!(error = %e, "cannot set SO_SNDBUF");
+            }
+        }
         tokio::spawn(connection(
             tcp,
             app.clone(),
@@ -159,10 +166,12 @@ fn admit(shared: &Arc<Shared>, limits: &Limits, peer: SocketAddr) -> Option<Conn
         return None;
     }
     *n += 1;
-    Some(ConnGuard(Arc::new(PeerSlot {
-        ip,
-        shared: shared.clone(),
-    })))
+    Some(ConnGuard {
+        _slot: Arc::new(PeerSlot {
+            ip,
+            shared: shared.clone(),
+        }),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

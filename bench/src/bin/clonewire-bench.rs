@@ -864,7 +864,11 @@ fn stalled_client(addr: SocketAddr) -> Result<TcpStream, String> {
 /// A reading client's rate and the relay's intake alone, then with five stalled
 /// clients, against one relay following two busy suites.
 fn stalled(bench: &Bench) -> Result<(), String> {
-    let (tasks, rate) = if bench.args.quick { (2000, 500.0) } else { (2000, 2000.0) };
+    let (tasks, rate) = if bench.args.quick {
+        (2000, 500.0)
+    } else {
+        (2000, 2000.0)
+    };
     let secs = bench
         .args
         .stalled_secs
@@ -876,9 +880,12 @@ fn stalled(bench: &Bench) -> Result<(), String> {
     ];
     let port = free_port()?;
     let mut cmd = Command::new(sibling("clonewire-relay")?);
-    cmd.arg("--config")
-        .arg(bench.dir.join("relay.toml"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"]);
+    cmd.arg("--config").arg(bench.dir.join("relay.toml")).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--log",
+        "warn",
+    ]);
     for suite in &suites {
         cmd.args(["--suite", &suite.flag()]);
     }

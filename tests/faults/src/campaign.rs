@@ -327,7 +327,7 @@ impl Campaign {
         let mut toml = format!(
             "listen = \"{}\"\nname = \"faults\"\n\n[limits]\ntopic_linger_secs = 2\nsuite_request_timeout_ms = 1000\n\
              client_queue_soft_bytes = 65536\nclient_queue_hard_bytes = 524288\nclient_send_timeout_ms = 2000\n\
-             handshake_timeout_ms = 2000\n",
+             handshake_timeout_ms = 2000\nclient_send_buffer_bytes = 16384\n",
             self.addr
         );
         for (suite, proxy) in self.suites.iter().zip(&self.proxies) {
