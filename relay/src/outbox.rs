@@ -88,6 +88,9 @@ enum Item {
     Text(Arc<str>),
     Snapshot(TopicKey, Arc<str>),
     Delta(Arc<SharedDelta>),
+    /// A bridging delta: catch-up data like a snapshot, so never dropped for the limits
+    /// (else one larger than the hard limit would be dropped and asked for forever).
+    Bridge(Arc<SharedDelta>),
     /// Where this key's lag is to be bridged, once everything before it went out.
     LagSlot(TopicKey),
     Close(u16, &'static str),
@@ -97,7 +100,7 @@ impl Item {
     fn key(&self) -> Option<&TopicKey> {
         match self {
             Item::Snapshot(key, _) | Item::LagSlot(key) => Some(key),
-            Item::Delta(d) => Some(&d.key),
+            Item::Delta(d) | Item::Bridge(d) => Some(&d.key),
             Item::Text(_) | Item::Close(..) => None,
         }
     }
@@ -107,8 +110,9 @@ impl Item {
 struct Inner {
     items: VecDeque<(Item, usize)>,
     bytes: usize,
-    /// The part of `bytes` that is snapshots: catch-up data, bounded by the store and
-    /// not counted against the limits (else a big snapshot could never be sent).
+    /// The part of `bytes` that is snapshots and bridging deltas: catch-up data,
+    /// bounded by the store and not counted against the limits (else a big one could
+    /// never be sent).
     snapshot_bytes: usize,
     /// Keys whose deltas are not queued until they are bridged.
     lagging: HashMap<TopicKey, Lag>,
@@ -188,7 +192,7 @@ impl Outbox {
             let stale = item.key() == Some(&key);
             if stale {
                 freed += len;
-                if matches!(item, Item::Snapshot(..)) {
+                if matches!(item, Item::Snapshot(..) | Item::Bridge(_)) {
                     freed_snapshots += len;
                 }
             }
@@ -244,8 +248,9 @@ impl Outbox {
         inner.lagging.remove(key);
         if let Some(delta) = delta {
             let len = delta.text.len();
-            inner.items.push_back((Item::Delta(delta), len));
+            inner.items.push_back((Item::Bridge(delta), len));
             inner.bytes += len;
+            inner.snapshot_bytes += len;
             OutboxCounters::bump(&self.counters.bridges);
         }
         self.settle(inner);
@@ -276,7 +281,9 @@ impl Outbox {
                     }
                     false
                 }
-                Item::Snapshot(..) | Item::LagSlot(_) | Item::Text(_) | Item::Close(..) => true,
+                Item::Snapshot(..) | Item::Bridge(_) | Item::LagSlot(_) | Item::Text(_) | Item::Close(..) => {
+                    true
+                }
             });
             for (key, held) in first {
                 // A key already asked for has no slot left: it needs a new one.
@@ -323,6 +330,10 @@ impl Outbox {
                     Outgoing::Snapshot(text)
                 }
                 Item::Delta(delta) => Outgoing::Delta(delta),
+                Item::Bridge(delta) => {
+                    inner.snapshot_bytes -= len;
+                    Outgoing::Delta(delta)
+                }
                 Item::Close(code, reason) => Outgoing::Close(code, reason),
                 Item::LagSlot(key) => {
                     // Every lag slot at the front goes in one request.
@@ -389,6 +400,21 @@ mod tests {
             changes: Arc::new(changes),
             text: Arc::from("x".repeat(100)),
         })
+    }
+
+    impl SharedDelta {
+        fn clone_for_test(d: &SharedDelta) -> SharedDelta {
+            SharedDelta {
+                key: d.key.clone(),
+                epoch: d.epoch.clone(),
+                seq: d.seq,
+                prev: d.prev,
+                hash: d.hash,
+                time: d.time,
+                changes: d.changes.clone(),
+                text: d.text.clone(),
+            }
+        }
     }
 
     fn drain(out: &Outbox) -> Vec<Outgoing> {
@@ -482,6 +508,23 @@ mod tests {
             Some(Outgoing::Bridge(asks)) => assert_eq!(asks[0].1.as_ref().map(|p| p.seq), Some(0)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_bridge_larger_than_the_hard_limit_is_still_delivered() {
+        let out = Outbox::new(150, 300, Default::default());
+        for seq in 1..=5 {
+            out.push_delta(&delta("t", seq, "a", 1));
+        }
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(_))));
+        assert!(matches!(out.pop(), Some(Outgoing::Bridge(_))));
+        let mut big = SharedDelta::clone_for_test(&delta("t", 9, "a", 9));
+        big.text = Arc::from("b".repeat(1_000));
+        out.push_bridge(&key("t"), Some(Arc::new(big)));
+        out.push_delta(&delta("t", 10, "a", 10));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.text.len() == 1_000));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 10));
+        assert_eq!(out.bytes(), 0);
     }
 
     #[test]
