@@ -429,6 +429,10 @@ impl Config {
                 "max_connections_per_ip",
                 l.max_connections_per_ip.map_or(1, |n| n as u64),
             ),
+            (
+                "client_send_buffer_bytes",
+                l.client_send_buffer_bytes.map_or(1, |n| n as u64),
+            ),
             ("client_requests_per_sec", u64::from(l.client_requests_per_sec)),
             ("client_request_burst", u64::from(l.client_request_burst)),
             ("max_rate_limited", u64::from(l.max_rate_limited)),
@@ -498,6 +502,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(limits.contains("client_queue_hard_bytes"), "{limits}");
+        for zero in [
+            "handshake_timeout_ms",
+            "max_handshakes",
+            "max_connections_per_ip",
+            "client_requests_per_sec",
+            "client_request_burst",
+            "max_rate_limited",
+            "client_send_buffer_bytes",
+        ] {
+            let text = format!("[limits]\n{zero} = 0");
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(zero), "{e}");
+        }
+        let e = Config::from_toml("[limits]\nmax_request_header_bytes = 100")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_request_header_bytes"), "{e}");
         let twice = "[[suite]]\nname='a'\npub='tcp://h:1'\nrep='tcp://h:2'\n".repeat(2);
         assert!(Config::from_toml(&twice)
             .unwrap_err()

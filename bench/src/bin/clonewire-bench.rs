@@ -915,7 +915,7 @@ fn stalled(bench: &Bench) -> Result<(), String> {
     let (alone, intake_alone, _, _) = window("1 reader")?;
     let stalled: Vec<TcpStream> = (0..5).map(|_| stalled_client(addr)).collect::<Result<_, _>>()?;
     // Let their socket buffers fill before measuring.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(if bench.args.quick { 1 } else { 2 }));
     let (crowded, intake_crowded, rss_before, rss_after) = window("1 reader + 5 stalled")?;
     drop(stalled);
     println!(
