@@ -5,3 +5,7 @@
 //! REP socket that answers for the whole store (`pb_entire_workflow`,
 //! `pb_data_elements`). This crate follows one natively, with no Python in the path,
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
+
+pub mod contact;
+pub mod keys;
+pub mod request;
