@@ -8,4 +8,5 @@
 
 pub mod contact;
 pub mod keys;
+pub mod link;
 pub mod request;

@@ -1,0 +1,298 @@
+//! The link state machine, driven by hand: no sockets, no scheduler, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use clonewire_cylc::link::{Event, Link, LinkConfig, LinkState, Store, Transmit};
+use clonewire_cylc::request::{ElementType, Request};
+
+/// A store that records what it was given. Payloads are text: a batch
+/// `"bad:task_proxies"` reports that type mismatched, `"junk"` cannot be read.
+#[derive(Default)]
+struct Recorder {
+    log: Vec<String>,
+}
+
+impl Store for Recorder {
+    type Error = String;
+
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        if text == "junk" {
+            return Err("undecodable".into());
+        }
+        self.log.push(format!("snapshot {text}"));
+        Ok(())
+    }
+
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Vec<ElementType>, String> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        if text == "junk" {
+            return Err("undecodable".into());
+        }
+        self.log.push(format!("deltas {text}"));
+        Ok(text
+            .strip_prefix("bad:")
+            .and_then(ElementType::from_cylc_name)
+            .into_iter()
+            .collect())
+    }
+
+    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<bool, String> {
+        self.log.push(format!(
+            "replace {} {}",
+            kind.cylc_name(),
+            String::from_utf8_lossy(payload)
+        ));
+        Ok(true)
+    }
+}
+
+fn config() -> LinkConfig {
+    LinkConfig::new("tcp://sched:43001", "here")
+}
+
+fn sent(request: Request) -> Transmit {
+    Transmit::Send(request.encode("here"))
+}
+
+fn events<S: Store>(link: &mut Link<S>) -> Vec<Event> {
+    std::iter::from_fn(|| link.poll_event()).collect()
+}
+
+/// A link that has loaded the snapshot "s0" and is live.
+fn live(now: Instant) -> Link<Recorder> {
+    let mut link = Link::new(config(), Recorder::default());
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    link.handle_reply(b"s0", now);
+    assert_eq!(link.state(), &LinkState::Live);
+    events(&mut link);
+    link
+}
+
+#[test]
+fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
+    let now = Instant::now();
+    let mut link = Link::new(config(), Recorder::default());
+    assert_eq!(link.state(), &LinkState::Joining);
+    // The first request is the snapshot, and only one is in flight.
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), None);
+
+    link.handle_published(b"all", b"d1");
+    link.handle_published(b"all", b"d2");
+    link.handle_published(b"other-topic", b"ignored");
+    assert!(
+        link.store().log.is_empty(),
+        "nothing is applied before the snapshot"
+    );
+
+    link.handle_reply(b"s0", now);
+    assert_eq!(link.store().log, ["snapshot s0", "deltas d1", "deltas d2"]);
+    assert_eq!(link.state(), &LinkState::Live);
+    assert_eq!(
+        events(&mut link),
+        [
+            Event::Snapshot,
+            Event::State(LinkState::Live),
+            Event::Deltas,
+            Event::Deltas
+        ]
+    );
+
+    // Live: batches apply as they come, and nothing is asked.
+    link.handle_published(b"all", b"d3");
+    assert_eq!(link.store().log.last().unwrap(), "deltas d3");
+    assert_eq!(link.poll_transmit(now), None);
+    assert_eq!(link.poll_timeout(), None);
+    assert_eq!(link.stats().batches, 3);
+}
+
+#[test]
+fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
+    let now = Instant::now();
+    let mut link = live(now);
+    link.handle_published(b"all", b"bad:task_proxies");
+    assert_eq!(
+        events(&mut link),
+        [Event::Deltas, Event::Mismatch(vec![ElementType::TaskProxies])]
+    );
+    assert_eq!(
+        link.poll_transmit(now),
+        Some(sent(Request::DataElements(ElementType::TaskProxies)))
+    );
+
+    link.handle_published(b"all", b"d4");
+    assert_eq!(
+        link.store().log.last().unwrap(),
+        "deltas bad:task_proxies",
+        "d4 waits"
+    );
+
+    link.handle_reply(b"tp", now);
+    assert_eq!(
+        link.store().log[2..],
+        ["replace task_proxies tp".to_owned(), "deltas d4".to_owned()]
+    );
+    assert_eq!(
+        events(&mut link),
+        [Event::Refetched(ElementType::TaskProxies), Event::Deltas]
+    );
+    assert_eq!(link.stats().refetches, 1);
+    assert_eq!(link.state(), &LinkState::Live);
+}
+
+#[test]
+fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
+    let now = Instant::now();
+    let mut link = live(now);
+    for round in 0..3 {
+        link.handle_published(b"all", b"bad:jobs");
+        assert_eq!(
+            link.poll_transmit(now),
+            Some(sent(Request::DataElements(ElementType::Jobs))),
+            "round {round}"
+        );
+        link.handle_reply(b"jobs", now);
+    }
+    link.handle_published(b"all", b"bad:jobs");
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+}
+
+#[test]
+fn a_request_that_times_out_reopens_the_socket_and_is_sent_again() {
+    let start = Instant::now();
+    let mut link = Link::new(config(), Recorder::default());
+    assert_eq!(link.poll_transmit(start), Some(sent(Request::EntireWorkflow)));
+    let deadline = link.poll_timeout().expect("a request in flight has a deadline");
+    assert_eq!(deadline, start + Duration::from_secs(5));
+
+    link.handle_timeout(deadline - Duration::from_millis(1));
+    assert_eq!(link.poll_transmit(deadline), None, "not yet");
+
+    link.handle_timeout(deadline);
+    assert_eq!(link.poll_transmit(deadline), Some(Transmit::ReopenRequestSocket));
+    assert_eq!(link.poll_transmit(deadline), Some(sent(Request::EntireWorkflow)));
+    // The second attempt waits twice as long.
+    assert_eq!(link.poll_timeout(), Some(deadline + Duration::from_secs(10)));
+    assert_eq!(link.stats().timeouts, 1);
+
+    // The answer to the retry puts everything right.
+    link.handle_reply(b"s0", deadline);
+    assert_eq!(link.state(), &LinkState::Live);
+    assert_eq!(link.store().log, ["snapshot s0"]);
+}
+
+#[test]
+fn no_answer_at_all_is_a_clear_state_after_the_first_deadline() {
+    let start = Instant::now();
+    let mut link = Link::new(config(), Recorder::default());
+    let mut now = start;
+    let mut states = Vec::new();
+    // A foreign key is never answered: the link keeps trying, with growing
+    // deadlines, and never blocks on it.
+    for _ in 0..6 {
+        while link.poll_transmit(now).is_some() {}
+        now = link.poll_timeout().expect("always a deadline while unanswered");
+        link.handle_timeout(now);
+        states.extend(events(&mut link));
+    }
+    let Event::State(LinkState::NoAnswer { message }) = &states[0] else {
+        panic!("expected NoAnswer first, got {states:?}");
+    };
+    assert!(message.contains("tcp://sched:43001"), "{message}");
+    assert!(message.contains("client's key admitted"), "{message}");
+    // The state is set once, not once per retry, and the deadline stops growing.
+    assert!(
+        states.iter().skip(1).all(|e| !matches!(e, Event::State(_))),
+        "{states:?}"
+    );
+    assert_eq!(now - start, Duration::from_secs(5 * (1 + 2 + 4 + 8 + 8 + 8)));
+    assert_eq!(link.stats().timeouts, 6);
+}
+
+#[test]
+fn a_scheduler_that_stops_answering_later_says_so_differently() {
+    let now = Instant::now();
+    let mut link = live(now);
+    link.handle_published(b"all", b"bad:edges");
+    link.poll_transmit(now);
+    let deadline = link.poll_timeout().unwrap();
+    link.handle_timeout(deadline);
+    let LinkState::NoAnswer { message } = link.state() else {
+        panic!("{:?}", link.state())
+    };
+    assert!(message.contains("stopped answering"), "{message}");
+}
+
+#[test]
+fn shutdown_stops_the_link_for_good() {
+    let now = Instant::now();
+    let mut link = live(now);
+    link.handle_published(b"all", b"bad:jobs");
+    link.poll_transmit(now);
+    link.handle_published(b"shutdown", b"REQUEST(CLEAN)");
+    assert!(link.is_stopped());
+    assert_eq!(
+        link.state(),
+        &LinkState::Stopped {
+            reason: "REQUEST(CLEAN)".into()
+        }
+    );
+    // Nothing more is asked or applied, and there is no deadline to wait for.
+    link.handle_reply(b"jobs", now);
+    link.handle_published(b"all", b"late");
+    assert_eq!(link.poll_transmit(now), None);
+    assert_eq!(link.poll_timeout(), None);
+    assert!(!link
+        .store()
+        .log
+        .iter()
+        .any(|l| l.contains("late") || l.contains("replace")));
+}
+
+#[test]
+fn an_error_reply_is_retried_after_a_backoff() {
+    let now = Instant::now();
+    let mut link = Link::new(config(), Recorder::default());
+    link.poll_transmit(now);
+    link.handle_reply(br#"{"error": {"message": "busy"}, "cylc_version": "8.5.4"}"#, now);
+    let events = events(&mut link);
+    assert!(
+        matches!(&events[..], [Event::Problem(why)] if why.contains("busy")),
+        "{events:?}"
+    );
+    assert_eq!(link.poll_transmit(now), None, "backing off");
+    let retry = link.poll_timeout().unwrap();
+    assert_eq!(retry, now + Duration::from_millis(200));
+    link.handle_timeout(retry);
+    assert_eq!(link.poll_transmit(retry), Some(sent(Request::EntireWorkflow)));
+}
+
+#[test]
+fn an_unreadable_batch_rejoins() {
+    let now = Instant::now();
+    let mut link = live(now);
+    link.handle_published(b"all", b"junk");
+    assert!(matches!(&events(&mut link)[..], [Event::Problem(why)] if why.contains("rejoining")));
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    link.handle_reply(b"s1", now);
+    assert_eq!(link.store().log, ["snapshot s0", "snapshot s1"]);
+}
+
+#[test]
+fn a_full_queue_is_dropped_and_the_join_is_taken_again() {
+    let now = Instant::now();
+    let mut small = config();
+    small.max_queued_bytes = 10;
+    let mut link = Link::new(small, Recorder::default());
+    link.poll_transmit(now);
+    link.handle_published(b"all", b"123456");
+    link.handle_published(b"all", b"789012");
+    assert_eq!(link.stats().dropped_batches, 2);
+    link.handle_reply(b"s0", now);
+    // The snapshot is loaded, but batches after it were lost: ask again.
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    link.handle_published(b"all", b"d9");
+    link.handle_reply(b"s1", now);
+    assert_eq!(link.store().log, ["snapshot s0", "snapshot s1", "deltas d9"]);
+}
