@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 
 step "toolchain and packages (installed only when missing)"
-ensure_apt libzmq3-dev pkg-config chromium chromium-driver
+ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv
 ensure_wasm_target
 ensure_wasm_bindgen_cli
 ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785 websockets:websockets
 ensure_npm
+ensure_cylc
 
 step "format and lints"
 cargo fmt --all -- --check
