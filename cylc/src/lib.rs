@@ -7,6 +7,7 @@
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
 
 pub mod contact;
+pub mod discovery;
 pub mod driver;
 pub mod keys;
 pub mod link;
