@@ -5,13 +5,14 @@
 //! stuck on a busy or dead scheduler.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clonewire_suite::sockets::{self, CurveClient};
 
 use crate::contact::{Contact, ContactError, SERVICE_DIR};
 use crate::keys::{self, KeyError};
-use crate::link::{Event, Link, LinkConfig, Store, Transmit};
+use crate::link::{Event, Handshake, Link, LinkConfig, Store, Transmit};
 use crate::request::{ALL_TOPIC, SHUTDOWN_TOPIC};
 
 /// Published messages handled per step before events are handed out.
@@ -43,8 +44,15 @@ pub struct Driver<S> {
     curve: CurveClient,
     req_endpoint: String,
     sub: zmq::Socket,
-    req: zmq::Socket,
+    req: Req,
     link: Link<S>,
+}
+
+/// The REQ socket and the monitor that reports its CURVE handshakes (a scheduler
+/// that refuses our key says so at once, though it never answers).
+struct Req {
+    socket: zmq::Socket,
+    monitor: zmq::Socket,
 }
 
 impl<S> std::fmt::Debug for Driver<S> {
@@ -134,24 +142,32 @@ impl<S: Store> Driver<S> {
         if let Some(at) = self.link.poll_timeout() {
             wait = wait.min(at.saturating_duration_since(now));
         }
-        let (sub_ready, req_ready) = {
+        let (sub_ready, req_ready, monitor_ready) = {
             let mut items = [
                 self.sub.as_poll_item(zmq::POLLIN),
-                self.req.as_poll_item(zmq::POLLIN),
+                self.req.socket.as_poll_item(zmq::POLLIN),
+                self.req.monitor.as_poll_item(zmq::POLLIN),
             ];
             let millis = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
             zmq::poll(&mut items, millis).map_err(|e| clonewire_suite::Error::zmq("poll", e))?;
-            (items[0].is_readable(), items[1].is_readable())
+            (
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+            )
         };
+        if monitor_ready {
+            self.read_monitor();
+        }
         if sub_ready {
             self.read_published()?;
         }
         if req_ready {
-            match self.req.recv_bytes(zmq::DONTWAIT) {
+            match self.req.socket.recv_bytes(zmq::DONTWAIT) {
                 Ok(reply) => {
                     // Cylc replies in one frame; drop any extra ones.
-                    while self.req.get_rcvmore().unwrap_or(false) {
-                        let _ = self.req.recv_bytes(zmq::DONTWAIT);
+                    while self.req.socket.get_rcvmore().unwrap_or(false) {
+                        let _ = self.req.socket.recv_bytes(zmq::DONTWAIT);
                     }
                     self.link.handle_reply(&reply, Instant::now());
                 }
@@ -172,7 +188,7 @@ impl<S: Store> Driver<S> {
                 Err(e) => return Err(clonewire_suite::Error::zmq("receive a published message", e).into()),
             };
             match &frames[..] {
-                [topic, payload] => self.link.handle_published(topic, payload),
+                [topic, payload] => self.link.handle_published(topic, payload, Instant::now()),
                 _ => tracing::debug!(
                     frames = frames.len(),
                     endpoint = %self.req_endpoint,
@@ -181,6 +197,29 @@ impl<S: Store> Driver<S> {
             }
         }
         Ok(())
+    }
+
+    /// Hands the link the handshake outcomes the monitor reported.
+    fn read_monitor(&mut self) {
+        for _ in 0..SUB_BATCH {
+            let Ok(frames) = self.req.monitor.recv_multipart(zmq::DONTWAIT) else {
+                break;
+            };
+            // Frame 1: the event (u16) and its value (u32), little-endian.
+            let Some(head) = frames.first().and_then(|f| f.get(..6)) else {
+                continue;
+            };
+            let event = u16::from_le_bytes([head[0], head[1]]);
+            let value = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+            let handshake = match zmq::SocketEvent::from_raw(event) {
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => Handshake::Succeeded,
+                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => Handshake::Refused { status: value },
+                zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL
+                | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => Handshake::Failed,
+                _ => continue,
+            };
+            self.link.handle_handshake(handshake);
+        }
     }
 
     /// Carries out the link's transmits.
@@ -193,7 +232,7 @@ impl<S: Store> Driver<S> {
                 Transmit::Send(frame) => {
                     // A fresh REQ socket queues the frame until it connects; if it
                     // cannot, the request's deadline reopens it.
-                    if let Err(e) = self.req.send(frame, zmq::DONTWAIT) {
+                    if let Err(e) = self.req.socket.send(frame, zmq::DONTWAIT) {
                         tracing::debug!(endpoint = %self.req_endpoint, error = %e, "request not sent");
                     }
                 }
@@ -203,15 +242,34 @@ impl<S: Store> Driver<S> {
     }
 }
 
-/// A new REQ socket, a CURVE client connected to `endpoint`.
-fn open_req(ctx: &zmq::Context, curve: &CurveClient, endpoint: &str) -> Result<zmq::Socket, DriverError> {
-    let req = sockets::socket(ctx, zmq::REQ, sockets::REQREP_HWM)?;
-    sockets::curve_client(&req, curve)?;
-    req.set_maxmsgsize(MAX_MESSAGE_BYTES)
-        .map_err(|e| clonewire_suite::Error::zmq("set the REQ message size limit", e))?;
-    req.connect(endpoint)
+/// A new REQ socket, a CURVE client connected to `endpoint`, with its monitor.
+fn open_req(ctx: &zmq::Context, curve: &CurveClient, endpoint: &str) -> Result<Req, DriverError> {
+    static MONITORS: AtomicU64 = AtomicU64::new(0);
+    let zmq_err = |what: &str, e| clonewire_suite::Error::zmq(what, e);
+    let socket = sockets::socket(ctx, zmq::REQ, sockets::REQREP_HWM)?;
+    sockets::curve_client(&socket, curve)?;
+    socket
+        .set_maxmsgsize(MAX_MESSAGE_BYTES)
+        .map_err(|e| zmq_err("set the REQ message size limit", e))?;
+    let monitor_endpoint = format!(
+        "inproc://clonewire-cylc-req-monitor-{}",
+        MONITORS.fetch_add(1, Ordering::Relaxed)
+    );
+    let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32;
+    socket
+        .monitor(&monitor_endpoint, events)
+        .map_err(|e| zmq_err("monitor the REQ socket", e))?;
+    let monitor = sockets::socket(ctx, zmq::PAIR, sockets::REQREP_HWM)?;
+    monitor
+        .connect(&monitor_endpoint)
+        .map_err(|e| zmq_err("connect the REQ monitor", e))?;
+    socket
+        .connect(endpoint)
         .map_err(|e| clonewire_suite::Error::zmq(format!("connect {endpoint}"), e))?;
-    Ok(req)
+    Ok(Req { socket, monitor })
 }
 
 /// This machine's name, for the scheduler's log (`unknown` if it cannot be read).

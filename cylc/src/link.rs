@@ -68,10 +68,15 @@ pub struct LinkConfig {
     /// Bytes of `all` messages queued while a snapshot or re-fetch is awaited; past
     /// it the queue is dropped and a fresh snapshot taken.
     pub max_queued_bytes: usize,
+    /// After this long with nothing heard from a live scheduler, the link asks it
+    /// for its workflow element (a small `pb_data_elements`), so a scheduler that
+    /// died without saying so is noticed by the request's deadline. `None`: never.
+    pub idle_probe: Option<Duration>,
 }
 
 impl LinkConfig {
-    /// A 5 s request deadline, 200 ms..10 s backoff, 64 MiB of queued deltas.
+    /// A 5 s request deadline, 200 ms..10 s backoff, 64 MiB of queued deltas, an
+    /// idle probe after 30 s of silence.
     pub fn new(endpoint: impl Into<String>, host: impl Into<String>) -> LinkConfig {
         LinkConfig {
             endpoint: endpoint.into(),
@@ -80,6 +85,7 @@ impl LinkConfig {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             max_queued_bytes: 64 << 20,
+            idle_probe: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -94,6 +100,13 @@ pub enum LinkState {
     /// The scheduler does not answer. `message` says what it may mean; the link
     /// keeps trying.
     NoAnswer {
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// The scheduler turned down the CURVE handshake: it does not admit this
+    /// client's key, or the server key is not this scheduler's. The link keeps
+    /// trying (the key may be admitted later).
+    Refused {
         /// What is wrong, for people.
         message: String,
     },
@@ -112,6 +125,22 @@ pub enum Transmit {
     ReopenRequestSocket,
     /// Send this request frame.
     Send(Vec<u8>),
+}
+
+/// How a connection's CURVE handshake ended, as the driver's socket monitor saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// The scheduler accepted us.
+    Succeeded,
+    /// The scheduler's authenticator said no (ZAP status, 400 for a key it does not
+    /// admit): our client key is not in `.service/client_public_keys`.
+    Refused {
+        /// The ZAP status code.
+        status: u32,
+    },
+    /// The handshake broke off with no reason given: typically our idea of the
+    /// server key is wrong (or the port is not this scheduler's).
+    Failed,
 }
 
 /// What happened, for whoever serves the store.
@@ -170,6 +199,8 @@ pub struct Link<S> {
     timeouts: u32,
     /// Whether the scheduler has ever answered this link.
     answered: bool,
+    /// When the scheduler was last heard from (a message or a reply).
+    last_heard: Option<Instant>,
     /// `all` payloads awaiting a snapshot or re-fetch, and their bytes.
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
@@ -197,6 +228,7 @@ impl<S: Store> Link<S> {
             backoff,
             timeouts: 0,
             answered: false,
+            last_heard: None,
             queue: VecDeque::new(),
             queued_bytes: 0,
             lost_batches: false,
@@ -268,13 +300,32 @@ impl<S: Store> Link<S> {
         match &self.in_flight {
             Some(flight) => Some(flight.deadline),
             None if !self.pending.is_empty() => self.not_before,
-            None => None,
+            None => self.probe_at(),
+        }
+    }
+
+    /// When an idle live link asks whether the scheduler is still there.
+    fn probe_at(&self) -> Option<Instant> {
+        match (self.config.idle_probe, self.last_heard) {
+            (Some(idle), Some(heard)) if self.stats.snapshots > 0 => Some(heard + idle),
+            _ => None,
         }
     }
 
     /// The time passed: a request whose deadline passed is abandoned, its socket
     /// reopened and the request queued again.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_stopped() {
+            return;
+        }
+        if self.in_flight.is_none() && self.pending.is_empty() && self.probe_at().is_some_and(|at| now >= at)
+        {
+            // Silence: ask for something small; its deadline tells a dead scheduler.
+            self.last_heard = Some(now);
+            self.pending
+                .push_back(Request::DataElements(ElementType::Workflow));
+            return;
+        }
         let Some(flight) = &self.in_flight else { return };
         if now < flight.deadline {
             return;
@@ -299,14 +350,38 @@ impl<S: Store> Link<S> {
                 self.config.endpoint
             )
         };
-        self.set_state(LinkState::NoAnswer { message });
+        if !matches!(self.state, LinkState::Refused { .. }) {
+            // A refusal says more than the silence that follows it.
+            self.set_state(LinkState::NoAnswer { message });
+        }
     }
 
-    /// A published message arrived: `[topic, payload]`.
-    pub fn handle_published(&mut self, topic: &[u8], payload: &[u8]) {
+    /// The driver saw a connection's CURVE handshake end.
+    pub fn handle_handshake(&mut self, handshake: Handshake) {
         if self.is_stopped() {
             return;
         }
+        let endpoint = &self.config.endpoint;
+        let message = match handshake {
+            Handshake::Succeeded => return,
+            Handshake::Refused { status } => format!(
+                "the scheduler at {endpoint} refused this client's key (status {status}): \
+                 it is not in the workflow's .service/client_public_keys"
+            ),
+            Handshake::Failed => format!(
+                "the CURVE handshake with {endpoint} failed: is the server key (the workflow's \
+                 .service/server.key) this scheduler's?"
+            ),
+        };
+        self.set_state(LinkState::Refused { message });
+    }
+
+    /// A published message arrived: `[topic, payload]`.
+    pub fn handle_published(&mut self, topic: &[u8], payload: &[u8], now: Instant) {
+        if self.is_stopped() {
+            return;
+        }
+        self.last_heard = Some(now);
         if topic == SHUTDOWN_TOPIC {
             let reason = String::from_utf8_lossy(payload).into_owned();
             self.stop(reason);
@@ -329,8 +404,9 @@ impl<S: Store> Link<S> {
             return;
         }
         self.answered = true;
+        self.last_heard = Some(now);
         self.timeouts = 0;
-        if matches!(self.state, LinkState::NoAnswer { .. }) {
+        if matches!(self.state, LinkState::NoAnswer { .. } | LinkState::Refused { .. }) {
             let back = if self.stats.snapshots == 0 {
                 LinkState::Joining
             } else {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::link::{Event, Link, LinkConfig, LinkState, Store, Transmit};
+use clonewire_cylc::link::{Event, Handshake, Link, LinkConfig, LinkState, Store, Transmit};
 use clonewire_cylc::request::{ElementType, Request};
 
 /// A store that records what it was given. Payloads are text: a batch
@@ -78,9 +78,9 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
     assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
     assert_eq!(link.poll_transmit(now), None);
 
-    link.handle_published(b"all", b"d1");
-    link.handle_published(b"all", b"d2");
-    link.handle_published(b"other-topic", b"ignored");
+    link.handle_published(b"all", b"d1", now);
+    link.handle_published(b"all", b"d2", now);
+    link.handle_published(b"other-topic", b"ignored", now);
     assert!(
         link.store().log.is_empty(),
         "nothing is applied before the snapshot"
@@ -99,11 +99,11 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
         ]
     );
 
-    // Live: batches apply as they come, and nothing is asked.
-    link.handle_published(b"all", b"d3");
+    // Live: batches apply as they come, and nothing is asked until a long silence.
+    link.handle_published(b"all", b"d3", now);
     assert_eq!(link.store().log.last().unwrap(), "deltas d3");
     assert_eq!(link.poll_transmit(now), None);
-    assert_eq!(link.poll_timeout(), None);
+    assert_eq!(link.poll_timeout(), Some(now + Duration::from_secs(30)));
     assert_eq!(link.stats().batches, 3);
 }
 
@@ -111,7 +111,7 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
 fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     let now = Instant::now();
     let mut link = live(now);
-    link.handle_published(b"all", b"bad:task_proxies");
+    link.handle_published(b"all", b"bad:task_proxies", now);
     assert_eq!(
         events(&mut link),
         [Event::Deltas, Event::Mismatch(vec![ElementType::TaskProxies])]
@@ -121,7 +121,7 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
         Some(sent(Request::DataElements(ElementType::TaskProxies)))
     );
 
-    link.handle_published(b"all", b"d4");
+    link.handle_published(b"all", b"d4", now);
     assert_eq!(
         link.store().log.last().unwrap(),
         "deltas bad:task_proxies",
@@ -146,7 +146,7 @@ fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
     let now = Instant::now();
     let mut link = live(now);
     for round in 0..3 {
-        link.handle_published(b"all", b"bad:jobs");
+        link.handle_published(b"all", b"bad:jobs", now);
         assert_eq!(
             link.poll_transmit(now),
             Some(sent(Request::DataElements(ElementType::Jobs))),
@@ -154,7 +154,7 @@ fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
         );
         link.handle_reply(b"jobs", now);
     }
-    link.handle_published(b"all", b"bad:jobs");
+    link.handle_published(b"all", b"bad:jobs", now);
     assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
 }
 
@@ -214,7 +214,7 @@ fn no_answer_at_all_is_a_clear_state_after_the_first_deadline() {
 fn a_scheduler_that_stops_answering_later_says_so_differently() {
     let now = Instant::now();
     let mut link = live(now);
-    link.handle_published(b"all", b"bad:edges");
+    link.handle_published(b"all", b"bad:edges", now);
     link.poll_transmit(now);
     let deadline = link.poll_timeout().unwrap();
     link.handle_timeout(deadline);
@@ -228,9 +228,9 @@ fn a_scheduler_that_stops_answering_later_says_so_differently() {
 fn shutdown_stops_the_link_for_good() {
     let now = Instant::now();
     let mut link = live(now);
-    link.handle_published(b"all", b"bad:jobs");
+    link.handle_published(b"all", b"bad:jobs", now);
     link.poll_transmit(now);
-    link.handle_published(b"shutdown", b"REQUEST(CLEAN)");
+    link.handle_published(b"shutdown", b"REQUEST(CLEAN)", now);
     assert!(link.is_stopped());
     assert_eq!(
         link.state(),
@@ -240,7 +240,7 @@ fn shutdown_stops_the_link_for_good() {
     );
     // Nothing more is asked or applied, and there is no deadline to wait for.
     link.handle_reply(b"jobs", now);
-    link.handle_published(b"all", b"late");
+    link.handle_published(b"all", b"late", now);
     assert_eq!(link.poll_transmit(now), None);
     assert_eq!(link.poll_timeout(), None);
     assert!(!link
@@ -272,7 +272,7 @@ fn an_error_reply_is_retried_after_a_backoff() {
 fn an_unreadable_batch_rejoins() {
     let now = Instant::now();
     let mut link = live(now);
-    link.handle_published(b"all", b"junk");
+    link.handle_published(b"all", b"junk", now);
     assert!(matches!(&events(&mut link)[..], [Event::Problem(why)] if why.contains("rejoining")));
     assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
     link.handle_reply(b"s1", now);
@@ -286,13 +286,74 @@ fn a_full_queue_is_dropped_and_the_join_is_taken_again() {
     small.max_queued_bytes = 10;
     let mut link = Link::new(small, Recorder::default());
     link.poll_transmit(now);
-    link.handle_published(b"all", b"123456");
-    link.handle_published(b"all", b"789012");
+    link.handle_published(b"all", b"123456", now);
+    link.handle_published(b"all", b"789012", now);
     assert_eq!(link.stats().dropped_batches, 2);
     link.handle_reply(b"s0", now);
     // The snapshot is loaded, but batches after it were lost: ask again.
     assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
-    link.handle_published(b"all", b"d9");
+    link.handle_published(b"all", b"d9", now);
     link.handle_reply(b"s1", now);
     assert_eq!(link.store().log, ["snapshot s0", "snapshot s1", "deltas d9"]);
+}
+
+#[test]
+fn a_silent_scheduler_is_probed_and_a_dead_one_noticed() {
+    let start = Instant::now();
+    let mut link = live(start);
+    let idle = link.poll_timeout().unwrap();
+    assert_eq!(idle, start + Duration::from_secs(30));
+    link.handle_timeout(idle);
+    assert_eq!(
+        link.poll_transmit(idle),
+        Some(sent(Request::DataElements(ElementType::Workflow)))
+    );
+    // No answer: the scheduler died without a word.
+    let deadline = link.poll_timeout().unwrap();
+    assert_eq!(deadline, idle + Duration::from_secs(5));
+    link.handle_timeout(deadline);
+    assert!(matches!(link.state(), LinkState::NoAnswer { message } if message.contains("stopped answering")));
+
+    // A live scheduler answers, and the next probe waits for the next silence.
+    let mut link = live(start);
+    link.handle_timeout(idle);
+    link.poll_transmit(idle);
+    link.handle_reply(b"wf", idle);
+    assert_eq!(link.store().log.last().unwrap(), "replace workflow wf");
+    assert_eq!(link.poll_timeout(), Some(idle + Duration::from_secs(30)));
+    // Deltas count as being heard from.
+    let later = idle + Duration::from_secs(20);
+    link.handle_published(b"all", b"d", later);
+    assert_eq!(link.poll_timeout(), Some(later + Duration::from_secs(30)));
+}
+
+#[test]
+fn a_refused_key_is_said_at_once_and_kept_through_retries() {
+    let now = Instant::now();
+    let mut link = Link::new(config(), Recorder::default());
+    link.poll_transmit(now);
+    link.handle_handshake(Handshake::Succeeded);
+    assert_eq!(link.state(), &LinkState::Joining);
+    link.handle_handshake(Handshake::Refused { status: 400 });
+    let LinkState::Refused { message } = link.state().clone() else {
+        panic!("{:?}", link.state())
+    };
+    assert!(
+        message.contains("refused this client's key (status 400)"),
+        "{message}"
+    );
+    assert!(message.contains("client_public_keys"), "{message}");
+    // The request still times out and is retried, but the state keeps the reason.
+    let deadline = link.poll_timeout().unwrap();
+    link.handle_timeout(deadline);
+    assert_eq!(link.poll_transmit(deadline), Some(Transmit::ReopenRequestSocket));
+    assert_eq!(link.state(), &LinkState::Refused { message });
+    // Once admitted, an answer puts it right.
+    link.poll_transmit(deadline);
+    link.handle_reply(b"s0", deadline);
+    assert_eq!(link.state(), &LinkState::Live);
+
+    let mut link = Link::new(config(), Recorder::default());
+    link.handle_handshake(Handshake::Failed);
+    assert!(matches!(link.state(), LinkState::Refused { message } if message.contains("server.key")));
 }

@@ -112,38 +112,56 @@ fn a_mismatch_refetches_the_type_from_a_real_scheduler() {
     );
 }
 
-#[test]
-fn a_foreign_key_gets_a_clear_state_within_seconds() {
-    let mut sandbox = Sandbox::new();
-    let run = sandbox.play("foreign", SMALL_FLOW);
-    let contact = Contact::load(&run).unwrap();
-    let real = keys::workflow_client(&run.join(".service")).unwrap();
-    let foreign = CurveClient {
-        server_key: real.server_key,
-        keys: CurveKeyPair::generate().unwrap(),
-    };
+/// Follows the workflow at `run` with `curve` instead of its own keys, until the
+/// link says why it gets nothing; returns that message.
+fn refused_with(run: &Path, curve: CurveClient) -> String {
+    let contact = Contact::load(run).unwrap();
     let mut config = LinkConfig::new(contact.req_endpoint(), "test");
     fast(&mut config);
     let ctx = zmq::Context::new();
-    let mut driver = Driver::connect(&ctx, &contact, foreign, config, WireStore::default()).unwrap();
+    let mut driver = Driver::connect(&ctx, &contact, curve, config, WireStore::default()).unwrap();
     let mut events = Vec::new();
     let start = Instant::now();
     run_until(&mut driver, Duration::from_secs(10), &mut events, |d, _| {
-        matches!(d.link().state(), LinkState::NoAnswer { .. })
+        matches!(d.link().state(), LinkState::Refused { .. })
     });
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
-    let LinkState::NoAnswer { message } = driver.link().state() else {
-        unreachable!()
-    };
-    assert!(message.contains("key admitted"), "{message}");
-    assert!(message.contains(&contact.req_endpoint()), "{message}");
-    // It keeps trying without blocking, and never gets in.
-    let until = Instant::now() + Duration::from_secs(3);
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    // It keeps trying, never blocking, never getting in, and keeps the reason.
+    let until = Instant::now() + Duration::from_secs(5);
     run_until(&mut driver, Duration::from_secs(10), &mut events, |_, _| {
         Instant::now() > until
     });
-    assert!(matches!(driver.link().state(), LinkState::NoAnswer { .. }));
     assert_eq!(driver.link().stats().snapshots, 0);
+    assert!(driver.link().stats().timeouts >= 1);
+    let LinkState::Refused { message } = driver.link().state() else {
+        panic!("{:?}", driver.link().state())
+    };
+    assert!(message.contains(&contact.req_endpoint()), "{message}");
+    message.clone()
+}
+
+#[test]
+fn a_foreign_key_or_server_key_gets_a_clear_state_within_seconds() {
+    let mut sandbox = Sandbox::new();
+    let run = sandbox.play("foreign", SMALL_FLOW);
+    let real = keys::workflow_client(&run.join(".service")).unwrap();
+
+    let foreign_client = CurveClient {
+        server_key: real.server_key.clone(),
+        keys: CurveKeyPair::generate().unwrap(),
+    };
+    let message = refused_with(&run, foreign_client);
+    assert!(
+        message.contains("refused this client's key (status 400)"),
+        "{message}"
+    );
+
+    let foreign_server = CurveClient {
+        server_key: CurveKeyPair::generate().unwrap().public,
+        keys: real.keys,
+    };
+    let message = refused_with(&run, foreign_server);
+    assert!(message.contains("server.key"), "{message}");
 }
 
 #[test]
@@ -165,4 +183,37 @@ fn cylc_stop_stops_the_link() {
     };
     assert!(!reason.is_empty());
     assert!(!Path::new(&run).join(".service/contact").exists());
+}
+
+#[test]
+fn a_dead_scheduler_gets_a_clear_state_and_never_blocks() {
+    // A port nobody listens on: the contact file of a scheduler that was killed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "CYLC_WORKFLOW_HOST=127.0.0.1\nCYLC_WORKFLOW_PORT={port}\nCYLC_WORKFLOW_PUBLISH_PORT={port}\n"
+    );
+    let contact = Contact::parse(&text).unwrap();
+    let keys = CurveKeyPair::generate().unwrap();
+    let curve = CurveClient {
+        server_key: keys.public.clone(),
+        keys,
+    };
+    let mut config = LinkConfig::new(contact.req_endpoint(), "test");
+    fast(&mut config);
+    let ctx = zmq::Context::new();
+    let mut driver = Driver::connect(&ctx, &contact, curve, config, WireStore::default()).unwrap();
+    let mut events = Vec::new();
+    let start = Instant::now();
+    run_until(&mut driver, Duration::from_secs(10), &mut events, |d, _| {
+        matches!(d.link().state(), LinkState::NoAnswer { .. })
+    });
+    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    let LinkState::NoAnswer { message } = driver.link().state() else {
+        unreachable!()
+    };
+    assert!(message.contains("is the scheduler alive"), "{message}");
 }
