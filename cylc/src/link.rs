@@ -204,7 +204,7 @@ pub struct Link<S> {
     /// `all` payloads awaiting a snapshot or re-fetch, and their bytes.
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
-    /// The queue overflowed: batches were lost, so take a new snapshot.
+    /// The queue overflowed while a snapshot was in flight: take another after it.
     lost_batches: bool,
     /// Re-fetch rounds in a row that ended in a mismatch.
     refetch_rounds: u32,
@@ -485,12 +485,15 @@ impl<S: Store> Link<S> {
             self.stats.dropped_batches += self.queue.len() as u64 + 1;
             self.queue.clear();
             self.queued_bytes = 0;
-            if !self.lost_batches {
+            let snapshot_flying = self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.request == Request::EntireWorkflow);
+            if snapshot_flying {
+                // The snapshot on its way predates what was lost: take one more.
                 self.lost_batches = true;
-                if self.stats.snapshots > 0 && !self.pending.contains(&Request::EntireWorkflow) {
-                    // Live, re-fetching: the snapshot after it puts things right.
-                    self.pending.push_back(Request::EntireWorkflow);
-                }
+            } else {
+                self.request(Request::EntireWorkflow);
             }
             return;
         }

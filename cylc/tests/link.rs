@@ -357,3 +357,29 @@ fn a_refused_key_is_said_at_once_and_kept_through_retries() {
     link.handle_handshake(Handshake::Failed);
     assert!(matches!(link.state(), LinkState::Refused { message } if message.contains("server.key")));
 }
+
+#[test]
+fn a_full_queue_while_refetching_takes_one_snapshot() {
+    let now = Instant::now();
+    let mut small = config();
+    small.max_queued_bytes = 10;
+    let mut link = Link::new(small, Recorder::default());
+    link.poll_transmit(now);
+    link.handle_reply(b"s0", now);
+    link.handle_published(b"all", b"bad:jobs", now);
+    assert_eq!(
+        link.poll_transmit(now),
+        Some(sent(Request::DataElements(ElementType::Jobs)))
+    );
+    link.handle_published(b"all", b"123456", now);
+    link.handle_published(b"all", b"789012", now);
+    link.handle_reply(b"jobs", now);
+    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    link.handle_published(b"all", b"d9", now);
+    link.handle_reply(b"s1", now);
+    assert_eq!(link.poll_transmit(now), None, "one snapshot is enough");
+    assert_eq!(
+        link.store().log[3..],
+        ["snapshot s1".to_owned(), "deltas d9".to_owned()]
+    );
+}
