@@ -39,7 +39,7 @@ pub enum DriverError {
 }
 
 /// The sockets of one link, and the link.
-pub struct Driver<S> {
+pub struct Driver<S: Store> {
     ctx: zmq::Context,
     curve: CurveClient,
     req_endpoint: String,
@@ -55,7 +55,7 @@ struct Req {
     monitor: zmq::Socket,
 }
 
-impl<S> std::fmt::Debug for Driver<S> {
+impl<S: Store> std::fmt::Debug for Driver<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("req_endpoint", &self.req_endpoint)
@@ -123,7 +123,7 @@ impl<S: Store> Driver<S> {
     }
 
     /// The next event of the link.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<Event<S::Changes>> {
         self.link.poll_event()
     }
 

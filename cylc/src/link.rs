@@ -29,24 +29,41 @@ const MAX_REFETCH_ROUNDS: u32 = 3;
 const MAX_TIMEOUT_FACTOR: u32 = 8;
 
 /// Cylc's data store, as the link needs it: it loads and applies protobuf
-/// payloads as Cylc does and checks the scheduler's checksums. The link never
-/// looks inside the bytes.
+/// payloads as Cylc does, checks the scheduler's checksums, and says what changed.
+/// The link never looks inside the bytes.
 pub trait Store {
-    /// Why a payload could not be applied (it is undecodable, say).
+    /// Why a payload could not be applied (it is undecodable, say). A payload that
+    /// fails changes nothing.
     type Error: Display;
+    /// What applying a payload changed, handed out in the link's events for
+    /// whoever serves the store (the changed topics, say).
+    type Changes;
 
     /// Replaces everything with a `pb_entire_workflow` reply (a `PbEntireWorkflow`).
-    fn load_snapshot(&mut self, payload: &[u8]) -> Result<(), Self::Error>;
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<Self::Changes, Self::Error>;
 
     /// Applies an `all` message (an `AllDeltas`), skipping elements it already
-    /// holds at the same `stamp`, and returns the types whose checksum now differs
-    /// from the one the batch carries.
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Vec<ElementType>, Self::Error>;
+    /// holds at the same `stamp`; `mismatched` lists the types whose checksum now
+    /// differs from the one the batch carries.
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<Self::Changes>, Self::Error>;
 
-    /// Replaces every element of `kind` with a `pb_data_elements` reply (that type's
-    /// delta message, everything in `added`), and returns whether its checksum
-    /// matches now.
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<bool, Self::Error>;
+    /// Replaces every element of `kind` with a `pb_data_elements` reply (that
+    /// type's delta message, everything in `added`); `mismatched` holds `kind` if
+    /// its checksum still differs.
+    fn replace_elements(
+        &mut self,
+        kind: ElementType,
+        payload: &[u8],
+    ) -> Result<Outcome<Self::Changes>, Self::Error>;
+}
+
+/// What the store did with a batch or a re-fetch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome<C> {
+    /// What changed.
+    pub changes: C,
+    /// The types whose checksum differs from the scheduler's.
+    pub mismatched: Vec<ElementType>,
 }
 
 /// How the link behaves.
@@ -143,19 +160,20 @@ pub enum Handshake {
     Failed,
 }
 
-/// What happened, for whoever serves the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+/// What happened, for whoever serves the store. `C` is the store's
+/// [`Changes`](Store::Changes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event<C> {
     /// The state changed to this.
     State(LinkState),
-    /// A snapshot replaced the store (and queued batches were applied after it).
-    Snapshot,
+    /// A snapshot replaced the store.
+    Snapshot(C),
     /// A batch of deltas was applied.
-    Deltas,
+    Deltas(C),
     /// These types' checksums differ from the scheduler's; they are re-fetched.
     Mismatch(Vec<ElementType>),
     /// A re-fetch replaced every element of this type.
-    Refetched(ElementType),
+    Refetched(ElementType, C),
     /// Something went wrong that the link repairs by itself (a bad payload, an
     /// error reply).
     Problem(String),
@@ -184,8 +202,7 @@ struct InFlight {
 }
 
 /// The link to one scheduler. See the module docs.
-#[derive(Debug)]
-pub struct Link<S> {
+pub struct Link<S: Store> {
     config: LinkConfig,
     store: S,
     state: LinkState,
@@ -209,8 +226,18 @@ pub struct Link<S> {
     /// Re-fetch rounds in a row that ended in a mismatch.
     refetch_rounds: u32,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<Event<S::Changes>>,
     stats: Stats,
+}
+
+impl<S: Store> std::fmt::Debug for Link<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("endpoint", &self.config.endpoint)
+            .field("state", &self.state)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Store> Link<S> {
@@ -287,7 +314,7 @@ impl<S: Store> Link<S> {
     }
 
     /// The next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<Event<S::Changes>> {
         self.events.pop_front()
     }
 
@@ -421,15 +448,19 @@ impl<S: Store> Link<S> {
         };
         match request {
             Request::EntireWorkflow => {
-                if let Err(why) = self.store.load_snapshot(payload) {
-                    return self.retry_later(request, format!("a snapshot that cannot be read: {why}"), now);
-                }
+                let changes = match self.store.load_snapshot(payload) {
+                    Ok(changes) => changes,
+                    Err(why) => {
+                        let why = format!("a snapshot that cannot be read: {why}");
+                        return self.retry_later(request, why, now);
+                    }
+                };
                 self.stats.snapshots += 1;
                 self.backoff = self.config.backoff_min;
                 self.refetch_rounds = 0;
                 // A snapshot replaces every type: re-fetches asked before it are moot.
                 self.pending.retain(|r| *r == Request::EntireWorkflow);
-                self.events.push_back(Event::Snapshot);
+                self.events.push_back(Event::Snapshot(changes));
                 if self.state == LinkState::Joining {
                     self.set_state(LinkState::Live);
                 }
@@ -442,11 +473,11 @@ impl<S: Store> Link<S> {
             }
             Request::DataElements(kind) => {
                 match self.store.replace_elements(kind, payload) {
-                    Ok(matches) => {
+                    Ok(outcome) => {
                         self.stats.refetches += 1;
                         self.backoff = self.config.backoff_min;
-                        self.events.push_back(Event::Refetched(kind));
-                        if !matches {
+                        self.events.push_back(Event::Refetched(kind, outcome.changes));
+                        if outcome.mismatched.contains(&kind) {
                             // It moved on since; the queued batches should bring it level.
                             self.events.push_back(Event::Problem(format!(
                                 "{} still differs right after its re-fetch",
@@ -514,9 +545,9 @@ impl<S: Store> Link<S> {
 
     fn apply_batch(&mut self, payload: &[u8]) {
         match self.store.apply_deltas(payload) {
-            Ok(mismatched) => {
+            Ok(Outcome { changes, mismatched }) => {
                 self.stats.batches += 1;
-                self.events.push_back(Event::Deltas);
+                self.events.push_back(Event::Deltas(changes));
                 if mismatched.is_empty() {
                     self.refetch_rounds = 0;
                     return;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::link::{Event, Handshake, Link, LinkConfig, LinkState, Store, Transmit};
+use clonewire_cylc::link::{Event, Handshake, Link, LinkConfig, LinkState, Outcome, Store, Transmit};
 use clonewire_cylc::request::{ElementType, Request};
 
 /// A store that records what it was given. Payloads are text: a batch
@@ -14,36 +14,42 @@ struct Recorder {
 
 impl Store for Recorder {
     type Error = String;
+    /// The payload, as text.
+    type Changes = String;
 
-    fn load_snapshot(&mut self, payload: &[u8]) -> Result<(), String> {
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<String, String> {
         let text = String::from_utf8_lossy(payload).into_owned();
         if text == "junk" {
             return Err("undecodable".into());
         }
         self.log.push(format!("snapshot {text}"));
-        Ok(())
+        Ok(text)
     }
 
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Vec<ElementType>, String> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<String>, String> {
         let text = String::from_utf8_lossy(payload).into_owned();
         if text == "junk" {
             return Err("undecodable".into());
         }
         self.log.push(format!("deltas {text}"));
-        Ok(text
+        let mismatched = text
             .strip_prefix("bad:")
             .and_then(ElementType::from_cylc_name)
             .into_iter()
-            .collect())
+            .collect();
+        Ok(Outcome {
+            changes: text,
+            mismatched,
+        })
     }
 
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<bool, String> {
-        self.log.push(format!(
-            "replace {} {}",
-            kind.cylc_name(),
-            String::from_utf8_lossy(payload)
-        ));
-        Ok(true)
+    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<Outcome<String>, String> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        self.log.push(format!("replace {} {text}", kind.cylc_name()));
+        Ok(Outcome {
+            changes: text,
+            mismatched: Vec::new(),
+        })
     }
 }
 
@@ -55,7 +61,7 @@ fn sent(request: Request) -> Transmit {
     Transmit::Send(request.encode("here"))
 }
 
-fn events<S: Store>(link: &mut Link<S>) -> Vec<Event> {
+fn events<S: Store>(link: &mut Link<S>) -> Vec<Event<S::Changes>> {
     std::iter::from_fn(|| link.poll_event()).collect()
 }
 
@@ -92,10 +98,10 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
     assert_eq!(
         events(&mut link),
         [
-            Event::Snapshot,
+            Event::Snapshot("s0".into()),
             Event::State(LinkState::Live),
-            Event::Deltas,
-            Event::Deltas
+            Event::Deltas("d1".into()),
+            Event::Deltas("d2".into())
         ]
     );
 
@@ -114,7 +120,10 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     link.handle_published(b"all", b"bad:task_proxies", now);
     assert_eq!(
         events(&mut link),
-        [Event::Deltas, Event::Mismatch(vec![ElementType::TaskProxies])]
+        [
+            Event::Deltas("bad:task_proxies".into()),
+            Event::Mismatch(vec![ElementType::TaskProxies])
+        ]
     );
     assert_eq!(
         link.poll_transmit(now),
@@ -135,7 +144,10 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     );
     assert_eq!(
         events(&mut link),
-        [Event::Refetched(ElementType::TaskProxies), Event::Deltas]
+        [
+            Event::Refetched(ElementType::TaskProxies, "tp".into()),
+            Event::Deltas("d4".into())
+        ]
     );
     assert_eq!(link.stats().refetches, 1);
     assert_eq!(link.state(), &LinkState::Live);

@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 use clonewire_cylc::contact::Contact;
 use clonewire_cylc::driver::Driver;
 use clonewire_cylc::keys;
-use clonewire_cylc::link::{Event, LinkConfig, LinkState, Store};
+use clonewire_cylc::link::{Event, LinkConfig, LinkState, Outcome, Store};
 use clonewire_cylc::request::ElementType;
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair};
 use support::{Sandbox, WireStore, SMALL_FLOW};
 
 /// Steps `driver` until `done` holds, collecting events; fails after `limit`. Each
 /// step must come back within its own bound, however the scheduler behaves.
-fn run_until<S: Store>(
+fn run_until<S: Store<Changes = usize>>(
     driver: &mut Driver<S>,
     limit: Duration,
-    events: &mut Vec<Event>,
-    mut done: impl FnMut(&Driver<S>, &[Event]) -> bool,
+    events: &mut Vec<Event<S::Changes>>,
+    mut done: impl FnMut(&Driver<S>, &[Event<S::Changes>]) -> bool,
 ) {
     let deadline = Instant::now() + limit;
     while !done(driver, events) {
@@ -63,7 +63,7 @@ fn joins_a_real_scheduler_and_follows_its_deltas() {
         store.snapshot.windows(id.len()).any(|w| w == id),
         "the snapshot names the workflow"
     );
-    assert!(events.contains(&Event::Snapshot));
+    assert!(events.iter().any(|e| matches!(e, Event::Snapshot(_))));
     assert_eq!(driver.link().stats().timeouts, 0);
 }
 
@@ -77,18 +77,18 @@ struct MismatchOnce {
 
 impl Store for MismatchOnce {
     type Error = String;
-    fn load_snapshot(&mut self, payload: &[u8]) -> Result<(), String> {
+    type Changes = usize;
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<usize, String> {
         self.inner.load_snapshot(payload)
     }
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Vec<ElementType>, String> {
-        self.inner.apply_deltas(payload)?;
-        if std::mem::replace(&mut self.told, true) {
-            Ok(Vec::new())
-        } else {
-            Ok(vec![ElementType::TaskProxies])
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<usize>, String> {
+        let mut outcome = self.inner.apply_deltas(payload)?;
+        if !std::mem::replace(&mut self.told, true) {
+            outcome.mismatched.push(ElementType::TaskProxies);
         }
+        Ok(outcome)
     }
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<bool, String> {
+    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<Outcome<usize>, String> {
         self.inner.replace_elements(kind, payload)
     }
 }
@@ -101,7 +101,9 @@ fn a_mismatch_refetches_the_type_from_a_real_scheduler() {
     let mut driver = Driver::open(&ctx, &run, MismatchOnce::default(), fast).unwrap();
     let mut events = Vec::new();
     run_until(&mut driver, Duration::from_secs(60), &mut events, |_, events| {
-        events.contains(&Event::Refetched(ElementType::TaskProxies))
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Refetched(ElementType::TaskProxies, _)))
     });
     // The reply is TaskProxiesDelta: time = 1 (a double), then the proxies in `added`.
     assert_eq!(driver.link().store().inner.replaced, [ElementType::TaskProxies]);

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::link::Store;
+use clonewire_cylc::link::{Outcome, Store};
 use clonewire_cylc::request::ElementType;
 
 /// The venv that holds `bin/cylc`.
@@ -199,23 +199,31 @@ pub struct WireStore {
 
 impl Store for WireStore {
     type Error = String;
+    /// The payload's size.
+    type Changes = usize;
 
-    fn load_snapshot(&mut self, payload: &[u8]) -> Result<(), String> {
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<usize, String> {
         self.snapshot_fields = top_level_fields(payload)?;
         self.snapshot = payload.to_vec();
-        Ok(())
+        Ok(payload.len())
     }
 
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Vec<ElementType>, String> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<usize>, String> {
         top_level_fields(payload)?;
         self.batches += 1;
-        Ok(Vec::new())
+        Ok(Outcome {
+            changes: payload.len(),
+            mismatched: Vec::new(),
+        })
     }
 
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<bool, String> {
+    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<Outcome<usize>, String> {
         top_level_fields(payload)?;
         self.replaced.push(kind);
-        Ok(true)
+        Ok(Outcome {
+            changes: payload.len(),
+            mismatched: Vec::new(),
+        })
     }
 }
 
