@@ -25,8 +25,10 @@ use crate::request::{decode_reply, ElementType, Request, ALL_TOPIC, SHUTDOWN_TOP
 /// Re-fetches in a row that leave a type still mismatched before the link takes a
 /// whole new snapshot instead.
 const MAX_REFETCH_ROUNDS: u32 = 3;
-/// How far the request deadline grows after timeouts in a row.
-const MAX_TIMEOUT_FACTOR: u32 = 8;
+/// How often the request deadline doubles after timeouts in a row (up to 8×).
+const MAX_TIMEOUT_DOUBLINGS: u32 = 3;
+/// The longest shutdown reason kept (it comes from the network).
+const MAX_REASON_CHARS: usize = 200;
 
 /// Cylc's data store, as the link needs it: it loads and applies protobuf
 /// payloads as Cylc does, checks the scheduler's checksums, and says what changed.
@@ -301,7 +303,7 @@ impl<S: Store> Link<S> {
             }
             self.not_before = None;
             if let Some(request) = self.pending.pop_front() {
-                let factor = 1u32 << self.timeouts.min(MAX_TIMEOUT_FACTOR.trailing_zeros());
+                let factor = 1u32 << self.timeouts.min(MAX_TIMEOUT_DOUBLINGS);
                 self.in_flight = Some(InFlight {
                     request,
                     deadline: now + self.config.request_timeout * factor,
@@ -410,7 +412,10 @@ impl<S: Store> Link<S> {
         }
         self.last_heard = Some(now);
         if topic == SHUTDOWN_TOPIC {
-            let reason = String::from_utf8_lossy(payload).into_owned();
+            let reason = String::from_utf8_lossy(payload)
+                .chars()
+                .take(MAX_REASON_CHARS)
+                .collect();
             self.stop(reason);
         } else if topic == ALL_TOPIC {
             if self.awaiting_data() {
