@@ -58,11 +58,16 @@ fn joins_a_real_scheduler_and_follows_its_deltas() {
         store.snapshot_fields
     );
     assert!(store.snapshot_fields.len() > 4, "{:?}", store.snapshot_fields);
-    let id = b"/demo/run1";
-    assert!(
-        store.snapshot.windows(id.len()).any(|w| w == id),
-        "the snapshot names the workflow"
-    );
+    // PbWorkflow (Cylc 8.5): name = 3, port = 6.
+    let top = support::fields(&store.snapshot).unwrap();
+    let Some((1, support::Wire::Bytes(workflow))) = top.first() else {
+        panic!("no workflow in {top:?}")
+    };
+    let workflow = support::fields(workflow).unwrap();
+    let field = |n| workflow.iter().find(|(number, _)| *number == n).map(|(_, v)| *v);
+    assert_eq!(field(3), Some(support::Wire::Bytes(b"demo/run1")));
+    let contact = Contact::load(&run).unwrap();
+    assert_eq!(field(6), Some(support::Wire::Varint(u64::from(contact.port))));
     assert!(events.iter().any(|e| matches!(e, Event::Snapshot(_))));
     assert_eq!(driver.link().stats().timeouts, 0);
 }

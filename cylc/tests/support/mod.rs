@@ -227,8 +227,20 @@ impl Store for WireStore {
     }
 }
 
-/// The field numbers of a protobuf message's top level, or why it is not one.
-pub fn top_level_fields(mut bytes: &[u8]) -> Result<Vec<u64>, String> {
+/// A protobuf field's value, as the wire has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire<'a> {
+    /// A varint (ints, bools, enums).
+    Varint(u64),
+    /// Length-delimited: a string, bytes, or a nested message.
+    Bytes(&'a [u8]),
+    /// A fixed 32- or 64-bit value.
+    Fixed,
+}
+
+/// The fields of a protobuf message's top level (number and value), or why it is
+/// not one.
+pub fn fields(mut bytes: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
     fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -241,21 +253,26 @@ pub fn top_level_fields(mut bytes: &[u8]) -> Result<Vec<u64>, String> {
         }
         Err("varint too long".into())
     }
-    let mut fields = Vec::new();
+    let mut out = Vec::new();
     while !bytes.is_empty() {
         let key = varint(&mut bytes)?;
-        let skip = match key & 7 {
-            0 => {
-                varint(&mut bytes)?;
-                0
+        let (value, skip) = match key & 7 {
+            0 => (Wire::Varint(varint(&mut bytes)?), 0),
+            1 => (Wire::Fixed, 8),
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).map_err(|e| e.to_string())?;
+                (Wire::Bytes(bytes.get(..len).ok_or("truncated field")?), len)
             }
-            1 => 8,
-            2 => usize::try_from(varint(&mut bytes)?).map_err(|e| e.to_string())?,
-            5 => 4,
+            5 => (Wire::Fixed, 4),
             other => return Err(format!("wire type {other}")),
         };
         bytes = bytes.get(skip..).ok_or("truncated field")?;
-        fields.push(key >> 3);
+        out.push((key >> 3, value));
     }
-    Ok(fields)
+    Ok(out)
+}
+
+/// The field numbers of a protobuf message's top level, or why it is not one.
+pub fn top_level_fields(bytes: &[u8]) -> Result<Vec<u64>, String> {
+    Ok(fields(bytes)?.into_iter().map(|(n, _)| n).collect())
 }
