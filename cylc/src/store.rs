@@ -89,7 +89,8 @@ impl Check {
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
     /// Per topic that changed, every changed leaf (`Changes::to_patch` gives the
-    /// merge patch to publish), in [`Kind::APPLY_ORDER`].
+    /// merge patch to publish): `workflow`, `tasks`, `taskProxies`, `families`,
+    /// `familyProxies`, `jobs`, `edges`, each at most once.
     pub topics: Vec<(&'static str, Changes)>,
     /// Per type that carried a checksum, the verdict.
     pub checks: Vec<Check>,
