@@ -8,7 +8,10 @@
 //! in the store; then it applies the queued batches in order (the store skips what
 //! the snapshot already holds, by `stamp`). After each batch the store compares its
 //! checksums with the scheduler's; a type that differs is re-fetched with
-//! `pb_data_elements`, batches being queued again meanwhile. `shutdown` stops it.
+//! `pb_data_elements`, batches being queued again meanwhile. So are the types that
+//! list its ids (Cylc prunes ids from those lists without a new `stamp`, which no
+//! checksum shows) and the workflow element (it has no checksum at all). Cylc sends a type's checksum only in batches that change that type,
+//! so a lost change is caught when the type next changes. `shutdown` stops it.
 //!
 //! Every request has a deadline. When it passes, the REQ socket is discarded and
 //! reopened and the request sent again (the "Lazy Pirate" pattern), with a longer
@@ -20,7 +23,8 @@ use std::collections::VecDeque;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use crate::request::{decode_reply, ElementType, Request, ALL_TOPIC, SHUTDOWN_TOPIC};
+use crate::element::Kind;
+use crate::request::{decode_reply, Request, ALL_TOPIC, SHUTDOWN_TOPIC};
 
 /// Re-fetches in a row that leave a type still mismatched before the link takes a
 /// whole new snapshot instead.
@@ -52,11 +56,8 @@ pub trait Store {
     /// Replaces every element of `kind` with a `pb_data_elements` reply (that
     /// type's delta message, everything in `added`); `mismatched` holds `kind` if
     /// its checksum still differs.
-    fn replace_elements(
-        &mut self,
-        kind: ElementType,
-        payload: &[u8],
-    ) -> Result<Outcome<Self::Changes>, Self::Error>;
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8])
+        -> Result<Outcome<Self::Changes>, Self::Error>;
 }
 
 /// What the store did with a batch or a re-fetch.
@@ -65,7 +66,7 @@ pub struct Outcome<C> {
     /// What changed.
     pub changes: C,
     /// The types whose checksum differs from the scheduler's.
-    pub mismatched: Vec<ElementType>,
+    pub mismatched: Vec<Kind>,
 }
 
 /// How the link behaves.
@@ -173,9 +174,9 @@ pub enum Event<C> {
     /// A batch of deltas was applied.
     Deltas(C),
     /// These types' checksums differ from the scheduler's; they are re-fetched.
-    Mismatch(Vec<ElementType>),
+    Mismatch(Vec<Kind>),
     /// A re-fetch replaced every element of this type.
-    Refetched(ElementType, C),
+    Refetched(Kind, C),
     /// Something went wrong that the link repairs by itself (a bad payload, an
     /// error reply).
     Problem(String),
@@ -194,6 +195,41 @@ pub struct Stats {
     pub timeouts: u64,
     /// Queued batches dropped because the queue was full.
     pub dropped_batches: u64,
+}
+
+/// The types whose elements list ids of `kind`, in lists that Cylc shortens
+/// when it prunes `kind` without giving the lister a new `stamp` (so no checksum
+/// shows a prune that went missing): edges are listed by task proxies, task
+/// proxies by tasks and family proxies, family proxies by families and by their
+/// parent family proxies.
+fn listers(kind: Kind) -> &'static [Kind] {
+    match kind {
+        Kind::Edges => &[Kind::TaskProxies],
+        Kind::TaskProxies => &[Kind::Tasks, Kind::FamilyProxies],
+        Kind::FamilyProxies => &[Kind::Families],
+        Kind::Workflow | Kind::Tasks | Kind::Families | Kind::Jobs => &[],
+    }
+}
+
+/// What to re-fetch when `mismatched` differ: those types; the types that list
+/// their ids, and so on (a re-fetch drops elements the way a prune does, so their
+/// listers must follow); and the workflow element, which has no checksum to
+/// show what the missing batch did to it.
+fn repair_set(mismatched: &[Kind]) -> Vec<Kind> {
+    let mut set: Vec<Kind> = mismatched.to_vec();
+    let mut i = 0;
+    while let Some(&kind) = set.get(i) {
+        for &lister in listers(kind) {
+            if !set.contains(&lister) {
+                set.push(lister);
+            }
+        }
+        i += 1;
+    }
+    if !set.contains(&Kind::Workflow) {
+        set.push(Kind::Workflow);
+    }
+    set
 }
 
 /// The request in flight.
@@ -351,8 +387,7 @@ impl<S: Store> Link<S> {
         {
             // Silence: ask for something small; its deadline tells a dead scheduler.
             self.last_heard = Some(now);
-            self.pending
-                .push_back(Request::DataElements(ElementType::Workflow));
+            self.pending.push_back(Request::DataElements(Kind::Workflow));
             return;
         }
         let Some(flight) = &self.in_flight else { return };
@@ -563,7 +598,7 @@ impl<S: Store> Link<S> {
                     self.refetch_rounds = 0;
                     self.request(Request::EntireWorkflow);
                 } else {
-                    for kind in mismatched {
+                    for kind in repair_set(&mismatched) {
                         self.request(Request::DataElements(kind));
                     }
                 }

@@ -10,61 +10,12 @@
 
 use serde_json::{json, Value};
 
+use crate::element::Kind;
+
 /// The scheduler's topic for every delta batch (an `AllDeltas`).
 pub const ALL_TOPIC: &[u8] = b"all";
 /// The scheduler's topic for its last message; the payload is the reason, as text.
 pub const SHUTDOWN_TOPIC: &[u8] = b"shutdown";
-
-/// A kind of element in Cylc's data store, with a checksum of its own (except the
-/// workflow) and a `pb_data_elements` fetch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ElementType {
-    /// The workflow element itself.
-    Workflow,
-    /// Task definitions.
-    Tasks,
-    /// Task instances.
-    TaskProxies,
-    /// Family definitions.
-    Families,
-    /// Family instances.
-    FamilyProxies,
-    /// Jobs.
-    Jobs,
-    /// Graph edges.
-    Edges,
-}
-
-impl ElementType {
-    /// Every type, in a fixed order.
-    pub const ALL: [ElementType; 7] = [
-        ElementType::Workflow,
-        ElementType::Tasks,
-        ElementType::TaskProxies,
-        ElementType::Families,
-        ElementType::FamilyProxies,
-        ElementType::Jobs,
-        ElementType::Edges,
-    ];
-
-    /// Cylc's name for it (a key of `DELTAS_MAP`, and `AllDeltas`' field name).
-    pub fn cylc_name(self) -> &'static str {
-        match self {
-            ElementType::Workflow => "workflow",
-            ElementType::Tasks => "tasks",
-            ElementType::TaskProxies => "task_proxies",
-            ElementType::Families => "families",
-            ElementType::FamilyProxies => "family_proxies",
-            ElementType::Jobs => "jobs",
-            ElementType::Edges => "edges",
-        }
-    }
-
-    /// The type Cylc calls `name`.
-    pub fn from_cylc_name(name: &str) -> Option<ElementType> {
-        ElementType::ALL.into_iter().find(|t| t.cylc_name() == name)
-    }
-}
 
 /// A request the link makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +24,7 @@ pub enum Request {
     EntireWorkflow,
     /// `pb_data_elements`: every element of one type, as that type's delta message
     /// with all of them in `added` (and the type's checksum).
-    DataElements(ElementType),
+    DataElements(Kind),
 }
 
 impl Request {
@@ -148,7 +99,7 @@ mod tests {
         assert_eq!(frame["meta"]["comms_method"], "zmq");
         assert_eq!(frame["meta"]["host"], "here");
         let frame: Value =
-            serde_json::from_slice(&Request::DataElements(ElementType::TaskProxies).encode("here")).unwrap();
+            serde_json::from_slice(&Request::DataElements(Kind::TaskProxies).encode("here")).unwrap();
         assert_eq!(frame["command"], "pb_data_elements");
         assert_eq!(frame["args"], json!({ "element_type": "task_proxies" }));
     }
@@ -172,13 +123,5 @@ mod tests {
             })
         );
         assert!(decode_reply(Request::EntireWorkflow, b"{not json").is_err());
-    }
-
-    #[test]
-    fn element_type_names_round_trip() {
-        for kind in ElementType::ALL {
-            assert_eq!(ElementType::from_cylc_name(kind.cylc_name()), Some(kind));
-        }
-        assert_eq!(ElementType::from_cylc_name("nope"), None);
     }
 }

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use clonewire_cylc::link::{Event, Handshake, Link, LinkConfig, LinkState, Outcome, Store, Transmit};
-use clonewire_cylc::request::{ElementType, Request};
+use clonewire_cylc::request::Request;
+use clonewire_cylc::Kind;
 
 /// A store that records what it was given. Payloads are text: a batch
 /// `"bad:task_proxies"` reports that type mismatched, `"junk"` cannot be read.
@@ -34,7 +35,7 @@ impl Store for Recorder {
         self.log.push(format!("deltas {text}"));
         let mismatched = text
             .strip_prefix("bad:")
-            .and_then(ElementType::from_cylc_name)
+            .and_then(Kind::from_cylc_name)
             .into_iter()
             .collect();
         Ok(Outcome {
@@ -43,7 +44,7 @@ impl Store for Recorder {
         })
     }
 
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<Outcome<String>, String> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<String>, String> {
         let text = String::from_utf8_lossy(payload).into_owned();
         self.log.push(format!("replace {} {text}", kind.cylc_name()));
         Ok(Outcome {
@@ -117,40 +118,74 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
 fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     let now = Instant::now();
     let mut link = live(now);
-    link.handle_published(b"all", b"bad:task_proxies", now);
+    link.handle_published(b"all", b"bad:jobs", now);
     assert_eq!(
         events(&mut link),
         [
-            Event::Deltas("bad:task_proxies".into()),
-            Event::Mismatch(vec![ElementType::TaskProxies])
+            Event::Deltas("bad:jobs".into()),
+            Event::Mismatch(vec![Kind::Jobs])
         ]
     );
     assert_eq!(
         link.poll_transmit(now),
-        Some(sent(Request::DataElements(ElementType::TaskProxies)))
+        Some(sent(Request::DataElements(Kind::Jobs)))
     );
 
     link.handle_published(b"all", b"d4", now);
-    assert_eq!(
-        link.store().log.last().unwrap(),
-        "deltas bad:task_proxies",
-        "d4 waits"
-    );
+    assert_eq!(link.store().log.last().unwrap(), "deltas bad:jobs", "d4 waits");
 
-    link.handle_reply(b"tp", now);
+    link.handle_reply(b"j", now);
+    // The workflow element has no checksum: it is fetched with any mismatch.
+    assert_eq!(
+        link.poll_transmit(now),
+        Some(sent(Request::DataElements(Kind::Workflow)))
+    );
+    link.handle_reply(b"wf", now);
     assert_eq!(
         link.store().log[2..],
-        ["replace task_proxies tp".to_owned(), "deltas d4".to_owned()]
+        [
+            "replace jobs j".to_owned(),
+            "replace workflow wf".to_owned(),
+            "deltas d4".to_owned()
+        ]
     );
     assert_eq!(
         events(&mut link),
         [
-            Event::Refetched(ElementType::TaskProxies, "tp".into()),
+            Event::Refetched(Kind::Jobs, "j".into()),
+            Event::Refetched(Kind::Workflow, "wf".into()),
             Event::Deltas("d4".into())
         ]
     );
-    assert_eq!(link.stats().refetches, 1);
+    assert_eq!(link.stats().refetches, 2);
     assert_eq!(link.state(), &LinkState::Live);
+}
+
+#[test]
+fn a_mismatch_also_refetches_the_types_that_list_its_ids() {
+    let now = Instant::now();
+    let mut link = live(now);
+    link.handle_published(b"all", b"bad:edges", now);
+    let mut asked = Vec::new();
+    while let Some(Transmit::Send(frame)) = link.poll_transmit(now) {
+        let frame: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        asked.push(frame["args"]["element_type"].as_str().unwrap().to_owned());
+        link.handle_reply(b"x", now);
+    }
+    // Edges are listed by task proxies, those by tasks and family proxies, and
+    // family proxies by families; the workflow comes along.
+    assert_eq!(
+        asked,
+        [
+            "edges",
+            "task_proxies",
+            "tasks",
+            "family_proxies",
+            "families",
+            "workflow"
+        ]
+    );
+    assert_eq!(link.poll_transmit(now), None);
 }
 
 #[test]
@@ -161,10 +196,12 @@ fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
         link.handle_published(b"all", b"bad:jobs", now);
         assert_eq!(
             link.poll_transmit(now),
-            Some(sent(Request::DataElements(ElementType::Jobs))),
+            Some(sent(Request::DataElements(Kind::Jobs))),
             "round {round}"
         );
         link.handle_reply(b"jobs", now);
+        link.poll_transmit(now);
+        link.handle_reply(b"wf", now);
     }
     link.handle_published(b"all", b"bad:jobs", now);
     assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
@@ -318,7 +355,7 @@ fn a_silent_scheduler_is_probed_and_a_dead_one_noticed() {
     link.handle_timeout(idle);
     assert_eq!(
         link.poll_transmit(idle),
-        Some(sent(Request::DataElements(ElementType::Workflow)))
+        Some(sent(Request::DataElements(Kind::Workflow)))
     );
     // No answer: the scheduler died without a word.
     let deadline = link.poll_timeout().unwrap();
@@ -381,7 +418,7 @@ fn a_full_queue_while_refetching_takes_one_snapshot() {
     link.handle_published(b"all", b"bad:jobs", now);
     assert_eq!(
         link.poll_transmit(now),
-        Some(sent(Request::DataElements(ElementType::Jobs)))
+        Some(sent(Request::DataElements(Kind::Jobs)))
     );
     link.handle_published(b"all", b"123456", now);
     link.handle_published(b"all", b"789012", now);

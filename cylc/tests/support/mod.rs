@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clonewire_cylc::link::{Outcome, Store};
-use clonewire_cylc::request::ElementType;
+use clonewire_cylc::Kind;
 
 /// The venv that holds `bin/cylc`.
 pub fn cylc_venv() -> PathBuf {
@@ -194,7 +194,7 @@ pub struct WireStore {
     /// `all` batches applied.
     pub batches: usize,
     /// Re-fetch replies by type.
-    pub replaced: Vec<ElementType>,
+    pub replaced: Vec<Kind>,
 }
 
 impl Store for WireStore {
@@ -217,7 +217,7 @@ impl Store for WireStore {
         })
     }
 
-    fn replace_elements(&mut self, kind: ElementType, payload: &[u8]) -> Result<Outcome<usize>, String> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<usize>, String> {
         top_level_fields(payload)?;
         self.replaced.push(kind);
         Ok(Outcome {
@@ -275,4 +275,24 @@ pub fn fields(mut bytes: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, String> {
 /// The field numbers of a protobuf message's top level, or why it is not one.
 pub fn top_level_fields(bytes: &[u8]) -> Result<Vec<u64>, String> {
     Ok(fields(bytes)?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// The scheduler's own `pb_entire_workflow`, asked with the workflow's keys on a
+/// socket of our own.
+pub fn entire_workflow(run: &Path) -> Vec<u8> {
+    use clonewire_cylc::contact::Contact;
+    use clonewire_cylc::request::Request;
+    let contact = Contact::load(run).unwrap();
+    let curve = clonewire_cylc::keys::workflow_client(&run.join(".service")).unwrap();
+    let ctx = zmq::Context::new();
+    let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
+    clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
+    req.connect(&contact.req_endpoint()).unwrap();
+    req.send(Request::EntireWorkflow.encode("test"), 0).unwrap();
+    assert_eq!(
+        req.poll(zmq::POLLIN, 20_000).unwrap(),
+        1,
+        "the scheduler did not answer"
+    );
+    req.recv_bytes(0).unwrap()
 }
