@@ -1,0 +1,71 @@
+//! One followed topic's replica: its value and seq, whether it can be trusted, how it
+//! is repaired next, and the deltas held back while it is repaired.
+
+use std::collections::VecDeque;
+
+use clonewire_core::protocol::suite::Delta;
+use clonewire_core::Topic;
+
+use super::Rung;
+
+/// A delta waiting for its topic to be repaired.
+pub(super) struct Queued {
+    pub(super) delta: Delta,
+    /// Its body size on the wire.
+    pub(super) bytes: usize,
+}
+
+/// One followed topic.
+pub(super) struct Replica {
+    pub(super) topic: Topic,
+    pub(super) seq: u64,
+    /// Applying the next delta is safe; false while joining or repairing.
+    pub(super) trusted: bool,
+    /// How to repair it next.
+    pub(super) rung: Rung,
+    /// Deltas held back while joining or repairing, oldest first.
+    pub(super) queue: VecDeque<Queued>,
+    /// Replays in a row that brought no progress (or hash-guided attempts that raced).
+    pub(super) stuck: u32,
+}
+
+impl Replica {
+    /// An empty replica at seq 0; untrusted ones are fetched by snapshot.
+    pub(super) fn new(name: &str, trusted: bool) -> Replica {
+        Replica {
+            topic: Topic::new(name),
+            seq: 0,
+            trusted,
+            rung: Rung::Snapshot,
+            queue: VecDeque::new(),
+            stuck: 0,
+        }
+    }
+
+    /// Stops applying deltas until the topic is repaired, at least by `rung`.
+    pub(super) fn distrust(&mut self, rung: Rung) {
+        // Rungs only climb while untrusted: replay, then hashes, then snapshot.
+        if self.trusted || rung > self.rung {
+            self.rung = rung;
+        }
+        self.trusted = false;
+    }
+
+    /// The replica is the suite's at `seq`: apply deltas again, replay first next time.
+    pub(super) fn trust(&mut self, seq: u64) {
+        self.seq = seq;
+        self.trusted = true;
+        self.rung = Rung::Replay;
+        self.stuck = 0;
+    }
+
+    /// Holds a delta until the topic is repaired; past `max` deltas the queue is
+    /// dropped and the topic will be repaired by snapshot.
+    pub(super) fn hold(&mut self, item: Queued, max: usize) {
+        if self.queue.len() >= max {
+            self.queue.clear();
+            self.distrust(Rung::Snapshot);
+        }
+        self.queue.push_back(item);
+    }
+}
