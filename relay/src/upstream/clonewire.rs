@@ -29,7 +29,7 @@ pub struct ClonewireUpstream {
 
 impl ClonewireUpstream {
     /// How the relay follows `suite`: no topic until some client wants one, the
-    /// relay's request deadline and queue limit, and CURVE when the suite has a key
+    /// relay's request deadline and queue and intake limits, and CURVE when the suite has a key
     /// (with the relay's keys, else a fresh pair).
     pub fn config(
         suite: &SuiteConfig,
@@ -40,6 +40,8 @@ impl ClonewireUpstream {
         config.topics = Some(Vec::new());
         config.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
         config.max_queued = limits.suite_max_queued;
+        config.max_queued_bytes = limits.suite_max_queued_bytes;
+        config.intake_bytes = limits.suite_intake_bytes;
         if let Some(key) = &suite.server_key {
             let server_key = CurvePublicKey::parse(key).map_err(std::io::Error::other)?;
             config.curve = Some(match curve_keys {

@@ -23,13 +23,21 @@ pub struct FollowerConfig {
     pub backoff_max: Duration,
     /// Deltas queued per topic while it is being repaired; past it, take a snapshot.
     pub max_queued: usize,
+    /// The same bound in body bytes, per topic.
+    pub max_queued_bytes: usize,
+    /// PUB messages received and not yet handled, in bytes: the follower reads its
+    /// SUB socket promptly (whose own queue is kept short) into this intake, and
+    /// drops what does not fit, repairing the gap. So a follower that falls behind
+    /// its suite holds at most this much of the stream.
+    pub intake_bytes: usize,
     /// Encrypted links to a CURVE suite: its public key and ours. A suite with CURVE
     /// never answers a follower without it (nor one with a wrong server key).
     pub curve: Option<sockets::CurveClient>,
 }
 
 impl FollowerConfig {
-    /// Follows every topic, with a 5 s request deadline and 100 ms..5 s backoff.
+    /// Follows every topic, with a 5 s request deadline, 100 ms..5 s backoff, 10,000
+    /// deltas or 16 MiB queued per topic under repair, and a 64 MiB intake.
     pub fn new(sub_endpoint: impl Into<String>, rep_endpoint: impl Into<String>) -> FollowerConfig {
         FollowerConfig {
             sub_endpoint: sub_endpoint.into(),
@@ -39,6 +47,8 @@ impl FollowerConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             max_queued: 10_000,
+            max_queued_bytes: 16 << 20,
+            intake_bytes: 64 << 20,
             curve: None,
         }
     }
@@ -51,6 +61,7 @@ impl FollowerConfig {
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max,
             max_queued: self.max_queued,
+            max_queued_bytes: self.max_queued_bytes,
         }
     }
 }
@@ -69,6 +80,8 @@ pub struct MachineConfig {
     pub backoff_max: Duration,
     /// Deltas queued per topic while it is being repaired; past it, take a snapshot.
     pub max_queued: usize,
+    /// The same bound in body bytes, per topic.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for MachineConfig {

@@ -2,6 +2,10 @@
 //! requests (CURVE when configured), feeding the sans-IO [`Machine`] and sending what
 //! it asks. A request past its deadline has its REQ socket discarded and reopened (the
 //! "Lazy Pirate" pattern).
+//!
+//! The SUB socket is read promptly, on every call, into an [`Intake`] bounded in bytes
+//! (its own queue is kept short, [`sockets::SUB_HWM`] messages); a message that does
+//! not fit is dropped and reported to the machine as a gap, which it repairs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -10,6 +14,7 @@ use clonewire_core::protocol::encode;
 use clonewire_core::protocol::suite::{BYE_TOPIC, HEARTBEAT_TOPIC};
 use clonewire_core::{Schema, Topic};
 
+use super::intake::Intake;
 use super::machine::Machine;
 use super::{Event, FollowerConfig, Stats};
 use crate::error::Error;
@@ -29,6 +34,8 @@ pub struct Follower {
     sub: zmq::Socket,
     /// The REQ socket; `None` after a timeout or an error, reopened for the next request.
     req: Option<zmq::Socket>,
+    /// PUB messages read and not yet handed to the machine.
+    intake: Intake,
 }
 
 impl Follower {
@@ -57,6 +64,7 @@ impl Follower {
             .map_err(|e| Error::zmq(format!("connect {}", config.sub_endpoint), e))?;
         Ok(Follower {
             machine: Machine::new(config.machine(), Instant::now()),
+            intake: Intake::new(config.intake_bytes),
             config,
             ctx,
             sub,
@@ -124,6 +132,17 @@ impl Follower {
     /// should do so only when this is false.
     pub fn has_pending_events(&self) -> bool {
         self.machine.has_pending_events()
+    }
+
+    /// Bytes of PUB messages read and not yet handled.
+    pub fn intake_bytes(&self) -> usize {
+        self.intake.bytes()
+    }
+
+    /// The most bytes of PUB messages ever held at once (never above
+    /// [`FollowerConfig::intake_bytes`]).
+    pub fn intake_peak(&self) -> usize {
+        self.intake.peak()
     }
 
     /// When the suite was last heard on the PUB socket.
@@ -197,6 +216,8 @@ impl Follower {
     pub fn next_event(&mut self, max_wait: Duration) -> Result<Option<Event>, Error> {
         let end = Instant::now() + max_wait;
         loop {
+            // Even while events wait, the stream is read (and what does not fit dropped).
+            self.receive_stream();
             if let Some(event) = self.machine.poll_event() {
                 return Ok(Some(event));
             }
@@ -206,7 +227,8 @@ impl Follower {
                 self.req = None;
             }
             self.send_request(now)?;
-            if self.machine.has_pending_events() {
+            self.handle_intake();
+            if self.machine.has_pending_events() || (!self.intake.is_empty() && now < end) {
                 continue;
             }
             if now >= end {
@@ -217,6 +239,7 @@ impl Follower {
             let (sub_ready, req_ready) = self.poll(timeout.max(if wake > now { 1 } else { 0 }))?;
             if sub_ready {
                 self.receive_stream();
+                self.handle_intake();
             }
             if req_ready {
                 self.receive_reply();
@@ -239,6 +262,8 @@ impl Follower {
         }
     }
 
+    /// Reads what the SUB socket holds (at most a batch) into the intake; a message
+    /// that does not fit is dropped, and its topic repaired.
     fn receive_stream(&mut self) {
         for _ in 0..SUB_BATCH {
             let frames = match self.sub.recv_multipart(zmq::DONTWAIT) {
@@ -248,6 +273,22 @@ impl Follower {
                     tracing::warn!(error = %e, "SUB receive failed");
                     return;
                 }
+            };
+            if let Err(frames) = self.intake.push(frames) {
+                let topic = frames.first().map_or(&[][..], Vec::as_slice);
+                self.machine.handle_dropped(topic, Instant::now());
+            }
+        }
+    }
+
+    /// Hands the machine a batch of messages from the intake, unless events wait.
+    fn handle_intake(&mut self) {
+        if self.machine.has_pending_events() {
+            return;
+        }
+        for _ in 0..SUB_BATCH {
+            let Some(frames) = self.intake.pop() else {
+                return;
             };
             self.machine.handle_stream(&frames, Instant::now());
         }

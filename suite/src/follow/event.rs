@@ -60,7 +60,7 @@ pub enum Event {
         topic: String,
         /// The seq we have.
         have: u64,
-        /// The seq seen.
+        /// The seq seen (for a message dropped unread, `have + 1`: at least that).
         seen: u64,
         /// Seen in a heartbeat rather than a delta.
         heartbeat: bool,
@@ -160,4 +160,6 @@ pub struct Stats {
     pub malformed: u64,
     /// Goodbyes.
     pub byes: u64,
+    /// PUB messages dropped unread because the intake was full.
+    pub dropped: u64,
 }

@@ -6,7 +6,7 @@
 //!   answer to the request out), [`Machine::handle_timeout`] (time passed),
 //!   [`Machine::handle_unsent`] / [`Machine::handle_lost`] (the request could not be
 //!   sent / its socket broke), [`Machine::handle_dropped`] (a PUB message the driver
-//!   had no room for);
+//!   had no room for: a gap);
 //! - out: [`Machine::poll_request`], [`Machine::poll_timeout`], [`Machine::poll_event`].
 //!
 //! Joining goes [`Phase::Greeting`] → [`Phase::Joining`] → [`Phase::Following`]; a new
@@ -292,6 +292,27 @@ impl Machine {
         }
     }
 
+    /// A PUB message on `topic` (its first frame) that the driver received at `now`
+    /// but had no room for, dropped unread: the topic has a gap, repaired like any
+    /// other (replay, else snapshot). Heartbeats and goodbyes are simply missed.
+    pub fn handle_dropped(&mut self, topic: &[u8], now: Instant) {
+        self.hearing = Hearing::Heard(now);
+        self.stats.dropped += 1;
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return;
+        };
+        if topic.starts_with('_') || !self.wants(topic) || !self.phase.joined() {
+            // While joining, the hole shows in the queue once the snapshot is in.
+            return;
+        }
+        let replica = self.replica(topic);
+        if replica.trusted {
+            let have = replica.seq;
+            replica.distrust(Rung::Replay);
+            self.gap(topic.to_owned(), have, have + 1, false);
+        }
+    }
+
     /// Changes which topics are followed (`None`: every topic). A newly followed topic
     /// is fetched with a snapshot and reported with [`Event::Reset`]; a topic no longer
     /// followed is dropped without an event. (The driver changes its SUB filters.)
@@ -380,7 +401,7 @@ impl Machine {
         if !self.wants(&topic) || !self.accept_epoch(&delta.epoch) {
             return;
         }
-        let max_queued = self.config.max_queued;
+        let (max_queued, max_queued_bytes) = (self.config.max_queued, self.config.max_queued_bytes);
         let replica = self.replica(&topic);
         if replica.trusted {
             if delta.seq <= replica.seq {
@@ -396,7 +417,7 @@ impl Machine {
         if gap.is_some() {
             replica.distrust(Rung::Replay);
         }
-        replica.hold(Queued { delta, bytes }, max_queued);
+        replica.hold(Queued { delta, bytes }, max_queued, max_queued_bytes);
         if let Some((have, seen)) = gap {
             self.gap(topic, have, seen, false);
         }
@@ -470,7 +491,7 @@ impl Machine {
             if !replica.trusted {
                 return;
             }
-            let Some(next) = replica.queue.pop_front() else {
+            let Some(next) = replica.pop_queued() else {
                 return;
             };
             let seq = next.delta.seq;
@@ -480,7 +501,7 @@ impl Machine {
             if seq > replica.seq + 1 {
                 let have = replica.seq;
                 replica.distrust(Rung::Replay);
-                replica.queue.push_front(next);
+                replica.unpop(next);
                 self.gap(name.to_owned(), have, seq, false);
                 return;
             }

@@ -9,12 +9,14 @@
 //!   whole protocol, with no sockets and no clock: frames, replies and the current
 //!   `Instant` in; requests, deadlines and [`Event`]s out;
 //! - [`Follower`] ([`driver`]): the thin ZeroMQ driver (SUB + REQ, CURVE, Lazy Pirate
-//!   reopening on timeout) that most users want;
+//!   reopening on timeout) that most users want, with its intake of PUB messages
+//!   bounded in bytes (`intake`);
 //! - [`config`]: [`FollowerConfig`]; [`event`]: [`Event`], [`Rung`], [`Stats`].
 
 pub mod config;
 pub mod driver;
 pub mod event;
+mod intake;
 pub mod machine;
 pub mod repair;
 mod replica;

@@ -24,7 +24,9 @@ pub(super) struct Replica {
     /// How to repair it next.
     pub(super) rung: Rung,
     /// Deltas held back while joining or repairing, oldest first.
-    pub(super) queue: VecDeque<Queued>,
+    queue: VecDeque<Queued>,
+    /// Their body bytes.
+    queued_bytes: usize,
     /// Replays in a row that brought no progress (or hash-guided attempts that raced).
     pub(super) stuck: u32,
 }
@@ -38,6 +40,7 @@ impl Replica {
             trusted,
             rung: Rung::Snapshot,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             stuck: 0,
         }
     }
@@ -59,13 +62,37 @@ impl Replica {
         self.stuck = 0;
     }
 
-    /// Holds a delta until the topic is repaired; past `max` deltas the queue is
-    /// dropped and the topic will be repaired by snapshot.
-    pub(super) fn hold(&mut self, item: Queued, max: usize) {
-        if self.queue.len() >= max {
+    /// Holds a delta until the topic is repaired. Past `max` deltas or `max_bytes`,
+    /// the queue is dropped and the topic will be repaired by snapshot (which is
+    /// newer than anything dropped); a delta bigger than `max_bytes` is not held.
+    pub(super) fn hold(&mut self, item: Queued, max: usize, max_bytes: usize) {
+        if self.queue.len() >= max || self.queued_bytes.saturating_add(item.bytes) > max_bytes {
             self.queue.clear();
+            self.queued_bytes = 0;
             self.distrust(Rung::Snapshot);
         }
-        self.queue.push_back(item);
+        if item.bytes <= max_bytes {
+            self.queued_bytes += item.bytes;
+            self.queue.push_back(item);
+        }
+    }
+
+    /// The oldest delta held.
+    pub(super) fn pop_queued(&mut self) -> Option<Queued> {
+        let item = self.queue.pop_front()?;
+        self.queued_bytes -= item.bytes;
+        Some(item)
+    }
+
+    /// Puts back the delta just taken by [`pop_queued`](Self::pop_queued).
+    pub(super) fn unpop(&mut self, item: Queued) {
+        self.queued_bytes += item.bytes;
+        self.queue.push_front(item);
+    }
+
+    /// Body bytes held.
+    #[cfg(test)]
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 }

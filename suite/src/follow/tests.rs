@@ -447,3 +447,55 @@ fn garbage_is_reported_and_changes_nothing() {
     assert!(m.is_synced());
     assert!(holds(&m, &suite, "tasks"));
 }
+
+#[test]
+fn a_queue_past_its_bound_in_bytes_is_dropped_for_a_snapshot() {
+    let t0 = Instant::now();
+    let mut suite = Suite::new("e1");
+    suite.publish("tasks", json!({"a": 0}));
+    let config = MachineConfig {
+        max_queued_bytes: 400,
+        ..MachineConfig::default()
+    };
+    let mut m = Machine::new(config, t0);
+    settle(&mut m, &suite, t0);
+    suite.publish("tasks", json!({"a": 1})); // lost
+    let mut requested = None;
+    for i in 2..20 {
+        let frames = suite.publish("tasks", json!({ "a": i, "pad": "x".repeat(40) }));
+        m.handle_stream(&frames, t0);
+        assert!(m.topics["tasks"].queued_bytes() <= 400);
+        requested = requested.or_else(|| m.poll_request(t0));
+    }
+    events(&mut m);
+    // The replay asked at the gap is now moot; its answer changes nothing.
+    let replay = requested.unwrap();
+    assert!(matches!(replay, Request::Replay { from: 2, .. }));
+    m.handle_reply(&error(ErrorCode::Gone), t0);
+    let request = m.poll_request(t0).unwrap();
+    assert!(matches!(&request, Request::Snapshot { .. }), "{request:?}");
+    m.handle_reply(&suite.answer(&request), t0);
+    assert_eq!(repaired(&events(&mut m)), [Rung::Snapshot]);
+    assert!(holds(&m, &suite, "tasks"));
+}
+
+#[test]
+fn a_message_dropped_unread_is_a_gap_repaired_by_replay() {
+    let t0 = Instant::now();
+    let mut suite = Suite::new("e1");
+    suite.publish("tasks", json!({"a": 1}));
+    let mut m = joined(&suite, t0);
+    let dropped = suite.publish("tasks", json!({"a": 2}));
+    m.handle_dropped(&dropped[0], t0);
+    m.handle_dropped(b"_hb", t0);
+    assert!(matches!(
+        &events(&mut m)[..],
+        [Event::Gap { have: 1, seen: 2, .. }]
+    ));
+    assert_eq!(m.stats().dropped, 2);
+    let replay = m.poll_request(t0).unwrap();
+    assert!(matches!(&replay, Request::Replay { from: 2, .. }));
+    m.handle_reply(&suite.answer(&replay), t0);
+    assert_eq!(repaired(&events(&mut m)), [Rung::Replay]);
+    assert!(holds(&m, &suite, "tasks"));
+}
