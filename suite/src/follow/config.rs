@@ -25,10 +25,11 @@ pub struct FollowerConfig {
     pub max_queued: usize,
     /// The same bound in body bytes, per topic.
     pub max_queued_bytes: usize,
-    /// PUB messages received and not yet handled, in bytes: the follower reads its
-    /// SUB socket promptly (whose own queue is kept short) into this intake, and
-    /// drops what does not fit, repairing the gap. So a follower that falls behind
-    /// its suite holds at most this much of the stream.
+    /// PUB messages received and not yet handled, in bytes (plus a small charge per
+    /// message for its bookkeeping): the follower reads its SUB socket promptly
+    /// (whose own queue is kept short) into this intake, and drops what does not
+    /// fit, repairing the gap. So a follower that falls behind its suite holds at
+    /// most this much of the stream.
     pub intake_bytes: usize,
     /// Encrypted links to a CURVE suite: its public key and ours. A suite with CURVE
     /// never answers a follower without it (nor one with a wrong server key).

@@ -3,7 +3,7 @@
 //! it asks. A request past its deadline has its REQ socket discarded and reopened (the
 //! "Lazy Pirate" pattern).
 //!
-//! The SUB socket is read promptly, on every call, into an [`Intake`] bounded in bytes
+//! The SUB socket is read promptly, on every call, into an intake bounded in bytes
 //! (its own queue is kept short, [`sockets::SUB_HWM`] messages); a message that does
 //! not fit is dropped and reported to the machine as a gap, which it repairs.
 

@@ -4,10 +4,16 @@
 
 use std::collections::VecDeque;
 
+/// What holding one message costs beyond its frames' bytes (its vectors and their
+/// allocations), charged so that many tiny messages cannot hold much more memory
+/// than the limit says.
+pub(super) const MESSAGE_OVERHEAD: usize = 128;
+
 /// One PUB message's frames.
 pub(super) type Frames = Vec<Vec<u8>>;
 
-/// A FIFO of PUB messages holding at most `limit` bytes of frames.
+/// A FIFO of PUB messages holding at most `limit` bytes (frames, plus
+/// [`MESSAGE_OVERHEAD`] per message).
 pub(super) struct Intake {
     queue: VecDeque<Frames>,
     bytes: usize,
@@ -60,8 +66,9 @@ impl Intake {
     }
 }
 
-fn size(frames: &Frames) -> usize {
-    frames.iter().map(Vec::len).sum()
+/// What a message is charged.
+pub(super) fn size(frames: &Frames) -> usize {
+    MESSAGE_OVERHEAD + frames.iter().map(Vec::len).sum::<usize>()
 }
 
 #[cfg(test)]
@@ -70,14 +77,25 @@ mod tests {
 
     #[test]
     fn holds_what_fits_and_refuses_the_rest() {
-        let mut intake = Intake::new(10);
+        let mut intake = Intake::new(2 * MESSAGE_OVERHEAD + 10);
         assert!(intake.push(vec![b"ab".to_vec(), b"cdef".to_vec()]).is_ok());
         assert!(intake.push(vec![b"t".to_vec(), b"12345".to_vec()]).is_err());
         assert!(intake.push(vec![b"t".to_vec(), b"123".to_vec()]).is_ok());
-        assert_eq!((intake.bytes(), intake.peak()), (10, 10));
+        let full = 2 * MESSAGE_OVERHEAD + 10;
+        assert_eq!((intake.bytes(), intake.peak()), (full, full));
         assert_eq!(intake.pop().unwrap()[0], b"ab");
-        assert_eq!(intake.bytes(), 4);
+        assert_eq!(intake.bytes(), MESSAGE_OVERHEAD + 4);
         assert!(intake.push(vec![b"t".to_vec(), b"12345".to_vec()]).is_ok());
-        assert_eq!(intake.peak(), 10);
+        assert_eq!(intake.peak(), full);
+    }
+
+    #[test]
+    fn empty_messages_are_not_free() {
+        let mut intake = Intake::new(1000);
+        let mut held = 0;
+        while intake.push(vec![Vec::new(), Vec::new()]).is_ok() {
+            held += 1;
+        }
+        assert_eq!(held, 1000 / MESSAGE_OVERHEAD);
     }
 }
