@@ -96,6 +96,11 @@ pub trait Element: prost::Message + Serialize + Default + Clone + PartialEq {
     fn id_sets(&mut self) -> Vec<(&'static str, &mut Vec<String>)> {
         Vec::new()
     }
+
+    /// [`Element::id_sets`], read only.
+    fn id_lists(&self) -> Vec<(&'static str, &[String])> {
+        Vec::new()
+    }
 }
 
 impl Element for PbEdge {
@@ -126,6 +131,13 @@ impl Element for PbFamily {
             ("childFamilies", &mut self.child_families),
         ]
     }
+    fn id_lists(&self) -> Vec<(&'static str, &[String])> {
+        vec![
+            ("proxies", &self.proxies),
+            ("childTasks", &self.child_tasks),
+            ("childFamilies", &self.child_families),
+        ]
+    }
 }
 
 impl Element for PbFamilyProxy {
@@ -148,6 +160,12 @@ impl Element for PbFamilyProxy {
         vec![
             ("childTasks", &mut self.child_tasks),
             ("childFamilies", &mut self.child_families),
+        ]
+    }
+    fn id_lists(&self) -> Vec<(&'static str, &[String])> {
+        vec![
+            ("childTasks", &self.child_tasks),
+            ("childFamilies", &self.child_families),
         ]
     }
 }
@@ -178,6 +196,9 @@ impl Element for PbTask {
     fn id_sets(&mut self) -> Vec<(&'static str, &mut Vec<String>)> {
         vec![("proxies", &mut self.proxies)]
     }
+    fn id_lists(&self) -> Vec<(&'static str, &[String])> {
+        vec![("proxies", &self.proxies)]
+    }
 }
 
 impl Element for PbTaskProxy {
@@ -195,5 +216,8 @@ impl Element for PbTaskProxy {
     }
     fn id_sets(&mut self) -> Vec<(&'static str, &mut Vec<String>)> {
         vec![("jobs", &mut self.jobs), ("edges", &mut self.edges)]
+    }
+    fn id_lists(&self) -> Vec<(&'static str, &[String])> {
+        vec![("jobs", &self.jobs), ("edges", &self.edges)]
     }
 }

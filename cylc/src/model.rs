@@ -57,8 +57,7 @@ pub fn id_set(ids: &[String]) -> Map<String, Value> {
 /// An element as the model shows it: its serde form plus its id sets.
 pub fn element_value<E: Element>(element: &E) -> Value {
     let mut object = to_object(element);
-    let mut element = element.clone();
-    for (name, ids) in element.id_sets() {
+    for (name, ids) in element.id_lists() {
         if !ids.is_empty() {
             object.insert(name.to_owned(), Value::Object(id_set(ids)));
         }

@@ -213,8 +213,9 @@ impl CylcStore {
                 applied.topics.push((kind.topic(), changes));
             }
         }
-        let topics = std::mem::replace(&mut self.topics, fresh.topics);
-        *self = CylcStore { topics, ..fresh };
+        // Our topics now hold the snapshot's values (their changes reported above).
+        std::mem::swap(&mut fresh.topics, &mut self.topics);
+        *self = fresh;
         Ok(applied)
     }
 

@@ -155,6 +155,13 @@ fn garbage_is_refused_and_changes_nothing() {
     }
     let err = replica.replace_type(Kind::TaskProxies, &[0xff; 9]).unwrap_err();
     assert!(err.to_string().contains("task_proxies"), "{err}");
+    let reply = fixture(&path("elements-task_proxies.pb"));
+    let err = replica.replace_type_named("task_proxy", &reply).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"task_proxy\" is not a Cylc element type"),
+        "{err}"
+    );
     assert_same(&replica, &untouched);
     let err = CylcStore::from_entire_workflow_bytes(b"{\"error\": \"no\"}").unwrap_err();
     assert!(!err.to_string().is_empty());
