@@ -33,6 +33,12 @@ pub struct Config {
     /// mode 0600; FILE.pub the public one), so that suites admitting only listed
     /// followers can list the relay. An ephemeral pair is used when absent.
     pub curve_key_file: Option<PathBuf>,
+    /// Follow every running Cylc 8 workflow under this run directory (e.g.
+    /// `~/cylc-run`); each workflow's id is its path relative to it (`demo/run1`).
+    pub cylc_run: Option<PathBuf>,
+    /// How long a Cylc workflow that stopped stays listed (as `stopped`) before it
+    /// is `removed`.
+    pub cylc_linger_secs: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,8 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             curve_key_file: None,
+            cylc_run: None,
+            cylc_linger_secs: 60,
         }
     }
 }
@@ -415,6 +423,14 @@ impl Config {
             ));
         }
         self.auth.validate()?;
+        if let Some(dir) = &self.cylc_run {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "cylc_run {}: not a folder",
+                    dir.display()
+                )));
+            }
+        }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),

@@ -202,6 +202,7 @@ async fn subscribe(
         }
     }
     let group = relay.registry().intern(sub);
+    relay.set_subscription(client, outbox, group.clone(), access);
     outbox.push_text(text(&RelayMessage::Subscribed {
         query: group.key.clone(),
     }));

@@ -41,6 +41,9 @@ pub enum Command {
         /// What it holds, when it reconnects.
         resume: Option<BTreeMap<String, ResumePoint>>,
     },
+    /// Stop following, after the commands queued before this one (used when a
+    /// workflow is removed at run time: its clients are told first).
+    Stop,
     /// The client is gone.
     Leave {
         /// The client.
@@ -153,6 +156,14 @@ impl SuiteLink {
     /// The link's state as last published by its thread.
     pub fn status(&self) -> LinkStatus {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks the thread to stop once it has handled the commands queued so far (at
+    /// once if its queue is full).
+    pub fn stop_after_commands(&self) {
+        if !self.try_send(Command::Stop) {
+            self.stop();
+        }
     }
 
     /// Asks the thread to stop (sockets close with linger 0).
@@ -289,6 +300,10 @@ impl Worker {
             Command::Leave { client } => {
                 self.views.leave(client);
                 true
+            }
+            Command::Stop => {
+                self.stop.store(true, Ordering::Relaxed);
+                false
             }
             Command::Resync { client, topic } => {
                 self.views.resync(&store, client, &topic);
