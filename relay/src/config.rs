@@ -471,6 +471,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cylc_run_directory_is_a_setting_that_must_exist() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "cylc_run = {:?}\ncylc_linger_secs = 5\n",
+            dir.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.cylc_run.as_deref(), Some(dir.as_path()));
+        assert_eq!(config.cylc_linger_secs, 5);
+        assert_eq!(Config::default().cylc_linger_secs, 60);
+        let missing = Config::from_toml("cylc_run = '/nonexistent/cylc-run'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("cylc_run /nonexistent/cylc-run: not a folder"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn bad_files_say_what_is_wrong() {
         let unknown = Config::from_toml("lisen = \"x\"").unwrap_err().to_string();
         assert!(unknown.contains("lisen"), "{unknown}");
