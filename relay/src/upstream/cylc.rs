@@ -8,13 +8,13 @@
 //! every topic is followed all the time: [`Upstream::set_topics`] changes nothing.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Topic};
-use clonewire_cylc::contact::Contact;
+use clonewire_cylc::contact::{Contact, CONTACT_FILE, SERVICE_DIR};
 use clonewire_cylc::driver::{Driver, DriverError};
 use clonewire_cylc::link::{Event, LinkState};
 use clonewire_cylc::model::seq_for_time;
@@ -57,6 +57,8 @@ pub fn cylc_schema() -> Schema {
 /// A Cylc workflow followed through its scheduler's PUB and REP sockets.
 pub struct CylcUpstream {
     driver: Driver<Replica>,
+    /// The contact file: the workflow runs while it exists.
+    contact_file: PathBuf,
     epoch: String,
     schema: Schema,
     /// Each topic's seq, in [`Kind::APPLY_ORDER`].
@@ -84,6 +86,7 @@ impl CylcUpstream {
         };
         Ok(CylcUpstream {
             driver,
+            contact_file: run_dir.join(SERVICE_DIR).join(CONTACT_FILE),
             epoch,
             schema: cylc_schema(),
             seqs: [0; 7],
@@ -196,6 +199,11 @@ impl Upstream for CylcUpstream {
     }
 
     fn state(&self, _now: Instant) -> WorkflowState {
+        // A scheduler removes its contact file as it stops; one killed outright
+        // leaves it, and the link's idle probe finds it silent (stale).
+        if !self.contact_file.exists() {
+            return WorkflowState::Stopped;
+        }
         match self.driver.link().state() {
             LinkState::Joining => WorkflowState::Syncing,
             LinkState::Live => WorkflowState::Live,
