@@ -16,6 +16,7 @@ use crate::suite_link::{Command, SuiteLink};
 use crate::views::ClientId;
 
 /// What a link added at run time needs to serve a client already subscribed.
+#[derive(Clone)]
 struct Subscriber {
     outbox: Arc<Outbox>,
     group: Arc<Group>,
@@ -76,6 +77,7 @@ impl Relay {
 
     /// Adds a link at run time and binds every subscribed client it may serve. A
     /// link with the id of one already there replaces it (the old one is stopped).
+    /// Called from a plain thread: it waits while the link's command queue is full.
     pub(crate) fn add_link(&self, link: SuiteLink) {
         let link = Arc::new(link);
         let old = {
@@ -85,14 +87,12 @@ impl Relay {
         if let Some(old) = old {
             old.stop();
         }
-        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        for (client, sub) in subscribers.iter() {
+        for (client, sub) in self.subscribers_now() {
             if sub.access.allows(&link.id) && sub.group.sub.for_workflow(&link.id).is_some() {
-                // A full command queue only delays this client's first view of it.
-                let _ = link.try_send(Command::Rebind {
-                    client: *client,
-                    outbox: sub.outbox.clone(),
-                    group: Some(sub.group.clone()),
+                link.send_blocking(Command::Rebind {
+                    client,
+                    outbox: sub.outbox,
+                    group: Some(sub.group),
                     resume: None,
                 });
             }
@@ -100,24 +100,31 @@ impl Relay {
     }
 
     /// Removes a link at run time: its clients are told the workflow is `removed`
-    /// and its thread stops.
+    /// and its thread stops. Called from a plain thread, like [`Relay::add_link`].
     pub(crate) fn remove_link(&self, workflow: &str) {
         let link = {
             let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
             links.remove(workflow)
         };
         let Some(link) = link else { return };
-        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        for (client, sub) in subscribers.iter() {
-            let _ = link.try_send(Command::Rebind {
-                client: *client,
-                outbox: sub.outbox.clone(),
+        // Unbinding a client that never saw this workflow sends it nothing.
+        for (client, sub) in self.subscribers_now() {
+            link.send_blocking(Command::Rebind {
+                client,
+                outbox: sub.outbox,
                 group: None,
                 resume: None,
             });
         }
-        drop(subscribers);
-        link.stop_after_commands();
+        if !link.send_blocking(Command::Stop) {
+            link.stop();
+        }
+    }
+
+    /// A copy of the subscribed clients, so no lock is held while waiting on a link.
+    fn subscribers_now(&self) -> Vec<(ClientId, Subscriber)> {
+        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subscribers.iter().map(|(c, s)| (*c, s.clone())).collect()
     }
 
     /// Remembers a client's subscription for links added later.

@@ -158,12 +158,10 @@ impl SuiteLink {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Asks the thread to stop once it has handled the commands queued so far (at
-    /// once if its queue is full).
-    pub fn stop_after_commands(&self) {
-        if !self.try_send(Command::Stop) {
-            self.stop();
-        }
+    /// Queues a command from a plain thread (never from async code), waiting while
+    /// the queue is full; false if the link thread is gone.
+    pub fn send_blocking(&self, command: Command) -> bool {
+        self.commands.blocking_send(command).is_ok()
     }
 
     /// Asks the thread to stop (sockets close with linger 0).
