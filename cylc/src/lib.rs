@@ -5,3 +5,13 @@
 //! REP socket that answers for the whole store (`pb_entire_workflow`,
 //! `pb_data_elements`). This crate follows one natively, with no Python in the path,
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
+
+pub mod checksum;
+pub mod element;
+pub mod model;
+pub mod proto;
+pub mod store;
+pub mod table;
+
+pub use element::{Element, Kind};
+pub use store::{Applied, Check, CylcError, CylcStore};
