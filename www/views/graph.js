@@ -1,6 +1,7 @@
 // Graph view: tasks as nodes, `edges` as arrows, in an SVG that pans (drag) and
-// zooms (wheel, or the buttons). The layout is redone only when tasks or edges come
-// or go; a status change just restyles one node. Far out, labels are hidden so the
+// zooms (wheel, or the buttons). Edges join task proxies by key (`source`, `target`).
+// The layout is redone only when tasks or edges come or go; a state change just
+// restyles one node. Far out, labels are hidden so the
 // shape of the graph stays readable.
 
 import { el, quote, setAttr } from '../dom.js';
@@ -19,7 +20,7 @@ export const graph = {
   describe: 'dependencies · wheel to zoom, drag to pan',
   query: (workflow) =>
     `subscription { workflows(ids: [${quote(workflow)}]) {
-  taskProxies { name cyclePoint status }
+  taskProxies { name cyclePoint state }
   edges { source target }
 } }`,
   create: (body) => new GraphView(body),
@@ -84,7 +85,7 @@ class GraphView {
       this.#layout(tasks, edges);
     }
     for (const [id, node] of this.nodes) {
-      const status = tasks[id]?.status;
+      const status = tasks[id]?.state;
       setAttr(node.g, 'data-status', statusKey(status));
       setStatusIcon(node.icon, status);
     }
