@@ -1,11 +1,12 @@
 // Tree view: cycle points → families → tasks, with state, progress and the latest
-// job. Built from the proxies' `firstParent` (a family proxy's key): a cycle point's
-// top row is its `root` family proxy; families and tasks hang under their parent.
-// Tasks whose family is not (yet) known hang under their cycle point. Cycle points
-// start open and families closed, so the first look is an overview; click a row's
-// arrow (or press Enter/Space on it) to open or close it.
+// job. Built from the proxies' `firstParent` (a family proxy, see ids.js): a cycle
+// point's top row is its `root` family proxy; families and tasks hang under their
+// parent, and tasks whose family is not (yet) known under their cycle point. Cycle
+// points start open and families closed, so the first look is an overview; click a
+// row's arrow (or press Enter/Space on it) to open or close it.
 
 import { el, quote, setAttr, setText } from '../dom.js';
+import { relativeId } from '../ids.js';
 import { statusIcon, setStatusIcon, statusKey } from '../status.js';
 import { JOB_FIELDS, latestJob, submitLabel } from './jobs.js';
 import { VirtualList } from './virtual-list.js';
@@ -121,7 +122,7 @@ function flatten(families, tasks, jobs, open) {
   };
   const tops = [];
   for (const [id, family] of Object.entries(families)) {
-    const parent = family.firstParent;
+    const parent = relativeId(family.firstParent);
     const item = { id, name: family.name ?? id, family };
     if (parent && parent in families) slot(parent).families.push(item);
     else tops.push(item);
@@ -129,7 +130,7 @@ function flatten(families, tasks, jobs, open) {
   // Tasks whose family is not (yet) known hang under their cycle point's top row.
   const orphans = new Map();
   for (const [id, task] of Object.entries(tasks)) {
-    const parent = task.firstParent;
+    const parent = relativeId(task.firstParent);
     const item = { id, name: task.name ?? id, task };
     if (parent && parent in families) slot(parent).tasks.push(item);
     else {

@@ -10,7 +10,8 @@
 //!
 //! - `workflow`: one object: `status` (running, paused, stopping), `statusMsg`,
 //!   `stateTotals` (tasks per state), `oldestActiveCyclePoint`, ...
-//! - `tasks`, `families`: the definitions (`model_000`, `MODEL`), sent once.
+//! - `tasks`, `families`: the definitions (`$namespace|model_000`, `$namespace|MODEL`),
+//!   sent once.
 //! - `taskProxies` (`20260101T0000Z/model_000`): `state`, `firstParent` (a family
 //!   proxy's key), `jobSubmits`, `jobs` (`{job key: true}`), ...
 //! - `familyProxies` (`20260101T0000Z/MODEL`): `state`, `stateTotals`, `childTasks`,
@@ -187,6 +188,11 @@ struct Cycle {
     counts: [[u32; N_STATES]; 3],
     /// Tasks that will still change.
     remaining: usize,
+}
+
+/// The key of a task's or family's definition (`$namespace|name`, as in Cylc's ids).
+fn definition(name: &str) -> String {
+    format!("$namespace|{name}")
 }
 
 /// The simulated workflow's state; see the module docs.
@@ -554,10 +560,10 @@ impl Workflow {
             .zip(&self.shape.family)
             .map(|(name, &f)| {
                 let entry = json!({
-                    "id": self.full_id(name), "name": name,
-                    "firstParent": FAMILY_NAMES[f], "depth": if f == 0 { 1 } else { 2 },
+                    "id": self.full_id(&definition(name)), "name": name,
+                    "firstParent": definition(FAMILY_NAMES[f]), "depth": if f == 0 { 1 } else { 2 },
                 });
-                (name.clone(), entry)
+                (definition(name), entry)
             })
             .collect();
         Value::Object(tasks)
@@ -568,18 +574,18 @@ impl Workflow {
         for (f, fam) in FAMILY_NAMES.iter().enumerate() {
             let children: Map<String, Value> = (0..self.shape.names.len())
                 .filter(|&i| self.shape.family[i] == f)
-                .map(|i| (self.shape.names[i].clone(), Value::Bool(true)))
+                .map(|i| (definition(&self.shape.names[i]), Value::Bool(true)))
                 .collect();
             let mut entry = json!({
-                "id": self.full_id(fam), "name": fam, "depth": if f == 0 { 0 } else { 1 },
+                "id": self.full_id(&definition(fam)), "name": fam, "depth": if f == 0 { 0 } else { 1 },
                 "childTasks": children,
             });
             if f == 0 {
-                entry["childFamilies"] = json!({"MODEL": true, "POST": true});
+                entry["childFamilies"] = json!({definition("MODEL"): true, definition("POST"): true});
             } else {
-                entry["firstParent"] = json!("root");
+                entry["firstParent"] = json!(definition("root"));
             }
-            families.insert((*fam).to_owned(), entry);
+            families.insert(definition(fam), entry);
         }
         Value::Object(families)
     }
@@ -637,7 +643,7 @@ impl Workflow {
             task_patch.insert(
                 id.clone(),
                 json!({
-                    "id": self.full_id(&id), "task": name, "name": name, "cyclePoint": point,
+                    "id": self.full_id(&id), "task": definition(name), "name": name, "cyclePoint": point,
                     "state": "waiting",
                     "firstParent": format!("{point}/{}", FAMILY_NAMES[family]),
                     "depth": if family == 0 { 1 } else { 2 }, "graphDepth": 0,
@@ -670,7 +676,7 @@ impl Workflow {
                 .collect();
             let key = format!("{point}/{fam}");
             let mut entry = json!({
-                "id": self.full_id(&key), "name": fam, "family": fam, "cyclePoint": point,
+                "id": self.full_id(&key), "name": fam, "family": definition(fam), "cyclePoint": point,
                 "state": "waiting", "depth": if f == 0 { 0 } else { 1 },
                 "childTasks": children, "stateTotals": totals,
                 "isHeld": false, "isHeldTotal": 0,
@@ -805,6 +811,8 @@ mod tests {
         for (key, task) in &tasks {
             assert_eq!(task["id"], format!("~sim/demo//{key}"));
             assert!(definitions.contains_key(task["task"].as_str().unwrap()), "{key}");
+            let family = &families[task["firstParent"].as_str().unwrap()];
+            assert!(topic(&doc, FAMILIES).contains_key(family["family"].as_str().unwrap()));
             let parent = task["firstParent"].as_str().unwrap();
             assert!(families[parent]["childTasks"][key] == true, "{key} in {parent}");
             let submits = task["jobSubmits"].as_u64().unwrap();
