@@ -144,7 +144,8 @@ function flatten(families, tasks, jobs, open) {
       tops.push({ id: `${point}/`, name: point, family: { cyclePoint: point } });
     }
   }
-  tops.sort((a, b) => ((a.family.cyclePoint ?? '') < (b.family.cyclePoint ?? '') ? -1 : 1));
+  // Numeric order, so integer cycle points go 1, 2, 10 (date-times sort the same).
+  tops.sort((a, b) => (a.family.cyclePoint ?? '').localeCompare(b.family.cyclePoint ?? '', 'en', { numeric: true }));
 
   const rows = [];
   const visit = (item, depth) => {
