@@ -12,14 +12,17 @@
 //!   `stateTotals` (tasks per state), `oldestActiveCyclePoint`, ...
 //! - `tasks`, `families`: the definitions (`$namespace|model_000`, `$namespace|MODEL`),
 //!   sent once.
-//! - `taskProxies` (`20260101T0000Z/model_000`): `state`, `firstParent` (a family
-//!   proxy's key), `jobSubmits`, `jobs` (`{job key: true}`), ...
+//! - `taskProxies` (`20260101T0000Z/model_000`): `state`, `firstParent` (its family
+//!   proxy), `jobSubmits`, `jobs` (`{job key: true}`), ...
 //! - `familyProxies` (`20260101T0000Z/MODEL`): `state`, `stateTotals`, `childTasks`,
 //!   `childFamilies`, `firstParent`.
 //! - `jobs` (`20260101T0000Z/model_000/01`): `submitNum`, `state`, `taskProxy`,
 //!   `platform`, `submittedTime`, `startedTime`, `finishedTime`, ...
-//! - `edges` (`$edge|20260101T0000Z/prep|20260101T0000Z/get_obs`): `source`, `target`
-//!   (task proxy keys).
+//! - `edges` (`$edge|20260101T0000Z/prep|20260101T0000Z/get_obs`): `source`, `target`.
+//!
+//! References to other elements (`firstParent`, `task`, `family`, `taskProxy`,
+//! `source`, `target`) hold the full Cylc id, as a real workflow's do; the sets of
+//! ids (`jobs`, `childTasks`, `childFamilies`) are keyed by the part after `//`.
 //!
 //! Tasks go waiting → preparing → submitted → running → succeeded, or failed (then
 //! waiting again for a retry, at most three jobs); a submission may fail
@@ -333,6 +336,8 @@ impl Workflow {
             .filter(|&i| i < self.cycles.len())
     }
 
+    /// The full Cylc id of the element keyed `short`: what entries hold in `id` and in
+    /// references to other elements (`firstParent`, `taskProxy`, `source`...).
     fn full_id(&self, short: &str) -> String {
         format!("{}//{short}", self.id)
     }
@@ -410,7 +415,7 @@ impl Workflow {
                     "id": self.full_id(&key),
                     "submitNum": n,
                     "state": if fails { "submit-failed" } else { "submitted" },
-                    "taskProxy": id,
+                    "taskProxy": self.full_id(&id),
                     "name": self.shape.names[task as usize],
                     "cyclePoint": self.cycles[pos].point,
                     "platform": PLATFORMS[self.rng.usize(..PLATFORMS.len())],
@@ -561,7 +566,7 @@ impl Workflow {
             .map(|(name, &f)| {
                 let entry = json!({
                     "id": self.full_id(&definition(name)), "name": name,
-                    "firstParent": definition(FAMILY_NAMES[f]), "depth": if f == 0 { 1 } else { 2 },
+                    "firstParent": self.full_id(&definition(FAMILY_NAMES[f])), "depth": if f == 0 { 1 } else { 2 },
                 });
                 (definition(name), entry)
             })
@@ -583,7 +588,7 @@ impl Workflow {
             if f == 0 {
                 entry["childFamilies"] = json!({definition("MODEL"): true, definition("POST"): true});
             } else {
-                entry["firstParent"] = json!(definition("root"));
+                entry["firstParent"] = json!(self.full_id(&definition("root")));
             }
             families.insert(definition(fam), entry);
         }
@@ -592,7 +597,9 @@ impl Workflow {
 
     fn edge(&self, source: &str, target: &str) -> (String, Value) {
         let key = format!("$edge|{source}|{target}");
-        let entry = json!({"id": self.full_id(&key), "source": source, "target": target});
+        let entry = json!({
+            "id": self.full_id(&key), "source": self.full_id(source), "target": self.full_id(target),
+        });
         (key, entry)
     }
 
@@ -643,9 +650,9 @@ impl Workflow {
             task_patch.insert(
                 id.clone(),
                 json!({
-                    "id": self.full_id(&id), "task": definition(name), "name": name, "cyclePoint": point,
+                    "id": self.full_id(&id), "task": self.full_id(&definition(name)), "name": name, "cyclePoint": point,
                     "state": "waiting",
-                    "firstParent": format!("{point}/{}", FAMILY_NAMES[family]),
+                    "firstParent": self.full_id(&format!("{point}/{}", FAMILY_NAMES[family])),
                     "depth": if family == 0 { 1 } else { 2 }, "graphDepth": 0,
                     "jobSubmits": 0, "flowNums": "[1]",
                     "isHeld": false, "isQueued": false, "isRunahead": false, "isRetry": false,
@@ -676,7 +683,7 @@ impl Workflow {
                 .collect();
             let key = format!("{point}/{fam}");
             let mut entry = json!({
-                "id": self.full_id(&key), "name": fam, "family": definition(fam), "cyclePoint": point,
+                "id": self.full_id(&key), "name": fam, "family": self.full_id(&definition(fam)), "cyclePoint": point,
                 "state": "waiting", "depth": if f == 0 { 0 } else { 1 },
                 "childTasks": children, "stateTotals": totals,
                 "isHeld": false, "isHeldTotal": 0,
@@ -685,7 +692,7 @@ impl Workflow {
                 entry["childFamilies"] =
                     json!({format!("{point}/MODEL"): true, format!("{point}/POST"): true});
             } else {
-                entry["firstParent"] = json!(format!("{point}/root"));
+                entry["firstParent"] = json!(self.full_id(&format!("{point}/root")));
             }
             family_patch.insert(key, entry);
         }
@@ -800,6 +807,13 @@ mod tests {
             .any(|j| j.get("finishedTime").is_some()));
     }
 
+    /// The key a reference (a full Cylc id of this workflow) names.
+    fn short(reference: &Value) -> &str {
+        let full = reference.as_str().unwrap();
+        full.strip_prefix("~sim/demo//")
+            .unwrap_or_else(|| panic!("a full id: {full}"))
+    }
+
     #[test]
     fn references_name_entries_that_exist() {
         let doc = play(3, 2000);
@@ -810,20 +824,20 @@ mod tests {
         let definitions = topic(&doc, TASKS);
         for (key, task) in &tasks {
             assert_eq!(task["id"], format!("~sim/demo//{key}"));
-            assert!(definitions.contains_key(task["task"].as_str().unwrap()), "{key}");
-            let family = &families[task["firstParent"].as_str().unwrap()];
-            assert!(topic(&doc, FAMILIES).contains_key(family["family"].as_str().unwrap()));
-            let parent = task["firstParent"].as_str().unwrap();
+            assert!(definitions.contains_key(short(&task["task"])), "{key}");
+            let family = &families[short(&task["firstParent"])];
+            assert!(topic(&doc, FAMILIES).contains_key(short(&family["family"])));
+            let parent = short(&task["firstParent"]);
             assert!(families[parent]["childTasks"][key] == true, "{key} in {parent}");
             let submits = task["jobSubmits"].as_u64().unwrap();
             let own = task.get("jobs").and_then(Value::as_object).map_or(0, |j| j.len());
             assert_eq!(own as u64, submits, "{key}");
             for job in task.get("jobs").and_then(Value::as_object).into_iter().flatten() {
-                assert_eq!(jobs[job.0]["taskProxy"], key.as_str(), "{key}");
+                assert_eq!(short(&jobs[job.0]["taskProxy"]), key.as_str(), "{key}");
             }
         }
         for (key, job) in &jobs {
-            assert!(tasks.contains_key(job["taskProxy"].as_str().unwrap()), "{key}");
+            assert!(tasks.contains_key(short(&job["taskProxy"])), "{key}");
             assert_eq!(job["id"], format!("~sim/demo//{key}"));
             assert!(
                 ["submitted", "submit-failed", "running", "succeeded", "failed"]
@@ -833,7 +847,7 @@ mod tests {
         }
         for (key, family) in &families {
             if let Some(parent) = family.get("firstParent") {
-                assert!(families.contains_key(parent.as_str().unwrap()), "{key}");
+                assert!(families.contains_key(short(parent)), "{key}");
             }
             let sum: u64 = family["stateTotals"]
                 .as_object()
@@ -846,7 +860,7 @@ mod tests {
         let oldest = doc.topic(WORKFLOW).unwrap().to_value()["oldestActiveCyclePoint"].clone();
         for (key, edge) in &edges {
             for end in ["source", "target"] {
-                let task = edge[end].as_str().unwrap();
+                let task = short(&edge[end]);
                 // Only the previous cycle's prep, already pruned, may be missing.
                 assert!(
                     tasks.contains_key(task) || (end == "source" && task.ends_with("/prep")),
@@ -855,11 +869,7 @@ mod tests {
             }
             assert_eq!(
                 *key,
-                format!(
-                    "$edge|{}|{}",
-                    edge["source"].as_str().unwrap(),
-                    edge["target"].as_str().unwrap()
-                )
+                format!("$edge|{}|{}", short(&edge["source"]), short(&edge["target"]))
             );
         }
     }
