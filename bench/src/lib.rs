@@ -288,7 +288,10 @@ mod tests {
     fn usefulness_follows_the_query() {
         assert!(useful("taskProxies", &json!({"1/a": {"state": "running"}})));
         assert!(useful("taskProxies", &json!({"1/a": null})));
-        assert!(!useful("taskProxies", &json!({"1/a": {"jobs": {"1/a/01": true}}})));
+        assert!(!useful(
+            "taskProxies",
+            &json!({"1/a": {"jobs": {"1/a/01": true}}})
+        ));
         assert!(!useful("jobs", &json!({"1/a/01": {"state": "running"}})));
         assert!(!useful("edges", &json!({"$edge|1/a|1/b": {"source": "1/a"}})));
         assert!(useful("workflow", &json!({"stateTotals": {"running": 3}})));
