@@ -294,6 +294,12 @@ pub struct Limits {
     pub suite_request_timeout_ms: u64,
     /// Deltas a suite link queues per topic while repairing it.
     pub suite_max_queued: usize,
+    /// The same bound in bytes, per topic.
+    pub suite_max_queued_bytes: usize,
+    /// Bytes of one suite's stream read but not yet handled; past it, messages are
+    /// dropped and the topics repaired (replay, else snapshot), so a relay that falls
+    /// behind a suite holds at most this much of its stream.
+    pub suite_intake_bytes: usize,
     /// Commands waiting for one workflow's link thread.
     pub workflow_commands: usize,
     /// Limits on subscriptions.
@@ -313,6 +319,8 @@ impl Default for Limits {
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
+            suite_max_queued_bytes: 16 << 20,
+            suite_intake_bytes: 64 << 20,
             workflow_commands: 4_096,
             query: QueryLimits::default(),
         }
@@ -390,6 +398,8 @@ impl Config {
             ("history_deltas", l.history_deltas as u64),
             ("suite_request_timeout_ms", l.suite_request_timeout_ms),
             ("suite_max_queued", l.suite_max_queued as u64),
+            ("suite_max_queued_bytes", l.suite_max_queued_bytes as u64),
+            ("suite_intake_bytes", l.suite_intake_bytes as u64),
             ("workflow_commands", l.workflow_commands as u64),
         ];
         for (name, value) in positive {
@@ -457,6 +467,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn the_suite_intake_is_bounded_in_bytes() {
+        assert_eq!(Limits::default().suite_intake_bytes, 64 << 20);
+        let config = Config::from_toml("[limits]\nsuite_intake_bytes = 1048576").unwrap();
+        assert_eq!(config.limits.suite_intake_bytes, 1 << 20);
+        let zero = Config::from_toml("[limits]\nsuite_intake_bytes = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("suite_intake_bytes"), "{zero}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`auth`]: tokens and the Origin allow-list for `/ws`, and what a token may see;
 //! - [`suite_link`]: one thread per suite: the follower's replicas and the
 //!   workflow's [`views`], so apply → verify → project → queue happens in order;
+//! - [`upstream`]: what a link thread follows (a clonewire suite, through its
+//!   follower), as one [`upstream::Upstream`] trait;
 //! - [`views`]: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
@@ -28,6 +30,7 @@ pub mod registry;
 pub mod relay;
 pub mod session;
 pub mod suite_link;
+pub mod upstream;
 pub mod views;
 
 use std::future::Future;
