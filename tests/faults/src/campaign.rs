@@ -468,6 +468,14 @@ impl Campaign {
                     c.query, s.undecodable
                 ));
             }
+            // Every checked query is valid: an `error` means the relay refused it, and a
+            // refused client holds nothing, which can pass for convergence.
+            if s.errors > 0 {
+                self.report.failures.push(format!(
+                    "client {:?}: the relay answered {} time(s) with an error",
+                    c.query, s.errors
+                ));
+            }
         }
         self.scrape_now().await;
         stop.store(true, Ordering::Relaxed);
