@@ -1,4 +1,4 @@
-//! The client link (section 4): JSON text frames on the `/ws` WebSocket.
+//! The client link (docs/protocol.md, Client link): JSON text frames on the `/ws` WebSocket.
 
 use std::collections::BTreeMap;
 
