@@ -110,9 +110,12 @@ struct Fields<'a> {
     protocol: Option<String>,
     relay: Option<String>,
     query: Option<String>,
-    code: Option<ClientErrorCode>,
+    // Codes and states by name: cheaper in the browser build than serde's enum code.
+    #[serde(borrow)]
+    code: Option<Name<'a>>,
     message: Option<String>,
-    state: Option<WorkflowState>,
+    #[serde(borrow)]
+    state: Option<Name<'a>>,
     schema: Option<Schema>,
 }
 
@@ -160,6 +163,13 @@ fn missing(field: &str) -> DecodeError {
     }
 }
 
+fn unknown(what: &str, name: &str) -> DecodeError {
+    DecodeError {
+        what: "relay message",
+        reason: format!("unknown {what} {:?}", name.chars().take(40).collect::<String>()),
+    }
+}
+
 /// Decodes a relay frame; it accepts and gives what [`RelayMessage::decode`] does.
 pub fn decode(text: &str) -> Result<Frame<'_>, DecodeError> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| DecodeError {
@@ -200,20 +210,21 @@ pub fn decode(text: &str) -> Result<Frame<'_>, DecodeError> {
             query: fields.query.ok_or_else(|| missing("query"))?,
         }),
         "error" => Frame::Other(RelayMessage::Error {
-            code: fields.code.ok_or_else(|| missing("code"))?,
+            code: {
+                let name = fields.code.ok_or_else(|| missing("code"))?.0;
+                ClientErrorCode::from_name(&name).ok_or_else(|| unknown("error code", &name))?
+            },
             message: fields.message.ok_or_else(|| missing("message"))?,
         }),
         "workflow" => Frame::Other(RelayMessage::Workflow {
             workflow: fields.workflow.ok_or_else(|| missing("workflow"))?.0.into_owned(),
-            state: fields.state.ok_or_else(|| missing("state"))?,
+            state: {
+                let name = fields.state.ok_or_else(|| missing("state"))?.0;
+                WorkflowState::from_name(&name).ok_or_else(|| unknown("workflow state", &name))?
+            },
             schema: fields.schema,
         }),
-        other => {
-            return Err(DecodeError {
-                what: "relay message",
-                reason: format!("unknown type {:?}", other.chars().take(40).collect::<String>()),
-            })
-        }
+        other => return Err(unknown("type", other)),
     })
 }
 

@@ -81,6 +81,13 @@ impl ClientErrorCode {
             ClientErrorCode::BadMessage => "bad_message",
         }
     }
+
+    /// The code with this wire name, if any.
+    pub fn from_name(name: &str) -> Option<ClientErrorCode> {
+        [ClientErrorCode::BadQuery, ClientErrorCode::BadMessage]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
 }
 
 /// A message from the relay to a client.
