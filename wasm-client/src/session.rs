@@ -200,12 +200,9 @@ impl Session {
         let mut effects = Effects::default();
         self.counters.messages += 1;
         self.counters.bytes += text.len() as u64;
-        let message = match fast::decode(text) {
-            Ok(message) => message,
-            Err(_) => {
-                self.undecodable(text);
-                return effects;
-            }
+        let Ok(message) = fast::decode(text) else {
+            self.undecodable(text);
+            return effects;
         };
         let message = match message {
             Frame::Snapshot(data) => {
