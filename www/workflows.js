@@ -7,8 +7,9 @@
 import { el, setAttr, setText } from './dom.js';
 import { STATUSES } from './status.js';
 
-/** Relay states, with a word for people. */
-const STATE_HINTS = {
+/** Relay states, with a word for people ('removed' is never shown; the module's
+ * `workflowStates()` lists them all, and tests/node checks each has a hint). */
+export const STATE_HINTS = {
   syncing: 'joining the suite',
   live: 'in sync, hash-verified',
   stale: 'heartbeats missed',
