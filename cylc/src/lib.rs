@@ -5,3 +5,20 @@
 //! REP socket that answers for the whole store (`pb_entire_workflow`,
 //! `pb_data_elements`). This crate follows one natively, with no Python in the path,
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
+
+pub mod checksum;
+pub mod contact;
+pub mod discovery;
+pub mod driver;
+pub mod element;
+pub mod keys;
+pub mod link;
+pub mod model;
+pub mod proto;
+pub mod replica;
+pub mod request;
+pub mod store;
+pub mod table;
+
+pub use element::{Element, Kind};
+pub use store::{Applied, Check, CylcError, CylcStore};

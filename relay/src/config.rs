@@ -33,6 +33,12 @@ pub struct Config {
     /// mode 0600; FILE.pub the public one), so that suites admitting only listed
     /// followers can list the relay. An ephemeral pair is used when absent.
     pub curve_key_file: Option<PathBuf>,
+    /// Follow every running Cylc 8 workflow under this run directory (e.g.
+    /// `~/cylc-run`); each workflow's id is its path relative to it (`demo/run1`).
+    pub cylc_run: Option<PathBuf>,
+    /// How long a Cylc workflow that stopped stays listed (as `stopped`) before it
+    /// is `removed`.
+    pub cylc_linger_secs: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,8 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             curve_key_file: None,
+            cylc_run: None,
+            cylc_linger_secs: 60,
         }
     }
 }
@@ -296,6 +304,12 @@ pub struct Limits {
     pub suite_request_timeout_ms: u64,
     /// Deltas a suite link queues per topic while repairing it.
     pub suite_max_queued: usize,
+    /// The same bound in bytes, per topic.
+    pub suite_max_queued_bytes: usize,
+    /// Bytes of one suite's stream read but not yet handled; past it, messages are
+    /// dropped and the topics repaired (replay, else snapshot), so a relay that falls
+    /// behind a suite holds at most this much of its stream.
+    pub suite_intake_bytes: usize,
     /// Commands waiting for one workflow's link thread.
     pub workflow_commands: usize,
     /// How long a connection may take to send a request's headers (its first one,
@@ -337,6 +351,8 @@ impl Default for Limits {
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
+            suite_max_queued_bytes: 16 << 20,
+            suite_intake_bytes: 64 << 20,
             workflow_commands: 4_096,
             handshake_timeout_ms: 10_000,
             max_handshakes: 1_024,
@@ -422,6 +438,8 @@ impl Config {
             ("history_deltas", l.history_deltas as u64),
             ("suite_request_timeout_ms", l.suite_request_timeout_ms),
             ("suite_max_queued", l.suite_max_queued as u64),
+            ("suite_max_queued_bytes", l.suite_max_queued_bytes as u64),
+            ("suite_intake_bytes", l.suite_intake_bytes as u64),
             ("workflow_commands", l.workflow_commands as u64),
             ("handshake_timeout_ms", l.handshake_timeout_ms),
             ("max_handshakes", l.max_handshakes as u64),
@@ -455,6 +473,14 @@ impl Config {
             ));
         }
         self.auth.validate()?;
+        if let Some(dir) = &self.cylc_run {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "cylc_run {}: not a folder",
+                    dir.display()
+                )));
+            }
+        }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
@@ -495,6 +521,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cylc_run_directory_is_a_setting_that_must_exist() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "cylc_run = {:?}\ncylc_linger_secs = 5\n",
+            dir.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.cylc_run.as_deref(), Some(dir.as_path()));
+        assert_eq!(config.cylc_linger_secs, 5);
+        assert_eq!(Config::default().cylc_linger_secs, 60);
+        let missing = Config::from_toml("cylc_run = '/nonexistent/cylc-run'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("cylc_run /nonexistent/cylc-run: not a folder"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn bad_files_say_what_is_wrong() {
         let unknown = Config::from_toml("lisen = \"x\"").unwrap_err().to_string();
         assert!(unknown.contains("lisen"), "{unknown}");
@@ -524,6 +570,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn the_suite_intake_is_bounded_in_bytes() {
+        assert_eq!(Limits::default().suite_intake_bytes, 64 << 20);
+        let config = Config::from_toml("[limits]\nsuite_intake_bytes = 1048576").unwrap();
+        assert_eq!(config.limits.suite_intake_bytes, 1 << 20);
+        let zero = Config::from_toml("[limits]\nsuite_intake_bytes = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("suite_intake_bytes"), "{zero}");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! - [`auth`]: tokens and the Origin allow-list for `/ws`, and what a token may see;
 //! - [`suite_link`]: one thread per suite: the follower's replicas and the
 //!   workflow's [`views`], so apply → verify → project → queue happens in order;
+//! - [`upstream`]: what a link thread follows (a clonewire suite, through its
+//!   follower, or a running Cylc 8 workflow), as one [`upstream::Upstream`] trait;
+//!   with `--cylc-run`, a thread adds and removes Cylc workflows as they start and
+//!   stop;
 //! - [`views`]: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
@@ -21,6 +25,7 @@
 
 pub mod auth;
 pub mod config;
+mod cylc_run;
 pub mod demo;
 pub mod history;
 pub mod http;
@@ -31,6 +36,7 @@ pub mod registry;
 pub mod relay;
 pub mod session;
 pub mod suite_link;
+pub mod upstream;
 pub mod views;
 
 use std::future::Future;
@@ -126,7 +132,18 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
-    let relay = Arc::new(relay::Relay::new(config, links, metrics, signal.clone()));
+    let cylc = config.cylc_run.clone().map(|dir| {
+        (
+            dir,
+            config.limits.clone(),
+            Duration::from_secs(config.cylc_linger_secs),
+        )
+    });
+    let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
+    if let Some((dir, limits, linger)) = cylc {
+        // The thread ends by itself when the relay shuts down.
+        cylc_run::spawn(relay.clone(), dir, limits, linger, metrics)?;
+    }
     let app = http::router(relay.clone(), auth);
     let limits = relay.config().limits.clone();
     let task = tokio::spawn(listener::serve(

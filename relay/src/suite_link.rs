@@ -1,5 +1,5 @@
-//! One suite, followed on its own thread: the follower (join, apply, verify, repair)
-//! owns the replicas; the thread also owns the workflow's [`Views`], so projecting a
+//! One workflow, followed on its own thread: its [`Upstream`] (for a clonewire suite,
+//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns the workflow's [`Views`], so projecting a
 //! delta and queueing it to clients happens right after applying it, in order, with
 //! no lock shared with any other suite. A slow, busy, silent or lying suite therefore
 //! delays only its own clients.
@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
 use clonewire_core::{Schema, Topic};
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
-use clonewire_suite::{Event, Follower, FollowerConfig, Rung};
+use clonewire_suite::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
 use crate::config::{Limits, SuiteConfig};
 use crate::metrics::{Kind, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::Group;
+use crate::upstream::clonewire::ClonewireUpstream;
+use crate::upstream::{ChangeKind, Upstream, UpstreamEvent};
 use crate::views::{ClientId, RebindSlot, Store, Views};
 
 /// Something a client asks of one workflow.
@@ -40,6 +41,9 @@ pub enum Command {
         /// What it holds, when it reconnects.
         resume: Option<BTreeMap<String, ResumePoint>>,
     },
+    /// Stop following, after the commands queued before this one (used when a
+    /// workflow is removed at run time: its clients are told first).
+    Stop,
     /// The client is gone.
     Leave {
         /// The client.
@@ -79,8 +83,9 @@ pub enum Command {
 pub struct LinkStatus {
     /// The state clients are told.
     pub state: WorkflowState,
-    /// The suite's schema (empty until `hello`).
-    pub schema: Schema,
+    /// The suite's schema; `None` until the link has first joined the suite, when the
+    /// schema is not known (which is not the same as a schema without collections).
+    pub schema: Option<Schema>,
     /// The epoch followed.
     pub epoch: Option<String>,
     /// Topics followed upstream.
@@ -100,37 +105,41 @@ pub struct SuiteLink {
 }
 
 impl SuiteLink {
-    /// Starts following `suite` on a new thread.
+    /// Starts following the clonewire suite `suite` on a new thread.
     pub fn spawn(
         suite: &SuiteConfig,
         limits: &Limits,
         curve_keys: Option<&CurveKeyPair>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<SuiteLink> {
-        let id: Arc<str> = Arc::from(suite.name.as_str());
+        let config = ClonewireUpstream::config(suite, limits, curve_keys)?;
+        SuiteLink::spawn_upstream(&suite.name, limits, metrics, move || {
+            ClonewireUpstream::connect(config.clone())
+        })
+    }
+
+    /// Starts following a workflow on a new thread, through the upstream `open`
+    /// returns (retried every second until it succeeds or the link is stopped).
+    pub fn spawn_upstream<U, E>(
+        name: &str,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+        open: impl FnMut() -> Result<U, E> + Send + 'static,
+    ) -> std::io::Result<SuiteLink>
+    where
+        U: Upstream,
+        E: std::fmt::Display,
+    {
+        let id: Arc<str> = Arc::from(name);
         let (commands, rx) = mpsc::channel(limits.workflow_commands);
         let status = Arc::new(Mutex::new(LinkStatus {
             state: WorkflowState::Syncing,
-            schema: Schema::default(),
+            schema: None,
             epoch: None,
             topics: 0,
             clients: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut config = FollowerConfig::new(&suite.pub_endpoint, &suite.rep_endpoint);
-        config.topics = Some(Vec::new());
-        config.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
-        config.max_queued = limits.suite_max_queued;
-        if let Some(key) = &suite.server_key {
-            let server_key = CurvePublicKey::parse(key).map_err(std::io::Error::other)?;
-            config.curve = Some(match curve_keys {
-                Some(keys) => CurveClient {
-                    server_key,
-                    keys: keys.clone(),
-                },
-                None => CurveClient::ephemeral(server_key).map_err(std::io::Error::other)?,
-            });
-        }
         let worker = Worker {
             id: id.clone(),
             views: Views::new(id.clone(), limits.history_deltas),
@@ -140,13 +149,12 @@ impl SuiteLink {
             metrics,
             linger: Duration::from_secs(limits.topic_linger_secs),
             unwanted: HashMap::new(),
-            bye: false,
-            busy_until: None,
             schema: Schema::default(),
+            schema_known: false,
         };
         let thread = std::thread::Builder::new()
-            .name(format!("suite {}", suite.name))
-            .spawn(move || worker.run(config))?;
+            .name(format!("suite {name}"))
+            .spawn(move || worker.run(open))?;
         Ok(SuiteLink {
             id,
             commands,
@@ -172,6 +180,12 @@ impl SuiteLink {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Queues a command from a plain thread (never from async code), waiting while
+    /// the queue is full; false if the link thread is gone.
+    pub fn send_blocking(&self, command: Command) -> bool {
+        self.commands.blocking_send(command).is_ok()
+    }
+
     /// Asks the thread to stop (sockets close with linger 0).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -191,10 +205,11 @@ impl SuiteLink {
     }
 }
 
-/// The follower's replicas, as the views read them.
-struct Replicas<'a>(&'a Follower, &'a Schema);
+/// The upstream's replicas, as the views read them (with the schema the views were
+/// last told about).
+struct Replicas<'a, U>(&'a U, &'a Schema);
 
-impl Store for Replicas<'_> {
+impl<U: Upstream> Store for Replicas<'_, U> {
     fn epoch(&self) -> &str {
         self.0.epoch().unwrap_or("")
     }
@@ -202,10 +217,10 @@ impl Store for Replicas<'_> {
         self.1
     }
     fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
-        self.0.topic(name).zip(self.0.seq(name))
+        self.0.topic(name)
     }
     fn topic_names(&self) -> Vec<String> {
-        self.0.topics().map(|(name, _, _)| name.to_owned()).collect()
+        self.0.topic_names()
     }
 }
 
@@ -224,19 +239,20 @@ struct Worker {
     linger: Duration,
     /// Topics still followed though no view wants them, since when.
     unwanted: HashMap<String, Instant>,
-    bye: bool,
-    busy_until: Option<Instant>,
+    /// The schema the views were last told about.
     schema: Schema,
+    /// True once the suite has been joined, so `schema` is the suite's.
+    schema_known: bool,
 }
 
 impl Worker {
-    fn run(mut self, config: FollowerConfig) {
-        let mut follower = loop {
-            match Follower::connect(config.clone()) {
-                Ok(f) => break f,
+    fn run<U: Upstream, E: std::fmt::Display>(mut self, mut open: impl FnMut() -> Result<U, E>) {
+        let mut upstream = loop {
+            match open() {
+                Ok(u) => break u,
                 Err(e) => {
                     tracing::error!(workflow = %self.id, error = %e, "cannot open the suite link; retrying");
-                    self.publish_status(None, WorkflowState::Stale);
+                    self.publish_status(None::<&U>, WorkflowState::Stale);
                     if self.sleep_unless_stopped(Duration::from_secs(1)) {
                         return;
                     }
@@ -246,23 +262,23 @@ impl Worker {
         let mut last_housekeeping = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             // Views read the replicas only when they reflect every event handled.
-            if !follower.has_pending_events() {
-                self.views.flush(&Replicas(&follower, &self.schema));
+            if !upstream.has_pending_events() {
+                self.views.flush(&Replicas(&upstream, &self.schema));
                 let mut rebound = false;
                 loop {
                     match self.rx.try_recv() {
-                        Ok(command) => rebound |= self.command(&follower, command),
+                        Ok(command) => rebound |= self.command(&upstream, command),
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
                 if rebound {
-                    self.linger_unwanted(&follower);
-                    self.follow_upstream(&mut follower);
+                    self.linger_unwanted(&upstream);
+                    self.follow_upstream(&mut upstream);
                 }
             }
-            match follower.next_event(TICK) {
-                Ok(Some(event)) => self.event(&mut follower, event),
+            match upstream.next_event(TICK) {
+                Ok(Some(event)) => self.event(&upstream, event),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(workflow = %self.id, error = %e, "suite link error");
@@ -273,7 +289,7 @@ impl Worker {
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = Instant::now();
-                self.housekeeping(&mut follower);
+                self.housekeeping(&mut upstream);
             }
         }
         tracing::debug!(workflow = %self.id, "suite link stopped");
@@ -291,8 +307,8 @@ impl Worker {
     }
 
     /// Handles a client's command; true when the wanted topics may have changed.
-    fn command(&mut self, follower: &Follower, command: Command) -> bool {
-        let store = Replicas(follower, &self.schema);
+    fn command(&mut self, upstream: &impl Upstream, command: Command) -> bool {
+        let store = Replicas(upstream, &self.schema);
         match command {
             Command::Rebind {
                 client,
@@ -306,6 +322,10 @@ impl Worker {
             Command::Leave { client } => {
                 self.views.leave(client);
                 true
+            }
+            Command::Stop => {
+                self.stop.store(true, Ordering::Relaxed);
+                false
             }
             Command::Resync { client, topic } => {
                 self.views.resync(&store, client, &topic);
@@ -333,124 +353,70 @@ impl Worker {
         }
     }
 
-    fn event(&mut self, follower: &mut Follower, event: Event) {
+    fn event(&mut self, upstream: &impl Upstream, event: UpstreamEvent) {
         let id = &self.id;
         match event {
-            Event::Delta {
-                topic,
-                seq,
-                changes,
-                time,
-                ..
-            } => {
-                self.metrics.deltas_in.inc();
-                let store = Replicas(follower, &self.schema);
-                self.views
-                    .on_changes(&store, &topic, seq.saturating_sub(1), seq, &changes, time);
-            }
-            Event::Reset {
+            UpstreamEvent::Changed {
                 topic,
                 prev,
                 seq,
                 changes,
+                time,
+                kind,
             } => {
-                let store = Replicas(follower, &self.schema);
-                self.views.on_changes(&store, &topic, prev, seq, &changes, None);
+                if kind == ChangeKind::Delta {
+                    self.metrics.deltas_in.inc();
+                }
+                let store = Replicas(upstream, &self.schema);
+                self.views.on_changes(&store, &topic, prev, seq, &changes, time);
             }
-            Event::Mismatch {
-                topic,
-                seq,
-                expected,
-                got,
-                changes,
-            } => {
-                tracing::warn!(workflow = %id, %topic, seq, %expected, %got, "hash mismatch; repairing");
-                self.metrics
-                    .suite_problems
-                    .get_or_create(&Kind::of("mismatch"))
-                    .inc();
-                // The replica took the delta; clients follow the replica exactly.
-                let store = Replicas(follower, &self.schema);
-                self.views
-                    .on_changes(&store, &topic, seq.saturating_sub(1), seq, &changes, None);
-            }
-            Event::Joined { name, epoch, topics } => {
-                tracing::info!(workflow = %id, suite = %name, %epoch, topics, "joined");
-                if follower.schema() != &self.schema {
-                    self.schema = follower.schema().clone();
+            UpstreamEvent::Joined { detail } => {
+                tracing::info!(workflow = %id, %detail, "joined");
+                self.schema_known = true;
+                if upstream.schema() != &self.schema {
+                    self.schema = upstream.schema().clone();
                     self.views.on_schema();
                 }
-                let store = Replicas(follower, &self.schema);
+                // Subscriptions are checked against the published schema: publish it
+                // before any client can see the joined suite's data.
+                self.publish_status(Some(upstream), upstream.state(Instant::now()));
+                let store = Replicas(upstream, &self.schema);
                 self.views.after_join(&store);
             }
-            Event::NewEpoch { epoch } => {
+            UpstreamEvent::NewEpoch { epoch } => {
                 tracing::info!(workflow = %id, %epoch, "suite restarted: new epoch");
-                self.bye = false;
                 self.views.on_new_epoch();
             }
-            Event::Bye { epoch } => {
-                tracing::info!(workflow = %id, %epoch, "suite said goodbye");
-                self.bye = true;
+            UpstreamEvent::Repaired { topic, seq, how } => {
+                tracing::info!(workflow = %id, %topic, seq, how, "repaired");
+                self.metrics.repairs.get_or_create(&Kind::of(how)).inc();
             }
-            Event::Repaired { topic, seq, rung } => {
-                let rung = match rung {
-                    Rung::Replay => "replay",
-                    Rung::Hashes => "hashes",
-                    Rung::Snapshot => "snapshot",
-                };
-                tracing::info!(workflow = %id, %topic, seq, rung, "repaired");
-                self.metrics.repairs.get_or_create(&Kind::of(rung)).inc();
-            }
-            Event::Gap {
-                topic,
-                have,
-                seen,
-                heartbeat,
-            } => {
-                tracing::debug!(workflow = %id, %topic, have, seen, heartbeat, "gap");
-                self.metrics.suite_problems.get_or_create(&Kind::of("gap")).inc();
-            }
-            Event::Busy { op, retry_in } => {
-                tracing::debug!(workflow = %id, op, ?retry_in, "suite busy");
-                self.metrics.suite_problems.get_or_create(&Kind::of("busy")).inc();
-                self.busy_until = Some(Instant::now() + retry_in + Duration::from_millis(500));
-            }
-            Event::Timeout { op } => {
-                tracing::debug!(workflow = %id, op, "request timed out; socket reopened");
+            UpstreamEvent::Problem { kind, detail } => {
+                if kind.is_serious() {
+                    tracing::warn!(workflow = %id, problem = kind.as_str(), "{detail}");
+                } else {
+                    tracing::debug!(workflow = %id, problem = kind.as_str(), "{detail}");
+                }
                 self.metrics
                     .suite_problems
-                    .get_or_create(&Kind::of("timeout"))
+                    .get_or_create(&Kind::of(kind.as_str()))
                     .inc();
             }
-            Event::Refused { op, code, message } => {
-                tracing::warn!(workflow = %id, op, ?code, %message, "suite refused a request");
-                self.metrics
-                    .suite_problems
-                    .get_or_create(&Kind::of("refused"))
-                    .inc();
-            }
-            Event::Malformed { reason } => {
-                tracing::warn!(workflow = %id, %reason, "malformed message from suite");
-                self.metrics
-                    .suite_problems
-                    .get_or_create(&Kind::of("malformed"))
-                    .inc();
-            }
-            Event::Stale { silent_for } => {
-                tracing::info!(workflow = %id, ?silent_for, "suite silent");
+            UpstreamEvent::Notice { detail } => {
+                tracing::info!(workflow = %id, "{detail}");
             }
         }
     }
 
     /// Topics followed now that no view wants start to linger.
-    fn linger_unwanted(&mut self, follower: &Follower) {
+    fn linger_unwanted(&mut self, upstream: &impl Upstream) {
         let now = Instant::now();
         match self.views.wanted() {
             None => self.unwanted.clear(),
             Some(wanted) => {
-                for (name, _, _) in follower.topics() {
-                    if !wanted.contains(name) {
-                        self.unwanted.entry(name.to_owned()).or_insert(now);
+                for name in upstream.topic_names() {
+                    if !wanted.contains(&name) {
+                        self.unwanted.entry(name).or_insert(now);
                     }
                 }
                 self.unwanted.retain(|name, _| !wanted.contains(name));
@@ -459,55 +425,44 @@ impl Worker {
     }
 
     /// Follows upstream exactly the topics the views want, plus lingering ones.
-    fn follow_upstream(&mut self, follower: &mut Follower) {
+    fn follow_upstream(&mut self, upstream: &mut impl Upstream) {
         let target = self.views.wanted().map(|mut wanted| {
             wanted.extend(self.unwanted.keys().cloned());
             wanted
         });
-        let before: BTreeSet<String> = follower.topics().map(|(n, _, _)| n.to_owned()).collect();
-        if let Err(e) = follower.set_topics(target) {
+        let before: BTreeSet<String> = upstream.topic_names().into_iter().collect();
+        if let Err(e) = upstream.set_topics(target) {
             tracing::warn!(workflow = %self.id, error = %e, "cannot change upstream topics");
         }
-        let after: BTreeSet<String> = follower.topics().map(|(n, _, _)| n.to_owned()).collect();
+        let after: BTreeSet<String> = upstream.topic_names().into_iter().collect();
         for gone in before.difference(&after) {
             self.views.on_dropped(gone);
         }
     }
 
-    fn housekeeping(&mut self, follower: &mut Follower) {
+    fn housekeeping(&mut self, upstream: &mut impl Upstream) {
         let now = Instant::now();
         let expired = self
             .unwanted
             .values()
             .any(|since| now.duration_since(*since) >= self.linger);
-        if expired && !follower.has_pending_events() {
+        if expired && !upstream.has_pending_events() {
             let linger = self.linger;
             self.unwanted
                 .retain(|_, since| now.duration_since(*since) < linger);
-            self.follow_upstream(follower);
+            self.follow_upstream(upstream);
         }
-        let silent = now.saturating_duration_since(follower.last_heard());
-        let state = if self.bye {
-            WorkflowState::Stopped
-        } else if silent > follower.heartbeat_interval() * 3 {
-            WorkflowState::Stale
-        } else if self.busy_until.is_some_and(|t| now < t) {
-            WorkflowState::Busy
-        } else if !follower.is_synced() {
-            WorkflowState::Syncing
-        } else {
-            WorkflowState::Live
-        };
+        let state = upstream.state(now);
         self.views.set_state(state, &self.schema);
-        self.publish_status(Some(follower), state);
+        self.publish_status(Some(&*upstream), state);
     }
 
-    fn publish_status(&self, follower: Option<&Follower>, state: WorkflowState) {
+    fn publish_status<U: Upstream>(&self, upstream: Option<&U>, state: WorkflowState) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.state = state;
-        status.schema = self.schema.clone();
-        status.epoch = follower.and_then(|f| f.epoch().map(str::to_owned));
-        status.topics = follower.map_or(0, |f| f.topics().count());
+        status.schema = self.schema_known.then(|| self.schema.clone());
+        status.epoch = upstream.and_then(|u| u.epoch().map(str::to_owned));
+        status.topics = upstream.map_or(0, |u| u.topic_names().len());
         status.clients = self.views.member_count();
     }
 }

@@ -1,4 +1,4 @@
-//! The suite side of clonewire (section 3 of the protocol).
+//! The suite side of clonewire (docs/protocol.md, Suite link).
 //!
 //! - [`publisher`]: a suite's store and its PUB socket: apply a change, publish the
 //!   delta with `epoch`, `seq` and the topic `hash`; heartbeats; goodbye;
@@ -8,14 +8,15 @@
 //! - [`history`]: the bounded per-topic delta history behind `replay`;
 //! - [`epoch`], [`clock`]: epoch names and the Unix-ms clock;
 //! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
-//! - [`follower`]: the subscriber side (join, apply, verify, repair), used by the tap;
+//! - [`follow`]: the subscriber side (join, apply, verify, repair): a sans-IO state
+//!   machine and its ZeroMQ driver [`Follower`], used by the relay and the tap;
 //! - [`sim`]: a simulator that plays realistic Cylc-like workflows through a publisher.
 
 pub mod answer;
 pub mod clock;
 pub mod epoch;
 pub mod error;
-pub mod follower;
+pub mod follow;
 pub mod history;
 pub mod publisher;
 pub mod responder;
@@ -28,5 +29,5 @@ pub use error::Error;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
-pub use follower::{Event, Follower, FollowerConfig, Rung, Stats};
+pub use follow::{Event, Follower, FollowerConfig, Machine, MachineConfig, Rung, Stats};
 pub use sim::{SimConfig, SimHandle, Simulator};

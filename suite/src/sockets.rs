@@ -8,8 +8,10 @@ use crate::error::Error;
 /// Messages a PUB socket queues per subscriber before it drops (ZeroMQ's PUB never
 /// blocks; a subscriber that falls this far behind sees a gap and repairs it).
 pub const PUB_HWM: i32 = 10_000;
-/// Messages a SUB socket queues before the publisher starts dropping for it.
-pub const SUB_HWM: i32 = 100_000;
+/// Messages a SUB socket queues before the publisher starts dropping for it. Kept
+/// short: a follower reads its SUB socket promptly into its own intake, which is
+/// bounded in bytes (a message count is no bound when one message may be megabytes).
+pub const SUB_HWM: i32 = 100;
 /// REQ/REP queues: one request is in flight per connection, so a few is plenty.
 pub const REQREP_HWM: i32 = 16;
 /// The largest request the REP socket accepts; bigger ones are dropped by ZeroMQ.

@@ -152,7 +152,7 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
 fn summary(stats: &Stats, unrepaired: usize) -> String {
     format!(
         "deltas {}, {:.1} KiB, gaps {}, repairs: replay {}, hashes {}, snapshot {}; mismatches {}, unrepaired {}, \
-         epochs {}, busy {}, timeouts {}",
+         epochs {}, busy {}, timeouts {}, dropped unread {}",
         stats.deltas,
         stats.bytes as f64 / 1024.0,
         stats.gaps,
@@ -164,6 +164,7 @@ fn summary(stats: &Stats, unrepaired: usize) -> String {
         stats.joins,
         stats.busy,
         stats.timeouts,
+        stats.dropped,
     )
 }
 

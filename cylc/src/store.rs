@@ -1,0 +1,864 @@
+//! A replica of a Cylc scheduler's data store, kept as Cylc's own client keeps it,
+//! and the clonewire topics that show it.
+//!
+//! The semantics follow `apply_delta` in cylc-flow's `data_store_mgr.py` (8.5.4) and
+//! cylc-uiserver's use of it:
+//!
+//! - a batch (`AllDeltas`) is applied type by type in the scheduler's own order, and
+//!   within a type `added` (replace by id), `updated` (protobuf merge), `pruned`;
+//! - a merge overwrites set scalars, merges submessages, replaces map entries by key
+//!   and appends to repeated fields, except the fields Cylc clears first
+//!   ([`Element::clear_for_update`]); the lists of ids in [`Element::id_sets`] are
+//!   kept as sets (see `docs/cylc.md`: Cylc's client piles up copies there, its
+//!   scheduler does not);
+//! - pruning an element also removes its id from its parents' lists;
+//! - `reloaded` empties the type before the batch is applied to it;
+//! - an element whose `stamp` equals the stored one is already in the store (the
+//!   first batch after a snapshot may be in the snapshot) and is skipped;
+//! - after the batch, each type's `checksum` is compared with the store's.
+//!
+//! Every change also becomes a merge patch on the element's topic, built from the
+//! elements the batch touched only, so a batch costs O(its size).
+
+use std::collections::HashSet;
+
+use prost::Message;
+use serde_json::{json, Map, Value};
+
+use clonewire_core::{Changes, PatchError, Topic};
+
+use crate::element::{Element, Kind};
+use crate::model::{diff_objects, relative_id, to_object, TopicBatch};
+use crate::proto::{
+    AllDeltas, EDeltas, FDeltas, FpDeltas, JDeltas, PbEdge, PbEntireWorkflow, PbFamily, PbFamilyProxy, PbJob,
+    PbTask, PbTaskProxy, PbWorkflow, TDeltas, TpDeltas, WDeltas,
+};
+use crate::table::Table;
+
+/// How many log records the workflow keeps (Cylc's `DEQUE_FIELD_MAP`).
+const LOG_RECORDS_KEPT: usize = 10;
+
+/// Why bytes or a batch were refused. A refused input changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CylcError {
+    /// The bytes are not the protobuf message they should be.
+    #[error("not a Cylc {what} message: {source}")]
+    Decode {
+        /// The message expected.
+        what: &'static str,
+        /// prost's reason.
+        source: prost::DecodeError,
+    },
+    /// A `pb_entire_workflow` reply without the workflow element (e.g. an error
+    /// text answered in its place).
+    #[error("the pb_entire_workflow reply holds no workflow")]
+    NoWorkflow,
+    /// An `element_type` Cylc does not have.
+    #[error("{0:?} is not a Cylc element type")]
+    UnknownKind(String),
+    /// A model patch was refused: a bug here, never the scheduler's doing.
+    #[error("internal error mapping Cylc data: {0}")]
+    Internal(String),
+}
+
+impl From<PatchError> for CylcError {
+    fn from(err: PatchError) -> CylcError {
+        CylcError::Internal(err.to_string())
+    }
+}
+
+/// One type's checksum after a batch: the scheduler's and ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The element type.
+    pub kind: Kind,
+    /// The checksum the scheduler sent.
+    pub expected: i64,
+    /// The checksum of our store.
+    pub actual: u32,
+}
+
+impl Check {
+    /// True when the replica of this type agrees with the scheduler's.
+    pub fn ok(&self) -> bool {
+        self.expected == i64::from(self.actual)
+    }
+}
+
+/// What applying a batch (or a re-fetched type) did.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Per topic that changed, every changed leaf (`Changes::to_patch` gives the
+    /// merge patch to publish): `workflow`, `tasks`, `taskProxies`, `families`,
+    /// `familyProxies`, `jobs`, `edges`, each at most once.
+    pub topics: Vec<(&'static str, Changes)>,
+    /// Per type that carried a checksum, the verdict.
+    pub checks: Vec<Check>,
+    /// The scheduler's time for the batch (the largest of its types' `time`s).
+    pub time: Option<f64>,
+}
+
+impl Applied {
+    /// The types whose checksum disagrees: re-fetch each with `pb_data_elements`
+    /// and hand the reply to [`CylcStore::replace_type`].
+    pub fn mismatches(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.checks.iter().filter(|c| !c.ok()).map(|c| c.kind)
+    }
+
+    /// The changes of one topic, if it changed.
+    pub fn changes(&self, topic: &str) -> Option<&Changes> {
+        self.topics.iter().find(|(t, _)| *t == topic).map(|(_, c)| c)
+    }
+}
+
+/// A Cylc data store replica and its seven clonewire topics.
+#[derive(Clone, Debug)]
+pub struct CylcStore {
+    workflow: PbWorkflow,
+    tasks: Table<PbTask>,
+    task_proxies: Table<PbTaskProxy>,
+    families: Table<PbFamily>,
+    family_proxies: Table<PbFamilyProxy>,
+    jobs: Table<PbJob>,
+    edges: Table<PbEdge>,
+    topics: [Topic; 7],
+}
+
+/// The kinds by topic slot.
+const SLOT_KINDS: [Kind; 7] = [
+    Kind::Workflow,
+    Kind::Tasks,
+    Kind::TaskProxies,
+    Kind::Families,
+    Kind::FamilyProxies,
+    Kind::Jobs,
+    Kind::Edges,
+];
+
+/// A topic's slot in [`CylcStore::topics`].
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Workflow => 0,
+        Kind::Tasks => 1,
+        Kind::TaskProxies => 2,
+        Kind::Families => 3,
+        Kind::FamilyProxies => 4,
+        Kind::Jobs => 5,
+        Kind::Edges => 6,
+    }
+}
+
+/// Decodes a `pb_entire_workflow` reply.
+pub fn decode_entire_workflow(bytes: &[u8]) -> Result<PbEntireWorkflow, CylcError> {
+    let message = PbEntireWorkflow::decode(bytes).map_err(|source| CylcError::Decode {
+        what: "PbEntireWorkflow",
+        source,
+    })?;
+    if message.workflow.is_none() {
+        return Err(CylcError::NoWorkflow);
+    }
+    Ok(message)
+}
+
+/// Decodes the payload of an `all` message.
+pub fn decode_all_deltas(bytes: &[u8]) -> Result<AllDeltas, CylcError> {
+    AllDeltas::decode(bytes).map_err(|source| CylcError::Decode {
+        what: "AllDeltas",
+        source,
+    })
+}
+
+/// The workflow as the model shows it.
+fn workflow_value(workflow: &PbWorkflow) -> Value {
+    Value::Object(to_object(workflow))
+}
+
+impl CylcStore {
+    /// A replica holding a `pb_entire_workflow` reply.
+    pub fn from_entire_workflow(snapshot: &PbEntireWorkflow) -> Result<CylcStore, CylcError> {
+        let workflow = without_element_lists(snapshot.workflow.clone().ok_or(CylcError::NoWorkflow)?);
+        let mut store = CylcStore {
+            workflow,
+            tasks: Table::from_elements(snapshot.tasks.iter().cloned()),
+            task_proxies: Table::from_elements(snapshot.task_proxies.iter().cloned()),
+            families: Table::from_elements(snapshot.families.iter().cloned()),
+            family_proxies: Table::from_elements(snapshot.family_proxies.iter().cloned()),
+            jobs: Table::from_elements(snapshot.jobs.iter().cloned()),
+            edges: Table::from_elements(snapshot.edges.iter().cloned()),
+            topics: Kind::APPLY_ORDER.map(|_| Topic::new("")),
+        };
+        for kind in Kind::APPLY_ORDER {
+            store.topics[slot(kind)] = Topic::from_value(kind.topic(), &store.topic_value(kind))?;
+        }
+        Ok(store)
+    }
+
+    /// [`CylcStore::from_entire_workflow`] from the reply's bytes.
+    pub fn from_entire_workflow_bytes(bytes: &[u8]) -> Result<CylcStore, CylcError> {
+        CylcStore::from_entire_workflow(&decode_entire_workflow(bytes)?)
+    }
+
+    /// Replaces the whole replica with a fresh `pb_entire_workflow` reply (e.g.
+    /// after a reconnect) and reports exactly the leaves that differ per topic.
+    pub fn replace_all(&mut self, snapshot: &PbEntireWorkflow) -> Result<Applied, CylcError> {
+        let mut fresh = CylcStore::from_entire_workflow(snapshot)?;
+        let mut applied = Applied {
+            time: fresh.workflow.last_updated,
+            ..Applied::default()
+        };
+        for kind in Kind::APPLY_ORDER {
+            let topic = std::mem::replace(&mut fresh.topics[slot(kind)], Topic::new(""));
+            let changes = self.topics[slot(kind)].replace_with(topic);
+            if !changes.is_empty() {
+                applied.topics.push((kind.topic(), changes));
+            }
+        }
+        // Our topics now hold the snapshot's values (their changes reported above).
+        std::mem::swap(&mut fresh.topics, &mut self.topics);
+        *self = fresh;
+        Ok(applied)
+    }
+
+    /// The topic that shows `kind`.
+    pub fn topic(&self, kind: Kind) -> &Topic {
+        &self.topics[slot(kind)]
+    }
+
+    /// The seven topics, in [`Kind::APPLY_ORDER`].
+    pub fn topics(&self) -> impl Iterator<Item = (Kind, &Topic)> {
+        Kind::APPLY_ORDER.into_iter().map(|k| (k, self.topic(k)))
+    }
+
+    /// The workflow element.
+    pub fn workflow(&self) -> &PbWorkflow {
+        &self.workflow
+    }
+
+    /// How many elements of `kind` there are (the workflow: 1).
+    pub fn len(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Workflow => 1,
+            Kind::Tasks => self.tasks.len(),
+            Kind::TaskProxies => self.task_proxies.len(),
+            Kind::Families => self.families.len(),
+            Kind::FamilyProxies => self.family_proxies.len(),
+            Kind::Jobs => self.jobs.len(),
+            Kind::Edges => self.edges.len(),
+        }
+    }
+
+    /// Cylc's checksum of `kind` as stored (the workflow has none: `None`).
+    pub fn checksum(&self, kind: Kind) -> Option<u32> {
+        Some(match kind {
+            Kind::Workflow => return None,
+            Kind::Tasks => self.tasks.checksum(),
+            Kind::TaskProxies => self.task_proxies.checksum(),
+            Kind::Families => self.families.checksum(),
+            Kind::FamilyProxies => self.family_proxies.checksum(),
+            Kind::Jobs => self.jobs.checksum(),
+            Kind::Edges => self.edges.checksum(),
+        })
+    }
+
+    /// The model's value of a topic, computed from the store (O(type)).
+    pub fn topic_value(&self, kind: Kind) -> Value {
+        match kind {
+            Kind::Workflow => workflow_value(&self.workflow),
+            Kind::Tasks => self.tasks.topic_value(),
+            Kind::TaskProxies => self.task_proxies.topic_value(),
+            Kind::Families => self.families.topic_value(),
+            Kind::FamilyProxies => self.family_proxies.topic_value(),
+            Kind::Jobs => self.jobs.topic_value(),
+            Kind::Edges => self.edges.topic_value(),
+        }
+    }
+
+    /// The store as a `PbEntireWorkflow` (elements in no particular order).
+    pub fn to_entire_workflow(&self) -> PbEntireWorkflow {
+        PbEntireWorkflow {
+            workflow: Some(self.workflow.clone()),
+            tasks: self.tasks.iter().cloned().collect(),
+            task_proxies: self.task_proxies.iter().cloned().collect(),
+            jobs: self.jobs.iter().cloned().collect(),
+            families: self.families.iter().cloned().collect(),
+            family_proxies: self.family_proxies.iter().cloned().collect(),
+            edges: self.edges.iter().cloned().collect(),
+        }
+    }
+
+    /// True when both hold the same elements (topics follow from them).
+    pub fn same_data(&self, other: &CylcStore) -> bool {
+        self.workflow == other.workflow
+            && self.tasks == other.tasks
+            && self.task_proxies == other.task_proxies
+            && self.families == other.families
+            && self.family_proxies == other.family_proxies
+            && self.jobs == other.jobs
+            && self.edges == other.edges
+    }
+
+    /// Decodes and applies one `all` payload. Bytes that do not decode are refused
+    /// and change nothing.
+    pub fn apply_bytes(&mut self, bytes: &[u8]) -> Result<Applied, CylcError> {
+        let deltas = decode_all_deltas(bytes)?;
+        self.apply_deltas(deltas)
+    }
+
+    /// Applies one batch as Cylc's data store does and reports, per topic, the
+    /// changed leaves and, per type, the checksum verdict.
+    pub fn apply_deltas(&mut self, deltas: AllDeltas) -> Result<Applied, CylcError> {
+        let AllDeltas {
+            families,
+            family_proxies,
+            jobs,
+            tasks,
+            task_proxies,
+            edges,
+            workflow,
+        } = deltas;
+        let mut batches: [TopicBatch; 7] = Default::default();
+        let mut applied = Applied::default();
+        let note = |kind: Kind, time: Option<f64>, checksum: Option<i64>, applied: &mut Applied| {
+            if let Some(t) = time {
+                applied.time = Some(applied.time.map_or(t, |a| a.max(t)));
+            }
+            if let Some(expected) = checksum {
+                applied.checks.push(Check {
+                    kind,
+                    expected,
+                    actual: 0,
+                });
+            }
+        };
+        if let Some(d) = edges {
+            note(Kind::Edges, d.time, d.checksum, &mut applied);
+            self.apply_edges(d, &mut batches)?;
+        }
+        if let Some(d) = families {
+            note(Kind::Families, d.time, d.checksum, &mut applied);
+            self.apply_families(d, &mut batches)?;
+        }
+        if let Some(d) = family_proxies {
+            note(Kind::FamilyProxies, d.time, d.checksum, &mut applied);
+            self.apply_family_proxies(d, &mut batches)?;
+        }
+        if let Some(d) = jobs {
+            note(Kind::Jobs, d.time, d.checksum, &mut applied);
+            self.apply_jobs(d, &mut batches)?;
+        }
+        if let Some(d) = tasks {
+            note(Kind::Tasks, d.time, d.checksum, &mut applied);
+            self.apply_tasks(d, &mut batches)?;
+        }
+        if let Some(d) = task_proxies {
+            note(Kind::TaskProxies, d.time, d.checksum, &mut applied);
+            self.apply_task_proxies(d, &mut batches)?;
+        }
+        if let Some(d) = workflow {
+            note(Kind::Workflow, d.time, None, &mut applied);
+            self.apply_workflow(d, &mut batches[slot(Kind::Workflow)])?;
+        }
+        for check in &mut applied.checks {
+            check.actual = self.checksum(check.kind).unwrap_or_default();
+        }
+        for (i, batch) in batches.into_iter().enumerate() {
+            let changes = batch.finish(&mut self.topics[i])?;
+            if !changes.is_empty() {
+                applied.topics.push((SLOT_KINDS[i].topic(), changes));
+            }
+        }
+        Ok(applied)
+    }
+
+    fn apply_edges(&mut self, d: EDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::Edges);
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.edges, reloaded);
+        merge_elements(
+            &mut self.edges,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        let t = slot(Kind::TaskProxies);
+        for id in &d.pruned {
+            let Some(edge) = self.edges.get(id) else { continue };
+            let (source, target) = (edge.source().to_owned(), edge.target().to_owned());
+            for end in [source, target] {
+                unlink(
+                    &mut self.task_proxies,
+                    &mut self.topics[t],
+                    &mut batches[t],
+                    &end,
+                    "edges",
+                    id,
+                )?;
+            }
+            drop_element(
+                &mut self.edges,
+                &mut self.topics[s],
+                &mut batches[s],
+                id,
+                reloaded,
+            )?;
+        }
+        end(&self.edges, &mut self.topics[s], &mut batches[s], reloaded)
+    }
+
+    fn apply_families(&mut self, d: FDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::Families);
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.families, reloaded);
+        merge_elements(
+            &mut self.families,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        for id in &d.pruned {
+            drop_element(
+                &mut self.families,
+                &mut self.topics[s],
+                &mut batches[s],
+                id,
+                reloaded,
+            )?;
+        }
+        end(&self.families, &mut self.topics[s], &mut batches[s], reloaded)
+    }
+
+    fn apply_family_proxies(&mut self, d: FpDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::FamilyProxies);
+        let f = slot(Kind::Families);
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.family_proxies, reloaded);
+        merge_elements(
+            &mut self.family_proxies,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        for id in &d.pruned {
+            let Some(proxy) = self.family_proxies.get(id) else {
+                continue;
+            };
+            let (family, parent) = (proxy.family().to_owned(), proxy.first_parent().to_owned());
+            unlink(
+                &mut self.families,
+                &mut self.topics[f],
+                &mut batches[f],
+                &family,
+                "proxies",
+                id,
+            )?;
+            unlink(
+                &mut self.family_proxies,
+                &mut self.topics[s],
+                &mut batches[s],
+                &parent,
+                "childFamilies",
+                id,
+            )?;
+            drop_element(
+                &mut self.family_proxies,
+                &mut self.topics[s],
+                &mut batches[s],
+                id,
+                reloaded,
+            )?;
+        }
+        end(
+            &self.family_proxies,
+            &mut self.topics[s],
+            &mut batches[s],
+            reloaded,
+        )
+    }
+
+    fn apply_jobs(&mut self, d: JDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::Jobs);
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.jobs, reloaded);
+        merge_elements(
+            &mut self.jobs,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        for id in &d.pruned {
+            drop_element(&mut self.jobs, &mut self.topics[s], &mut batches[s], id, reloaded)?;
+        }
+        end(&self.jobs, &mut self.topics[s], &mut batches[s], reloaded)
+    }
+
+    fn apply_tasks(&mut self, d: TDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::Tasks);
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.tasks, reloaded);
+        merge_elements(
+            &mut self.tasks,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        for id in &d.pruned {
+            drop_element(
+                &mut self.tasks,
+                &mut self.topics[s],
+                &mut batches[s],
+                id,
+                reloaded,
+            )?;
+        }
+        end(&self.tasks, &mut self.topics[s], &mut batches[s], reloaded)
+    }
+
+    fn apply_task_proxies(&mut self, d: TpDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(Kind::TaskProxies);
+        let (t, fp) = (slot(Kind::Tasks), slot(Kind::FamilyProxies));
+        let reloaded = d.reloaded == Some(true);
+        begin(&mut self.task_proxies, reloaded);
+        merge_elements(
+            &mut self.task_proxies,
+            &mut self.topics[s],
+            &mut batches[s],
+            d.added,
+            d.updated,
+            reloaded,
+        )?;
+        for id in &d.pruned {
+            let Some(proxy) = self.task_proxies.get(id) else {
+                continue;
+            };
+            let (task, parent) = (proxy.task().to_owned(), proxy.first_parent().to_owned());
+            unlink(
+                &mut self.tasks,
+                &mut self.topics[t],
+                &mut batches[t],
+                &task,
+                "proxies",
+                id,
+            )?;
+            unlink(
+                &mut self.family_proxies,
+                &mut self.topics[fp],
+                &mut batches[fp],
+                &parent,
+                "childTasks",
+                id,
+            )?;
+            drop_element(
+                &mut self.task_proxies,
+                &mut self.topics[s],
+                &mut batches[s],
+                id,
+                reloaded,
+            )?;
+        }
+        end(&self.task_proxies, &mut self.topics[s], &mut batches[s], reloaded)
+    }
+
+    fn apply_workflow(&mut self, d: WDeltas, batch: &mut TopicBatch) -> Result<(), CylcError> {
+        let topic = &mut self.topics[slot(Kind::Workflow)];
+        let before = to_object(&self.workflow);
+        if d.reloaded == Some(true) {
+            self.workflow = PbWorkflow::default();
+        }
+        if let Some(added) = d.added {
+            let repeat = !added.stamp().is_empty() && added.stamp() == self.workflow.stamp();
+            if added != PbWorkflow::default() && !repeat {
+                self.workflow = without_element_lists(added);
+            }
+        }
+        if let Some(update) = d.updated {
+            let repeat = !update.stamp().is_empty() && update.stamp() == self.workflow.stamp();
+            if !repeat {
+                merge_workflow(&mut self.workflow, without_element_lists(update))?;
+            }
+        }
+        if d.pruned.is_some() {
+            self.workflow.pruned = Some(true);
+        }
+        let patch = diff_objects(&before, &to_object(&self.workflow));
+        if !patch.is_empty() {
+            batch.put_whole(topic, &Value::Object(patch))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces one type with a `pb_data_elements` reply for it (the repair after a
+    /// checksum mismatch): the type is emptied and refilled, as Cylc's client does,
+    /// and its topic reports exactly the leaves that differ. Bytes that do not
+    /// decode are refused and change nothing.
+    pub fn replace_type(&mut self, kind: Kind, bytes: &[u8]) -> Result<Applied, CylcError> {
+        let decode_error = |source| CylcError::Decode {
+            what: kind.cylc_name(),
+            source,
+        };
+        let mut batches: [TopicBatch; 7] = Default::default();
+        let time;
+        match kind {
+            Kind::Workflow => {
+                let mut d = WDeltas::decode(bytes).map_err(decode_error)?;
+                time = d.time;
+                d.reloaded = Some(true);
+                self.apply_workflow(d, &mut batches[slot(kind)])?;
+            }
+            Kind::Edges => {
+                let mut d = EDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_edges(d, &mut batches)?;
+            }
+            Kind::Families => {
+                let mut d = FDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_families(d, &mut batches)?;
+            }
+            Kind::FamilyProxies => {
+                let mut d = FpDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_family_proxies(d, &mut batches)?;
+            }
+            Kind::Jobs => {
+                let mut d = JDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_jobs(d, &mut batches)?;
+            }
+            Kind::Tasks => {
+                let mut d = TDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_tasks(d, &mut batches)?;
+            }
+            Kind::TaskProxies => {
+                let mut d = TpDeltas::decode(bytes).map_err(decode_error)?;
+                (time, d.reloaded) = (d.time, Some(true));
+                self.apply_task_proxies(d, &mut batches)?;
+            }
+        }
+        let mut applied = Applied {
+            time,
+            ..Applied::default()
+        };
+        for (i, batch) in batches.into_iter().enumerate() {
+            let changes = batch.finish(&mut self.topics[i])?;
+            if !changes.is_empty() {
+                applied.topics.push((SLOT_KINDS[i].topic(), changes));
+            }
+        }
+        Ok(applied)
+    }
+
+    /// [`CylcStore::replace_type`] by Cylc's name for the type (`task_proxies`).
+    pub fn replace_type_named(&mut self, element_type: &str, bytes: &[u8]) -> Result<Applied, CylcError> {
+        let kind =
+            Kind::from_cylc_name(element_type).ok_or_else(|| CylcError::UnknownKind(element_type.into()))?;
+        self.replace_type(kind, bytes)
+    }
+}
+
+/// The workflow without its lists of every element, which the replica does not keep
+/// (the topics are those lists, and keeping them would make each prune O(workflow)).
+fn without_element_lists(mut workflow: PbWorkflow) -> PbWorkflow {
+    workflow.tasks.clear();
+    workflow.families.clear();
+    workflow.task_proxies.clear();
+    workflow.family_proxies.clear();
+    workflow.jobs.clear();
+    if let Some(edges) = &mut workflow.edges {
+        edges.edges.clear();
+    }
+    workflow
+}
+
+/// Cylc's merge of a workflow update: the fields in its `CLEAR_FIELD_MAP` are
+/// replaced when sent (all three when `states_updated`), log records are capped.
+fn merge_workflow(workflow: &mut PbWorkflow, update: PbWorkflow) -> Result<(), CylcError> {
+    let states_updated = update.states_updated == Some(true);
+    if states_updated || !update.latest_state_tasks.is_empty() {
+        workflow.latest_state_tasks.clear();
+    }
+    if states_updated || !update.state_totals.is_empty() {
+        workflow.state_totals.clear();
+    }
+    if states_updated || !update.states.is_empty() {
+        workflow.states.clear();
+    }
+    let logged = !update.log_records.is_empty();
+    merge_message(workflow, &update)?;
+    if logged && workflow.log_records.len() > LOG_RECORDS_KEPT {
+        let extra = workflow.log_records.len() - LOG_RECORDS_KEPT;
+        workflow.log_records.drain(..extra);
+    }
+    Ok(())
+}
+
+/// Protobuf's MergeFrom, by prost: `update`'s encoding merged into `target`.
+fn merge_message<M: Message>(target: &mut M, update: &M) -> Result<(), CylcError> {
+    target
+        .merge(update.encode_to_vec().as_slice())
+        .map_err(|err| CylcError::Internal(format!("re-merging an encoded update: {err}")))
+}
+
+/// Empties a table when the type was reloaded.
+fn begin<T: Element>(table: &mut Table<T>, reloaded: bool) {
+    if reloaded {
+        table.clear();
+    }
+}
+
+/// After a reloaded type was rebuilt, its topic is replaced wholesale.
+fn end<T: Element>(
+    table: &Table<T>,
+    topic: &mut Topic,
+    batch: &mut TopicBatch,
+    reloaded: bool,
+) -> Result<(), CylcError> {
+    if reloaded {
+        batch.replace(topic, &table.topic_value())?;
+    }
+    Ok(())
+}
+
+/// Applies a type's `added` (replace by id) and `updated` (merge) elements, skipping
+/// those already held (same stamp) and updates of elements not held (Cylc ignores
+/// them too). Unless `quiet`, each change becomes a patch on `topic`.
+fn merge_elements<T: Element>(
+    table: &mut Table<T>,
+    topic: &mut Topic,
+    batch: &mut TopicBatch,
+    added: Vec<T>,
+    updated: Vec<T>,
+    quiet: bool,
+) -> Result<(), CylcError> {
+    for element in added {
+        let id = element.id().to_owned();
+        let patch = match table.get(&id) {
+            Some(old) if !old.stamp().is_empty() && old.stamp() == element.stamp() => continue,
+            _ if quiet => None,
+            Some(old) => crate::model::diff(
+                Some(&crate::model::element_value(old)),
+                Some(&crate::model::element_value(&element)),
+            ),
+            None => Some(crate::model::element_value(&element)),
+        };
+        table.insert(element);
+        if let Some(patch) = patch {
+            batch.put(topic, relative_id(&id), patch)?;
+        }
+    }
+    for mut update in updated {
+        let id = update.id().to_owned();
+        let Some(stored) = table.get(&id) else { continue };
+        if !update.stamp().is_empty() && stored.stamp() == update.stamp() {
+            continue;
+        }
+        let before = (!quiet).then(|| to_object(stored));
+        let sets: Vec<(&'static str, Vec<String>)> = update
+            .id_sets()
+            .into_iter()
+            .map(|(name, ids)| (name, std::mem::take(ids)))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        let outcome = table.modify(&id, |stored| -> Result<Map<String, Value>, CylcError> {
+            stored.clear_for_update(&update);
+            merge_message(stored, &update)?;
+            let mut added_ids = Map::new();
+            for (name, ids) in sets {
+                let mut fields = stored.id_sets();
+                let Some((_, field)) = fields.iter_mut().find(|(n, _)| *n == name) else {
+                    continue;
+                };
+                let new = append_missing(field, ids);
+                if !new.is_empty() {
+                    added_ids.insert(name.to_owned(), Value::Object(new));
+                }
+            }
+            Ok(added_ids)
+        });
+        let added_ids = match outcome {
+            Some(result) => result?,
+            None => continue,
+        };
+        if let Some(before) = before {
+            let Some(stored) = table.get(&id) else { continue };
+            let mut patch = diff_objects(&before, &to_object(stored));
+            patch.extend(added_ids);
+            if !patch.is_empty() {
+                batch.put(topic, relative_id(&id), Value::Object(patch))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends the ids not already in `field`; returns them as model set entries.
+fn append_missing(field: &mut Vec<String>, ids: Vec<String>) -> Map<String, Value> {
+    let mut new = Map::new();
+    if ids.len() <= 4 {
+        for id in ids {
+            if !field.contains(&id) {
+                new.insert(relative_id(&id).to_owned(), Value::Bool(true));
+                field.push(id);
+            }
+        }
+        return new;
+    }
+    let mut held: HashSet<String> = field.iter().cloned().collect();
+    for id in ids {
+        if held.insert(id.clone()) {
+            new.insert(relative_id(&id).to_owned(), Value::Bool(true));
+            field.push(id);
+        }
+    }
+    new
+}
+
+/// Removes `child` from the id set `field` of `parent` (every copy), as Cylc does
+/// when it prunes `child`; the topic loses that one key.
+fn unlink<T: Element>(
+    table: &mut Table<T>,
+    topic: &mut Topic,
+    batch: &mut TopicBatch,
+    parent: &str,
+    field: &'static str,
+    child: &str,
+) -> Result<(), CylcError> {
+    let removed = table.modify(parent, |element| {
+        let mut sets = element.id_sets();
+        let Some((_, ids)) = sets.iter_mut().find(|(name, _)| *name == field) else {
+            return false;
+        };
+        let before = ids.len();
+        ids.retain(|id| id != child);
+        ids.len() != before
+    });
+    if removed == Some(true) {
+        let patch = json!({ field: { relative_id(child): null } });
+        batch.put(topic, relative_id(parent), patch)?;
+    }
+    Ok(())
+}
+
+/// Removes a pruned element; unless `quiet`, its topic loses its key.
+fn drop_element<T: Element>(
+    table: &mut Table<T>,
+    topic: &mut Topic,
+    batch: &mut TopicBatch,
+    id: &str,
+    quiet: bool,
+) -> Result<(), CylcError> {
+    if table.remove(id).is_some() && !quiet {
+        batch.put(topic, relative_id(id), Value::Null)?;
+    }
+    Ok(())
+}
