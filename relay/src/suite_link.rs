@@ -228,6 +228,9 @@ impl<U: Upstream> Store for Replicas<'_, U> {
 const TICK: Duration = Duration::from_millis(10);
 /// How often the state, lingering topics and status are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Client commands served between two reads of the upstream, so a burst of them never
+/// keeps the suite's stream (and its heartbeats) waiting.
+const COMMANDS_PER_TURN: usize = 64;
 
 struct Worker {
     id: Arc<str>,
@@ -265,7 +268,7 @@ impl Worker {
             if !upstream.has_pending_events() {
                 self.views.flush(&Replicas(&upstream, &self.schema));
                 let mut rebound = false;
-                loop {
+                for _ in 0..COMMANDS_PER_TURN {
                     match self.rx.try_recv() {
                         Ok(command) => rebound |= self.command(&upstream, command),
                         Err(mpsc::error::TryRecvError::Empty) => break,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::Document;
 use clonewire_suite::Publisher;
 use common::*;
@@ -116,6 +117,11 @@ async fn churning_subscriptions_do_not_delay_a_reader() {
         during.len()
     );
     assert!(during.len() > 50, "deltas kept flowing: {}", during.len());
+    let told = &reader.state_history;
+    assert!(
+        !told.iter().any(|(_, state)| *state == WorkflowState::Stale),
+        "the suite was never called silent while the relay was busy: {told:?}"
+    );
     assert!(
         churn_p99 <= bound,
         "reader p99 {churn_p99:.1} ms over {bound:.1} ms"

@@ -25,6 +25,9 @@ pub struct ClonewireUpstream {
     bye: bool,
     /// The suite answered `busy`; shown as busy until then.
     busy_until: Option<Instant>,
+    /// When the suite's stream was last read. Silence is judged up to then, not up to
+    /// now, so a link thread kept busy by its own backlog never calls a suite stale.
+    polled: Instant,
 }
 
 impl ClonewireUpstream {
@@ -62,6 +65,7 @@ impl ClonewireUpstream {
             ready: VecDeque::new(),
             bye: false,
             busy_until: None,
+            polled: Instant::now(),
         })
     }
 
@@ -181,7 +185,9 @@ impl ClonewireUpstream {
 impl Upstream for ClonewireUpstream {
     fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
         if self.ready.is_empty() {
-            if let Some(event) = self.follower.next_event(max_wait)? {
+            let event = self.follower.next_event(max_wait);
+            self.polled = Instant::now();
+            if let Some(event) = event? {
                 self.translate(event);
             }
         }
@@ -193,7 +199,10 @@ impl Upstream for ClonewireUpstream {
     }
 
     fn state(&self, now: Instant) -> WorkflowState {
-        let silent = now.saturating_duration_since(self.follower.last_heard());
+        let silent = self
+            .polled
+            .min(now)
+            .saturating_duration_since(self.follower.last_heard());
         if self.bye {
             WorkflowState::Stopped
         } else if silent > self.follower.heartbeat_interval() * 3 {

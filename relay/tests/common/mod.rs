@@ -80,6 +80,8 @@ pub struct TestClient {
     pub store: Store,
     /// Workflow states as last told.
     pub states: HashMap<String, WorkflowState>,
+    /// Every workflow state told, in order.
+    pub state_history: Vec<(String, WorkflowState)>,
     /// Messages that failed a check (each also sent a resync).
     pub rejected: Vec<String>,
     /// Every message type received, with its size.
@@ -106,6 +108,7 @@ impl TestClient {
             ws,
             store: Store::new(),
             states: HashMap::new(),
+            state_history: Vec::new(),
             rejected: Vec::new(),
             received: Vec::new(),
             errors: Vec::new(),
@@ -177,6 +180,7 @@ impl TestClient {
         match &message {
             RelayMessage::Workflow { workflow, state, .. } => {
                 self.states.insert(workflow.clone(), *state);
+                self.state_history.push((workflow.clone(), *state));
             }
             RelayMessage::Error { code, message } => self.errors.push((format!("{code:?}"), message.clone())),
             RelayMessage::Subscribed { query } => self.subscribed.push(query.clone()),
