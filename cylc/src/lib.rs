@@ -8,6 +8,7 @@
 
 pub mod checksum;
 pub mod element;
+pub mod fields;
 pub mod model;
 pub mod proto;
 pub mod store;
