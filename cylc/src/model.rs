@@ -199,7 +199,7 @@ impl TopicBatch {
             return Ok(());
         }
         let patch = Value::Object(std::mem::take(&mut self.patch));
-        let changes = topic.apply(&patch)?;
+        let changes = topic.apply_owned(patch)?;
         self.record(changes);
         Ok(())
     }
