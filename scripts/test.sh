@@ -1,16 +1,43 @@
 #!/usr/bin/env bash
 # Runs every test of clonewire, installing what a fresh machine lacks first.
 # Usage: scripts/test.sh        (CI runs exactly this, from .ci/run)
+#        scripts/test.sh --fast (the edit loop: format, lints, in-process Rust tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 
+case "${1:-}" in
+  "") ;;
+  --fast)
+    # No browsers, npm, benchmarks, fuzzing or heavy process tests: the `fast` profile
+    # of .config/nextest.toml leaves out the fault campaign and the tests that start
+    # simulators, relays or Python peers.
+    if ! cargo nextest --version >/dev/null 2>&1; then
+      echo "scripts/test.sh --fast needs cargo-nextest: cargo install cargo-nextest --locked" >&2
+      exit 2
+    fi
+    step "toolchain and packages (installed only when missing)"
+    ensure_apt libzmq3-dev pkg-config
+    step "format and lints"
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    step "in-process Rust tests"
+    cargo nextest run --workspace --profile fast --no-fail-fast
+    exit 0
+    ;;
+  *)
+    echo "usage: scripts/test.sh [--fast]" >&2
+    exit 2
+    ;;
+esac
+
 step "toolchain and packages (installed only when missing)"
-ensure_apt libzmq3-dev pkg-config chromium chromium-driver
+ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv
 ensure_wasm_target
 ensure_wasm_bindgen_cli
 ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785 websockets:websockets
 ensure_npm
+ensure_cylc
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -10,7 +10,7 @@ import { cancel, schedule } from './frame.js';
 import { Inspector } from './inspector.js';
 import { ViewData } from './patch.js';
 import { WireMeter } from './wire-meter.js';
-import { WorkflowList, WORKFLOWS_QUERY } from './workflows.js';
+import { WorkflowList, WORKFLOWS_QUERY, workflowStatus } from './workflows.js';
 import { graph } from './views/graph.js';
 import { table } from './views/table.js';
 import { tree } from './views/tree.js';
@@ -105,6 +105,12 @@ const workflows = new WorkflowList($('workflow-list'), (id) => {
 const summary = new ViewData();
 const drawWorkflows = () => {
   workflows.render(summary, selected);
+  // The selected workflow's status (running, paused, stopping, stopped) by its name.
+  const status = selected ? workflowStatus(summary.topic(selected, 'workflow'), workflows.states.get(selected)) : '';
+  const shown = $('selected-status');
+  if (shown.textContent !== status) shown.textContent = status;
+  if (status) shown.dataset.status = status;
+  else delete shown.dataset.status;
   $('workflow-empty').hidden = workflows.ids().length > 0;
 };
 const summaryView = client.view('workflows', WORKFLOWS_QUERY, (changes) => {

@@ -1,9 +1,12 @@
-// Task and family statuses: their order through a task's life, a label, and an icon
-// (a circle that fills as the task progresses; a diamond for failed), so a status
-// reads by shape and text as well as by hue.
+// Task and family states (Cylc 8's, the `state` of task and family proxies and jobs):
+// their order through a task's life, a label, and an icon (a circle that fills as the
+// task progresses; a diamond for the failures; a struck-through circle for expired),
+// so a state reads by shape and text as well as by hue.
 
-/** Statuses in lifecycle order (also the table's sort order). */
-export const STATUSES = ['waiting', 'preparing', 'submitted', 'running', 'succeeded', 'failed'];
+/** States in lifecycle order (also the table's sort order). */
+export const STATUSES = [
+  'waiting', 'preparing', 'submitted', 'running', 'succeeded', 'failed', 'submit-failed', 'expired',
+];
 
 const RANK = new Map(STATUSES.map((s, i) => [s, i]));
 

@@ -2,12 +2,12 @@
 // per second over a sliding window, and latency from the suite's publish `time` to
 // the moment a view is told. The client is given a WebSocket subclass (its
 // documented `WebSocket` option) that listens alongside it; the client's own
-// handler is untouched.
+// handler is untouched. Frames are read with the module's own decoder (`frameTopic`),
+// which builds nothing but the two names.
+
+import { frameTopic } from './pkg/index.js';
 
 const WINDOW_MS = 5000;
-// The relay writes `type`, `workflow`, `topic` first; reading them from the text's
-// head avoids parsing every message a second time.
-const HEAD = /^\{"type":"(delta|snapshot)","workflow":("(?:[^"\\]|\\.)*"),"topic":("(?:[^"\\]|\\.)*")/;
 
 export class WireMeter {
   constructor() {
@@ -34,24 +34,12 @@ export class WireMeter {
   }
 
   #arrived(text) {
-    if (typeof text !== 'string') return;
-    let workflow;
-    let topic;
-    const head = HEAD.exec(text.slice(0, 512));
-    if (head) {
-      workflow = JSON.parse(head[2]);
-      topic = JSON.parse(head[3]);
-    } else if (text.includes('"workflow"') && text.includes('"topic"')) {
-      try {
-        ({ workflow, topic } = JSON.parse(text));
-      } catch {
-        return; // the client counts undecodable frames itself
-      }
-    }
-    if (typeof workflow !== 'string' || typeof topic !== 'string') return;
+    // Binary frames are not the protocol's, and the client counts undecodable ones.
+    const about = frameTopic(text);
+    if (about === null) return;
     // String length: the JSON is ASCII apart from any non-ASCII names, so this is
     // the byte count to within a few bytes.
-    this.#entry(workflow, topic).arrivals.push([performance.now(), text.length]);
+    this.#entry(about.workflow, about.topic).arrivals.push([performance.now(), text.length]);
   }
 
   /** Records latency from the change callbacks; each (workflow, topic, time) once. */

@@ -1,12 +1,15 @@
 // The relay's workflows: each with the relay's state for it (syncing, live, stale,
-// busy, stopped), its cycle point and a bar of its tasks by status, from the
-// always-open "workflows" view. Click one to show it in the views.
+// busy, stopped), the workflow's own status (running, paused, stopping; stopped once
+// the relay says so), its oldest active cycle point and a bar of its tasks by state
+// (`stateTotals`), from the always-open "workflows" view. Click one to show it in the
+// views.
 
 import { el, setAttr, setText } from './dom.js';
 import { STATUSES } from './status.js';
 
-/** Relay states, with a word for people. */
-const STATE_HINTS = {
+/** Relay states, with a word for people ('removed' is never shown; the module's
+ * `workflowStates()` lists them all, and tests/node checks each has a hint). */
+export const STATE_HINTS = {
   syncing: 'joining the suite',
   live: 'in sync, hash-verified',
   stale: 'heartbeats missed',
@@ -14,7 +17,17 @@ const STATE_HINTS = {
   stopped: 'the suite has stopped',
 };
 
-export const WORKFLOWS_QUERY = 'subscription { workflows { workflow { name status cyclePoint stateTotals } } }';
+export const WORKFLOWS_QUERY =
+  'subscription { workflows { workflow { name status statusMsg oldestActiveCyclePoint stateTotals } } }';
+
+/**
+ * The workflow's status as people should read it: Cylc's own (running, paused,
+ * stopping), or `stopped` when the relay says the scheduler has gone.
+ */
+export function workflowStatus(workflow, relayState) {
+  if (relayState === 'stopped') return 'stopped';
+  return workflow?.status ?? '';
+}
 
 export class WorkflowList {
   /**
@@ -57,8 +70,11 @@ export class WorkflowList {
       setText(p.state, state);
       p.state.dataset.state = state;
       p.state.title = STATE_HINTS[state] ?? '';
-      setText(p.point, wf.cyclePoint ? `cycle ${wf.cyclePoint}` : 'no data yet');
-      setText(p.status, wf.status ?? '');
+      setText(p.point, wf.oldestActiveCyclePoint ?? 'no data yet');
+      const status = workflowStatus(wf, state);
+      setText(p.status, status);
+      setAttr(p.status, 'data-status', status || null);
+      setAttr(p.status, 'title', wf.statusMsg && wf.statusMsg !== status ? wf.statusMsg : null);
       const totals = wf.stateTotals ?? {};
       let all = 0;
       for (const s of STATUSES) all += totals[s] ?? 0;
@@ -82,6 +98,7 @@ export class WorkflowList {
     const name = el('span', 'wf-name');
     const state = el('span', 'wf-state');
     const point = el('span', 'wf-point');
+    point.title = 'oldest active cycle point';
     const status = el('span', 'wf-status');
     const bar = el('span', 'wf-bar', ...STATUSES.map((s) => {
       const part = el('span', `wf-bar-part`);

@@ -24,24 +24,31 @@ use serde_json::Value;
 /// The simulator's collections (as `clonewire_suite::sim::workflow::collections`).
 pub fn schema() -> Schema {
     Schema::new([
+        vec!["tasks"],
+        vec!["families"],
         vec!["taskProxies"],
         vec!["familyProxies"],
+        vec!["jobs"],
         vec!["edges"],
         vec!["taskProxies", "*", "jobs"],
+        vec!["familyProxies", "*", "childTasks"],
+        vec!["familyProxies", "*", "childFamilies"],
+        vec!["families", "*", "childTasks"],
+        vec!["families", "*", "childFamilies"],
     ])
 }
 
 /// The subscription of the `index`-th distinct query.
 ///
 /// Every distinct query selects the same data (the workflow's status and totals,
-/// each task's name and status, each family's status) plus one field no suite
+/// each task's name and state, each family's state) plus one field no suite
 /// publishes (`q<index>`). So S distinct queries cost the relay S projections and S
 /// serializations per delta, while every client needs exactly the same messages,
 /// which keeps rates comparable across S.
 pub fn query(index: usize) -> String {
     format!(
         "subscription {{ workflows {{ workflow {{ status stateTotals }} \
-         taskProxies {{ name status q{index} }} familyProxies {{ status }} }} }}"
+         taskProxies {{ name state q{index} }} familyProxies {{ state }} }} }}"
     )
 }
 
@@ -55,8 +62,8 @@ pub fn useful(topic: &str, patch: &Value) -> bool {
     };
     let entry_fields: &[&str] = match topic {
         "workflow" => return patch.contains_key("status") || patch.contains_key("stateTotals"),
-        "taskProxies" => &["name", "status"],
-        "familyProxies" => &["status"],
+        "taskProxies" => &["name", "state"],
+        "familyProxies" => &["state"],
         _ => return false,
     };
     patch.values().any(|entry| match entry {
@@ -279,10 +286,14 @@ mod tests {
 
     #[test]
     fn usefulness_follows_the_query() {
-        assert!(useful("taskProxies", &json!({"1/a": {"status": "running"}})));
+        assert!(useful("taskProxies", &json!({"1/a": {"state": "running"}})));
         assert!(useful("taskProxies", &json!({"1/a": null})));
-        assert!(!useful("taskProxies", &json!({"1/a": {"jobs": {"01": {}}}})));
-        assert!(!useful("edges", &json!({"a=>b": {"source": "a"}})));
+        assert!(!useful(
+            "taskProxies",
+            &json!({"1/a": {"jobs": {"1/a/01": true}}})
+        ));
+        assert!(!useful("jobs", &json!({"1/a/01": {"state": "running"}})));
+        assert!(!useful("edges", &json!({"$edge|1/a|1/b": {"source": "1/a"}})));
         assert!(useful("workflow", &json!({"stateTotals": {"running": 3}})));
         assert!(!useful("workflow", &json!({"lastUpdated": "x"})));
     }
@@ -308,11 +319,11 @@ mod judge_tests {
             "w",
             "familyProxies",
             4,
-            &json!({"1/root": {"status": "running", "stateTotals": {"running": 1}}}),
+            &json!({"1/root": {"state": "running", "stateTotals": {"running": 1}}}),
         );
-        let same = json!({"1/root": {"status": "running", "stateTotals": {"running": 2}}});
+        let same = json!({"1/root": {"state": "running", "stateTotals": {"running": 2}}});
         assert!(!judge.delta("w", "familyProxies", 5, &same));
-        assert!(judge.delta("w", "familyProxies", 6, &json!({"1/root": {"status": "failed"}})));
+        assert!(judge.delta("w", "familyProxies", 6, &json!({"1/root": {"state": "failed"}})));
         // Asked again by another client: the same verdict, applied once.
         assert!(!judge.delta("w", "familyProxies", 5, &same));
     }

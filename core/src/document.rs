@@ -1,4 +1,4 @@
-//! Leaf-set documents (section 1 of the protocol) with hashes kept up to date on
+//! Leaf-set documents (docs/protocol.md, Data model) with hashes kept up to date on
 //! every apply. A [`Topic`] is one topic's value; a [`Document`] is a suite's state,
 //! topics by name.
 

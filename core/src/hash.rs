@@ -1,4 +1,4 @@
-//! The hash of section 2 of the protocol: a leaf's hash is XXH3-64 over the JCS
+//! The hash (docs/protocol.md, Hash): a leaf's hash is XXH3-64 over the JCS
 //! (RFC 8785) bytes of `path ++ [value]`; a node's hash is the wrapping sum of the
 //! leaf hashes beneath it, so a change costs O(changed leaves) to maintain.
 

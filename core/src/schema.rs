@@ -1,4 +1,5 @@
-//! A suite's schema: which objects are keyed collections (section 1 of the protocol).
+//! A suite's schema: which objects are keyed collections (docs/protocol.md,
+//! Data model › Collections and the schema).
 
 use serde::{Deserialize, Serialize};
 

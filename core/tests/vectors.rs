@@ -1,4 +1,4 @@
-//! The hash test vectors of PROTOCOL.md, section 2. The same file runs natively
+//! The hash test vectors of docs/protocol.md, Hash › Test vectors. The same file runs natively
 //! (`cargo test`) and on wasm32 (`wasm-bindgen-test-runner`), so the browser and
 //! the relay are shown to hash alike.
 

@@ -7,10 +7,17 @@
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
 
 pub mod checksum;
+pub mod contact;
+pub mod discovery;
+pub mod driver;
 pub mod element;
 pub mod fields;
+pub mod keys;
+pub mod link;
 pub mod model;
 pub mod proto;
+pub mod replica;
+pub mod request;
 pub mod store;
 pub mod table;
 

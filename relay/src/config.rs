@@ -33,6 +33,12 @@ pub struct Config {
     /// mode 0600; FILE.pub the public one), so that suites admitting only listed
     /// followers can list the relay. An ephemeral pair is used when absent.
     pub curve_key_file: Option<PathBuf>,
+    /// Follow every running Cylc 8 workflow under this run directory (e.g.
+    /// `~/cylc-run`); each workflow's id is its path relative to it (`demo/run1`).
+    pub cylc_run: Option<PathBuf>,
+    /// How long a Cylc workflow that stopped stays listed (as `stopped`) before it
+    /// is `removed`.
+    pub cylc_linger_secs: u64,
 }
 
 impl Default for Config {
@@ -47,6 +53,8 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             curve_key_file: None,
+            cylc_run: None,
+            cylc_linger_secs: 60,
         }
     }
 }
@@ -415,6 +423,14 @@ impl Config {
             ));
         }
         self.auth.validate()?;
+        if let Some(dir) = &self.cylc_run {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "cylc_run {}: not a folder",
+                    dir.display()
+                )));
+            }
+        }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
@@ -452,6 +468,26 @@ mod tests {
         assert_eq!(config.suites[0].pub_endpoint, "tcp://127.0.0.1:5556");
         assert_eq!(config.limits.client_queue_hard_bytes, 5000);
         assert_eq!(config.limits.history_deltas, Limits::default().history_deltas);
+    }
+
+    #[test]
+    fn a_cylc_run_directory_is_a_setting_that_must_exist() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "cylc_run = {:?}\ncylc_linger_secs = 5\n",
+            dir.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.cylc_run.as_deref(), Some(dir.as_path()));
+        assert_eq!(config.cylc_linger_secs, 5);
+        assert_eq!(Config::default().cylc_linger_secs, 60);
+        let missing = Config::from_toml("cylc_run = '/nonexistent/cylc-run'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("cylc_run /nonexistent/cylc-run: not a folder"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`suite_link`]: one thread per suite: the follower's replicas and the
 //!   workflow's [`views`], so apply → verify → project → queue happens in order;
 //! - [`upstream`]: what a link thread follows (a clonewire suite, through its
-//!   follower), as one [`upstream::Upstream`] trait;
+//!   follower, or a running Cylc 8 workflow), as one [`upstream::Upstream`] trait;
+//!   with `--cylc-run`, a thread adds and removes Cylc workflows as they start and
+//!   stop;
 //! - [`views`]: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
@@ -21,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+mod cylc_run;
 pub mod demo;
 pub mod history;
 pub mod http;
@@ -122,7 +125,18 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
-    let relay = Arc::new(relay::Relay::new(config, links, metrics, signal.clone()));
+    let cylc = config.cylc_run.clone().map(|dir| {
+        (
+            dir,
+            config.limits.clone(),
+            Duration::from_secs(config.cylc_linger_secs),
+        )
+    });
+    let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
+    if let Some((dir, limits, linger)) = cylc {
+        // The thread ends by itself when the relay shuts down.
+        cylc_run::spawn(relay.clone(), dir, limits, linger, metrics)?;
+    }
     let app = http::router(relay.clone(), auth);
     let task = tokio::spawn(async move {
         let mut signal = signal;

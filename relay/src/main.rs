@@ -29,6 +29,10 @@ struct Args {
     /// Also run simulated suites in this process and follow them.
     #[arg(long)]
     demo: bool,
+    /// Follow every running Cylc 8 workflow under this run directory (e.g.
+    /// ~/cylc-run), started before or after the relay. Overrides cylc_run.
+    #[arg(long, value_name = "DIR")]
+    cylc_run: Option<PathBuf>,
     /// Serve the page from this folder instead of the copy built into the binary.
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
@@ -67,6 +71,9 @@ fn config(args: Args) -> Result<Config, String> {
         config.suites.push(suite);
     }
     config.demo |= args.demo;
+    if let Some(dir) = args.cylc_run {
+        config.cylc_run = Some(dir);
+    }
     if let Some(www) = args.www {
         if !www.is_dir() {
             return Err(format!("--www {}: not a folder", www.display()));
@@ -84,8 +91,11 @@ fn config(args: Args) -> Result<Config, String> {
     if let Some(file) = args.curve_key_file {
         config.curve_key_file = Some(file);
     }
-    if config.suites.is_empty() && !config.demo {
-        return Err("nothing to follow: give --suite NAME=PUB,REP (or --config FILE), or --demo".into());
+    if config.suites.is_empty() && !config.demo && config.cylc_run.is_none() {
+        return Err(
+            "nothing to follow: give --suite NAME=PUB,REP (or --config FILE), --cylc-run DIR, or --demo"
+                .into(),
+        );
     }
     config.validate().map_err(|e| e.to_string())?;
     // Reads the secret file now, so a missing or short one is a config error.

@@ -3,21 +3,34 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::watch;
 
+use crate::auth::Access;
 use crate::config::Config;
 use crate::metrics::{Kind, Metrics};
 use crate::outbox::Outbox;
-use crate::registry::Registry;
-use crate::suite_link::SuiteLink;
+use crate::registry::{Group, Registry};
+use crate::suite_link::{Command, SuiteLink};
 use crate::views::ClientId;
+
+/// What a link added at run time needs to serve a client already subscribed.
+#[derive(Clone)]
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    group: Arc<Group>,
+    access: Access,
+}
 
 /// Shared by the HTTP handlers and every session.
 pub struct Relay {
     config: Config,
-    links: BTreeMap<Arc<str>, SuiteLink>,
+    /// Links come and go at run time (`--cylc-run` discovers workflows).
+    links: RwLock<BTreeMap<Arc<str>, Arc<SuiteLink>>>,
+    /// Each subscribed client's current subscription, so a link added later
+    /// serves it too.
+    subscribers: Mutex<HashMap<ClientId, Subscriber>>,
     registry: Registry,
     metrics: Arc<Metrics>,
     clients: Mutex<HashMap<ClientId, Weak<Outbox>>>,
@@ -35,7 +48,8 @@ impl Relay {
     ) -> Relay {
         Relay {
             config,
-            links: links.into_iter().map(|l| (l.id.clone(), l)).collect(),
+            links: RwLock::new(links.into_iter().map(|l| (l.id.clone(), Arc::new(l))).collect()),
+            subscribers: Mutex::new(HashMap::new()),
             registry: Registry::default(),
             metrics,
             clients: Mutex::new(HashMap::new()),
@@ -49,14 +63,86 @@ impl Relay {
         &self.config
     }
 
-    /// Every suite link, by workflow id.
-    pub fn links(&self) -> impl Iterator<Item = &SuiteLink> {
-        self.links.values()
+    /// Every suite link now, by workflow id.
+    pub fn links(&self) -> std::vec::IntoIter<Arc<SuiteLink>> {
+        let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+        links.values().cloned().collect::<Vec<_>>().into_iter()
     }
 
     /// One suite link.
-    pub fn link(&self, workflow: &str) -> Option<&SuiteLink> {
-        self.links.get(workflow)
+    pub fn link(&self, workflow: &str) -> Option<Arc<SuiteLink>> {
+        let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+        links.get(workflow).cloned()
+    }
+
+    /// Adds a link at run time and binds every subscribed client it may serve. A
+    /// link with the id of one already there replaces it (the old one is stopped).
+    /// Called from a plain thread: it waits while the link's command queue is full.
+    pub(crate) fn add_link(&self, link: SuiteLink) {
+        let link = Arc::new(link);
+        let old = {
+            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+            links.insert(link.id.clone(), link.clone())
+        };
+        if let Some(old) = old {
+            old.stop();
+        }
+        for (client, sub) in self.subscribers_now() {
+            if sub.access.allows(&link.id) && sub.group.sub.for_workflow(&link.id).is_some() {
+                link.send_blocking(Command::Rebind {
+                    client,
+                    outbox: sub.outbox,
+                    group: Some(sub.group),
+                    resume: None,
+                });
+            }
+        }
+    }
+
+    /// Removes a link at run time: its clients are told the workflow is `removed`
+    /// and its thread stops. Called from a plain thread, like [`Relay::add_link`].
+    pub(crate) fn remove_link(&self, workflow: &str) {
+        let link = {
+            let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+            links.remove(workflow)
+        };
+        let Some(link) = link else { return };
+        // Unbinding a client that never saw this workflow sends it nothing.
+        for (client, sub) in self.subscribers_now() {
+            link.send_blocking(Command::Rebind {
+                client,
+                outbox: sub.outbox,
+                group: None,
+                resume: None,
+            });
+        }
+        if !link.send_blocking(Command::Stop) {
+            link.stop();
+        }
+    }
+
+    /// A copy of the subscribed clients, so no lock is held while waiting on a link.
+    fn subscribers_now(&self) -> Vec<(ClientId, Subscriber)> {
+        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subscribers.iter().map(|(c, s)| (*c, s.clone())).collect()
+    }
+
+    /// Remembers a client's subscription for links added later.
+    pub(crate) fn set_subscription(
+        &self,
+        client: ClientId,
+        outbox: &Arc<Outbox>,
+        group: Arc<Group>,
+        access: &Access,
+    ) {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            client,
+            Subscriber {
+                outbox: outbox.clone(),
+                group,
+                access: access.clone(),
+            },
+        );
     }
 
     /// The interned subscriptions.
@@ -93,6 +179,10 @@ impl Relay {
     }
 
     pub(crate) fn remove_client(&self, client: ClientId) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&client);
         if self
             .clients
             .lock()
@@ -132,7 +222,7 @@ impl Relay {
 
     /// Stops every link thread, waiting a little for each.
     pub(crate) fn stop_links(self: Arc<Self>) {
-        for link in self.links.values() {
+        for link in self.links() {
             link.stop();
         }
     }

@@ -194,14 +194,16 @@ async fn subscribe(
     };
     let allowed = move || relay.links().filter(move |link| access.allows(&link.id));
     for link in allowed() {
-        if sub.for_workflow(&link.id).is_some() {
-            if let Err(e) = sub.check(&link.status().schema) {
-                outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
-                return false;
-            }
+        // A suite not joined yet has no known schema to check `ids` against: the query
+        // is accepted, and `ids` on what turns out not to be a collection select nothing.
+        let schema = sub.for_workflow(&link.id).and(link.status().schema);
+        if let Some(Err(e)) = schema.map(|schema| sub.check(&schema)) {
+            outbox.push_text(error(ClientErrorCode::BadQuery, e.to_string()));
+            return false;
         }
     }
     let group = relay.registry().intern(sub);
+    relay.set_subscription(client, outbox, group.clone(), access);
     outbox.push_text(text(&RelayMessage::Subscribed {
         query: group.key.clone(),
     }));

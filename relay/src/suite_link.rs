@@ -41,6 +41,9 @@ pub enum Command {
         /// What it holds, when it reconnects.
         resume: Option<BTreeMap<String, ResumePoint>>,
     },
+    /// Stop following, after the commands queued before this one (used when a
+    /// workflow is removed at run time: its clients are told first).
+    Stop,
     /// The client is gone.
     Leave {
         /// The client.
@@ -60,8 +63,9 @@ pub enum Command {
 pub struct LinkStatus {
     /// The state clients are told.
     pub state: WorkflowState,
-    /// The suite's schema (empty until `hello`).
-    pub schema: Schema,
+    /// The suite's schema; `None` until the link has first joined the suite, when the
+    /// schema is not known (which is not the same as a schema without collections).
+    pub schema: Option<Schema>,
     /// The epoch followed.
     pub epoch: Option<String>,
     /// Topics followed upstream.
@@ -110,7 +114,7 @@ impl SuiteLink {
         let (commands, rx) = mpsc::channel(limits.workflow_commands);
         let status = Arc::new(Mutex::new(LinkStatus {
             state: WorkflowState::Syncing,
-            schema: Schema::default(),
+            schema: None,
             epoch: None,
             topics: 0,
             clients: 0,
@@ -126,6 +130,7 @@ impl SuiteLink {
             linger: Duration::from_secs(limits.topic_linger_secs),
             unwanted: HashMap::new(),
             schema: Schema::default(),
+            schema_known: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("suite {name}"))
@@ -153,6 +158,12 @@ impl SuiteLink {
     /// The link's state as last published by its thread.
     pub fn status(&self) -> LinkStatus {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Queues a command from a plain thread (never from async code), waiting while
+    /// the queue is full; false if the link thread is gone.
+    pub fn send_blocking(&self, command: Command) -> bool {
+        self.commands.blocking_send(command).is_ok()
     }
 
     /// Asks the thread to stop (sockets close with linger 0).
@@ -210,6 +221,8 @@ struct Worker {
     unwanted: HashMap<String, Instant>,
     /// The schema the views were last told about.
     schema: Schema,
+    /// True once the suite has been joined, so `schema` is the suite's.
+    schema_known: bool,
 }
 
 impl Worker {
@@ -290,6 +303,10 @@ impl Worker {
                 self.views.leave(client);
                 true
             }
+            Command::Stop => {
+                self.stop.store(true, Ordering::Relaxed);
+                false
+            }
             Command::Resync { client, topic } => {
                 self.views.resync(&store, client, &topic);
                 false
@@ -316,10 +333,14 @@ impl Worker {
             }
             UpstreamEvent::Joined { detail } => {
                 tracing::info!(workflow = %id, %detail, "joined");
+                self.schema_known = true;
                 if upstream.schema() != &self.schema {
                     self.schema = upstream.schema().clone();
                     self.views.on_schema();
                 }
+                // Subscriptions are checked against the published schema: publish it
+                // before any client can see the joined suite's data.
+                self.publish_status(Some(upstream), upstream.state(Instant::now()));
                 let store = Replicas(upstream, &self.schema);
                 self.views.after_join(&store);
             }
@@ -400,7 +421,7 @@ impl Worker {
     fn publish_status<U: Upstream>(&self, upstream: Option<&U>, state: WorkflowState) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.state = state;
-        status.schema = self.schema.clone();
+        status.schema = self.schema_known.then(|| self.schema.clone());
         status.epoch = upstream.and_then(|u| u.epoch().map(str::to_owned));
         status.topics = upstream.map_or(0, |u| u.topic_names().len());
         status.clients = self.views.member_count();

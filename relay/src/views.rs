@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
 use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
 use serde_json::{Map, Value};
@@ -706,42 +707,6 @@ fn make_delta(
         changes: Arc::new(changes),
         text: text.into(),
     }
-}
-
-/// The start of a `delta` message, the same for every view of one change:
-/// `{"type":"delta","workflow":..,"topic":..,"epoch":..,`.
-fn delta_head(workflow: &str, topic: &str, epoch: &str) -> String {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    format!(
-        r#"{{"type":"delta","workflow":{},"topic":{},"epoch":{},"#,
-        quote(workflow),
-        quote(topic),
-        quote(epoch)
-    )
-}
-
-/// A whole `delta` message (the fields of `RelayMessage::Delta`) from its head, the
-/// per-view numbers and the serialized patch.
-fn delta_text(head: &str, seq: u64, prev: Option<u64>, hash: Hash, time: Option<f64>, patch: &str) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(head.len() + patch.len() + 96);
-    text.push_str(head);
-    let _ = write!(text, r#""seq":{seq},"prev":"#);
-    match prev {
-        Some(prev) => {
-            let _ = write!(text, "{prev}");
-        }
-        None => text.push_str("null"),
-    }
-    let _ = write!(text, r#","hash":"{hash}""#);
-    if let Some(time) = time {
-        text.push_str(r#","time":"#);
-        text.push_str(&serde_json::to_string(&time).unwrap_or_else(|_| "null".into()));
-    }
-    text.push_str(r#","patch":"#);
-    text.push_str(patch);
-    text.push('}');
-    text
 }
 
 fn snapshot_text(workflow: &str, epoch: &str, topic: &str, seq: u64, hash: Hash, value: Value) -> Arc<str> {

@@ -28,6 +28,7 @@ fn help_explains_every_flag() {
         "--www",
         "--log",
         "--curve-key-file",
+        "--cylc-run",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -35,7 +36,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_clear_error() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--bogus"], "--bogus"),
         (&["--suite", "nameonly"], "NAME=PUB_ENDPOINT,REP_ENDPOINT"),
         (
@@ -43,6 +44,7 @@ fn bad_flags_and_config_exit_2_with_a_clear_error() {
             "cannot read config file",
         ),
         (&[], "nothing to follow"),
+        (&["--cylc-run", "/nonexistent/cylc-run"], "not a folder"),
         (&["--listen", "not-an-address", "--demo"], "not-an-address"),
         (
             &["--demo", "--curve-key-file", "/nonexistent/relay.key"],

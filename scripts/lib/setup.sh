@@ -51,3 +51,17 @@ ensure_npm() {
     npm ci --no-audit --no-fund --loglevel=error
   fi
 }
+
+# The Cylc version the Cylc tests run against (see docs/cylc.md).
+CYLC_FLOW_VERSION=8.5.4
+# ensure_cylc: a venv with cylc-flow, at target/cylc-venv (or $CLONEWIRE_CYLC_VENV),
+# made only when it lacks that version. Its workflows need Debian's rsync.
+ensure_cylc() {
+  local venv=${CLONEWIRE_CYLC_VENV:-target/cylc-venv}
+  if ! "$venv/bin/cylc" version 2>/dev/null | grep -qx "$CYLC_FLOW_VERSION"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "cylc-flow==$CYLC_FLOW_VERSION"
+  fi
+  export CLONEWIRE_CYLC_VENV
+  CLONEWIRE_CYLC_VENV=$(cd "$venv" && pwd)
+}

@@ -1,4 +1,4 @@
-//! What the REP socket answers (section 3, "REP requests"), as pure functions of a
+//! What the REP socket answers (docs/protocol.md, Suite link › Requests), as pure functions of a
 //! [`Replica`] of the store: no sockets, no threads, so every reply is unit-testable.
 //!
 //! Decisions where the protocol is silent:

@@ -1,4 +1,4 @@
-//! The suite side of clonewire (section 3 of the protocol).
+//! The suite side of clonewire (docs/protocol.md, Suite link).
 //!
 //! - [`publisher`]: a suite's store and its PUB socket: apply a change, publish the
 //!   delta with `epoch`, `seq` and the topic `hash`; heartbeats; goodbye;

@@ -1,4 +1,4 @@
-//! Interoperability with peers written in Python from PROTOCOL.md alone
+//! Interoperability with peers written in Python from docs/protocol.md alone
 //! (`tests/peers/`): a subscriber that verifies our simulator's hashes, and a suite
 //! that our tap must follow. They need python3 with pyzmq, xxhash and rfc8785; when
 //! those are missing these tests fail and say how to install them.

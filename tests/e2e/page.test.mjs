@@ -124,6 +124,9 @@ test('the page connects and lists the demo workflows, live', async () => {
   const names = await page.locator('#workflow-list .wf-name').allTextContents();
   assert.deepEqual(names, ['demo', 'ensemble', 'nightly']);
   assert.equal(await page.locator('#selected-workflow').textContent(), 'demo');
+  // Each workflow's own status, as Cylc says it.
+  await waitInPage('workflow statuses', () =>
+    [...document.querySelectorAll('#workflow-list .wf-status')].every((s) => ['running', 'paused'].includes(s.dataset.status)));
 });
 
 /**
@@ -175,7 +178,7 @@ test('the tree and the table show tasks and update live', async () => {
   const cycle = page.locator('.panel[data-view="tree"] .tree-row[data-kind="cycle"]').first();
   assert.match(await cycle.textContent(), /\d{8}T\d{2}/, 'cycle points head the tree');
   // Sorting and filtering the table.
-  await page.locator('.panel[data-view="table"] .table-sort[data-key="status"]').click();
+  await page.locator('.panel[data-view="table"] .table-sort[data-key="state"]').click();
   assert.equal(await page.locator('.panel[data-view="table"] [aria-sort]').getAttribute('aria-sort'), 'ascending');
   await page.locator('.panel[data-view="table"] .table-filter').fill('archive');
   await page.waitForFunction(() => /of/.test(document.querySelector('.table-count').textContent));
@@ -197,7 +200,7 @@ test('the inspector shows every copy verified and the merged query confirmed', a
     const rows = [...document.querySelectorAll('#topics tbody tr')];
     const topics = new Set(rows.filter((r) => r.dataset.workflow === 'demo').map((r) => r.dataset.topic));
     return (
-      ['workflow', 'taskProxies', 'familyProxies', 'edges'].every((t) => topics.has(t)) &&
+      ['workflow', 'taskProxies', 'familyProxies', 'jobs', 'edges'].every((t) => topics.has(t)) &&
       rows.every((r) => r.dataset.verified === 'true') &&
       document.querySelector('.badge[data-ok="true"]') !== null
     );
@@ -206,7 +209,10 @@ test('the inspector shows every copy verified and the merged query confirmed', a
   assert.ok(report.topics.every((t) => t.verified), JSON.stringify(report.topics));
   assert.equal(report.counters.hashMismatches, 0);
   assert.deepEqual(report.views.map((v) => v.name).sort(), ['graph', 'table', 'tree', 'workflows']);
-  await page.waitForFunction(() => Number.parseFloat(document.querySelector('#topics tbody tr td:nth-child(6)').textContent) >= 0);
+  // The wire meter reads every frame with the module's frameTopic(): live topics show a rate.
+  await waitInPage('a message rate for some live topic', () =>
+    [...document.querySelectorAll('#topics tbody tr td:nth-child(6)')].some((c) => Number.parseFloat(c.textContent) > 0),
+  );
   await page.screenshot({ path: join(artifacts, 'page-1280x800.png') });
 });
 

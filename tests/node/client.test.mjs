@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import jsonMergePatch from 'json-merge-patch';
 import WebSocket from 'ws';
 
-import { connect, QueryError } from '../../dist/index.js';
+import { connect, frameTopic, QueryError, workflowStates } from '../../dist/index.js';
+import { STATE_HINTS } from '../../www/workflows.js';
 import { greet, startRelay, stream, until } from './fake-relay.mjs';
 
 const options = { WebSocket, reconnectBaseMs: 20, reconnectMaxMs: 200 };
@@ -277,4 +278,23 @@ test('an unreachable relay is retried with backoff, without throwing', async () 
   assert.ok(delays.every((d) => d >= 10 && d <= 200), JSON.stringify(delays));
   client.close();
   assert.equal(statuses.at(-1).status, 'closed');
+});
+
+test('the module names the workflow states and what a frame is about', async () => {
+  answerSubscribes();
+  const client = await connect(relay.url, options);
+  const states = workflowStates();
+  assert.deepEqual(states, ['syncing', 'live', 'stale', 'busy', 'stopped', 'removed']);
+  // The page describes every state it can show.
+  assert.deepEqual(Object.keys(STATE_HINTS), states.filter((s) => s !== 'removed'));
+
+  const [delta] = stream.steps.map((s) => s.delta);
+  assert.deepEqual(frameTopic(JSON.stringify(delta)), { type: 'delta', workflow: delta.workflow, topic: delta.topic });
+  const escaped = { ...stream.initial[0], workflow: 'a "quoted" é' };
+  assert.deepEqual(frameTopic(JSON.stringify(escaped)), { type: 'snapshot', workflow: 'a "quoted" é', topic: escaped.topic });
+  for (const other of [JSON.stringify(stream.workflow), '{"type":"hello"}', 'not json', '']) {
+    assert.equal(frameTopic(other), null, other);
+  }
+  assert.equal(frameTopic(new ArrayBuffer(4)), null);
+  client.close();
 });

@@ -105,20 +105,20 @@ function within(patch, selection) {
 // Three views over two demo workflows, and the same selections as plain trees.
 const VIEWS = {
   tasks: {
-    query: 'subscription { workflows(ids: ["demo"]) { taskProxies { status } } }',
-    selection: { demo: { taskProxies: { '*': { status: true } } } },
+    query: 'subscription { workflows(ids: ["demo"]) { taskProxies { state } } }',
+    selection: { demo: { taskProxies: { '*': { state: true } } } },
   },
   names: {
     query: '{ workflows(ids: ["demo"]) { workflow { name status } taskProxies { name } } }',
     selection: { demo: { workflow: { name: true, status: true }, taskProxies: { '*': { name: true } } } },
   },
   nightly: {
-    query: '{ workflows(ids: ["nightly"]) { workflow { status } taskProxies { status } } }',
-    selection: { nightly: { workflow: { status: true }, taskProxies: { '*': { status: true } } } },
+    query: '{ workflows(ids: ["nightly"]) { workflow { status } taskProxies { state } } }',
+    selection: { nightly: { workflow: { status: true }, taskProxies: { '*': { state: true } } } },
   },
 };
 // Everything the three select: its data is the client's merged store.
-const ALL = '{ workflows(ids: ["demo", "nightly"]) { workflow { name status } taskProxies { name status } } }';
+const ALL = '{ workflows(ids: ["demo", "nightly"]) { workflow { name status } taskProxies { name state } } }';
 
 let relay;
 before(async () => {
@@ -186,10 +186,10 @@ test('closing a view shrinks the merged query the relay holds', { skip, timeout:
   };
   await until(echoed, 10000, 'the relay to echo the merged query');
   const grown = client.inspect().query;
-  assert.ok(grown.includes('name') && grown.includes('status'), grown);
+  assert.ok(grown.includes('name') && grown.includes('state'), grown);
   // A view already covered by the others sends nothing.
   const before = sent.filter((m) => m.type === 'subscribe').length;
-  const covered = client.view('covered', '{ workflows(ids: ["demo"]) { taskProxies { status } } }');
+  const covered = client.view('covered', '{ workflows(ids: ["demo"]) { taskProxies { state } } }');
   assert.equal(sent.filter((m) => m.type === 'subscribe').length, before);
   covered.close();
 
@@ -203,7 +203,7 @@ test('closing a view shrinks the merged query the relay holds', { skip, timeout:
   await until(() => client.inspect().topics.every((t) => t.verified), 10000, 'verified copies');
   const data = tasks.data();
   for (const entry of Object.values(data.workflows.demo?.taskProxies ?? {})) {
-    assert.deepEqual(Object.keys(entry), ['status']);
+    assert.deepEqual(Object.keys(entry), ['state']);
   }
   tasks.close();
   await until(() => client.inspect().subscribed === 'subscription { workflows(ids: []) }', 10000, 'the empty query');
@@ -250,7 +250,7 @@ test('a client reconnects to a restarted relay by itself, resumes and verifies a
   assert.equal(now.counters.hashMismatches, 0);
   const data = view.data();
   for (const entry of Object.values(data.workflows.demo?.taskProxies ?? {})) {
-    assert.deepEqual(Object.keys(entry), ['status']);
+    assert.deepEqual(Object.keys(entry), ['state']);
   }
   client.close();
 });

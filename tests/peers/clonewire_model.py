@@ -1,6 +1,6 @@
-"""The clonewire data model and hash (PROTOCOL.md sections 1 and 2), independently
-of the Rust code: merge-patch apply on a topic, keeping the topic hash as a sum of
-leaf hashes updated per changed leaf."""
+"""The clonewire data model and hash (docs/protocol.md, Data model and Hash),
+independently of the Rust code: merge-patch apply on a topic, keeping the topic hash
+as a sum of leaf hashes updated per changed leaf."""
 
 import rfc8785
 import xxhash
@@ -67,7 +67,7 @@ class Topic:
 
 
 def self_test():
-    """The test vectors of PROTOCOL.md section 2."""
+    """The test vectors of docs/protocol.md, Hash › Test vectors."""
     vectors = [
         (["taskProxies", "1/foo", "status", "running"], "744f482e6da63ce9"),
         (["workflow", "name", "demo"], "13e83014ca4ce3ad"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent clonewire subscriber (PROTOCOL.md section 3), for checking a suite.
+"""An independent clonewire subscriber (docs/protocol.md, Suite link), for checking a suite.
 
 Joins (subscribe, queue, hello, snapshot, drop stale deltas), applies every delta in
 order and checks its hash; on a gap (in deltas or heartbeats), a hash mismatch or a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent clonewire suite (PROTOCOL.md section 3), for checking subscribers.
+"""An independent clonewire suite (docs/protocol.md, Suite link), for checking subscribers.
 
 Binds a PUB and a REP socket, prints {"pub": ..., "rep": ...} on one line, then
 publishes a small changing workflow: per-topic deltas with epoch, seq, hash and time,

@@ -1,7 +1,7 @@
 // Type-checks the public API as a front-end developer would use it; resolved through
 // the package's own `exports` (run `npm run build` first, then `npm run test:types`).
 
-import { connect, QueryError } from 'clonewire';
+import { connect, frameTopic, QueryError, workflowStates } from 'clonewire';
 import type { Change, Client, Inspection, StatusEvent, View, ViewData, WorkflowState } from 'clonewire';
 
 export async function example(): Promise<void> {
@@ -44,6 +44,10 @@ export async function example(): Promise<void> {
   }
   console.log(report.query, report.views[0]?.query, report.counters.deltasByTopic['taskProxies']);
   console.log(client.status, client.workflows()['demo']?.schema);
+
+  const states: WorkflowState[] = workflowStates();
+  const about = frameTopic('{"type":"delta"}');
+  if (about) console.log(states.length, about.type satisfies 'delta' | 'snapshot', about.workflow, about.topic);
 
   view[Symbol.dispose]();
   view.close();

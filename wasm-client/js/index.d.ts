@@ -9,7 +9,10 @@ export type JsonObject = { [key: string]: JsonValue };
 /** The connection's state. */
 export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
-/** A workflow's state as the relay reports it. */
+/**
+ * A workflow's state as the relay reports it; `workflowStates()` lists them at run time
+ * (docs/protocol.md, Client link › Workflow states).
+ */
 export type WorkflowState = 'syncing' | 'live' | 'stale' | 'busy' | 'stopped' | 'removed';
 
 /** A suite's schema: which objects are keyed collections (path patterns, `*` = any key). */
@@ -186,3 +189,16 @@ export class Client {
 
 /** Loads the wasm (once) and connects to a relay's WebSocket. */
 export function connect(url: string | URL, options?: ConnectOptions): Promise<Client>;
+
+/** Every workflow state the relay may report, in protocol order. Call once `connect()` has resolved. */
+export function workflowStates(): WorkflowState[];
+
+/** What a `delta` or `snapshot` frame is about. */
+export interface FrameTopic {
+  type: 'delta' | 'snapshot';
+  workflow: string;
+  topic: string;
+}
+
+/** Which (workflow, topic) a relay frame's text is about; null for any other frame. Call once `connect()` has resolved. */
+export function frameTopic(text: string): FrameTopic | null;

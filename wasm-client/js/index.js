@@ -5,9 +5,11 @@
 // incoming frame), parses it once and calls the views' callbacks and the listeners.
 // The protocol logic is all in the wasm.
 
-import init, { WasmClient } from './clonewire_wasm.js';
+import init, { WasmClient, frameTopic as wasmFrameTopic, workflowStates as wasmWorkflowStates } from './clonewire_wasm.js';
 
 let ready;
+/** True once the wasm is instantiated (the first `connect()` has resolved). */
+let loaded = false;
 
 /** Loads and instantiates the wasm once; `wasm` overrides where it comes from. */
 function initialise(wasm) {
@@ -27,6 +29,7 @@ function initialise(wasm) {
         }
       }
       await init({ module_or_path: source });
+      loaded = true;
     })();
     ready.catch(() => {
       ready = undefined;
@@ -237,6 +240,33 @@ export class Client {
   [dispose]() {
     this.close();
   }
+}
+
+function requireLoaded(name) {
+  if (!loaded) throw new Error(`${name}() needs the module loaded: call it once connect() has resolved`);
+}
+
+/**
+ * Every workflow state the relay may report ('syncing', 'live', ...), in the order the
+ * protocol lists them; the names come from the Rust side, where they are defined once.
+ * Call it once `connect()` has resolved.
+ */
+export function workflowStates() {
+  requireLoaded('workflowStates');
+  return wasmWorkflowStates();
+}
+
+/**
+ * Which (workflow, topic) a relay frame's text is about: `{type, workflow, topic}` for
+ * a `delta` or `snapshot` frame, null for anything else. Reads the frame with the same
+ * decoder as the client, for meters that watch the socket alongside it. Call it once
+ * `connect()` has resolved.
+ */
+export function frameTopic(text) {
+  if (typeof text !== 'string') return null;
+  requireLoaded('frameTopic');
+  const found = wasmFrameTopic(text);
+  return found === undefined ? null : { type: found[0], workflow: found[1], topic: found[2] };
 }
 
 function resolveUrl(url) {

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use clonewire_core::protocol::client::{fast, CloseCode, WorkflowState};
 use clonewire_core::{Limits, QueryError};
 use js_sys::{Array, Function, Reflect};
 use serde::Serialize;
@@ -233,6 +234,32 @@ fn number(options: &JsValue, key: &str) -> Option<u32> {
         .map(|n| n.min(f64::from(u32::MAX)) as u32)
 }
 
+/// Every workflow state's wire name, in the order docs/protocol.md lists them (exported
+/// by the front-end as `workflowStates()`).
+#[wasm_bindgen(js_name = workflowStates)]
+pub fn workflow_states() -> Array {
+    WorkflowState::ALL
+        .iter()
+        .map(|state| JsValue::from_str(state.as_str()))
+        .collect()
+}
+
+/// `[type, workflow, topic]` of a `delta` or `snapshot` frame, `undefined` for any
+/// other text: for meters that look at every frame (exported by the front-end as
+/// `frameTopic()`).
+#[wasm_bindgen(js_name = frameTopic)]
+pub fn frame_topic(text: &str) -> JsValue {
+    match fast::data_topic(text) {
+        Some((kind, workflow, topic)) => Array::of3(
+            &JsValue::from_str(kind),
+            &JsValue::from_str(&workflow),
+            &JsValue::from_str(&topic),
+        )
+        .into(),
+        None => JsValue::UNDEFINED,
+    }
+}
+
 /// A connection to a relay and the one store behind every view (wrapped by the JS
 /// front-end's `Client`).
 #[wasm_bindgen]
@@ -317,7 +344,7 @@ impl WasmClient {
                 clear_timeout(&timer);
             }
             if let Some(socket) = inner.detach() {
-                let _ = socket.close_with_code(1000);
+                let _ = socket.close_with_code(CloseCode::Normal.code());
             }
             // Dropping the handlers ends the cycle that kept the client alive; a
             // handler still running is freed when it returns.

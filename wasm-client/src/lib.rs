@@ -4,17 +4,15 @@
 //! - [`store`]: the one store of (workflow, topic) copies, checking `prev` and the
 //!   projection hash on every message and undoing a message that fails;
 //! - [`views`]: views' queries, their merge, and which view a changed leaf concerns;
-//! - [`session`]: the connection's lifecycle, decoding, resync, resume and the
-//!   frames to send;
+//! - [`session`]: the connection's lifecycle, decoding (with core's fast decoder,
+//!   `clonewire_core::protocol::client::fast`), resync, resume and the frames to send;
 //! - [`backoff`]: jittered exponential reconnect delays;
-//! - [`frame`]: fast decoding of `delta` and `snapshot` frames;
 //! - [`events`]: status, workflow and error events for the page;
 //! - [`inspect`]: the report behind `client.inspect()`.
 
 pub mod backoff;
 pub mod effects;
 pub mod events;
-pub mod frame;
 pub mod inspect;
 pub mod session;
 pub mod store;

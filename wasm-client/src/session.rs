@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, WorkflowState};
+use clonewire_core::protocol::client::fast::{self, Frame};
+use clonewire_core::protocol::client::{ClientMessage, RelayMessage, WorkflowState};
 use clonewire_core::{Limits, QueryError, Schema};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
 pub use crate::effects::{Change, Effects, Notification, Touched};
 use crate::events::{Event, Status};
-use crate::frame::Message;
 use crate::inspect::{Counters, Inspection, TopicInfo, ViewInfo, WorkflowInfo};
 use crate::store::{Outcome, Reject, Store};
 use crate::views::{Schemas, ViewId, Views};
@@ -200,15 +200,12 @@ impl Session {
         let mut effects = Effects::default();
         self.counters.messages += 1;
         self.counters.bytes += text.len() as u64;
-        let message = match crate::frame::decode(text) {
-            Some(message) => message,
-            None => {
-                self.undecodable(text);
-                return effects;
-            }
+        let Ok(message) = fast::decode(text) else {
+            self.undecodable(text);
+            return effects;
         };
         let message = match message {
-            Message::Snapshot(data) => {
+            Frame::Snapshot(data) => {
                 let outcome = self.store.snapshot(
                     &data.workflow,
                     &data.topic,
@@ -220,7 +217,7 @@ impl Session {
                 self.settle(outcome, true, &data.workflow, &data.topic, None, &mut effects);
                 return effects;
             }
-            Message::Delta(data) => {
+            Frame::Delta(data) => {
                 let outcome = self.store.delta(
                     &data.workflow,
                     &data.topic,
@@ -240,7 +237,7 @@ impl Session {
                 );
                 return effects;
             }
-            Message::Other(message) => message,
+            Frame::Other(message) => message,
         };
         match message {
             RelayMessage::Hello { relay, .. } => {
@@ -249,11 +246,7 @@ impl Session {
             }
             RelayMessage::Subscribed { query } => self.subscribed = Some(query),
             RelayMessage::Error { code, message } => effects.events.push(Event::Error {
-                code: match code {
-                    ClientErrorCode::BadQuery => "bad_query",
-                    ClientErrorCode::BadMessage => "bad_message",
-                }
-                .to_owned(),
+                code: code.as_str().to_owned(),
                 message,
             }),
             RelayMessage::Workflow {
@@ -261,7 +254,7 @@ impl Session {
                 state,
                 schema,
             } => self.workflow(workflow, state, schema, &mut effects),
-            // Decoded as `Message::Snapshot` and `Message::Delta` above.
+            // Decoded as `Frame::Snapshot` and `Frame::Delta` above.
             RelayMessage::Snapshot { .. } | RelayMessage::Delta { .. } => {}
         }
         effects

@@ -132,13 +132,10 @@ impl Store {
         value: &Value,
     ) -> Outcome {
         let replica = self.entry(workflow, topic);
-        let fresh = match Topic::from_value(topic, value) {
-            Ok(fresh) => fresh,
-            Err(_) => {
-                replica.verified = false;
-                replica.bad_snapshots += 1;
-                return Outcome::Rejected(Reject::BadPatch);
-            }
+        let Ok(fresh) = Topic::from_value(topic, value) else {
+            replica.verified = false;
+            replica.bad_snapshots += 1;
+            return Outcome::Rejected(Reject::BadPatch);
         };
         if fresh.hash() != hash {
             replica.verified = false;
@@ -190,12 +187,9 @@ impl Store {
             replica.verified = false;
             return Outcome::Rejected(Reject::WrongEpoch);
         }
-        let changes = match replica.topic.apply(patch) {
-            Ok(changes) => changes,
-            Err(_) => {
-                replica.verified = false;
-                return Outcome::Rejected(Reject::BadPatch);
-            }
+        let Ok(changes) = replica.topic.apply(patch) else {
+            replica.verified = false;
+            return Outcome::Rejected(Reject::BadPatch);
         };
         let got = replica.topic.hash();
         if got != hash {

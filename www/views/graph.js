@@ -1,9 +1,11 @@
 // Graph view: tasks as nodes, `edges` as arrows, in an SVG that pans (drag) and
-// zooms (wheel, or the buttons). The layout is redone only when tasks or edges come
-// or go; a status change just restyles one node. Far out, labels are hidden so the
+// zooms (wheel, or the buttons). Edges join task proxies (`source`, `target`; ids.js).
+// The layout is redone only when tasks or edges come or go; a state change just
+// restyles one node. Far out, labels are hidden so the
 // shape of the graph stays readable.
 
 import { el, quote, setAttr } from '../dom.js';
+import { relativeId } from '../ids.js';
 import { setStatusIcon, statusKey } from '../status.js';
 import { layout, NODE_H, NODE_W } from './graph-layout.js';
 
@@ -19,7 +21,7 @@ export const graph = {
   describe: 'dependencies · wheel to zoom, drag to pan',
   query: (workflow) =>
     `subscription { workflows(ids: [${quote(workflow)}]) {
-  taskProxies { name cyclePoint status }
+  taskProxies { name cyclePoint state }
   edges { source target }
 } }`,
   create: (body) => new GraphView(body),
@@ -84,7 +86,7 @@ class GraphView {
       this.#layout(tasks, edges);
     }
     for (const [id, node] of this.nodes) {
-      const status = tasks[id]?.status;
+      const status = tasks[id]?.state;
       setAttr(node.g, 'data-status', statusKey(status));
       setStatusIcon(node.icon, status);
     }
@@ -94,7 +96,7 @@ class GraphView {
   #layout(tasks, edges) {
     const nodeList = Object.entries(tasks).map(([id, t]) => ({ id, group: t.cyclePoint ?? '', name: t.name ?? id }));
     const edgeList = Object.entries(edges)
-      .map(([id, e]) => ({ id, source: e.source, target: e.target }))
+      .map(([id, e]) => ({ id, source: relativeId(e.source), target: relativeId(e.target) }))
       .filter((e) => e.source in tasks && e.target in tasks);
     const rect = this.frame.getBoundingClientRect();
     const placed = layout(nodeList, edgeList, rect.width > 0 && rect.height > 0 ? rect.width / rect.height : 1.5);

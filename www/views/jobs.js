@@ -1,10 +1,17 @@
-// A task's latest job: the one with the highest submit number.
+// A task's latest job. Jobs are a topic of their own (`jobs`, keyed like
+// `20260101T0000Z/foo/01`); a task proxy lists its jobs' keys (`jobs: {key: true}`)
+// and counts them (`jobSubmits`). The latest is the listed job with the highest
+// submit number.
 
-/** The latest job of a task entry (`jobs` keyed by job id), or null. */
-export function latestJob(task) {
+/** Query text selecting the job fields the views show. */
+export const JOB_FIELDS = 'jobs { submitNum state platform startedTime finishedTime }';
+
+/** The latest job of a task proxy, looked up in the `jobs` topic, or null. */
+export function latestJob(task, jobs) {
   let latest = null;
-  for (const job of Object.values(task?.jobs ?? {})) {
-    if (!latest || (job.submitNum ?? 0) > (latest.submitNum ?? 0)) latest = job;
+  for (const key of Object.keys(task?.jobs ?? {})) {
+    const job = jobs?.[key];
+    if (job && (!latest || (job.submitNum ?? 0) > (latest.submitNum ?? 0))) latest = job;
   }
   return latest;
 }

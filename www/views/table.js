@@ -4,7 +4,7 @@
 
 import { el, quote, setAttr, setText } from '../dom.js';
 import { statusIcon, setStatusIcon, statusKey, statusRank } from '../status.js';
-import { clockTime, latestJob, submitLabel } from './jobs.js';
+import { clockTime, JOB_FIELDS, latestJob, submitLabel } from './jobs.js';
 import { VirtualList } from './virtual-list.js';
 
 const ROW_HEIGHT = 26;
@@ -13,10 +13,10 @@ const ROW_HEIGHT = 26;
 const COLUMNS = [
   { key: 'name', title: 'Task', value: (r) => r.name },
   { key: 'cyclePoint', title: 'Cycle', value: (r) => r.cyclePoint },
-  { key: 'status', title: 'Status', value: (r) => r.status, sortValue: (r) => statusRank(r.status) },
+  { key: 'state', title: 'State', value: (r) => r.state, sortValue: (r) => statusRank(r.state) },
   { key: 'job', title: 'Job', value: (r) => submitLabel(r.job), sortValue: (r) => r.job?.submitNum ?? 0 },
   { key: 'jobState', title: 'Job state', value: (r) => r.job?.state ?? '' },
-  { key: 'host', title: 'Host', value: (r) => r.job?.host ?? '' },
+  { key: 'platform', title: 'Platform', value: (r) => r.job?.platform ?? '' },
   { key: 'started', title: 'Started', value: (r) => clockTime(r.job?.startedTime), sortValue: (r) => r.job?.startedTime ?? '' },
   { key: 'finished', title: 'Finished', value: (r) => clockTime(r.job?.finishedTime), sortValue: (r) => r.job?.finishedTime ?? '' },
 ];
@@ -27,7 +27,8 @@ export const table = {
   describe: 'tasks and their latest jobs',
   query: (workflow) =>
     `subscription { workflows(ids: [${quote(workflow)}]) {
-  taskProxies { name cyclePoint status jobs { submitNum state host startedTime finishedTime } }
+  taskProxies { name cyclePoint state jobs }
+  ${JOB_FIELDS}
 } }`,
   create: (body) => new TableView(body),
 };
@@ -38,7 +39,7 @@ class TableView {
     this.filter = '';
     this.filterInput = el('input', 'table-filter');
     Object.assign(this.filterInput, { type: 'search', placeholder: 'Filter tasks…', spellcheck: false });
-    this.filterInput.setAttribute('aria-label', 'Filter tasks by name, cycle, status or host');
+    this.filterInput.setAttribute('aria-label', 'Filter tasks by name, cycle, state or platform');
     this.count = el('span', 'table-count');
     this.filterInput.addEventListener('input', () => {
       this.filter = this.filterInput.value.trim().toLowerCase();
@@ -90,10 +91,10 @@ class TableView {
   #updateRow(row, item) {
     row.dataset.id = item.id;
     COLUMNS.forEach((column, i) => {
-      if (column.key === 'status') {
-        setStatusIcon(row.icon, item.status);
-        setText(row.statusText, item.status ?? '');
-        row.statusText.dataset.status = statusKey(item.status);
+      if (column.key === 'state') {
+        setStatusIcon(row.icon, item.state);
+        setText(row.statusText, item.state ?? '');
+        row.statusText.dataset.status = statusKey(item.state);
       } else {
         setText(row.cells[i], column.value(item));
       }
@@ -104,12 +105,13 @@ class TableView {
     this.model = model;
     this.workflow = workflow;
     const tasks = model.topic(workflow, 'taskProxies');
+    const jobs = model.topic(workflow, 'jobs');
     const all = Object.entries(tasks).map(([id, t]) => ({
       id,
       name: t.name ?? id,
       cyclePoint: t.cyclePoint ?? '',
-      status: t.status,
-      job: latestJob(t),
+      state: t.state,
+      job: latestJob(t, jobs),
     }));
     const rows = this.filter ? all.filter((r) => matches(r, this.filter)) : all;
     const column = COLUMNS.find((c) => c.key === this.sort.key) ?? COLUMNS[0];
@@ -138,6 +140,6 @@ class TableView {
 }
 
 function matches(row, filter) {
-  const text = `${row.id} ${row.status ?? ''} ${row.job?.host ?? ''} ${row.job?.state ?? ''}`.toLowerCase();
+  const text = `${row.id} ${row.state ?? ''} ${row.job?.platform ?? ''} ${row.job?.state ?? ''}`.toLowerCase();
   return text.includes(filter);
 }

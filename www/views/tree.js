@@ -1,10 +1,14 @@
-// Tree view: cycle points → families → tasks, with status, progress and the latest
-// job. Cycle points start open and families closed, so the first look is an
-// overview; click a row's arrow (or press Enter/Space on it) to open or close it.
+// Tree view: cycle points → families → tasks, with state, progress and the latest
+// job. Built from the proxies' `firstParent` (a family proxy, see ids.js): a cycle
+// point's top row is its `root` family proxy; families and tasks hang under their
+// parent, and tasks whose family is not (yet) known under their cycle point. Cycle
+// points start open and families closed, so the first look is an overview; click a
+// row's arrow (or press Enter/Space on it) to open or close it.
 
 import { el, quote, setAttr, setText } from '../dom.js';
+import { relativeId } from '../ids.js';
 import { statusIcon, setStatusIcon, statusKey } from '../status.js';
-import { latestJob, submitLabel } from './jobs.js';
+import { JOB_FIELDS, latestJob, submitLabel } from './jobs.js';
 import { VirtualList } from './virtual-list.js';
 
 const ROW_HEIGHT = 26;
@@ -15,8 +19,9 @@ export const tree = {
   describe: 'families → tasks',
   query: (workflow) =>
     `subscription { workflows(ids: [${quote(workflow)}]) {
-  familyProxies { name cyclePoint status stateTotals firstParent { id } }
-  taskProxies { name cyclePoint status firstParent { id } jobs { submitNum state host } }
+  familyProxies { name cyclePoint state stateTotals firstParent }
+  taskProxies { name cyclePoint state firstParent jobs }
+  ${JOB_FIELDS}
 } }`,
   create: (body) => new TreeView(body),
 };
@@ -92,7 +97,8 @@ class TreeView {
     this.workflow = workflow;
     const families = model.topic(workflow, 'familyProxies');
     const tasks = model.topic(workflow, 'taskProxies');
-    this.rows = flatten(families, tasks, this.open);
+    const jobs = model.topic(workflow, 'jobs');
+    this.rows = flatten(families, tasks, jobs, this.open);
     this.list.setRows(this.rows);
     this.list.render();
   }
@@ -107,7 +113,7 @@ function byName(a, b) {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : 1;
 }
 
-function flatten(families, tasks, open) {
+function flatten(families, tasks, jobs, open) {
   const children = new Map(); // parent id → { families: [], tasks: [] }
   const slot = (id) => {
     let s = children.get(id);
@@ -116,7 +122,7 @@ function flatten(families, tasks, open) {
   };
   const tops = [];
   for (const [id, family] of Object.entries(families)) {
-    const parent = family.firstParent?.id;
+    const parent = relativeId(family.firstParent);
     const item = { id, name: family.name ?? id, family };
     if (parent && parent in families) slot(parent).families.push(item);
     else tops.push(item);
@@ -124,7 +130,7 @@ function flatten(families, tasks, open) {
   // Tasks whose family is not (yet) known hang under their cycle point's top row.
   const orphans = new Map();
   for (const [id, task] of Object.entries(tasks)) {
-    const parent = task.firstParent?.id;
+    const parent = relativeId(task.firstParent);
     const item = { id, name: task.name ?? id, task };
     if (parent && parent in families) slot(parent).tasks.push(item);
     else {
@@ -138,7 +144,8 @@ function flatten(families, tasks, open) {
       tops.push({ id: `${point}/`, name: point, family: { cyclePoint: point } });
     }
   }
-  tops.sort((a, b) => ((a.family.cyclePoint ?? '') < (b.family.cyclePoint ?? '') ? -1 : 1));
+  // Numeric order, so integer cycle points go 1, 2, 10 (date-times sort the same).
+  tops.sort((a, b) => (a.family.cyclePoint ?? '').localeCompare(b.family.cyclePoint ?? '', 'en', { numeric: true }));
 
   const rows = [];
   const visit = (item, depth) => {
@@ -153,7 +160,7 @@ function flatten(families, tasks, open) {
       depth,
       // A cycle point's top family is `root`: the point names it better.
       name: isTop ? item.family.cyclePoint ?? item.name : item.name,
-      status: item.family.status,
+      status: item.family.state,
       expandable: count > 0,
       open: isOpen,
       detail: progress(item.family.stateTotals),
@@ -161,17 +168,17 @@ function flatten(families, tasks, open) {
     if (!isOpen) return;
     kids.families.sort(byName).forEach((f) => visit(f, depth + 1));
     for (const t of [...kids.tasks, ...stray].sort(byName)) {
-      const job = latestJob(t.task);
+      const job = latestJob(t.task, jobs);
       rows.push({
         id: t.id,
         kind: 'task',
         depth: depth + 1,
         name: t.name,
-        status: t.task.status,
+        status: t.task.state,
         expandable: false,
         open: false,
-        detail: job ? `${submitLabel(job)} ${job.state ?? ''} ${job.host ?? ''}`.trim() : '',
-        detailTitle: job ? 'latest job: submit number, state, host' : null,
+        detail: job ? `${submitLabel(job)} ${job.state ?? ''} ${job.platform ?? ''}`.trim() : '',
+        detailTitle: job ? 'latest job: submit number, state, platform' : null,
       });
     }
   };
@@ -179,7 +186,7 @@ function flatten(families, tasks, open) {
   return rows;
 }
 
-/** "12/48 ✓" from a family's per-status counts. */
+/** "12/48 done" from a family's per-state counts. */
 function progress(totals) {
   if (!totals) return '';
   let all = 0;

@@ -1,5 +1,6 @@
-//! Wire messages: the suite link (section 3, ZeroMQ) and the client link (section 4,
-//! WebSocket). Decoding never panics: malformed input is a [`DecodeError`].
+//! Wire messages: the suite link (docs/protocol.md, Suite link: ZeroMQ) and the client
+//! link (docs/protocol.md, Client link: WebSocket). Decoding never panics: malformed
+//! input is a [`DecodeError`].
 
 pub mod client;
 pub mod suite;

@@ -1,4 +1,5 @@
-//! The suite link (section 3): PUB messages and REP requests and replies.
+//! The suite link (docs/protocol.md, Suite link): published messages, and requests
+//! and their replies.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! Subscriptions (section 5 of the protocol): GraphQL selection sets over the client
-//! document `{"workflows": {id: suite_document}}`.
+//! Subscriptions (docs/protocol.md, Subscriptions): GraphQL selection sets over the
+//! client document `{"workflows": {id: suite_document}}`.
 //!
 //! - [`parse`](Subscription::parse) turns text into a normalized [`Subscription`];
 //! - [`merge`](Subscription::merge) is the union (every leaf either side selects);

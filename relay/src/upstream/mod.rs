@@ -9,10 +9,12 @@
 //! next event; every 100 ms [`Upstream::state`] is asked what clients should be told.
 //!
 //! Implementations: [`clonewire`] (a clonewire suite, through
-//! [`clonewire_suite::Follower`]). Another kind of upstream only has to keep replicas
-//! as [`clonewire_core::Topic`]s and report their changes as leaves.
+//! [`clonewire_suite::Follower`]) and [`cylc`] (a running Cylc 8 workflow). Another
+//! kind of upstream only has to keep replicas as [`clonewire_core::Topic`]s and
+//! report their changes as leaves.
 
 pub mod clonewire;
+pub mod cylc;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

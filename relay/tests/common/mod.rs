@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use clonewire_core::protocol::client::fast;
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage, Resume, WorkflowState};
 use clonewire_core::{Document, Limits, Projection, Schema, Subscription};
 use clonewire_relay::config::{Config, SuiteConfig};
@@ -166,17 +167,13 @@ impl TestClient {
     }
 
     async fn handle(&mut self, text: &str) {
-        let message = match RelayMessage::decode(text) {
-            Ok(m) => m,
+        // The browser client's decoder (core's fast path), so every frame the relay
+        // sends in these tests is also read the way a browser reads it.
+        let message = match fast::decode(text) {
+            Ok(frame) => RelayMessage::from(frame),
             Err(e) => panic!("relay sent something that does not decode: {e}: {text}"),
         };
-        let kind = text
-            .split("\"type\":\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or("?")
-            .to_owned();
-        self.received.push((kind, text.len()));
+        self.received.push((message.kind().to_owned(), text.len()));
         match &message {
             RelayMessage::Workflow { workflow, state, .. } => {
                 self.states.insert(workflow.clone(), *state);

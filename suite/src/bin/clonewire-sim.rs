@@ -11,8 +11,10 @@ use clap::Parser;
 use clonewire_suite::sim::{SimConfig, Simulator};
 use clonewire_suite::sockets::{CurvePublicKey, CurveSecretKey};
 
-/// Plays realistic workflows (tasks through waiting, preparing, submitted, running,
-/// succeeded or failed; cycles spawned and pruned) as a clonewire suite.
+/// Plays realistic workflows in the model of a real Cylc 8 workflow seen through the
+/// relay (task proxies through waiting, preparing, submitted, running, succeeded or
+/// failed, with their jobs; cycles spawned and pruned; pauses now and then) as a
+/// clonewire suite.
 #[derive(Parser, Debug)]
 #[command(name = "clonewire-sim", version)]
 struct Args {

@@ -1,5 +1,5 @@
 //! Dates for the simulated workflow, without a date crate: cycle points like
-//! `20260101T06` and ISO 8601 times like `2026-01-01T06:12:30Z`.
+//! `20260101T0600Z` and ISO 8601 times like `2026-01-01T06:12:30Z`.
 
 /// 2026-01-01T00:00:00Z, where simulated workflows begin.
 pub const START: i64 = 1_767_225_600;
@@ -30,10 +30,11 @@ pub fn iso_time(unix_s: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
-/// A cycle point in Cylc's compact form, to the hour, e.g. `20260101T06`.
+/// A cycle point as Cylc writes it by default in UTC mode (`CCYYMMDDThhmmZ`), e.g.
+/// `20260101T0600Z`.
 pub fn cycle_point(unix_s: i64) -> String {
-    let (y, m, d, hh, _, _) = parts(unix_s);
-    format!("{y:04}{m:02}{d:02}T{hh:02}")
+    let (y, m, d, hh, mm, _) = parts(unix_s);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}Z")
 }
 
 #[cfg(test)]
@@ -43,7 +44,7 @@ mod tests {
     #[test]
     fn formats_known_dates() {
         assert_eq!(iso_time(START), "2026-01-01T00:00:00Z");
-        assert_eq!(cycle_point(START + 6 * 3600), "20260101T06");
+        assert_eq!(cycle_point(START + 6 * 3600), "20260101T0600Z");
         assert_eq!(iso_time(START + 59 * 86_400 + 3661), "2026-03-01T01:01:01Z");
         assert_eq!(iso_time(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");

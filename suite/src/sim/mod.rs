@@ -1,5 +1,6 @@
 //! A simulator that plays realistic Cylc-like workflows through a [`Publisher`], for
-//! demos, tests and benchmarks. Several can run side by side in one process:
+//! demos, tests and benchmarks, in the model a real Cylc 8 workflow has through the
+//! relay (see [`workflow`]). Several can run side by side in one process:
 //!
 //! ```no_run
 //! use clonewire_suite::sim::{SimConfig, Simulator};
@@ -276,12 +277,16 @@ impl Player {
             let sent = self.publish_all(patches, true);
             due += interval * sent.max(1);
         }
+        let last = vec![self.workflow.stopping()];
+        self.publish_all(last, false);
         self.publisher.shutdown();
     }
 
     /// Starts a new epoch with a fresh workflow (a different seed each time).
     fn restart(&mut self) {
         self.restarts += 1;
+        let last = vec![self.workflow.stopping()];
+        self.publish_all(last, false);
         let epoch = self.publisher.restart();
         self.counters.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(name = %self.config.name, %epoch, "restarted");

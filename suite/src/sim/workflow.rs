@@ -1,46 +1,86 @@
-//! A Cylc-like workflow, played one event at a time. Every cycle runs the same graph:
+//! A Cylc-like workflow, played one event at a time, in the model a real Cylc 8
+//! workflow has when the relay follows it (docs/cylc.md), so the demo and a real
+//! workflow look alike. Every cycle runs the same graph:
 //!
 //! ```text
 //! prep[-PT6H] => prep => get_obs => model_NNN (family MODEL) => post_NNN (family POST) => archive
 //! ```
 //!
+//! Topics, keyed by the element's id after `//` (the full Cylc id is in `id`):
+//!
+//! - `workflow`: one object: `status` (running, paused, stopping), `statusMsg`,
+//!   `stateTotals` (tasks per state), `oldestActiveCyclePoint`, ...
+//! - `tasks`, `families`: the definitions (`$namespace|model_000`, `$namespace|MODEL`),
+//!   sent once.
+//! - `taskProxies` (`20260101T0000Z/model_000`): `state`, `firstParent` (its family
+//!   proxy), `jobSubmits`, `jobs` (`{job key: true}`), ...
+//! - `familyProxies` (`20260101T0000Z/MODEL`): `state`, `stateTotals`, `childTasks`,
+//!   `childFamilies`, `firstParent`.
+//! - `jobs` (`20260101T0000Z/model_000/01`): `submitNum`, `state`, `taskProxy`,
+//!   `platform`, `submittedTime`, `startedTime`, `finishedTime`, ...
+//! - `edges` (`$edge|20260101T0000Z/prep|20260101T0000Z/get_obs`): `source`, `target`.
+//!
+//! References to other elements (`firstParent`, `task`, `family`, `taskProxy`,
+//! `source`, `target`) hold the full Cylc id, as a real workflow's do; the sets of
+//! ids (`jobs`, `childTasks`, `childFamilies`) are keyed by the part after `//`.
+//!
 //! Tasks go waiting → preparing → submitted → running → succeeded, or failed (then
-//! waiting again for a retry, at most three jobs). A few cycles are live at once;
-//! when the oldest has finished it is pruned (its entries deleted with `null`) and a
-//! new cycle is spawned. Each event changes one task and yields small merge patches
-//! for `taskProxies`, `familyProxies` and `workflow`; work per event does not depend
-//! on how many tasks there are.
+//! waiting again for a retry, at most three jobs); a submission may fail
+//! (submit-failed, retried the same way) and an observation may expire. A few
+//! cycles are live at once; when the oldest has finished it is pruned (its entries
+//! deleted with `null`) and a new cycle is spawned. Now and then the workflow pauses
+//! for a while: jobs already submitted carry on, nothing new is submitted. Each
+//! event changes one task and yields small merge patches for `taskProxies`, `jobs`,
+//! `familyProxies` and `workflow`; work per event does not depend on how many tasks
+//! there are.
 
 use serde_json::{json, Map, Value};
 
 use super::calendar::{cycle_point, iso_time, START};
 
-/// Topic names.
+/// The workflow (one object).
 pub const WORKFLOW: &str = "workflow";
-/// Tasks by id (`cycle/name`), with their jobs.
+/// Task definitions by name.
+pub const TASKS: &str = "tasks";
+/// Family definitions by name.
+pub const FAMILIES: &str = "families";
+/// Task proxies by `cycle/name`.
 pub const TASK_PROXIES: &str = "taskProxies";
-/// Families by id (`cycle/FAMILY`).
+/// Family proxies by `cycle/FAMILY`.
 pub const FAMILY_PROXIES: &str = "familyProxies";
-/// Graph edges by id (`source=>target`).
+/// Jobs by `cycle/name/NN` (NN: the submit number).
+pub const JOBS: &str = "jobs";
+/// Graph edges by `$edge|source|target`.
 pub const EDGES: &str = "edges";
 
-/// The schema's collections (paths from the suite root).
+/// The schema's collections (paths from the suite root): every topic but `workflow`,
+/// and the id sets inside entries.
 pub fn collections() -> Vec<Vec<&'static str>> {
     vec![
+        vec![TASKS],
+        vec![FAMILIES],
         vec![TASK_PROXIES],
         vec![FAMILY_PROXIES],
+        vec![JOBS],
         vec![EDGES],
         vec![TASK_PROXIES, "*", "jobs"],
+        vec![FAMILY_PROXIES, "*", "childTasks"],
+        vec![FAMILY_PROXIES, "*", "childFamilies"],
+        vec![FAMILIES, "*", "childTasks"],
+        vec![FAMILIES, "*", "childFamilies"],
     ]
 }
 
-const STATUSES: [&str; 6] = [
+/// Cylc 8 task states, as `state` and `stateTotals` spell them.
+pub const STATES: [&str; 8] = [
     "waiting",
     "preparing",
     "submitted",
     "running",
     "succeeded",
     "failed",
+    "submit-failed",
+    "expired",
 ];
 const WAITING: usize = 0;
 const PREPARING: usize = 1;
@@ -48,12 +88,34 @@ const SUBMITTED: usize = 2;
 const RUNNING: usize = 3;
 const SUCCEEDED: usize = 4;
 const FAILED: usize = 5;
+const SUBMIT_FAILED: usize = 6;
+const EXPIRED: usize = 7;
+const N_STATES: usize = STATES.len();
+/// A family's state: the first of these its members are in (Cylc's order).
+const GROUP_ORDER: [usize; 8] = [
+    SUBMIT_FAILED,
+    FAILED,
+    EXPIRED,
+    RUNNING,
+    SUBMITTED,
+    PREPARING,
+    WAITING,
+    SUCCEEDED,
+];
 /// Families: every task is in `root`; members also in `MODEL` or `POST`.
-const FAMILIES: [&str; 3] = ["root", "MODEL", "POST"];
+const FAMILY_NAMES: [&str; 3] = ["root", "MODEL", "POST"];
+/// Whose workflows these are (the `~owner` of Cylc ids).
+const OWNER: &str = "sim";
 const CYCLE_SECONDS: i64 = 6 * 3600;
 const MAX_JOBS: u8 = 3;
 const FAIL_PERCENT: u32 = 4;
+const SUBMIT_FAIL_PERCENT: u32 = 2;
+const EXPIRE_PERCENT: u32 = 3;
+const PLATFORMS: [&str; 4] = ["hpc1", "hpc2", "hpc3", "hpc4"];
 const NOT_READY: u32 = u32::MAX;
+/// Events between pauses, and how long a pause lasts (in events).
+const RUN_EVENTS: std::ops::RangeInclusive<u32> = 600..=1500;
+const PAUSE_EVENTS: std::ops::RangeInclusive<u32> = 40..=120;
 
 /// The per-cycle graph, the same for every cycle.
 struct Shape {
@@ -100,18 +162,24 @@ impl Shape {
             family_sizes,
         }
     }
+
+    /// Only model and post tasks fail (so every cycle's prep, which the next cycle
+    /// waits for, succeeds).
+    fn may_fail(&self, task: u32) -> bool {
+        self.family[task as usize] != 0
+    }
 }
 
 #[derive(Clone)]
 struct Task {
-    status: usize,
+    state: usize,
     /// Parents not yet succeeded.
     waiting_on: u32,
     /// Jobs submitted so far.
     jobs: u8,
     /// Its place in the ready list, or `NOT_READY`.
     ready_pos: u32,
-    /// Will never run: an ancestor failed for good.
+    /// Will never run: an ancestor did not succeed.
     blocked: bool,
 }
 
@@ -119,14 +187,21 @@ struct Cycle {
     index: u64,
     point: String,
     tasks: Vec<Task>,
-    /// Status counts per family.
-    counts: [[u32; 6]; 3],
+    /// State counts per family.
+    counts: [[u32; N_STATES]; 3],
     /// Tasks that will still change.
     remaining: usize,
 }
 
+/// The key of a task's or family's definition (`$namespace|name`, as in Cylc's ids).
+fn definition(name: &str) -> String {
+    format!("$namespace|{name}")
+}
+
 /// The simulated workflow's state; see the module docs.
 pub struct Workflow {
+    /// The Cylc id, `~owner/name`.
+    id: String,
     name: String,
     rng: fastrand::Rng,
     shape: Shape,
@@ -135,24 +210,37 @@ pub struct Workflow {
     next_cycle: u64,
     /// Tasks that can advance now: (cycle index, task).
     ready: Vec<(u64, u32)>,
-    totals: [u64; 6],
+    totals: [u64; N_STATES],
     clock: i64,
+    /// Events left in the current pause (0: running).
+    paused_for: u32,
+    /// Events until the next pause.
+    pause_in: u32,
+    /// The job runner's id of the next job.
+    next_job_id: u64,
 }
 
 impl Workflow {
     /// A workflow keeping about `tasks` tasks live, deterministic for a given `seed`.
     pub fn new(name: impl Into<String>, tasks: usize, seed: u64) -> Workflow {
+        let name = name.into();
         let live_cycles = if tasks >= 40 { 4 } else { 2 };
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let pause_in = rng.u32(RUN_EVENTS);
         Workflow {
-            name: name.into(),
-            rng: fastrand::Rng::with_seed(seed),
+            id: format!("~{OWNER}/{name}"),
+            name,
+            rng,
             shape: Shape::new(tasks.max(1) / live_cycles),
             live_cycles,
             cycles: Default::default(),
             next_cycle: 0,
             ready: Vec::new(),
-            totals: [0; 6],
+            totals: [0; N_STATES],
             clock: START,
+            paused_for: 0,
+            pause_in,
+            next_job_id: 100_000 + seed % 100_000 * 10,
         }
     }
 
@@ -162,18 +250,34 @@ impl Workflow {
     }
 
     /// The patches that bring an empty store to the workflow's first state: the
-    /// workflow's description, then each live cycle spawned in turn.
+    /// workflow's description and definitions, then each live cycle spawned in turn.
     pub fn start(&mut self) -> Vec<(&'static str, Value)> {
-        let mut out = vec![(
-            WORKFLOW,
-            json!({
-                "id": self.name,
-                "name": self.name,
-                "status": "running",
-                "meta": {"title": format!("{} (simulated)", self.name), "URL": ""},
-                "runMode": "live",
-            }),
-        )];
+        let mut out = vec![
+            (
+                WORKFLOW,
+                json!({
+                    "id": self.id,
+                    "name": self.name,
+                    "owner": OWNER,
+                    "host": "localhost",
+                    "status": "running",
+                    "statusMsg": "running",
+                    "runMode": "live",
+                    "cyclingMode": "gregorian",
+                    "treeDepth": 2,
+                    "meta": {
+                        "title": format!("{} (simulated)", self.name),
+                        "description": "A simulated Cylc workflow: cycles of prep, get_obs, MODEL, POST and archive.",
+                        "URL": "",
+                    },
+                    "isHeldTotal": 0,
+                    "isQueuedTotal": 0,
+                    "isRunaheadTotal": 0,
+                }),
+            ),
+            (TASKS, self.task_definitions()),
+            (FAMILIES, self.family_definitions()),
+        ];
         while self.cycles.len() < self.live_cycles {
             out.extend(self.spawn());
         }
@@ -181,11 +285,22 @@ impl Workflow {
         out
     }
 
+    /// The workflow stops (before a restart or a shutdown): the last word on its
+    /// status.
+    pub fn stopping(&self) -> (&'static str, Value) {
+        (
+            WORKFLOW,
+            json!({"status": "stopping", "statusMsg": "stopping: shutting down", "lastUpdated": self.clock}),
+        )
+    }
+
     /// One event: a task moves on (and, when the oldest cycle has finished, it is
-    /// pruned and a new one spawned). Returns the patches, topic by topic.
+    /// pruned and a new one spawned), or the workflow pauses or resumes. Returns the
+    /// patches, topic by topic.
     pub fn step(&mut self) -> Vec<(&'static str, Value)> {
         self.clock += i64::from(self.rng.u32(1..=20));
-        let mut out = Vec::with_capacity(4);
+        self.tick_pause();
+        let mut out = Vec::with_capacity(5);
         if self.ready.is_empty() {
             out.extend(self.spawn());
         } else {
@@ -200,6 +315,19 @@ impl Workflow {
         out
     }
 
+    fn tick_pause(&mut self) {
+        if self.paused_for > 0 {
+            self.paused_for -= 1;
+            if self.paused_for == 0 {
+                self.pause_in = self.rng.u32(RUN_EVENTS);
+            }
+        } else if self.pause_in == 0 {
+            self.paused_for = self.rng.u32(PAUSE_EVENTS);
+        } else {
+            self.pause_in -= 1;
+        }
+    }
+
     fn position(&self, cycle: u64) -> Option<usize> {
         let first = self.cycles.front()?.index;
         cycle
@@ -208,8 +336,10 @@ impl Workflow {
             .filter(|&i| i < self.cycles.len())
     }
 
-    fn task_id(&self, cycle: &Cycle, task: u32) -> String {
-        format!("{}/{}", cycle.point, self.shape.names[task as usize])
+    /// The full Cylc id of the element keyed `short`: what entries hold in `id` and in
+    /// references to other elements (`firstParent`, `taskProxy`, `source`...).
+    fn full_id(&self, short: &str) -> String {
+        format!("{}//{short}", self.id)
     }
 
     fn make_ready(&mut self, pos: usize, task: u32) {
@@ -234,81 +364,95 @@ impl Workflow {
         }
     }
 
-    fn set_status(&mut self, pos: usize, task: u32, status: usize) -> [usize; 2] {
+    fn set_state(&mut self, pos: usize, task: u32, state: usize) -> [usize; 2] {
         let family = self.shape.family[task as usize];
         let cycle = &mut self.cycles[pos];
-        let old = std::mem::replace(&mut cycle.tasks[task as usize].status, status);
+        let old = std::mem::replace(&mut cycle.tasks[task as usize].state, state);
         for f in [0, family] {
             cycle.counts[f][old] -= 1;
-            cycle.counts[f][status] += 1;
+            cycle.counts[f][state] += 1;
             if family == 0 {
                 break;
             }
         }
         self.totals[old] -= 1;
-        self.totals[status] += 1;
-        [old, status]
+        self.totals[state] += 1;
+        [old, state]
     }
 
     fn advance(&mut self, cycle_index: u64, task: u32) -> Vec<(&'static str, Value)> {
         let Some(pos) = self.position(cycle_index) else {
             return Vec::new();
         };
+        let state = self.cycles[pos].tasks[task as usize].state;
+        if self.paused_for > 0 && matches!(state, WAITING | PREPARING) {
+            // Paused: nothing new is submitted; jobs out there carry on.
+            return Vec::new();
+        }
         let now = iso_time(self.clock);
-        let id = self.task_id(&self.cycles[pos], task);
-        let status = self.cycles[pos].tasks[task as usize].status;
-        let fails = task as usize >= 2
-            && (task as usize) < self.shape.names.len() - 1
-            && self.rng.u32(0..100) < FAIL_PERCENT;
+        let id = format!("{}/{}", self.cycles[pos].point, self.shape.names[task as usize]);
+        let may_fail = self.shape.may_fail(task);
         let jobs = self.cycles[pos].tasks[task as usize].jobs;
-        let job_id = |n: u8| format!("{id}/{n:02}");
-        let mut entry = Map::new();
-        let next = match status {
-            WAITING => PREPARING,
+        let job_key = |n: u8| format!("{id}/{n:02}");
+        let mut proxy = Map::new();
+        let mut job: Option<(String, Value)> = None;
+        let next = match state {
+            WAITING if task == 1 && jobs == 0 && self.rng.u32(0..100) < EXPIRE_PERCENT => EXPIRED,
+            WAITING => {
+                if jobs > 0 {
+                    proxy.insert("isRetry".into(), json!(false));
+                }
+                PREPARING
+            }
             PREPARING => {
                 let n = jobs + 1;
                 self.cycles[pos].tasks[task as usize].jobs = n;
-                let host = format!("hpc{}", self.rng.u32(1..=4));
-                entry.insert("submitNum".into(), json!(n));
-                entry.insert(
-                    "jobs".into(),
-                    json!({ job_id(n): {
-                        "id": job_id(n), "submitNum": n, "state": "submitted",
-                        "host": host, "submittedTime": now,
-                    }}),
-                );
-                SUBMITTED
+                let key = job_key(n);
+                proxy.insert("jobSubmits".into(), json!(n));
+                proxy.insert("jobs".into(), json!({ key.clone(): true }));
+                let fails = may_fail && self.rng.u32(0..100) < SUBMIT_FAIL_PERCENT;
+                let mut entry = json!({
+                    "id": self.full_id(&key),
+                    "submitNum": n,
+                    "state": if fails { "submit-failed" } else { "submitted" },
+                    "taskProxy": self.full_id(&id),
+                    "name": self.shape.names[task as usize],
+                    "cyclePoint": self.cycles[pos].point,
+                    "platform": PLATFORMS[self.rng.usize(..PLATFORMS.len())],
+                    "jobRunnerName": "slurm",
+                    "submittedTime": now,
+                });
+                if !fails {
+                    self.next_job_id += 1;
+                    entry["jobId"] = json!(self.next_job_id.to_string());
+                }
+                job = Some((key, entry));
+                Self::after_job(fails, n, SUBMIT_FAILED, SUBMITTED, &mut proxy)
             }
             SUBMITTED => {
-                entry.insert(
-                    "jobs".into(),
-                    json!({ job_id(jobs): {"state": "running", "startedTime": now}}),
-                );
+                job = Some((job_key(jobs), json!({"state": "running", "startedTime": now})));
                 RUNNING
             }
             _ => {
+                let fails = may_fail && self.rng.u32(0..100) < FAIL_PERCENT;
                 let state = if fails { "failed" } else { "succeeded" };
-                entry.insert(
-                    "jobs".into(),
-                    json!({ job_id(jobs): {"state": state, "finishedTime": now}}),
-                );
-                match (fails, jobs < MAX_JOBS) {
-                    (false, _) => SUCCEEDED,
-                    (true, true) => WAITING, // a retry
-                    (true, false) => FAILED,
-                }
+                job = Some((job_key(jobs), json!({"state": state, "finishedTime": now})));
+                Self::after_job(fails, jobs, FAILED, SUCCEEDED, &mut proxy)
             }
         };
-        let [old, new] = self.set_status(pos, task, next);
-        entry.insert("status".into(), json!(STATUSES[new]));
-        let mut out = vec![(TASK_PROXIES, json!({ id: entry }))];
+        let [old, new] = self.set_state(pos, task, next);
+        proxy.insert("state".into(), json!(STATES[new]));
+        let mut out = vec![(TASK_PROXIES, json!({ id: proxy }))];
+        if let Some((key, entry)) = job {
+            out.push((JOBS, json!({ key: entry })));
+        }
         match new {
             SUCCEEDED => {
                 self.unready(pos, task);
                 self.cycles[pos].remaining -= 1;
                 self.release_children(pos, task);
             }
-            FAILED => {
+            FAILED | SUBMIT_FAILED | EXPIRED => {
                 self.unready(pos, task);
                 self.cycles[pos].remaining -= 1;
                 self.block_descendants(pos, task);
@@ -317,6 +461,19 @@ impl Workflow {
         }
         out.push((FAMILY_PROXIES, self.family_patch(pos, task, old, new)));
         out
+    }
+
+    /// The task's next state after its job `n` ended well (`ok`) or not: a failure
+    /// with jobs to spare is retried (waiting again, `isRetry`).
+    fn after_job(failed: bool, n: u8, bad: usize, ok: usize, proxy: &mut Map<String, Value>) -> usize {
+        match (failed, n < MAX_JOBS) {
+            (false, _) => ok,
+            (true, true) => {
+                proxy.insert("isRetry".into(), json!(true));
+                WAITING
+            }
+            (true, false) => bad,
+        }
     }
 
     fn release_children(&mut self, pos: usize, task: u32) {
@@ -342,7 +499,7 @@ impl Workflow {
         let mut stack = self.shape.children[task as usize].clone();
         while let Some(child) = stack.pop() {
             let t = &mut self.cycles[pos].tasks[child as usize];
-            if t.blocked || t.status != WAITING {
+            if t.blocked || t.state != WAITING {
                 continue;
             }
             t.blocked = true;
@@ -352,20 +509,11 @@ impl Workflow {
         }
     }
 
-    fn family_status(counts: &[u32; 6], size: u32) -> &'static str {
-        if counts[RUNNING] > 0 {
-            "running"
-        } else if counts[SUBMITTED] > 0 {
-            "submitted"
-        } else if counts[PREPARING] > 0 {
-            "preparing"
-        } else if counts[FAILED] > 0 {
-            "failed"
-        } else if counts[SUCCEEDED] == size {
-            "succeeded"
-        } else {
-            "waiting"
-        }
+    fn family_state(counts: &[u32; N_STATES]) -> &'static str {
+        GROUP_ORDER
+            .iter()
+            .find(|&&s| counts[s] > 0)
+            .map_or("waiting", |&s| STATES[s])
     }
 
     fn family_size(&self, family: usize) -> u32 {
@@ -379,10 +527,10 @@ impl Workflow {
         for f in [0, family] {
             let counts = &cycle.counts[f];
             patch.insert(
-                format!("{}/{}", cycle.point, FAMILIES[f]),
+                format!("{}/{}", cycle.point, FAMILY_NAMES[f]),
                 json!({
-                    "status": Self::family_status(counts, self.family_size(f)),
-                    "stateTotals": { STATUSES[old]: counts[old], STATUSES[new]: counts[new] },
+                    "state": Self::family_state(counts),
+                    "stateTotals": { STATES[old]: counts[old], STATES[new]: counts[new] },
                 }),
             );
             if family == 0 {
@@ -393,20 +541,69 @@ impl Workflow {
     }
 
     fn workflow_patch(&self) -> Value {
-        let totals: Map<String, Value> = STATUSES
+        let totals: Map<String, Value> = STATES
             .iter()
             .zip(self.totals)
             .map(|(s, n)| ((*s).to_owned(), json!(n)))
             .collect();
+        let status = if self.paused_for > 0 { "paused" } else { "running" };
         json!({
+            "status": status,
+            "statusMsg": status,
             "stateTotals": totals,
-            "cyclePoint": self.cycles.front().map(|c| c.point.clone()),
-            "newestCyclePoint": self.cycles.back().map(|c| c.point.clone()),
-            "lastUpdated": iso_time(self.clock),
+            "oldestActiveCyclePoint": self.cycles.front().map(|c| c.point.clone()),
+            "newestActiveCyclePoint": self.cycles.back().map(|c| c.point.clone()),
+            "lastUpdated": self.clock,
         })
     }
 
-    /// Spawns the next cycle: its tasks, families and edges.
+    fn task_definitions(&self) -> Value {
+        let tasks: Map<String, Value> = self
+            .shape
+            .names
+            .iter()
+            .zip(&self.shape.family)
+            .map(|(name, &f)| {
+                let entry = json!({
+                    "id": self.full_id(&definition(name)), "name": name,
+                    "firstParent": self.full_id(&definition(FAMILY_NAMES[f])), "depth": if f == 0 { 1 } else { 2 },
+                });
+                (definition(name), entry)
+            })
+            .collect();
+        Value::Object(tasks)
+    }
+
+    fn family_definitions(&self) -> Value {
+        let mut families = Map::new();
+        for (f, fam) in FAMILY_NAMES.iter().enumerate() {
+            let children: Map<String, Value> = (0..self.shape.names.len())
+                .filter(|&i| self.shape.family[i] == f)
+                .map(|i| (definition(&self.shape.names[i]), Value::Bool(true)))
+                .collect();
+            let mut entry = json!({
+                "id": self.full_id(&definition(fam)), "name": fam, "depth": if f == 0 { 0 } else { 1 },
+                "childTasks": children,
+            });
+            if f == 0 {
+                entry["childFamilies"] = json!({definition("MODEL"): true, definition("POST"): true});
+            } else {
+                entry["firstParent"] = json!(self.full_id(&definition("root")));
+            }
+            families.insert(definition(fam), entry);
+        }
+        Value::Object(families)
+    }
+
+    fn edge(&self, source: &str, target: &str) -> (String, Value) {
+        let key = format!("$edge|{source}|{target}");
+        let entry = json!({
+            "id": self.full_id(&key), "source": self.full_id(source), "target": self.full_id(target),
+        });
+        (key, entry)
+    }
+
+    /// Spawns the next cycle: its task proxies, family proxies and edges.
     fn spawn(&mut self) -> Vec<(&'static str, Value)> {
         let index = self.next_cycle;
         self.next_cycle += 1;
@@ -414,11 +611,11 @@ impl Workflow {
         let previous = self
             .cycles
             .back()
-            .map(|c| (c.point.clone(), c.tasks[0].status == SUCCEEDED));
+            .map(|c| (c.point.clone(), c.tasks[0].state == SUCCEEDED));
         let n = self.shape.names.len();
         let mut tasks: Vec<Task> = (0..n)
             .map(|i| Task {
-                status: WAITING,
+                state: WAITING,
                 waiting_on: self.shape.parents[i].len() as u32,
                 jobs: 0,
                 ready_pos: NOT_READY,
@@ -428,7 +625,7 @@ impl Workflow {
         if previous.as_ref().is_some_and(|(_, done)| !done) {
             tasks[0].waiting_on = 1;
         }
-        let mut counts = [[0u32; 6]; 3];
+        let mut counts = [[0u32; N_STATES]; 3];
         for (f, family) in counts.iter_mut().enumerate() {
             family[WAITING] = self.family_size(f);
         }
@@ -449,43 +646,55 @@ impl Workflow {
         let mut edge_patch = Map::new();
         for (i, name) in self.shape.names.iter().enumerate() {
             let id = format!("{point}/{name}");
+            let family = self.shape.family[i];
             task_patch.insert(
                 id.clone(),
                 json!({
-                    "id": id, "name": name, "cyclePoint": point, "status": "waiting",
-                    "firstParent": {"id": format!("{point}/{}", FAMILIES[self.shape.family[i]])},
-                    "flowNums": [1], "isHeld": false, "submitNum": 0,
+                    "id": self.full_id(&id), "task": self.full_id(&definition(name)), "name": name, "cyclePoint": point,
+                    "state": "waiting",
+                    "firstParent": self.full_id(&format!("{point}/{}", FAMILY_NAMES[family])),
+                    "depth": if family == 0 { 1 } else { 2 }, "graphDepth": 0,
+                    "jobSubmits": 0, "flowNums": "[1]",
+                    "isHeld": false, "isQueued": false, "isRunahead": false, "isRetry": false,
                 }),
             );
             for &p in &self.shape.parents[i] {
-                let source = format!("{point}/{}", self.shape.names[p as usize]);
-                edge_patch.insert(format!("{source}=>{id}"), json!({"source": source, "target": id}));
+                let (key, entry) = self.edge(&format!("{point}/{}", self.shape.names[p as usize]), &id);
+                edge_patch.insert(key, entry);
             }
         }
         if let Some((prev_point, _)) = previous {
-            let (source, target) = (format!("{prev_point}/prep"), format!("{point}/prep"));
-            edge_patch.insert(
-                format!("{source}=>{target}"),
-                json!({"source": source, "target": target}),
-            );
+            let (key, entry) = self.edge(&format!("{prev_point}/prep"), &format!("{point}/prep"));
+            edge_patch.insert(key, entry);
         }
         let mut family_patch = Map::new();
-        for (f, fam) in FAMILIES.iter().enumerate() {
-            let children: Vec<String> = (0..n)
+        for (f, fam) in FAMILY_NAMES.iter().enumerate() {
+            let children: Map<String, Value> = (0..n)
                 .filter(|&i| self.shape.family[i] == f)
-                .map(|i| format!("{point}/{}", self.shape.names[i]))
+                .map(|i| (format!("{point}/{}", self.shape.names[i]), Value::Bool(true)))
                 .collect();
+            let totals: Map<String, Value> = STATES
+                .iter()
+                .enumerate()
+                .map(|(s, name)| {
+                    let count = if s == WAITING { self.family_size(f) } else { 0 };
+                    ((*name).to_owned(), json!(count))
+                })
+                .collect();
+            let key = format!("{point}/{fam}");
             let mut entry = json!({
-                "id": format!("{point}/{fam}"), "name": fam, "cyclePoint": point,
-                "status": "waiting", "childTasks": children,
-                "stateTotals": {"waiting": self.family_size(f)},
+                "id": self.full_id(&key), "name": fam, "family": self.full_id(&definition(fam)), "cyclePoint": point,
+                "state": "waiting", "depth": if f == 0 { 0 } else { 1 },
+                "childTasks": children, "stateTotals": totals,
+                "isHeld": false, "isHeldTotal": 0,
             });
             if f == 0 {
-                entry["childFamilies"] = json!([format!("{point}/MODEL"), format!("{point}/POST")]);
+                entry["childFamilies"] =
+                    json!({format!("{point}/MODEL"): true, format!("{point}/POST"): true});
             } else {
-                entry["firstParent"] = json!({"id": format!("{point}/root")});
+                entry["firstParent"] = json!(self.full_id(&format!("{point}/root")));
             }
-            family_patch.insert(format!("{point}/{fam}"), entry);
+            family_patch.insert(key, entry);
         }
         vec![
             (TASK_PROXIES, Value::Object(task_patch)),
@@ -494,7 +703,8 @@ impl Workflow {
         ]
     }
 
-    /// Prunes the oldest cycle: every entry it owns is deleted with `null`.
+    /// Prunes the oldest cycle: every entry it owns (proxies, jobs, edges) is
+    /// deleted with `null`.
     fn prune(&mut self) -> Vec<(&'static str, Value)> {
         let Some(cycle) = self.cycles.front() else {
             return Vec::new();
@@ -502,19 +712,21 @@ impl Workflow {
         let point = cycle.point.clone();
         let previous_point = cycle_point(START + (cycle.index as i64 - 1) * CYCLE_SECONDS);
         let mut task_patch = Map::new();
+        let mut job_patch = Map::new();
         let mut edge_patch = Map::new();
         for (i, name) in self.shape.names.iter().enumerate() {
             let id = format!("{point}/{name}");
             for &p in &self.shape.parents[i] {
-                edge_patch.insert(
-                    format!("{point}/{}=>{id}", self.shape.names[p as usize]),
-                    Value::Null,
-                );
+                let source = format!("{point}/{}", self.shape.names[p as usize]);
+                edge_patch.insert(format!("$edge|{source}|{id}"), Value::Null);
+            }
+            for n in 1..=cycle.tasks[i].jobs {
+                job_patch.insert(format!("{id}/{n:02}"), Value::Null);
             }
             task_patch.insert(id, Value::Null);
         }
-        edge_patch.insert(format!("{previous_point}/prep=>{point}/prep"), Value::Null);
-        let family_patch: Map<String, Value> = FAMILIES
+        edge_patch.insert(format!("$edge|{previous_point}/prep|{point}/prep"), Value::Null);
+        let family_patch: Map<String, Value> = FAMILY_NAMES
             .iter()
             .map(|f| (format!("{point}/{f}"), Value::Null))
             .collect();
@@ -523,14 +735,18 @@ impl Workflow {
         }
         if let Some(cycle) = self.cycles.pop_front() {
             for t in &cycle.tasks {
-                self.totals[t.status] -= 1;
+                self.totals[t.state] -= 1;
             }
         }
-        vec![
+        let mut out = vec![
             (TASK_PROXIES, Value::Object(task_patch)),
             (FAMILY_PROXIES, Value::Object(family_patch)),
             (EDGES, Value::Object(edge_patch)),
-        ]
+        ];
+        if !job_patch.is_empty() {
+            out.push((JOBS, Value::Object(job_patch)));
+        }
+        out
     }
 }
 
@@ -539,49 +755,183 @@ mod tests {
     use super::*;
     use clonewire_core::Document;
 
+    fn play_with(wf: &mut Workflow, doc: &mut Document, steps: usize) {
+        for _ in 0..steps {
+            for (topic, patch) in wf.step() {
+                doc.apply(topic, &patch).unwrap();
+            }
+        }
+    }
+
     fn play(seed: u64, steps: usize) -> Document {
         let mut wf = Workflow::new("demo", 60, seed);
         let mut doc = Document::new();
         for (topic, patch) in wf.start() {
             doc.apply(topic, &patch).unwrap();
         }
-        for _ in 0..steps {
-            for (topic, patch) in wf.step() {
-                doc.apply(topic, &patch).unwrap();
-            }
-        }
+        play_with(&mut wf, &mut doc, steps);
         doc
+    }
+
+    fn topic(doc: &Document, name: &str) -> Map<String, Value> {
+        match doc.topic(name).map(|t| t.to_value()) {
+            Some(Value::Object(map)) => map,
+            other => panic!("{name}: {other:?}"),
+        }
     }
 
     #[test]
     fn cycles_run_through_and_are_pruned_and_spawned() {
         let doc = play(7, 3000);
-        let tasks = doc.topic(TASK_PROXIES).unwrap().to_value();
-        let tasks = tasks.as_object().unwrap();
+        let tasks = topic(&doc, TASK_PROXIES);
         // Still about 60 tasks live, and cycles have moved on from the first.
         assert!((40..=80).contains(&tasks.len()), "{} tasks", tasks.len());
         assert!(
-            !tasks.contains_key("20260101T00/prep"),
+            !tasks.contains_key("20260101T0000Z/prep"),
             "the first cycle was pruned"
         );
-        let statuses: std::collections::BTreeSet<&str> =
-            tasks.values().filter_map(|t| t["status"].as_str()).collect();
-        assert!(statuses.len() >= 3, "{statuses:?}");
+        let states: std::collections::BTreeSet<&str> =
+            tasks.values().filter_map(|t| t["state"].as_str()).collect();
+        assert!(states.len() >= 3, "{states:?}");
+        assert!(states.iter().all(|s| STATES.contains(s)), "{states:?}");
         let workflow = doc.topic(WORKFLOW).unwrap().to_value();
-        let total: u64 = workflow["stateTotals"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
+        let totals = workflow["stateTotals"].as_object().unwrap();
+        assert_eq!(totals.len(), STATES.len(), "every state is counted: {totals:?}");
+        let total: u64 = totals.values().map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(total as usize, tasks.len(), "totals count the live tasks");
-        // Every edge joins tasks that exist (or the previous cycle's prep).
-        let edges = doc.topic(EDGES).unwrap().to_value();
-        assert!(edges.as_object().unwrap().len() >= tasks.len() - 4);
+        let edges = topic(&doc, EDGES);
+        assert!(edges.len() >= tasks.len() - 4);
         // A job was submitted, ran and finished somewhere.
-        assert!(tasks.values().any(|t| t["jobs"]
-            .as_object()
-            .is_some_and(|j| j.values().any(|j| j.get("finishedTime").is_some()))));
+        assert!(topic(&doc, JOBS)
+            .values()
+            .any(|j| j.get("finishedTime").is_some()));
+    }
+
+    /// The key a reference (a full Cylc id of this workflow) names.
+    fn short(reference: &Value) -> &str {
+        let full = reference.as_str().unwrap();
+        full.strip_prefix("~sim/demo//")
+            .unwrap_or_else(|| panic!("a full id: {full}"))
+    }
+
+    #[test]
+    fn references_name_entries_that_exist() {
+        let doc = play(3, 2000);
+        let tasks = topic(&doc, TASK_PROXIES);
+        let families = topic(&doc, FAMILY_PROXIES);
+        let jobs = topic(&doc, JOBS);
+        let edges = topic(&doc, EDGES);
+        let definitions = topic(&doc, TASKS);
+        for (key, task) in &tasks {
+            assert_eq!(task["id"], format!("~sim/demo//{key}"));
+            assert!(definitions.contains_key(short(&task["task"])), "{key}");
+            let family = &families[short(&task["firstParent"])];
+            assert!(topic(&doc, FAMILIES).contains_key(short(&family["family"])));
+            let parent = short(&task["firstParent"]);
+            assert!(families[parent]["childTasks"][key] == true, "{key} in {parent}");
+            let submits = task["jobSubmits"].as_u64().unwrap();
+            let own = task.get("jobs").and_then(Value::as_object).map_or(0, |j| j.len());
+            assert_eq!(own as u64, submits, "{key}");
+            for job in task.get("jobs").and_then(Value::as_object).into_iter().flatten() {
+                assert_eq!(short(&jobs[job.0]["taskProxy"]), key.as_str(), "{key}");
+            }
+        }
+        for (key, job) in &jobs {
+            assert!(tasks.contains_key(short(&job["taskProxy"])), "{key}");
+            assert_eq!(job["id"], format!("~sim/demo//{key}"));
+            assert!(
+                ["submitted", "submit-failed", "running", "succeeded", "failed"]
+                    .contains(&job["state"].as_str().unwrap()),
+                "{key}: {job}"
+            );
+        }
+        for (key, family) in &families {
+            if let Some(parent) = family.get("firstParent") {
+                assert!(families.contains_key(short(parent)), "{key}");
+            }
+            let sum: u64 = family["stateTotals"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum();
+            assert!(sum > 0, "{key}");
+        }
+        let oldest = doc.topic(WORKFLOW).unwrap().to_value()["oldestActiveCyclePoint"].clone();
+        for (key, edge) in &edges {
+            for end in ["source", "target"] {
+                let task = short(&edge[end]);
+                // Only the previous cycle's prep, already pruned, may be missing.
+                assert!(
+                    tasks.contains_key(task) || (end == "source" && task.ends_with("/prep")),
+                    "{key}: {task}, oldest {oldest}"
+                );
+            }
+            assert_eq!(
+                *key,
+                format!("$edge|{}|{}", short(&edge["source"]), short(&edge["target"]))
+            );
+        }
+    }
+
+    #[test]
+    fn it_pauses_now_and_then_and_submits_nothing_while_paused() {
+        let mut wf = Workflow::new("demo", 60, 11);
+        let mut doc = Document::new();
+        for (topic, patch) in wf.start() {
+            doc.apply(topic, &patch).unwrap();
+        }
+        let (mut paused, mut resumed) = (0, 0);
+        let mut status = "running".to_owned();
+        for _ in 0..4000 {
+            let patches = wf.step();
+            let now = patches
+                .iter()
+                .rev()
+                .find(|(t, _)| *t == WORKFLOW)
+                .map(|(_, p)| p["status"].as_str().unwrap().to_owned())
+                .unwrap();
+            if now == "paused" {
+                for (topic, patch) in &patches {
+                    if *topic == JOBS {
+                        for job in patch.as_object().unwrap().values() {
+                            assert!(
+                                job.get("submitNum").is_none() || job.is_null(),
+                                "submitted while paused: {patch}"
+                            );
+                        }
+                    }
+                }
+            }
+            match (status.as_str(), now.as_str()) {
+                ("running", "paused") => paused += 1,
+                ("paused", "running") => resumed += 1,
+                _ => {}
+            }
+            status = now;
+            for (topic, patch) in patches {
+                doc.apply(topic, &patch).unwrap();
+            }
+        }
+        assert!(paused >= 2 && resumed >= 2, "paused {paused}, resumed {resumed}");
+    }
+
+    #[test]
+    fn an_event_touches_one_task_whatever_the_size() {
+        let mut wf = Workflow::new("big", 20_000, 5);
+        wf.start();
+        let mut small = 0;
+        for _ in 0..500 {
+            let patches = wf.step();
+            if patches.iter().all(|(t, _)| *t != EDGES) {
+                small += 1;
+                for (topic, patch) in &patches {
+                    let n = patch.as_object().map_or(0, |p| p.len());
+                    assert!(n <= if *topic == FAMILY_PROXIES { 2 } else { 8 }, "{topic}: {n}");
+                }
+            }
+        }
+        assert!(small > 450, "{small} of 500 events without a spawn");
     }
 
     #[test]

@@ -22,11 +22,11 @@ use crate::truth::{Truth, TruthFollower};
 
 /// The subscriptions the checked clients hold (cycled when there are more clients).
 pub const QUERIES: [&str; 5] = [
-    "{ workflows { taskProxies { name status } } }",
+    "{ workflows { taskProxies { name state } } }",
     r#"{ workflows(ids: ["s0"]) { workflow taskProxies { jobs } edges } }"#,
     "{ workflows }",
     "subscription { workflows { familyProxies workflow { status } } }",
-    r#"{ workflows(ids: ["s1", "s2"]) { taskProxies(ids: ["1/a", "2/b"]) { status } jobs } }"#,
+    r#"{ workflows(ids: ["s1", "s2"]) { taskProxies(ids: ["1/a", "2/b"]) { state } jobs } }"#,
 ];
 
 /// Quiet time a checkpoint has to converge in, from the moment the suites pause.
@@ -466,6 +466,14 @@ impl Campaign {
                 self.report.failures.push(format!(
                     "client {:?}: {} messages did not decode",
                     c.query, s.undecodable
+                ));
+            }
+            // Every checked query is valid: an `error` means the relay refused it, and a
+            // refused client holds nothing, which can pass for convergence.
+            if s.errors > 0 {
+                self.report.failures.push(format!(
+                    "client {:?}: the relay answered {} time(s) with an error",
+                    c.query, s.errors
                 ));
             }
         }

@@ -1,4 +1,16 @@
-//! The client link (section 4): JSON text frames on the `/ws` WebSocket.
+//! The client link (docs/protocol.md, Client link): JSON text frames on the `/ws`
+//! WebSocket. This module owns the link's wire format: the message types here (serde,
+//! for every message), the fast paths the relay and the browser use for `delta` and
+//! `snapshot` frames ([`fast`]), workflow states and close codes.
+//!
+//! `core/tests/client_wire.rs` checks that the fast paths and the serde types agree.
+
+mod close;
+pub mod fast;
+mod state;
+
+pub use close::CloseCode;
+pub use state::WorkflowState;
 
 use std::collections::BTreeMap;
 
@@ -51,38 +63,6 @@ impl ClientMessage {
     }
 }
 
-/// A workflow's state as the relay sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkflowState {
-    /// Joining or repairing.
-    Syncing,
-    /// Following, heartbeats on time.
-    Live,
-    /// Heartbeats missed.
-    Stale,
-    /// The suite answers `busy`.
-    Busy,
-    /// The suite said goodbye.
-    Stopped,
-    /// No longer followed by the relay.
-    Removed,
-}
-
-impl WorkflowState {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkflowState::Syncing => "syncing",
-            WorkflowState::Live => "live",
-            WorkflowState::Stale => "stale",
-            WorkflowState::Busy => "busy",
-            WorkflowState::Stopped => "stopped",
-            WorkflowState::Removed => "removed",
-        }
-    }
-}
-
 /// Error codes the relay sends to clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +71,23 @@ pub enum ClientErrorCode {
     BadQuery,
     /// The message could not be decoded.
     BadMessage,
+}
+
+impl ClientErrorCode {
+    /// The wire name (what serde writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientErrorCode::BadQuery => "bad_query",
+            ClientErrorCode::BadMessage => "bad_message",
+        }
+    }
+
+    /// The code with this wire name, if any.
+    pub fn from_name(name: &str) -> Option<ClientErrorCode> {
+        [ClientErrorCode::BadQuery, ClientErrorCode::BadMessage]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
 }
 
 /// A message from the relay to a client.
@@ -172,5 +169,35 @@ impl RelayMessage {
     /// Encodes as the JSON text of one frame.
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The message's `type` on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RelayMessage::Hello { .. } => "hello",
+            RelayMessage::Subscribed { .. } => "subscribed",
+            RelayMessage::Error { .. } => "error",
+            RelayMessage::Workflow { .. } => "workflow",
+            RelayMessage::Snapshot { .. } => "snapshot",
+            RelayMessage::Delta { .. } => "delta",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_what_serde_writes() {
+        for code in [ClientErrorCode::BadQuery, ClientErrorCode::BadMessage] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let hello = RelayMessage::Hello {
+            protocol: "p".into(),
+            relay: "r".into(),
+        };
+        let value: Value = serde_json::from_str(&hello.to_text()).unwrap();
+        assert_eq!(value["type"], hello.kind());
     }
 }

@@ -1,0 +1,281 @@
+//! Finding the running workflows under a run directory (`~/cylc-run`, say).
+//!
+//! A workflow is running while its run directory holds `.service/contact`. Ids may
+//! be nested (`demo/run1`); a workflow's id is its run directory's path relative to
+//! the root. The scan is cheap and bounded: a few `stat`s per directory, at most
+//! [`MAX_DEPTH`] levels, never into a run directory's own `log/`, `share/`, `work/`
+//! or `.service/`, and never through `runN` (the link to the latest run, which is
+//! found under its real name), so each run is followed once. Calling
+//! [`Discovery::scan`] every [`SCAN_INTERVAL`] sees a workflow start or stop within
+//! that time.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::contact::{Contact, ContactError, CONTACT_FILE, SERVICE_DIR};
+
+/// How deep ids may be (Cylc's default `[install]max depth`).
+pub const MAX_DEPTH: usize = 4;
+/// How often to scan so a new workflow shows up within about a second.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Directories scanned per call at most: a runaway tree costs a bounded scan.
+const MAX_DIRS: usize = 100_000;
+/// Names never descended into: Cylc's own directories in a run directory, and the
+/// links that would reach a run a second time.
+const SKIPPED: [&str; 6] = ["runN", "_cylc-install", "log", "share", "work", SERVICE_DIR];
+/// A directory holding one of these is a workflow (running or not): the scan does
+/// not look for workflows inside it.
+const WORKFLOW_MARKERS: [&str; 3] = ["flow.cylc", "suite.rc", "log"];
+
+/// A change in the set of running workflows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// A workflow is running (or runs again, as a new run).
+    Added {
+        /// Its id, relative to the root (`demo/run1`).
+        id: String,
+        /// Its run directory.
+        run_dir: PathBuf,
+        /// What its contact file says.
+        contact: Contact,
+    },
+    /// A workflow is no longer running (its contact file went, or was replaced by a
+    /// new run's, which is `Added` next).
+    Removed {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// The running workflows under one root, as last scanned.
+#[derive(Debug)]
+pub struct Discovery {
+    root: PathBuf,
+    running: BTreeMap<String, Contact>,
+}
+
+impl Discovery {
+    /// Follows the workflows under `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Discovery {
+        Discovery {
+            root: root.into(),
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The workflows running at the last scan, by id.
+    pub fn running(&self) -> &BTreeMap<String, Contact> {
+        &self.running
+    }
+
+    /// Looks again and says what changed since the last scan: `Removed` before
+    /// `Added`, each in id order.
+    pub fn scan(&mut self) -> Vec<DiscoveryEvent> {
+        let (found, unreadable) = self.find();
+        let mut events = Vec::new();
+        let mut added = Vec::new();
+        for (id, (run_dir, contact)) in &found {
+            match self.running.get(id) {
+                Some(known) if known.same_run(contact) => {}
+                Some(_) => {
+                    events.push(DiscoveryEvent::Removed { id: id.clone() });
+                    added.push((id, run_dir, contact));
+                }
+                None => added.push((id, run_dir, contact)),
+            }
+        }
+        for id in self.running.keys() {
+            // A contact file being rewritten keeps its workflow until it reads well.
+            if !found.contains_key(id) && !unreadable.contains(id) {
+                events.push(DiscoveryEvent::Removed { id: id.clone() });
+            }
+        }
+        for (id, run_dir, contact) in added {
+            events.push(DiscoveryEvent::Added {
+                id: id.clone(),
+                run_dir: run_dir.clone(),
+                contact: contact.clone(),
+            });
+        }
+        events.sort_by_key(|e| !matches!(e, DiscoveryEvent::Removed { .. }));
+        self.running
+            .retain(|id, _| found.contains_key(id) || unreadable.contains(id));
+        for (id, (_, contact)) in found {
+            self.running.insert(id, contact);
+        }
+        events
+    }
+
+    /// Running workflows by id, and the ids whose contact file exists but cannot be
+    /// read yet.
+    #[allow(clippy::type_complexity)]
+    fn find(&self) -> (BTreeMap<String, (PathBuf, Contact)>, HashSet<String>) {
+        let mut found = BTreeMap::new();
+        let mut unreadable = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::from([(self.root.clone(), 0usize)]);
+        let mut dirs = 0;
+        while let Some((dir, depth)) = queue.pop_front() {
+            dirs += 1;
+            if dirs > MAX_DIRS {
+                tracing::warn!(root = %self.root.display(), "stopped scanning after {MAX_DIRS} directories");
+                break;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if SKIPPED.contains(&name) || name.starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                // Follows symlinks (a run directory may live elsewhere), but each
+                // real directory once.
+                if !path.is_dir() {
+                    continue;
+                }
+                let Ok(real) = path.canonicalize() else { continue };
+                if !seen.insert(real) {
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(id) = relative.to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if path.join(SERVICE_DIR).join(CONTACT_FILE).exists() {
+                    match Contact::load(&path) {
+                        Ok(contact) => {
+                            found.insert(id, (path, contact));
+                        }
+                        Err(ContactError::Read { .. } | ContactError::Bad { .. }) => {
+                            unreadable.insert(id);
+                        }
+                    }
+                } else if WORKFLOW_MARKERS.iter().any(|m| path.join(m).exists()) {
+                    // A stopped workflow: nothing to follow inside it.
+                } else if depth + 1 < MAX_DEPTH {
+                    queue.push_back((path, depth + 1));
+                }
+            }
+        }
+        (found, unreadable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact_text(port: u16, uuid: &str) -> String {
+        format!(
+            "CYLC_WORKFLOW_HOST=localhost\nCYLC_WORKFLOW_PORT={port}\n\
+             CYLC_WORKFLOW_PUBLISH_PORT={}\nCYLC_WORKFLOW_UUID={uuid}\n",
+            port + 1
+        )
+    }
+
+    fn start(root: &Path, id: &str, port: u16, uuid: &str) -> PathBuf {
+        let dir = root.join(id);
+        std::fs::create_dir_all(dir.join(SERVICE_DIR)).unwrap();
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        std::fs::write(dir.join("flow.cylc"), "").unwrap();
+        std::fs::write(dir.join(SERVICE_DIR).join(CONTACT_FILE), contact_text(port, uuid)).unwrap();
+        dir
+    }
+
+    fn ids(events: &[DiscoveryEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                DiscoveryEvent::Added { id, .. } => format!("+{id}"),
+                DiscoveryEvent::Removed { id } => format!("-{id}"),
+            })
+            .collect()
+    }
+
+    fn temp_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("clonewire-discovery-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    #[test]
+    fn finds_nested_running_workflows_once_and_sees_them_go() {
+        let root = temp_root("nested");
+        let mut discovery = Discovery::new(&root);
+        assert!(discovery.scan().is_empty());
+
+        start(&root, "flat", 5000, "a");
+        let run1 = start(&root, "demo/run1", 5010, "b");
+        // runN points at the latest run: that run is followed once, as demo/run1.
+        std::os::unix::fs::symlink(&run1, root.join("demo/runN")).unwrap();
+        // A stopped workflow, and a workflow nested in a run directory's work/.
+        std::fs::create_dir_all(root.join("old/log")).unwrap();
+        start(&root, "flat/work/1/foo", 5020, "c");
+        let events = discovery.scan();
+        assert_eq!(ids(&events), ["+demo/run1", "+flat"]);
+        let DiscoveryEvent::Added { run_dir, contact, .. } = &events[0] else {
+            unreachable!()
+        };
+        assert_eq!(run_dir, &run1);
+        assert_eq!(contact.req_endpoint(), "tcp://localhost:5010");
+        assert!(discovery.scan().is_empty(), "nothing changed");
+
+        std::fs::remove_file(root.join("flat/.service/contact")).unwrap();
+        assert_eq!(ids(&discovery.scan()), ["-flat"]);
+
+        // A restart is a new run: removed, then added.
+        std::fs::write(run1.join(".service/contact"), contact_text(5030, "d")).unwrap();
+        assert_eq!(ids(&discovery.scan()), ["-demo/run1", "+demo/run1"]);
+        assert_eq!(discovery.running().len(), 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_half_written_contact_file_neither_adds_nor_removes() {
+        let root = temp_root("partial");
+        let mut discovery = Discovery::new(&root);
+        let dir = start(&root, "w", 5000, "a");
+        std::fs::write(dir.join(".service/contact"), "CYLC_WORKFLOW_HOST=loc").unwrap();
+        assert!(discovery.scan().is_empty());
+        std::fs::write(dir.join(".service/contact"), contact_text(5000, "a")).unwrap();
+        assert_eq!(ids(&discovery.scan()), ["+w"]);
+        std::fs::write(dir.join(".service/contact"), "CYLC_WORKFLOW_HOST=loc").unwrap();
+        assert!(discovery.scan().is_empty(), "kept while unreadable");
+        std::fs::remove_file(dir.join(".service/contact")).unwrap();
+        assert_eq!(ids(&discovery.scan()), ["-w"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let root = temp_root("deep");
+        start(&root, "a/b/c/d", 5000, "x");
+        start(&root, "a/b/c/d/e", 5010, "y");
+        start(&root, "p/q/r/s/t", 5020, "z");
+        let mut discovery = Discovery::new(&root);
+        assert_eq!(ids(&discovery.scan()), ["+a/b/c/d"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_missing_root_is_empty_until_it_appears() {
+        let root = temp_root("late").join("cylc-run");
+        let mut discovery = Discovery::new(&root);
+        assert!(discovery.scan().is_empty());
+        start(&root, "w", 5000, "a");
+        assert_eq!(ids(&discovery.scan()), ["+w"]);
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+    }
+}

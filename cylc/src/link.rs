@@ -1,0 +1,644 @@
+//! The link to one Cylc scheduler, as a state machine with no I/O of its own (in the
+//! manner of `quinn-proto`): published messages, replies and the time go in;
+//! request frames, socket resets, a deadline and events come out. The
+//! [`driver`](crate::driver) moves the bytes over ZeroMQ; tests drive it by hand.
+//!
+//! Joining: the driver subscribes to `all` and `shutdown` before the link asks for
+//! `pb_entire_workflow`, and the link queues every `all` batch until the snapshot is
+//! in the store; then it applies the queued batches in order (the store skips what
+//! the snapshot already holds, by `stamp`). After each batch the store compares its
+//! checksums with the scheduler's; a type that differs is re-fetched with
+//! `pb_data_elements`, batches being queued again meanwhile. So are the types that
+//! list its ids (Cylc prunes ids from those lists without a new `stamp`, which no
+//! checksum shows) and the workflow element (it has no checksum at all). Cylc sends a type's checksum only in batches that change that type,
+//! so a lost change is caught when the type next changes. `shutdown` stops it.
+//!
+//! Every request has a deadline. When it passes, the REQ socket is discarded and
+//! reopened and the request sent again (the "Lazy Pirate" pattern), with a longer
+//! deadline each time. A scheduler that does not admit our key never answers at
+//! all, nor does a dead one, so the link says so in its state as soon as the first
+//! deadline passes.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+use crate::element::Kind;
+use crate::request::{decode_reply, Request, ALL_TOPIC, SHUTDOWN_TOPIC};
+
+/// Re-fetches in a row that leave a type still mismatched before the link takes a
+/// whole new snapshot instead.
+const MAX_REFETCH_ROUNDS: u32 = 3;
+/// How often the request deadline doubles after timeouts in a row (up to 8×).
+const MAX_TIMEOUT_DOUBLINGS: u32 = 3;
+/// The longest shutdown reason kept (it comes from the network).
+const MAX_REASON_CHARS: usize = 200;
+
+/// Cylc's data store, as the link needs it: it loads and applies protobuf
+/// payloads as Cylc does, checks the scheduler's checksums, and says what changed.
+/// The link never looks inside the bytes.
+pub trait Store {
+    /// Why a payload could not be applied (it is undecodable, say). A payload that
+    /// fails changes nothing.
+    type Error: Display;
+    /// What applying a payload changed, handed out in the link's events for
+    /// whoever serves the store (the changed topics, say).
+    type Changes;
+
+    /// Replaces everything with a `pb_entire_workflow` reply (a `PbEntireWorkflow`).
+    fn load_snapshot(&mut self, payload: &[u8]) -> Result<Self::Changes, Self::Error>;
+
+    /// Applies an `all` message (an `AllDeltas`), skipping elements it already
+    /// holds at the same `stamp`; `mismatched` lists the types whose checksum now
+    /// differs from the one the batch carries.
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<Self::Changes>, Self::Error>;
+
+    /// Replaces every element of `kind` with a `pb_data_elements` reply (that
+    /// type's delta message, everything in `added`); `mismatched` holds `kind` if
+    /// its checksum still differs.
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8])
+        -> Result<Outcome<Self::Changes>, Self::Error>;
+}
+
+/// What the store did with a batch or a re-fetch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome<C> {
+    /// What changed.
+    pub changes: C,
+    /// The types whose checksum differs from the scheduler's.
+    pub mismatched: Vec<Kind>,
+}
+
+/// How the link behaves.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// The REP endpoint, for messages.
+    pub endpoint: String,
+    /// This machine's name, sent in each request's `meta` for the scheduler's log.
+    pub host: String,
+    /// How long a request may take before the socket is reopened and it is sent
+    /// again. Each timeout in a row doubles it (up to 8×): a snapshot of a big
+    /// workflow that takes longer still gets through.
+    pub request_timeout: Duration,
+    /// How long to wait after an error reply or an undecodable payload before
+    /// asking again; doubles each time, up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// The longest wait between attempts.
+    pub backoff_max: Duration,
+    /// Bytes of `all` messages queued while a snapshot or re-fetch is awaited; past
+    /// it the queue is dropped and a fresh snapshot taken.
+    pub max_queued_bytes: usize,
+    /// After this long with nothing heard from a live scheduler, the link asks it
+    /// for its workflow element (a small `pb_data_elements`), so a scheduler that
+    /// died without saying so is noticed by the request's deadline. `None`: never.
+    pub idle_probe: Option<Duration>,
+}
+
+impl LinkConfig {
+    /// A 5 s request deadline, 200 ms..10 s backoff, 64 MiB of queued deltas, an
+    /// idle probe after 30 s of silence.
+    pub fn new(endpoint: impl Into<String>, host: impl Into<String>) -> LinkConfig {
+        LinkConfig {
+            endpoint: endpoint.into(),
+            host: host.into(),
+            request_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            max_queued_bytes: 64 << 20,
+            idle_probe: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Where the link stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Subscribed, waiting for the first snapshot.
+    Joining,
+    /// The store follows the scheduler.
+    Live,
+    /// The scheduler does not answer. `message` says what it may mean; the link
+    /// keeps trying.
+    NoAnswer {
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// The scheduler turned down the CURVE handshake: it does not admit this
+    /// client's key, or the server key is not this scheduler's. The link keeps
+    /// trying (the key may be admitted later).
+    Refused {
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// The scheduler said it shuts down (or the driver gave up on it).
+    Stopped {
+        /// The scheduler's reason.
+        reason: String,
+    },
+}
+
+/// Something the link wants the driver to do with the REQ socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// Discard the REQ socket and connect a new one (any reply to the old one is
+    /// lost on purpose).
+    ReopenRequestSocket,
+    /// Send this request frame.
+    Send(Vec<u8>),
+}
+
+/// How a connection's CURVE handshake ended, as the driver's socket monitor saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// The scheduler accepted us.
+    Succeeded,
+    /// The scheduler's authenticator said no (ZAP status, 400 for a key it does not
+    /// admit): our client key is not in `.service/client_public_keys`.
+    Refused {
+        /// The ZAP status code.
+        status: u32,
+    },
+    /// The handshake broke off with no reason given: typically our idea of the
+    /// server key is wrong (or the port is not this scheduler's).
+    Failed,
+}
+
+/// What happened, for whoever serves the store. `C` is the store's
+/// [`Changes`](Store::Changes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event<C> {
+    /// The state changed to this.
+    State(LinkState),
+    /// A snapshot replaced the store.
+    Snapshot(C),
+    /// A batch of deltas was applied.
+    Deltas(C),
+    /// These types' checksums differ from the scheduler's; they are re-fetched.
+    Mismatch(Vec<Kind>),
+    /// A re-fetch replaced every element of this type.
+    Refetched(Kind, C),
+    /// Something went wrong that the link repairs by itself (a bad payload, an
+    /// error reply).
+    Problem(String),
+}
+
+/// Counters, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Snapshots loaded.
+    pub snapshots: u64,
+    /// `all` batches applied.
+    pub batches: u64,
+    /// Types re-fetched after a checksum mismatch.
+    pub refetches: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Queued batches dropped because the queue was full.
+    pub dropped_batches: u64,
+}
+
+/// The types whose elements list ids of `kind`, in lists that Cylc shortens
+/// when it prunes `kind` without giving the lister a new `stamp` (so no checksum
+/// shows a prune that went missing): edges are listed by task proxies, task
+/// proxies by tasks and family proxies, family proxies by families and by their
+/// parent family proxies.
+fn listers(kind: Kind) -> &'static [Kind] {
+    match kind {
+        Kind::Edges => &[Kind::TaskProxies],
+        Kind::TaskProxies => &[Kind::Tasks, Kind::FamilyProxies],
+        Kind::FamilyProxies => &[Kind::Families],
+        Kind::Workflow | Kind::Tasks | Kind::Families | Kind::Jobs => &[],
+    }
+}
+
+/// What to re-fetch when `mismatched` differ: those types; the types that list
+/// their ids, and so on (a re-fetch drops elements the way a prune does, so their
+/// listers must follow); and the workflow element, which has no checksum to
+/// show what the missing batch did to it.
+fn repair_set(mismatched: &[Kind]) -> Vec<Kind> {
+    let mut set: Vec<Kind> = mismatched.to_vec();
+    let mut i = 0;
+    while let Some(&kind) = set.get(i) {
+        for &lister in listers(kind) {
+            if !set.contains(&lister) {
+                set.push(lister);
+            }
+        }
+        i += 1;
+    }
+    if !set.contains(&Kind::Workflow) {
+        set.push(Kind::Workflow);
+    }
+    set
+}
+
+/// The request in flight.
+#[derive(Debug)]
+struct InFlight {
+    request: Request,
+    deadline: Instant,
+}
+
+/// The link to one scheduler. See the module docs.
+pub struct Link<S: Store> {
+    config: LinkConfig,
+    store: S,
+    state: LinkState,
+    /// Requests to make, in order, after the one in flight.
+    pending: VecDeque<Request>,
+    in_flight: Option<InFlight>,
+    /// No request is sent before this (backoff after an error).
+    not_before: Option<Instant>,
+    backoff: Duration,
+    /// Timeouts in a row.
+    timeouts: u32,
+    /// Whether the scheduler has ever answered this link.
+    answered: bool,
+    /// When the scheduler was last heard from (a message or a reply).
+    last_heard: Option<Instant>,
+    /// `all` payloads awaiting a snapshot or re-fetch, and their bytes.
+    queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    /// The queue overflowed while a snapshot was in flight: take another after it.
+    lost_batches: bool,
+    /// Re-fetch rounds in a row that ended in a mismatch.
+    refetch_rounds: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event<S::Changes>>,
+    stats: Stats,
+}
+
+impl<S: Store> std::fmt::Debug for Link<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("endpoint", &self.config.endpoint)
+            .field("state", &self.state)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Link<S> {
+    /// A link that will fill `store`. The driver must already be subscribed: the
+    /// first transmit is the snapshot request.
+    pub fn new(config: LinkConfig, store: S) -> Link<S> {
+        let backoff = config.backoff_min;
+        let mut link = Link {
+            config,
+            store,
+            state: LinkState::Joining,
+            pending: VecDeque::new(),
+            in_flight: None,
+            not_before: None,
+            backoff,
+            timeouts: 0,
+            answered: false,
+            last_heard: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            lost_batches: false,
+            refetch_rounds: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        link.pending.push_back(Request::EntireWorkflow);
+        link
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, to take what changed out of it.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Where the link stands.
+    pub fn state(&self) -> &LinkState {
+        &self.state
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether the scheduler has stopped (nothing more will happen).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state, LinkState::Stopped { .. })
+    }
+
+    /// The next thing to do with the REQ socket, given the time.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.transmits.is_empty() && !self.is_stopped() && self.in_flight.is_none() {
+            if self.not_before.is_some_and(|at| now < at) {
+                return None;
+            }
+            self.not_before = None;
+            if let Some(request) = self.pending.pop_front() {
+                let factor = 1u32 << self.timeouts.min(MAX_TIMEOUT_DOUBLINGS);
+                self.in_flight = Some(InFlight {
+                    request,
+                    deadline: now + self.config.request_timeout * factor,
+                });
+                self.transmits
+                    .push_back(Transmit::Send(request.encode(&self.config.host)));
+            }
+        }
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event<S::Changes>> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called (a
+    /// request's deadline, or the end of a backoff), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_stopped() {
+            return None;
+        }
+        match &self.in_flight {
+            Some(flight) => Some(flight.deadline),
+            None if !self.pending.is_empty() => self.not_before,
+            None => self.probe_at(),
+        }
+    }
+
+    /// When an idle live link asks whether the scheduler is still there.
+    fn probe_at(&self) -> Option<Instant> {
+        match (self.config.idle_probe, self.last_heard) {
+            (Some(idle), Some(heard)) if self.stats.snapshots > 0 => Some(heard + idle),
+            _ => None,
+        }
+    }
+
+    /// The time passed: a request whose deadline passed is abandoned, its socket
+    /// reopened and the request queued again.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_stopped() {
+            return;
+        }
+        if self.in_flight.is_none() && self.pending.is_empty() && self.probe_at().is_some_and(|at| now >= at)
+        {
+            // Silence: ask for something small; its deadline tells a dead scheduler.
+            self.last_heard = Some(now);
+            self.pending.push_back(Request::DataElements(Kind::Workflow));
+            return;
+        }
+        let Some(flight) = &self.in_flight else { return };
+        if now < flight.deadline {
+            return;
+        }
+        let request = flight.request;
+        self.in_flight = None;
+        self.stats.timeouts += 1;
+        self.timeouts = self.timeouts.saturating_add(1);
+        self.transmits.push_back(Transmit::ReopenRequestSocket);
+        self.pending.push_front(request);
+        // Worded from the first deadline, so retries do not change the state again.
+        let waited = self.config.request_timeout;
+        let message = if self.answered {
+            format!(
+                "the scheduler at {} stopped answering (a request got no reply in {waited:?}); retrying",
+                self.config.endpoint,
+            )
+        } else {
+            format!(
+                "no answer from the scheduler at {} in {waited:?}: is this client's key admitted \
+                 (in the workflow's .service/client_public_keys), and is the scheduler alive? retrying",
+                self.config.endpoint
+            )
+        };
+        if !matches!(self.state, LinkState::Refused { .. }) {
+            // A refusal says more than the silence that follows it.
+            self.set_state(LinkState::NoAnswer { message });
+        }
+    }
+
+    /// The driver saw a connection's CURVE handshake end.
+    pub fn handle_handshake(&mut self, handshake: Handshake) {
+        if self.is_stopped() {
+            return;
+        }
+        let endpoint = &self.config.endpoint;
+        let message = match handshake {
+            Handshake::Succeeded => return,
+            Handshake::Refused { status } => format!(
+                "the scheduler at {endpoint} refused this client's key (status {status}): \
+                 it is not in the workflow's .service/client_public_keys"
+            ),
+            Handshake::Failed => format!(
+                "the CURVE handshake with {endpoint} failed: is the server key (the workflow's \
+                 .service/server.key) this scheduler's?"
+            ),
+        };
+        self.set_state(LinkState::Refused { message });
+    }
+
+    /// A published message arrived: `[topic, payload]`.
+    pub fn handle_published(&mut self, topic: &[u8], payload: &[u8], now: Instant) {
+        if self.is_stopped() {
+            return;
+        }
+        self.last_heard = Some(now);
+        if topic == SHUTDOWN_TOPIC {
+            let reason = String::from_utf8_lossy(payload)
+                .chars()
+                .take(MAX_REASON_CHARS)
+                .collect();
+            self.stop(reason);
+        } else if topic == ALL_TOPIC {
+            if self.awaiting_data() {
+                self.enqueue(payload);
+            } else {
+                self.apply_batch(payload);
+            }
+        }
+    }
+
+    /// A reply arrived on the REQ socket.
+    pub fn handle_reply(&mut self, reply: &[u8], now: Instant) {
+        let Some(flight) = self.in_flight.take() else {
+            // A reply with nothing in flight cannot come from a REQ socket; ignore it.
+            return;
+        };
+        if self.is_stopped() {
+            return;
+        }
+        self.answered = true;
+        self.last_heard = Some(now);
+        self.timeouts = 0;
+        if matches!(self.state, LinkState::NoAnswer { .. } | LinkState::Refused { .. }) {
+            let back = if self.stats.snapshots == 0 {
+                LinkState::Joining
+            } else {
+                LinkState::Live
+            };
+            self.set_state(back);
+        }
+        let request = flight.request;
+        let payload = match decode_reply(request, reply) {
+            Ok(payload) => payload,
+            Err(why) => return self.retry_later(request, why.to_string(), now),
+        };
+        match request {
+            Request::EntireWorkflow => {
+                let changes = match self.store.load_snapshot(payload) {
+                    Ok(changes) => changes,
+                    Err(why) => {
+                        let why = format!("a snapshot that cannot be read: {why}");
+                        return self.retry_later(request, why, now);
+                    }
+                };
+                self.stats.snapshots += 1;
+                self.backoff = self.config.backoff_min;
+                self.refetch_rounds = 0;
+                // A snapshot replaces every type: re-fetches asked before it are moot.
+                self.pending.retain(|r| *r == Request::EntireWorkflow);
+                self.events.push_back(Event::Snapshot(changes));
+                if self.state == LinkState::Joining {
+                    self.set_state(LinkState::Live);
+                }
+                if std::mem::take(&mut self.lost_batches) {
+                    self.events.push_back(Event::Problem(
+                        "deltas were dropped while joining; joining again".into(),
+                    ));
+                    self.request(Request::EntireWorkflow);
+                }
+            }
+            Request::DataElements(kind) => {
+                match self.store.replace_elements(kind, payload) {
+                    Ok(outcome) => {
+                        self.stats.refetches += 1;
+                        self.backoff = self.config.backoff_min;
+                        self.events.push_back(Event::Refetched(kind, outcome.changes));
+                        if outcome.mismatched.contains(&kind) {
+                            // It moved on since; the queued batches should bring it level.
+                            self.events.push_back(Event::Problem(format!(
+                                "{} still differs right after its re-fetch",
+                                kind.cylc_name()
+                            )));
+                        }
+                    }
+                    Err(why) => {
+                        let why = format!("{} elements that cannot be read: {why}", kind.cylc_name());
+                        return self.retry_later(request, why, now);
+                    }
+                }
+            }
+        }
+        self.drain_queue();
+    }
+
+    /// The driver could not go on (its sockets failed, or whoever runs it gave up):
+    /// the link stops with `reason`.
+    pub fn stop(&mut self, reason: String) {
+        self.in_flight = None;
+        self.pending.clear();
+        self.transmits.clear();
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.set_state(LinkState::Stopped { reason });
+    }
+
+    /// Whether `all` batches must wait: for the first snapshot, or a re-fetch.
+    fn awaiting_data(&self) -> bool {
+        self.stats.snapshots == 0 || self.in_flight.is_some() || !self.pending.is_empty()
+    }
+
+    fn enqueue(&mut self, payload: &[u8]) {
+        if self.queued_bytes + payload.len() > self.config.max_queued_bytes {
+            self.stats.dropped_batches += self.queue.len() as u64 + 1;
+            self.queue.clear();
+            self.queued_bytes = 0;
+            let snapshot_flying = self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.request == Request::EntireWorkflow);
+            if snapshot_flying {
+                // The snapshot on its way predates what was lost: take one more.
+                self.lost_batches = true;
+            } else {
+                self.request(Request::EntireWorkflow);
+            }
+            return;
+        }
+        self.queued_bytes += payload.len();
+        self.queue.push_back(payload.to_vec());
+    }
+
+    /// Applies queued batches, unless a request still has to come back first.
+    fn drain_queue(&mut self) {
+        while !self.awaiting_data() {
+            let Some(payload) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= payload.len();
+            self.apply_batch(&payload);
+        }
+    }
+
+    fn apply_batch(&mut self, payload: &[u8]) {
+        match self.store.apply_deltas(payload) {
+            Ok(Outcome { changes, mismatched }) => {
+                self.stats.batches += 1;
+                self.events.push_back(Event::Deltas(changes));
+                if mismatched.is_empty() {
+                    self.refetch_rounds = 0;
+                    return;
+                }
+                self.events.push_back(Event::Mismatch(mismatched.clone()));
+                self.refetch_rounds += 1;
+                if self.refetch_rounds > MAX_REFETCH_ROUNDS {
+                    self.refetch_rounds = 0;
+                    self.request(Request::EntireWorkflow);
+                } else {
+                    for kind in repair_set(&mismatched) {
+                        self.request(Request::DataElements(kind));
+                    }
+                }
+            }
+            Err(why) => {
+                self.events.push_back(Event::Problem(format!(
+                    "a delta batch that cannot be read: {why}; rejoining"
+                )));
+                self.request(Request::EntireWorkflow);
+            }
+        }
+    }
+
+    /// Asks for `request` unless it (or a snapshot, which covers everything) is
+    /// already asked for.
+    fn request(&mut self, request: Request) {
+        let covered = |r: &Request| *r == request || *r == Request::EntireWorkflow;
+        let flying = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.request == Request::EntireWorkflow);
+        if !flying && !self.pending.iter().any(covered) {
+            if request == Request::EntireWorkflow {
+                self.pending.retain(|r| *r == Request::EntireWorkflow);
+            }
+            self.pending.push_back(request);
+        }
+    }
+
+    fn retry_later(&mut self, request: Request, why: String, now: Instant) {
+        self.events.push_back(Event::Problem(why));
+        self.pending.push_front(request);
+        self.not_before = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(self.config.backoff_max);
+    }
+
+    fn set_state(&mut self, state: LinkState) {
+        if self.state != state {
+            self.state = state.clone();
+            self.events.push_back(Event::State(state));
+        }
+    }
+}
