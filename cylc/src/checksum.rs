@@ -122,7 +122,26 @@ impl KeySet {
         chunk.sum.set(None);
         if chunk.keys.is_empty() {
             self.chunks.remove(c);
+        } else if chunk.keys.len() < CHUNK / 4 {
+            // An underfull chunk joins a neighbour it fits with, so the number of
+            // chunks stays about keys / CHUNK however many were removed.
+            let fits =
+                |a: usize, b: usize| self.chunks[a].keys.len() + self.chunks[b].keys.len() <= 2 * CHUNK;
+            if c + 1 < self.chunks.len() && fits(c, c + 1) {
+                self.join_next(c);
+            } else if c > 0 && fits(c - 1, c) {
+                self.join_next(c - 1);
+            }
         }
+    }
+
+    /// Moves chunk `c + 1`'s keys to the end of chunk `c`.
+    fn join_next(&mut self, c: usize) {
+        let next = self.chunks.remove(c + 1);
+        let chunk = &mut self.chunks[c];
+        chunk.keys.extend(next.keys);
+        chunk.len += next.len;
+        chunk.sum.set(None);
     }
 
     /// Forgets every key.
@@ -200,6 +219,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn chunks_split_as_keys_come_and_join_as_they_go() {
+        let key = |i: u32| format!("~u/w//1/t{i:05}@1");
+        let mut set = KeySet::default();
+        for i in (0..2_000).rev() {
+            set.insert(&key(i));
+        }
+        assert!(
+            set.chunks.len() >= 2_000 / (2 * CHUNK),
+            "{} chunks",
+            set.chunks.len()
+        );
+        for i in (0..2_000).filter(|i| i % 50 != 0) {
+            set.remove(&key(i));
+        }
+        assert!(set.chunks.len() <= 2, "{} chunks for 40 keys", set.chunks.len());
+        let left: Vec<String> = (0..2_000).filter(|i| i % 50 == 0).map(key).collect();
+        assert_eq!(set.checksum(), checksum_of(left.iter().map(String::as_str)));
     }
 
     proptest::proptest! {
