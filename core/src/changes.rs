@@ -201,3 +201,69 @@ fn set_path<'a>(root: &mut BTreeMap<&'a str, PatchNode<'a>>, path: &'a [String],
 pub fn write_patch<'a>(leaves: impl Iterator<Item = &'a LeafChange> + Clone, out: &mut Vec<u8>) {
     patch_tree(leaves).write(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The patch of `leaves` built the plain way: a JSON tree, path by path.
+    fn reference(leaves: &[LeafChange]) -> Value {
+        fn set(root: &mut Map<String, Value>, path: &[String], value: Value) {
+            let Some((last, parents)) = path.split_last() else {
+                return;
+            };
+            let mut node = root;
+            for key in parents {
+                let slot = node
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                let Value::Object(next) = slot else { return };
+                node = next;
+            }
+            node.insert(last.clone(), value);
+        }
+        let mut root = Map::new();
+        for leaf in leaves.iter().filter(|l| l.new.is_none()) {
+            set(&mut root, &leaf.path[1..], Value::Null);
+        }
+        for leaf in leaves {
+            if let Some(new) = &leaf.new {
+                set(&mut root, &leaf.path[1..], new.value.clone());
+            }
+        }
+        Value::Object(root)
+    }
+
+    fn leaf() -> impl Strategy<Value = LeafChange> {
+        let key = prop::sample::select(vec!["a", "b", "c", "é\"", "a/b"]);
+        (prop::collection::vec(key, 1..4), prop::option::of(0..3i64)).prop_map(|(keys, value)| {
+            let mut path = vec!["t".to_owned()];
+            path.extend(keys.into_iter().map(str::to_owned));
+            let leaf = |v: i64| HashedLeaf {
+                value: Value::from(v),
+                hash: 0,
+            };
+            LeafChange {
+                path,
+                old: Some(leaf(9)),
+                new: value.map(leaf),
+            }
+        })
+    }
+
+    proptest! {
+        /// Any leaves, even ones no document could produce, give the plain patch, as
+        /// a value and as text.
+        #[test]
+        fn the_patch_is_the_plain_one(leaves in prop::collection::vec(leaf(), 0..24)) {
+            let changes = Changes { leaves };
+            let want = reference(&changes.leaves);
+            prop_assert_eq!(&changes.to_patch(), &want);
+            prop_assert_eq!(changes.patch_text(), serde_json::to_string(&want).unwrap());
+        }
+    }
+}

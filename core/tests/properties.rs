@@ -217,6 +217,21 @@ proptest! {
     }
 
     #[test]
+    fn applying_an_owned_patch_is_applying_it(start in tree(), p1 in patch(), p2 in patch()) {
+        let start = object(start);
+        let mut borrowed = Topic::from_value(TOPIC, &start).unwrap();
+        let mut owned = Topic::from_value(TOPIC, &start).unwrap();
+        for p in [p1, p2] {
+            let want = borrowed.apply(&p).unwrap();
+            let got = owned.apply_owned(p).unwrap();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(owned.to_value(), borrowed.to_value());
+            prop_assert_eq!(owned.hash(), borrowed.hash());
+        }
+        prop_assert_eq!(owned.hash(), owned.recompute_hash());
+    }
+
+    #[test]
     fn the_patch_text_is_the_patch(start in tree(), p1 in patch(), p2 in patch()) {
         let mut t = Topic::from_value(TOPIC, &object(start)).unwrap();
         let changes = t.apply(&p1).unwrap().then(t.apply(&p2).unwrap());

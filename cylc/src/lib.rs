@@ -11,6 +11,7 @@ pub mod contact;
 pub mod discovery;
 pub mod driver;
 pub mod element;
+pub mod fields;
 pub mod keys;
 pub mod link;
 pub mod model;

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use clonewire_core::{Changes, PatchError, Topic};
+use clonewire_core::{Changes, Node, PatchError, Topic};
 
 use crate::element::Element;
 
@@ -45,6 +45,46 @@ fn compact(map: &mut Map<String, Value>) {
         }
         _ => true,
     });
+}
+
+/// `value` as a topic holds it: nulls and empty objects dropped, recursively;
+/// `None` when nothing is left.
+pub fn compact_value(value: Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Object(mut map) => {
+            compact(&mut map);
+            (!map.is_empty()).then_some(Value::Object(map))
+        }
+        other => Some(other),
+    }
+}
+
+/// The RFC 7386 merge patch that turns the topic's node `old` into `new` (`None`
+/// when they are the same); `new` must be compact ([`compact_value`]). Costs
+/// O(size of `new` + keys of `old` beside it): the rest of the topic is not read.
+pub fn diff_node(old: Option<&Node>, new: Option<Value>) -> Option<Value> {
+    match (old, new) {
+        (None, None) => None,
+        (Some(_), None) => Some(Value::Null),
+        (None, Some(new)) => Some(new),
+        (Some(Node::Object(old)), Some(Value::Object(new))) => {
+            let mut patch = Map::new();
+            for (key, _) in old.iter() {
+                if !new.contains_key(key) {
+                    patch.insert(key.to_owned(), Value::Null);
+                }
+            }
+            for (key, value) in new {
+                if let Some(change) = diff_node(old.get(&key), Some(value)) {
+                    patch.insert(key, change);
+                }
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        (Some(Node::Leaf(leaf)), Some(new)) if leaf.value == new => None,
+        (Some(_), Some(new)) => Some(new),
+    }
 }
 
 /// An id list as the model's set: `{relative id: true}`.
@@ -128,6 +168,15 @@ impl TopicBatch {
         Ok(())
     }
 
+    /// Applies what is pending if the element at `key` has a patch in it, so the
+    /// topic shows that element as it now is (to diff against it).
+    pub fn settle(&mut self, topic: &mut Topic, key: &str) -> Result<(), PatchError> {
+        if self.patch.contains_key(key) {
+            self.flush(topic)?;
+        }
+        Ok(())
+    }
+
     /// Applies a patch to the whole topic (the `workflow` topic, which is not keyed).
     pub fn put_whole(&mut self, topic: &mut Topic, patch: &Value) -> Result<(), PatchError> {
         self.flush(topic)?;
@@ -150,7 +199,7 @@ impl TopicBatch {
             return Ok(());
         }
         let patch = Value::Object(std::mem::take(&mut self.patch));
-        let changes = topic.apply(&patch)?;
+        let changes = topic.apply_owned(patch)?;
         self.record(changes);
         Ok(())
     }
@@ -204,6 +253,26 @@ mod tests {
         assert_eq!(topic.to_value(), new);
         assert_eq!(diff(Some(&new), Some(&new)), None);
         assert_eq!(diff(Some(&json!({})), None), None);
+    }
+
+    #[test]
+    fn diff_node_is_diff_against_what_the_topic_holds() {
+        let old = json!({"e": {"a": 1, "b": {"c": [1, 2], "d": "x"}, "gone": true, "o": {"p": 1}}});
+        let new = json!({"a": 1, "b": {"c": [1, 2, 3], "n": null}, "e": {}, "o": 2});
+        let mut topic = Topic::from_value("t", &old).unwrap();
+        let patch = diff_node(topic.at(&["e"]), compact_value(new.clone())).unwrap();
+        assert_eq!(
+            patch,
+            json!({"b": {"c": [1, 2, 3], "d": null}, "gone": null, "o": 2})
+        );
+        topic.apply(&json!({ "e": patch })).unwrap();
+        assert_eq!(
+            topic.to_value(),
+            json!({"e": {"a": 1, "b": {"c": [1, 2, 3]}, "o": 2}})
+        );
+        assert_eq!(diff_node(topic.at(&["e"]), compact_value(new)), None);
+        assert_eq!(diff_node(topic.at(&["e"]), None), Some(Value::Null));
+        assert_eq!(diff_node(None, compact_value(json!({"x": {}}))), None);
     }
 
     #[test]

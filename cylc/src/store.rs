@@ -25,10 +25,13 @@ use std::collections::HashSet;
 use prost::Message;
 use serde_json::{json, Map, Value};
 
-use clonewire_core::{Changes, PatchError, Topic};
+use clonewire_core::{Changes, Node, PatchError, Topic};
 
 use crate::element::{Element, Kind};
-use crate::model::{diff_objects, relative_id, to_object, TopicBatch};
+use crate::fields::{field_names, field_values};
+use crate::model::{
+    compact_value, diff_node, diff_objects, element_value, relative_id, to_object, TopicBatch,
+};
 use crate::proto::{
     AllDeltas, EDeltas, FDeltas, FpDeltas, JDeltas, PbEdge, PbEntireWorkflow, PbFamily, PbFamilyProxy, PbJob,
     PbTask, PbTaskProxy, PbWorkflow, TDeltas, TpDeltas, WDeltas,
@@ -742,18 +745,23 @@ fn merge_elements<T: Element>(
 ) -> Result<(), CylcError> {
     for element in added {
         let id = element.id().to_owned();
-        let patch = match table.get(&id) {
+        let key = relative_id(&id);
+        let held = match table.get(&id) {
             Some(old) if !old.stamp().is_empty() && old.stamp() == element.stamp() => continue,
-            _ if quiet => None,
-            Some(old) => crate::model::diff(
-                Some(&crate::model::element_value(old)),
-                Some(&crate::model::element_value(&element)),
-            ),
-            None => Some(crate::model::element_value(&element)),
+            held => held.is_some(),
+        };
+        let patch = if quiet {
+            None
+        } else if held {
+            // Replaced: the patch from what the topic shows to the new element.
+            batch.settle(topic, key)?;
+            diff_node(topic.at(&[key]), compact_value(element_value(&element)))
+        } else {
+            Some(element_value(&element))
         };
         table.insert(element);
         if let Some(patch) = patch {
-            batch.put(topic, relative_id(&id), patch)?;
+            batch.put(topic, key, patch)?;
         }
     }
     for mut update in updated {
@@ -762,13 +770,15 @@ fn merge_elements<T: Element>(
         if !update.stamp().is_empty() && stored.stamp() == update.stamp() {
             continue;
         }
-        let before = (!quiet).then(|| to_object(stored));
         let sets: Vec<(&'static str, Vec<String>)> = update
             .id_sets()
             .into_iter()
             .map(|(name, ids)| (name, std::mem::take(ids)))
             .filter(|(_, ids)| !ids.is_empty())
             .collect();
+        // A merge changes only the fields the update sets (Cylc clears only those
+        // too), so only they are read back for the patch.
+        let touched = if quiet { Vec::new() } else { field_names(&update) };
         let outcome = table.modify(&id, |stored| -> Result<Map<String, Value>, CylcError> {
             stored.clear_for_update(&update);
             merge_message(stored, &update)?;
@@ -789,13 +799,31 @@ fn merge_elements<T: Element>(
             Some(result) => result?,
             None => continue,
         };
-        if let Some(before) = before {
-            let Some(stored) = table.get(&id) else { continue };
-            let mut patch = diff_objects(&before, &to_object(stored));
-            patch.extend(added_ids);
-            if !patch.is_empty() {
-                batch.put(topic, relative_id(&id), Value::Object(patch))?;
+        if quiet {
+            continue;
+        }
+        let Some(stored) = table.get(&id) else { continue };
+        let key = relative_id(&id);
+        batch.settle(topic, key)?;
+        let shown = match topic.at(&[key]) {
+            Some(Node::Object(object)) => Some(object),
+            _ => None,
+        };
+        let mut patch = Map::new();
+        let mut values = field_values(stored, &touched).into_iter().peekable();
+        for name in &touched {
+            let value = match values.peek() {
+                Some((picked, _)) if picked == name => values.next().map(|(_, v)| v),
+                _ => None,
+            };
+            let old = shown.and_then(|object| object.get(name));
+            if let Some(change) = diff_node(old, value.and_then(compact_value)) {
+                patch.insert((*name).to_owned(), change);
             }
+        }
+        patch.extend(added_ids);
+        if !patch.is_empty() {
+            batch.put(topic, key, Value::Object(patch))?;
         }
     }
     Ok(())
