@@ -1,5 +1,11 @@
 //! HTTP on one port: `/` and static files (the page), `/ws` (clients), `/healthz`
 //! and `/metrics`.
+//!
+//! The page comes from `dist/site/` (made by `npm run build`): every file beside its
+//! brotli and gzip forms, compressed once at build time, and the module's files under
+//! content-hashed names. A request gets the smallest form its `Accept-Encoding`
+//! allows, a strong ETag per form (`If-None-Match` → 304), and `Cache-Control`:
+//! `immutable` for hashed names, `no-cache` (revalidate) for the rest.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -18,17 +24,12 @@ use crate::auth::Auth;
 use crate::listener::ConnGuard;
 use crate::relay::Relay;
 
-/// The page, built into the binary (`--www` serves a folder instead).
+/// The page and the module as served, precompressed and hashed (`npm run build`;
+/// `--www` serves a folder instead).
 #[derive(RustEmbed)]
-#[folder = "../www/"]
+#[folder = "../dist/site/"]
 #[allow_missing = true]
-struct Page;
-
-/// The npm module's build (`npm run build`), served under `/pkg/` for the page.
-#[derive(RustEmbed)]
-#[folder = "../dist/"]
-#[allow_missing = true]
-struct Package;
+struct Site;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -134,7 +135,7 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
         .into_response()
 }
 
-async fn static_file(State(relay): State<Arc<Relay>>, uri: Uri) -> Response {
+async fn static_file(State(relay): State<Arc<Relay>>, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() || path.ends_with('/') {
         format!("{path}index.html")
@@ -149,13 +150,16 @@ async fn static_file(State(relay): State<Arc<Relay>>, uri: Uri) -> Response {
             return file(&path, bytes);
         }
     }
-    if let Some(found) = Page::get(&path) {
-        return file(&path, found.data.into_owned());
+    if let Some(response) = site_file(&path, &headers) {
+        return response;
     }
-    if let Some(rest) = path.strip_prefix("pkg/") {
-        if let Some(found) = Package::get(rest) {
-            return file(&path, found.data.into_owned());
-        }
+    if path == "index.html" {
+        // Not a page whose module is missing without a word: say how to build it.
+        return (
+            StatusCode::NOT_FOUND,
+            "this relay was built without its page: run `npm run build`, then build the relay again",
+        )
+            .into_response();
     }
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
@@ -172,10 +176,190 @@ fn file(path: &str, bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// A content coding the site holds files in, with the suffix of those files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Coding {
+    Brotli,
+    Gzip,
+}
+
+impl Coding {
+    fn suffix(self) -> &'static str {
+        match self {
+            Coding::Brotli => ".br",
+            Coding::Gzip => ".gz",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+}
+
+/// The codings an `Accept-Encoding` value allows, best first: brotli before gzip at
+/// equal weight, none with `q=0`, `*` standing for any coding it does not name.
+fn accepted_codings(accept: Option<&str>) -> Vec<Coding> {
+    let (mut br, mut gzip, mut any) = (None, None, None);
+    for item in accept.unwrap_or("").split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match name.as_str() {
+            "br" => br = Some(q),
+            "gzip" | "x-gzip" => gzip = Some(q),
+            "*" => any = Some(q),
+            _ => {}
+        }
+    }
+    let br = br.or(any).unwrap_or(0.0);
+    let gzip = gzip.or(any).unwrap_or(0.0);
+    let mut codings: Vec<(f32, Coding)> = [(br, Coding::Brotli), (gzip, Coding::Gzip)]
+        .into_iter()
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    // A stable sort keeps brotli first among equals.
+    codings.sort_by(|a, b| b.0.total_cmp(&a.0));
+    codings.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Whether an `If-None-Match` value names `etag` (weak comparison, as RFC 9110 asks
+/// for this header, so `W/"x"` matches `"x"`).
+fn none_match(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|value| {
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+    })
+}
+
+/// Names the build gave a content hash: `pkg/NAME.<16 hex digits>.EXT`. Such a file
+/// never changes, so browsers may keep it for a year without asking again.
+fn is_hashed(path: &str) -> bool {
+    let Some(name) = path.strip_prefix("pkg/") else {
+        return false;
+    };
+    let mut parts = name.rsplit('.');
+    let (Some(_ext), Some(hash), Some(_stem)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A file of the built site in the best form the request accepts, or a 304 when its
+/// `If-None-Match` names that form's ETag; `None` when the site has no such file.
+fn site_file(path: &str, headers: &HeaderMap) -> Option<Response> {
+    // The compressed forms are never addressed directly.
+    if path.ends_with(".br") || path.ends_with(".gz") {
+        return None;
+    }
+    let raw = Site::get(path)?;
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    let has_forms = [Coding::Brotli, Coding::Gzip]
+        .iter()
+        .any(|c| Site::get(&format!("{path}{}", c.suffix())).is_some());
+    let chosen = accepted_codings(text(header::ACCEPT_ENCODING))
+        .into_iter()
+        .find_map(|c| Site::get(&format!("{path}{}", c.suffix())).map(|f| (c, f)));
+    let hash: String = raw.metadata.sha256_hash()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = match &chosen {
+        Some((coding, _)) => format!("\"{hash}-{}\"", coding.name()),
+        None => format!("\"{hash}\""),
+    };
+    let cache = if is_hashed(path) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut response = if none_match(text(header::IF_NONE_MATCH), &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        let mut response = match &chosen {
+            Some((_, form)) => Body::from(form.data.clone().into_owned()).into_response(),
+            None => Body::from(raw.data.clone().into_owned()).into_response(),
+        };
+        if let Ok(value) = header::HeaderValue::from_str(mime.as_ref()) {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        if let Some((coding, _)) = &chosen {
+            response.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static(coding.name()),
+            );
+        }
+        response
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static(cache));
+    if let Ok(value) = header::HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, value);
+    }
+    if has_forms {
+        h.insert(header::VARY, header::HeaderValue::from_static("accept-encoding"));
+    }
+    Some(response)
+}
+
 /// A relative path with no `..`, root or prefix components.
 fn safe_path(path: &str) -> Option<PathBuf> {
     let p = Path::new(path);
     p.components()
         .all(|c| matches!(c, Component::Normal(_)))
         .then(|| p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_picks_brotli_then_gzip_and_honours_q_zero() {
+        use Coding::{Brotli, Gzip};
+        assert_eq!(accepted_codings(Some("gzip, deflate, br, zstd")), [Brotli, Gzip]);
+        assert_eq!(accepted_codings(Some("gzip")), [Gzip]);
+        assert_eq!(accepted_codings(Some("br;q=0.5, gzip;q=0.9")), [Gzip, Brotli]);
+        assert_eq!(accepted_codings(Some("br;q=0, *")), [Gzip]);
+        assert_eq!(accepted_codings(Some("identity")), []);
+        assert_eq!(accepted_codings(Some("*;q=0")), []);
+        assert_eq!(accepted_codings(None), []);
+        assert_eq!(accepted_codings(Some(";;,,q=x")), []);
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_knows_lists_and_star() {
+        assert!(none_match(Some("\"a\""), "\"a\""));
+        assert!(none_match(Some("W/\"a\""), "\"a\""));
+        assert!(none_match(Some("\"b\", \"a\""), "\"a\""));
+        assert!(none_match(Some("*"), "\"a\""));
+        assert!(!none_match(Some("\"a-br\""), "\"a\""));
+        assert!(!none_match(None, "\"a\""));
+    }
+
+    #[test]
+    fn only_hashed_module_files_are_immutable() {
+        assert!(is_hashed("pkg/clonewire_wasm_bg.0123456789abcdef.wasm"));
+        assert!(is_hashed("pkg/index.0123456789abcdef.js"));
+        assert!(!is_hashed("pkg/index.js"));
+        assert!(!is_hashed("index.html"));
+        assert!(!is_hashed("app.0123456789abcdef.js"));
+        assert!(!is_hashed("pkg/index.0123456789abcdeg.js"));
+    }
 }

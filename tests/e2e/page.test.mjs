@@ -91,7 +91,17 @@ before(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-'));
   relay = await startRelay(process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : []);
   // Without the page nothing below can pass: say why at once instead of timing out.
-  for (const path of ['', 'app.js', 'pkg/index.js', 'pkg/clonewire_wasm_bg.wasm']) {
+  // The built page imports the module under a content-hashed name (`--www` serves
+  // the plain one): follow app.js to the module, and the module to its wasm.
+  const app = await fetch(new URL('app.js', relay.url));
+  assert.equal(app.status, 200, 'GET /app.js: the relay must serve the page (npm run build)');
+  const entry = /from '\.\/(pkg\/index(?:\.[0-9a-f]{16})?\.js)'/.exec(await app.text())?.[1];
+  assert.ok(entry, 'app.js imports the module from ./pkg/');
+  const module = await fetch(new URL(entry, relay.url));
+  assert.equal(module.status, 200, `GET /${entry}: the relay must serve the module under /pkg/`);
+  const wasm = /'\.\/(clonewire_wasm_bg(?:\.[0-9a-f]{16})?\.wasm)'/.exec(await module.text())?.[1];
+  assert.ok(wasm, `${entry} names its wasm`);
+  for (const path of ['', `pkg/${wasm}`]) {
     const response = await fetch(new URL(path, relay.url));
     assert.equal(response.status, 200, `GET /${path}: the relay must serve www/ and dist/ (as /pkg/)`);
   }
