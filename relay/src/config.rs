@@ -334,6 +334,9 @@ pub struct Limits {
     pub client_request_burst: u32,
     /// Rate-limited messages in a row before the connection is closed (1008).
     pub max_rate_limited: u32,
+    /// Frames of at least this many bytes go out deflated (binary frames) to clients
+    /// that said in `subscribe` they can inflate them; smaller ones stay text.
+    pub compress_min_bytes: usize,
     /// Limits on subscriptions.
     pub query: QueryLimits,
 }
@@ -362,6 +365,7 @@ impl Default for Limits {
             client_requests_per_sec: 5,
             client_request_burst: 20,
             max_rate_limited: 200,
+            compress_min_bytes: 16 * 1024,
             query: QueryLimits::default(),
         }
     }

@@ -15,7 +15,8 @@
 //! - [`history`]: bounded per-topic history, so clients can resume;
 //! - [`outbox`]: each client's bounded send queue; a client behind lags at O(1) per
 //!   delta and is bridged by one delta per topic when it drains;
-//! - [`session`]: one websocket client (reader and writer);
+//! - [`session`]: one websocket client (reader and writer); [`compress`]: large
+//!   frames deflated once for the clients that asked;
 //! - [`http`]: the page, `/ws`, `/healthz`, `/metrics`;
 //! - [`listener`]: the accept loop, with handshake timeouts and connection caps;
 //! - [`metrics`], [`demo`] (simulated suites for `--demo`), [`relay`] (shared state).
@@ -24,6 +25,7 @@
 //! shutdown future completes.
 
 pub mod auth;
+pub mod compress;
 pub mod config;
 mod cylc_run;
 pub mod demo;

@@ -9,11 +9,14 @@
 //! and the connection is closed (1008) when its token expires.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use clonewire_core::protocol::client::{ClientErrorCode, ClientMessage, RelayMessage, Resume, ResumePoint};
+use clonewire_core::protocol::client::{
+    ClientErrorCode, ClientMessage, RelayMessage, Resume, ResumePoint, DEFLATE_RAW,
+};
 use clonewire_core::Subscription;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -43,8 +46,17 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     }));
     let (sink, mut stream) = socket.split();
     let (done_tx, done_rx) = watch::channel(false);
-    let writer = tokio::spawn(write(relay.clone(), client, outbox.clone(), sink, done_tx));
-    read(&relay, client, &outbox, &mut stream, done_rx, &grant).await;
+    // Set by the latest `subscribe`: whether the client inflates large frames.
+    let deflate = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write(
+        relay.clone(),
+        client,
+        outbox.clone(),
+        sink,
+        done_tx,
+        deflate.clone(),
+    ));
+    read(&relay, client, &outbox, &mut stream, done_rx, &grant, &deflate).await;
     for link in relay.links() {
         link.send(Command::Leave { client }).await;
     }
@@ -100,6 +112,7 @@ async fn read(
     stream: &mut SplitStream<WebSocket>,
     mut writer_done: watch::Receiver<bool>,
     grant: &Grant,
+    deflate: &AtomicBool,
 ) {
     let mut shutdown = relay.shutdown_signal();
     let expires = grant.expires.map(|at| {
@@ -155,8 +168,13 @@ async fn read(
                     outbox.push_text(rate_limited(&bucket));
                     continue;
                 }
-                Ok(ClientMessage::Subscribe { query, resume }) => {
+                Ok(ClientMessage::Subscribe {
+                    query,
+                    resume,
+                    compression,
+                }) => {
                     limited_in_a_row = 0;
+                    deflate.store(compression.as_deref() == Some(DEFLATE_RAW), Ordering::Relaxed);
                     let first = !subscribed;
                     subscribed |= subscribe(
                         relay,
@@ -303,8 +321,11 @@ async fn write(
     outbox: Arc<Outbox>,
     mut sink: SplitSink<WebSocket, Message>,
     done: watch::Sender<bool>,
+    deflate: Arc<AtomicBool>,
 ) {
     let timeout = Duration::from_millis(relay.config().limits.client_send_timeout_ms);
+    let compress_min = relay.config().limits.compress_min_bytes;
+    let frame = |text| frame(text, compress_min, &deflate);
     let mut shutdown = relay.shutdown_signal();
     let metrics = relay.metrics().clone();
     loop {
@@ -319,9 +340,9 @@ async fn write(
             }
         };
         let (message, kind, time) = match next {
-            Outgoing::Text(t) => (Message::Text(Utf8Bytes::from(&*t)), "other", None),
-            Outgoing::Snapshot(t) => (Message::Text(Utf8Bytes::from(&*t)), "snapshot", None),
-            Outgoing::Delta(d) => (Message::Text(Utf8Bytes::from(&*d.text)), "delta", d.time),
+            Outgoing::Text(t) => (frame(t).await, "other", None),
+            Outgoing::Snapshot(t) => (frame(t).await, "snapshot", None),
+            Outgoing::Delta(d) => (frame(d.text.clone()).await, "delta", d.time),
             Outgoing::Bridge(asks) => {
                 // One request per workflow; the link thread answers into the outbox.
                 let mut by_workflow: BTreeMap<Arc<str>, Vec<(String, Option<ResumePoint>)>> = BTreeMap::new();
@@ -356,6 +377,7 @@ async fn write(
         };
         let bytes = match &message {
             Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
             _ => 0,
         };
         match tokio::time::timeout(timeout, sink.send(message)).await {
@@ -377,6 +399,17 @@ async fn write(
         }
     }
     let _ = done.send(true);
+}
+
+/// A frame as it goes out: deflated (binary) when the client asked for that and it is
+/// at least `min` bytes, once per shared frame; otherwise text.
+async fn frame(text: Arc<str>, min: usize, deflate: &AtomicBool) -> Message {
+    if text.len() >= min && deflate.load(Ordering::Relaxed) {
+        if let Some(packed) = crate::compress::SHARED.deflate(&text).await {
+            return Message::Binary(packed);
+        }
+    }
+    Message::Text(Utf8Bytes::from(&*text))
 }
 
 /// True when a read failed because the frame was over the size limit.

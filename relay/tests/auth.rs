@@ -118,6 +118,7 @@ async fn subscribe(ws: &mut Ws, query: &str) {
         &ClientMessage::Subscribe {
             query: query.to_owned(),
             resume: None,
+            compression: None,
         },
     )
     .await;
@@ -251,6 +252,7 @@ async fn resume_and_resync_of_a_forbidden_workflow_are_ignored() {
         &ClientMessage::Subscribe {
             query: r#"{ workflows(ids: ["a", "b"]) { taskProxies workflow } }"#.to_owned(),
             resume: Some(resume),
+            compression: None,
         },
     )
     .await;

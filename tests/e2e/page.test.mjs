@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -32,6 +32,13 @@ let context; // the browser
 let page;
 let scratch; // temporary folders, removed at the end
 const problems = []; // console errors, page errors, failed requests
+/** Frames the page's websocket received: { text, binary } counts. */
+const frames = { text: 0, binary: 0 };
+/**
+ * Frames of at least this many bytes go out deflated: low enough that the demo's
+ * snapshots do (the page inflates them before its checks) and its deltas mostly not.
+ */
+const COMPRESS_MIN_BYTES = 2048;
 
 /** Starts the relay and resolves with its page's URL, read from its log. */
 function startRelay(extraArgs) {
@@ -89,7 +96,9 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM_PATH), `no Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium`);
   mkdirSync(artifacts, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-'));
-  relay = await startRelay(process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : []);
+  const config = join(scratch, 'relay.toml');
+  writeFileSync(config, `[limits]\ncompress_min_bytes = ${COMPRESS_MIN_BYTES}\n`);
+  relay = await startRelay(['--config', config, ...(process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : [])]);
   // Without the page nothing below can pass: say why at once instead of timing out.
   // The built page imports the module under a content-hashed name (`--www` serves
   // the plain one): follow app.js to the module, and the module to its wasm.
@@ -112,6 +121,11 @@ before(async () => {
     if (m.type() === 'error') problems.push(`console: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', ({ payload }) => {
+      frames[typeof payload === 'string' ? 'text' : 'binary'] += 1;
+    }),
+  );
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
   page.on('response', (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
@@ -218,6 +232,9 @@ test('the inspector shows every copy verified and the merged query confirmed', a
   const report = await page.evaluate(() => globalThis.clonewire.client.inspect());
   assert.ok(report.topics.every((t) => t.verified), JSON.stringify(report.topics));
   assert.equal(report.counters.hashMismatches, 0);
+  // Large frames came deflated (binary) and small ones as text, and all of it checked.
+  assert.ok(frames.binary > 0 && frames.text > 0, `frames received: ${JSON.stringify(frames)}`);
+  assert.equal(report.counters.badMessages, 0, JSON.stringify(report.counters));
   assert.deepEqual(report.views.map((v) => v.name).sort(), ['graph', 'table', 'tree', 'workflows']);
   // The wire meter reads every frame with the module's frameTopic(): live topics show a rate.
   await waitInPage('a message rate for some live topic', () =>

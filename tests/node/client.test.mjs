@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import jsonMergePatch from 'json-merge-patch';
+import { deflateRawSync } from 'node:zlib';
 import WebSocket from 'ws';
 
 import { connect, frameTopic, QueryError, workflowStates } from '../../dist/index.js';
@@ -296,5 +297,42 @@ test('the module names the workflow states and what a frame is about', async () 
     assert.equal(frameTopic(other), null, other);
   }
   assert.equal(frameTopic(new ArrayBuffer(4)), null);
+  client.close();
+});
+
+test('deflated frames are inflated and applied in the order they came', async () => {
+  relay.received.length = 0;
+  const packed = (frame) => deflateRawSync(JSON.stringify(frame));
+  relay.onMessage = (message) => {
+    if (message.type !== 'subscribe') return;
+    relay.send({ type: 'subscribed', query: message.query });
+    relay.send(stream.workflow);
+    // Snapshots deflated, deltas alternating: a text frame behind a binary one must
+    // wait for it to inflate, or its `prev` would not follow.
+    for (const frame of stream.initial) relay.socket.send(packed(frame));
+    stream.steps.forEach((step, i) => (i % 2 ? relay.send(step.delta) : relay.socket.send(packed(step.delta))));
+  };
+  const client = await connect(relay.url, options);
+  try {
+    const tasks = client.view('tasks', TASKS, () => {});
+    const subscribe = await relay.next((m) => m.type === 'subscribe');
+    assert.equal(subscribe.compression, 'deflate-raw');
+    await until(() => client.inspect().counters.deltas === stream.steps.length, 3000, 'all deltas');
+    const report = client.inspect();
+    assert.equal(report.counters.chainBreaks, 0);
+    assert.equal(report.counters.hashMismatches, 0);
+    assert.equal(report.counters.resyncs, 0);
+    assert.deepEqual(tasks.data().workflows.demo.taskProxies, pick(relayValue('taskProxies'), ['status']));
+  } finally {
+    client.close();
+  }
+});
+
+test('compression: false asks for text frames only', async () => {
+  answerSubscribes();
+  const client = await connect(relay.url, { ...options, compression: false });
+  client.view('tasks', TASKS, () => {});
+  const subscribe = await relay.next((m) => m.type === 'subscribe');
+  assert.equal(subscribe.compression, undefined);
   client.close();
 });

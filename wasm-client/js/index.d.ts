@@ -82,6 +82,12 @@ export interface ConnectOptions {
   reconnectBaseMs?: number;
   /** Longest reconnect delay in ms (default 30000). */
   reconnectMaxMs?: number;
+  /**
+   * Ask the relay for large frames (snapshots) deflated, and inflate them with
+   * `DecompressionStream` before they are checked (default: true where the runtime
+   * has `DecompressionStream('deflate-raw')`). `false`: text frames only.
+   */
+  compression?: boolean;
   onStatus?: (event: StatusEvent) => void;
   onWorkflow?: (event: WorkflowEvent) => void;
   onError?: (event: ErrorEvent) => void;

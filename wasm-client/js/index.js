@@ -269,6 +269,93 @@ export function frameTopic(text) {
   return found === undefined ? null : { type: found[0], workflow: found[1], topic: found[2] };
 }
 
+/** The compression asked for in `subscribe` (docs/protocol.md) when frames can be inflated here. */
+const COMPRESSION = 'deflate-raw';
+
+/** True when this runtime can inflate `deflate-raw` (browsers, Node 21.2+ / 20.x recent). */
+function canInflate() {
+  try {
+    new DecompressionStream(COMPRESSION);
+    return typeof Blob === 'function' && typeof Response === 'function';
+  } catch {
+    return false;
+  }
+}
+
+/** One binary frame's text; '' when it does not inflate (the client counts it as bad). */
+async function inflate(data) {
+  try {
+    const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream(COMPRESSION));
+    return await new Response(stream).text();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * `Base` (a WebSocket class) whose binary frames reach its `onmessage` handler as
+ * the text they inflate to. Inflating is asynchronous, so every message and close event
+ * behind a binary frame waits for it: the handler sees frames in the order they came,
+ * and text frames go straight through when nothing is waiting.
+ */
+function inflating(Base) {
+  return class InflatingWebSocket extends Base {
+    #handlers = { message: null, close: null };
+    /** Events queued behind an inflation, and the end of that queue. */
+    #waiting = 0;
+    #queue = Promise.resolve();
+
+    constructor(...args) {
+      super(...args);
+      this.binaryType = 'arraybuffer';
+      this.addEventListener('message', (event) => {
+        if (typeof event.data === 'string') {
+          this.#then(() => this.#fire('message', event));
+        } else {
+          const text = inflate(event.data);
+          this.#then(async () => this.#fire('message', { target: this, data: await text }), true);
+        }
+      });
+      this.addEventListener('close', (event) => this.#then(() => this.#fire('close', event)));
+    }
+
+    get onmessage() {
+      return this.#handlers.message;
+    }
+
+    set onmessage(handler) {
+      this.#handlers.message = handler;
+    }
+
+    get onclose() {
+      return this.#handlers.close;
+    }
+
+    set onclose(handler) {
+      this.#handlers.close = handler;
+    }
+
+    /** Runs `step` now when nothing waits and it is synchronous, else after the queue. */
+    #then(step, later = false) {
+      if (this.#waiting === 0 && !later) {
+        step();
+        return;
+      }
+      this.#waiting += 1;
+      this.#queue = this.#queue
+        .then(step)
+        .catch(() => {}) // as a WebSocket ignores its handler's exceptions
+        .finally(() => {
+          this.#waiting -= 1;
+        });
+    }
+
+    #fire(type, event) {
+      this.#handlers[type]?.call(this, event);
+    }
+  };
+}
+
 function resolveUrl(url) {
   const text = String(url);
   if (/^wss?:/i.test(text) || typeof globalThis.location === 'undefined') return text;
@@ -284,13 +371,17 @@ function resolveUrl(url) {
  */
 export async function connect(url, options = {}) {
   await initialise(options.wasm);
-  const WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
+  let WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
   if (typeof WebSocketClass !== 'function') {
     throw new TypeError('no WebSocket here: pass options.WebSocket (in Node, the `ws` package)');
   }
+  // Large frames come deflated when the client can inflate them (and the page allows).
+  const compression = options.compression !== false && canInflate() ? COMPRESSION : undefined;
+  if (compression) WebSocketClass = inflating(WebSocketClass);
   const settings = {
     reconnectBaseMs: options.reconnectBaseMs,
     reconnectMaxMs: options.reconnectMaxMs,
+    compression,
   };
   let inner;
   const client = new Client((dispatcher) => {

@@ -270,7 +270,9 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// Makes a client for `url` using the WebSocket constructor `socket`. Options:
-    /// `reconnectBaseMs`, `reconnectMaxMs`. `dispatcher` gets, once per call that has
+    /// `reconnectBaseMs`, `reconnectMaxMs`, `compression` (a compression the socket
+    /// class inflates before frames reach the client, asked for in `subscribe`).
+    /// `dispatcher` gets, once per call that has
     /// any, the JSON text of its view changes and events (`Effects::write_json`).
     /// Call `start()` to connect.
     #[wasm_bindgen(constructor)]
@@ -282,6 +284,11 @@ impl WasmClient {
         ) {
             session.set_reconnect_delays(base, max.unwrap_or(30_000));
         }
+        // The front-end's socket class inflates this compression (js/index.js).
+        let compression = Reflect::get(&options, &JsValue::from_str("compression"))
+            .ok()
+            .and_then(|c| c.as_string());
+        session.set_compression(compression);
         let shared = Rc::new(RefCell::new(Inner {
             session,
             url,

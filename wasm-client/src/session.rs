@@ -44,6 +44,8 @@ pub struct Session {
     outgoing: VecDeque<String>,
     counters: Counters,
     backoff: Backoff,
+    /// The compression named in `subscribe`: the socket layer inflates it.
+    compression: Option<String>,
 }
 
 impl Session {
@@ -63,7 +65,14 @@ impl Session {
             outgoing: VecDeque::new(),
             counters: Counters::default(),
             backoff: Backoff::default(),
+            compression: None,
         }
+    }
+
+    /// Asks the relay for large frames compressed with `compression` (docs/protocol.md):
+    /// only for a socket layer that inflates them, in order, before [`Session::receive`].
+    pub fn set_compression(&mut self, compression: Option<String>) {
+        self.compression = compression;
     }
 
     /// Sets the reconnect delays: the first, and the longest (milliseconds).
@@ -183,7 +192,11 @@ impl Session {
             .filter(|r| !r.is_empty());
         self.sent_query = Some(key.clone());
         self.counters.subscribes += 1;
-        self.send(&ClientMessage::Subscribe { query: key, resume });
+        self.send(&ClientMessage::Subscribe {
+            query: key,
+            resume,
+            compression: self.compression.clone(),
+        });
     }
 
     fn resync(&mut self, workflow: String, topic: String) {

@@ -96,6 +96,12 @@ pub struct TestClient {
     pub latencies: Vec<(String, f64)>,
     /// The close code, if the relay sent one.
     pub close_code: Option<u16>,
+    /// The compression `subscribe` asks for (binary frames are inflated with it).
+    pub compression: Option<String>,
+    /// Bytes of every data frame as it arrived (compressed ones compressed).
+    pub wire_bytes: usize,
+    /// Binary (compressed) frames received.
+    pub binary_frames: usize,
 }
 
 impl TestClient {
@@ -116,6 +122,9 @@ impl TestClient {
             closed: false,
             latencies: Vec::new(),
             close_code: None,
+            compression: None,
+            wire_bytes: 0,
+            binary_frames: 0,
         }
     }
 
@@ -135,6 +144,7 @@ impl TestClient {
         self.send(&ClientMessage::Subscribe {
             query: query.to_owned(),
             resume,
+            compression: self.compression.clone(),
         })
         .await;
     }
@@ -145,7 +155,25 @@ impl TestClient {
         while !self.closed && Instant::now() < end {
             let left = end.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => self.handle(text.as_str()).await,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    self.wire_bytes += text.len();
+                    self.handle(text.as_str()).await;
+                }
+                Ok(Some(Ok(Message::Binary(packed)))) => {
+                    assert!(
+                        self.compression.is_some(),
+                        "a binary frame the client did not ask for"
+                    );
+                    self.wire_bytes += packed.len();
+                    self.binary_frames += 1;
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(
+                        &mut flate2::read::DeflateDecoder::new(&packed[..]),
+                        &mut text,
+                    )
+                    .expect("a binary frame inflates to UTF-8 text");
+                    self.handle(&text).await;
+                }
                 Ok(Some(Ok(Message::Close(frame)))) => {
                     self.close_code = frame.map(|f| u16::from(f.code));
                     self.closed = true;

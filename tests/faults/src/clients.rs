@@ -90,6 +90,7 @@ async fn follow(addr: SocketAddr, query: String, state: Arc<Mutex<ClientState>>,
         let subscribe = ClientMessage::Subscribe {
             query: query.clone(),
             resume,
+            compression: None,
         };
         let Ok(text) = serde_json::to_string(&subscribe) else {
             return;

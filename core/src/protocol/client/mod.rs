@@ -32,6 +32,10 @@ pub struct ResumePoint {
     pub hash: Hash,
 }
 
+/// The frame compression of the client link: raw DEFLATE (RFC 1951, no header), as
+/// browsers' `DecompressionStream("deflate-raw")` reads it.
+pub const DEFLATE_RAW: &str = "deflate-raw";
+
 /// Resume points by workflow, then topic.
 pub type Resume = BTreeMap<String, BTreeMap<String, ResumePoint>>;
 
@@ -46,6 +50,10 @@ pub enum ClientMessage {
         /// Copies the client already holds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
+        /// A compression the client can inflate ([`DEFLATE_RAW`] is the one the relay
+        /// knows): large frames then come as binary frames in it. Absent: text only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compression: Option<String>,
     },
     /// Asks for a fresh snapshot of one (workflow, topic).
     Resync {
