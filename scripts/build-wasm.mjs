@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// Builds the npm module `clonewire` into dist/:
+// Builds the npm module `clonewire` (the package in wasm-client/) into wasm-client/dist/:
 //   cargo (profile wasm-release) → wasm-bindgen --target web → wasm-opt → front-end.
 // For measuring, not shipping: CLONEWIRE_OPT=z|s|2|3 overrides the profile's opt-level
-// (and wasm-opt's -O level to match), CLONEWIRE_DIST=DIR writes elsewhere, and
+// (and wasm-opt's -O level to match), CLONEWIRE_DIST=DIR writes the module elsewhere, and
 // CLONEWIRE_NAMES=1 keeps function names (for profiles and twiggy).
 // The wasm-bindgen CLI must be exactly the version of the `wasm-bindgen` crate in
 // Cargo.lock; it is installed with cargo when missing. wasm-opt comes from npm's
 // `binaryen` package (a devDependency), never from the system.
 //
-// It then builds dist/site/, what the relay embeds and serves: the page (www/) and the
+// It then builds dist/site/ (at the repository's root; inside CLONEWIRE_DIST when set),
+// what the relay embeds and serves: the page (www/) and the
 // module under pkg/ with content-hashed names (the relay marks them immutable), each
 // file beside its brotli (.br) and gzip (.gz) forms, so the relay never compresses.
 
@@ -20,7 +21,9 @@ import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = process.env.CLONEWIRE_DIST ? resolve(process.env.CLONEWIRE_DIST) : join(root, 'dist');
+const dist = process.env.CLONEWIRE_DIST ? resolve(process.env.CLONEWIRE_DIST) : join(root, 'wasm-client', 'dist');
+/** The relay's page (relay/src/http.rs embeds this folder). */
+const site = process.env.CLONEWIRE_DIST ? join(dist, 'site') : join(root, 'dist', 'site');
 /** The shipped build is small over fast: see `[profile.wasm-release]` in Cargo.toml. */
 const opt = process.env.CLONEWIRE_OPT ?? profileOptLevel();
 const names = process.env.CLONEWIRE_NAMES === '1';
@@ -72,6 +75,7 @@ const built = join(targetDir, 'wasm32-unknown-unknown', 'wasm-release', 'clonewi
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
+rmSync(site, { recursive: true, force: true });
 run('wasm-bindgen', [
   '--target', 'web', '--no-typescript', ...(names ? ['--keep-debug'] : []),
   '--out-dir', dist, '--out-name', 'clonewire_wasm', built,
@@ -119,7 +123,6 @@ function relink(text, from, to) {
  * revalidated with ETags). Returns the hashed names.
  */
 function buildSite() {
-  const site = join(dist, 'site');
   const pkg = join(site, 'pkg');
   mkdirSync(pkg, { recursive: true });
   const wasmBytes = readFileSync(join(dist, 'clonewire_wasm_bg.wasm'));
@@ -165,8 +168,8 @@ for (const [file, served] of [
   ['clonewire_wasm_bg.wasm', hashed.wasm], ['clonewire_wasm.js', hashed.glue], ['index.js', hashed.entry],
 ]) {
   const raw = statSync(join(dist, file)).size;
-  const gz = statSync(join(dist, 'site', 'pkg', `${served}.gz`)).size;
-  const br = statSync(join(dist, 'site', 'pkg', `${served}.br`)).size;
+  const gz = statSync(join(site, 'pkg', `${served}.gz`)).size;
+  const br = statSync(join(site, 'pkg', `${served}.br`)).size;
   console.log(
     `${file.padEnd(24)} ${String(raw).padStart(8)} B, ${String(gz).padStart(7)} B gzipped, ` +
       `${String(br).padStart(7)} B brotli`,
@@ -175,12 +178,12 @@ for (const [file, served] of [
 /** What a browser sending `Accept-Encoding: br, gzip` downloads: the smallest form. */
 let transfer = 0;
 let rawTotal = 0;
-for (const name of readdirSync(join(dist, 'site'), { recursive: true })) {
-  const path = join(dist, 'site', name);
+for (const name of readdirSync(site, { recursive: true })) {
+  const path = join(site, name);
   if (statSync(path).isDirectory() || name.endsWith('.br') || name.endsWith('.gz')) continue;
   const sizes = [path, `${path}.br`, `${path}.gz`].filter((p) => existsSync(p)).map((p) => statSync(p).size);
   rawTotal += sizes[0];
   transfer += Math.min(...sizes);
 }
 console.log(`the page and its module over the wire (br or gzip, whichever is smaller): ` +
-  `${transfer} B of ${rawTotal} B raw (wasm ${statSync(join(dist, 'site', 'pkg', `${hashed.wasm}.br`)).size} B)`);
+  `${transfer} B of ${rawTotal} B raw (wasm ${statSync(join(site, 'pkg', `${hashed.wasm}.br`)).size} B)`);

@@ -44,7 +44,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p clonewire-core -p clonewire-wasm --target wasm32-unknown-unknown --quiet -- -D warnings
 
-step "the npm module: build (cargo → wasm-bindgen → wasm-opt → dist/)"
+step "the npm module: build (cargo → wasm-bindgen → wasm-opt → wasm-client/dist/, and the relay's page in dist/site/)"
 npm run --silent build
 
 step "core on wasm32: the hash vectors under wasm-bindgen-test (node)"

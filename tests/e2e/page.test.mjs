@@ -8,7 +8,7 @@
 //   cargo build -p clonewire-relay && npm run build && npm run test:e2e
 //
 // Environment: CLONEWIRE_RELAY (the relay binary), CHROMIUM (the browser),
-// E2E_STAGE_WWW=1 to serve this checkout's www/ and dist/ with `--www` instead of
+// E2E_STAGE_WWW=1 to serve this checkout's www/ and wasm-client/dist/ with `--www` instead of
 // the copy the binary holds.
 
 import assert from 'node:assert/strict';
@@ -72,12 +72,12 @@ function startRelay(extraArgs) {
   });
 }
 
-/** A folder with www/'s files and dist/ as pkg/, for `--www`. */
+/** A folder with www/'s files and wasm-client/dist/ as pkg/, for `--www`. */
 function stageWww() {
   const dir = join(scratch, 'www');
   mkdirSync(dir);
   for (const name of readdirSync(join(root, 'www'))) symlinkSync(join(root, 'www', name), join(dir, name));
-  symlinkSync(join(root, 'dist'), join(dir, 'pkg'));
+  symlinkSync(join(root, 'wasm-client', 'dist'), join(dir, 'pkg'));
   return dir;
 }
 
@@ -92,7 +92,7 @@ async function stopRelay() {
 
 before(async () => {
   assert.ok(existsSync(relayBinary), `no relay at ${relayBinary}: cargo build -p clonewire-relay`);
-  assert.ok(existsSync(join(root, 'dist/index.js')), 'no dist/: npm run build');
+  assert.ok(existsSync(join(root, 'dist/site/index.html')), 'no dist/site/: npm run build');
   assert.ok(existsSync(CHROMIUM_PATH), `no Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium`);
   mkdirSync(artifacts, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-'));
@@ -112,7 +112,7 @@ before(async () => {
   assert.ok(wasm, `${entry} names its wasm`);
   for (const path of ['', `pkg/${wasm}`]) {
     const response = await fetch(new URL(path, relay.url));
-    assert.equal(response.status, 200, `GET /${path}: the relay must serve www/ and dist/ (as /pkg/)`);
+    assert.equal(response.status, 200, `GET /${path}: the relay must serve the page and the module (as /pkg/)`);
   }
 
   context = await launchChromium(join(scratch, 'profile'), { viewport: { width: 1280, height: 800 } });

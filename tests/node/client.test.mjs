@@ -1,4 +1,4 @@
-// The built module (dist/) against a scripted relay: what a page using it would see.
+// The built module (wasm-client/dist/, imported by its package name) against a scripted relay: what a page using it would see.
 // Run `npm run build` first.
 
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import jsonMergePatch from 'json-merge-patch';
 import { deflateRawSync } from 'node:zlib';
 import WebSocket from 'ws';
 
-import { connect, frameTopic, QueryError, workflowStates } from '../../dist/index.js';
+import { connect, frameTopic, QueryError, workflowStates } from 'clonewire';
 import { STATE_HINTS } from '../../www/workflows.js';
 import { greet, startRelay, stream, until } from './fake-relay.mjs';
 

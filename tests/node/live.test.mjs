@@ -1,4 +1,4 @@
-// The built module (dist/) against the real relay with its simulated suites
+// The built module (wasm-client/dist/, imported by its package name) against the real relay with its simulated suites
 // (`clonewire-relay --demo`): what a page sees from a live stream. Needs
 // `cargo build -p clonewire-relay` and `npm run build` first; skipped when the relay
 // binary is missing (CLONEWIRE_RELAY names another one).
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import jsonMergePatch from 'json-merge-patch';
 import WebSocket from 'ws';
 
-import { connect } from '../../dist/index.js';
+import { connect } from 'clonewire';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RELAY = process.env.CLONEWIRE_RELAY ?? resolve(root, 'target', 'debug', 'clonewire-relay');

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Packaging test: `npm pack` the module, install the tarball into a fresh Vite app,
+// Packaging test: `npm pack` the module (wasm-client/), check the tarball holds exactly
+// the module, its guide and its licenses, install it into a fresh Vite app,
 // build it, serve it and open it in headless Chromium (Debian's, via playwright-core;
 // no browser is ever downloaded). The page connects to the scripted relay of the node
 // tests and must show live data. Run `npm run build` first.
 
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,13 +26,24 @@ function npm(args, cwd) {
 
 rmSync(work, { recursive: true, force: true });
 cpSync(join(here, 'app'), app, { recursive: true });
-const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], root));
+const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], join(root, 'wasm-client')));
 const tarball = join(work, packed[0].filename);
 const shipped = packed[0].files.map((f) => f.path).sort();
 console.log(`packed ${packed[0].filename}: ${shipped.join(', ')}`);
-for (const want of ['dist/index.js', 'dist/index.d.ts', 'dist/clonewire_wasm_bg.wasm', 'package.json']) {
-  if (!shipped.includes(want)) throw new Error(`the tarball lacks ${want}`);
+const expected = [
+  'LICENSE-APACHE', 'LICENSE-MIT', 'README.md', 'dist/clonewire_wasm.js', 'dist/clonewire_wasm_bg.wasm',
+  'dist/index.d.ts', 'dist/index.js', 'package.json',
+];
+if (JSON.stringify(shipped) !== JSON.stringify(expected)) {
+  throw new Error(`the tarball holds ${shipped.join(', ')}; expected exactly ${expected.join(', ')}`);
 }
+const manifest = JSON.parse(readFileSync(join(root, 'wasm-client', 'package.json'), 'utf8'));
+for (const field of ['license', 'repository', 'engines', 'keywords', 'types']) {
+  if (!manifest[field]) throw new Error(`package.json lacks ${field}`);
+}
+// The module's own guide, not the repository's README.
+const readme = readFileSync(join(root, 'wasm-client', 'README.md'), 'utf8');
+if (!readme.includes('connect(')) throw new Error('wasm-client/README.md is not the client guide');
 npm(['install', '--no-audit', '--no-fund'], app);
 npm(['install', '--no-audit', '--no-fund', tarball], app);
 npm(['run', 'build'], app);

@@ -24,10 +24,10 @@ const steps = Number(process.env.BENCH_STEPS ?? 5000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 // BENCH_DIST serves another build (e.g. one that keeps function names), and
 // BENCH_CPUPROFILE=file.cpuprofile records Chromium's CPU profile of the timed rounds.
-const distDir = resolve(process.env.BENCH_DIST ?? join(root, 'dist'));
+const distDir = resolve(process.env.BENCH_DIST ?? join(root, 'wasm-client', 'dist'));
 const cpuProfile = process.env.BENCH_CPUPROFILE;
 
-console.log('size of the shipped module (dist/):');
+console.log('size of the shipped module (wasm-client/dist/):');
 for (const file of ['clonewire_wasm_bg.wasm', 'clonewire_wasm.js', 'index.js']) {
   const bytes = readFileSync(join(distDir, file));
   const gz = gzipSync(bytes, { level: 9 }).length;
