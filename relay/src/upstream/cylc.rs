@@ -30,30 +30,6 @@ fn context() -> &'static zmq::Context {
     CONTEXT.get_or_init(zmq::Context::new)
 }
 
-/// The schema of the Cylc model: the keyed topics, and the id sets and keyed maps
-/// inside elements (`docs/cylc.md`, "The model clients see").
-pub fn cylc_schema() -> Schema {
-    Schema::new([
-        vec!["tasks"],
-        vec!["tasks", "*", "proxies"],
-        vec!["taskProxies"],
-        vec!["taskProxies", "*", "jobs"],
-        vec!["taskProxies", "*", "edges"],
-        vec!["taskProxies", "*", "outputs"],
-        vec!["taskProxies", "*", "xtriggers"],
-        vec!["taskProxies", "*", "externalTriggers"],
-        vec!["families"],
-        vec!["families", "*", "proxies"],
-        vec!["families", "*", "childTasks"],
-        vec!["families", "*", "childFamilies"],
-        vec!["familyProxies"],
-        vec!["familyProxies", "*", "childTasks"],
-        vec!["familyProxies", "*", "childFamilies"],
-        vec!["jobs"],
-        vec!["edges"],
-    ])
-}
-
 /// A Cylc workflow followed through its scheduler's PUB and REP sockets.
 pub struct CylcUpstream {
     driver: Driver<Replica>,
@@ -88,7 +64,7 @@ impl CylcUpstream {
             driver,
             contact_file: run_dir.join(SERVICE_DIR).join(CONTACT_FILE),
             epoch,
-            schema: cylc_schema(),
+            schema: clonewire_cylc::schema(),
             seqs: [0; 7],
             joined: false,
             ready: VecDeque::new(),
