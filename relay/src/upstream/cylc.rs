@@ -198,7 +198,13 @@ impl Upstream for CylcUpstream {
 
     fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;
-        let store = self.driver.link().store().store();
+        // Nothing to show before the first snapshot: an empty replica is not the
+        // workflow's data (a client gets the topic when the link joins).
+        let replica = self.driver.link().store();
+        if !replica.is_loaded() {
+            return None;
+        }
+        let store = replica.store();
         Some((store.topic(kind), self.seqs[Self::slot(kind)]))
     }
 
