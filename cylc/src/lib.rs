@@ -18,8 +18,10 @@ pub mod model;
 pub mod proto;
 pub mod replica;
 pub mod request;
+pub mod schema;
 pub mod store;
 pub mod table;
 
 pub use element::{Element, Kind};
+pub use schema::schema;
 pub use store::{Applied, Check, CylcError, CylcStore};

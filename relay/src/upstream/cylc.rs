@@ -30,30 +30,6 @@ fn context() -> &'static zmq::Context {
     CONTEXT.get_or_init(zmq::Context::new)
 }
 
-/// The schema of the Cylc model: the keyed topics, and the id sets and keyed maps
-/// inside elements (`docs/cylc.md`, "The model clients see").
-pub fn cylc_schema() -> Schema {
-    Schema::new([
-        vec!["tasks"],
-        vec!["tasks", "*", "proxies"],
-        vec!["taskProxies"],
-        vec!["taskProxies", "*", "jobs"],
-        vec!["taskProxies", "*", "edges"],
-        vec!["taskProxies", "*", "outputs"],
-        vec!["taskProxies", "*", "xtriggers"],
-        vec!["taskProxies", "*", "externalTriggers"],
-        vec!["families"],
-        vec!["families", "*", "proxies"],
-        vec!["families", "*", "childTasks"],
-        vec!["families", "*", "childFamilies"],
-        vec!["familyProxies"],
-        vec!["familyProxies", "*", "childTasks"],
-        vec!["familyProxies", "*", "childFamilies"],
-        vec!["jobs"],
-        vec!["edges"],
-    ])
-}
-
 /// A Cylc workflow followed through its scheduler's PUB and REP sockets.
 pub struct CylcUpstream {
     driver: Driver<Replica>,
@@ -88,7 +64,7 @@ impl CylcUpstream {
             driver,
             contact_file: run_dir.join(SERVICE_DIR).join(CONTACT_FILE),
             epoch,
-            schema: cylc_schema(),
+            schema: clonewire_cylc::schema(),
             seqs: [0; 7],
             joined: false,
             ready: VecDeque::new(),
@@ -222,7 +198,13 @@ impl Upstream for CylcUpstream {
 
     fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;
-        let store = self.driver.link().store().store();
+        // Nothing to show before the first snapshot: an empty replica is not the
+        // workflow's data (a client gets the topic when the link joins).
+        let replica = self.driver.link().store();
+        if !replica.is_loaded() {
+            return None;
+        }
+        let store = replica.store();
         Some((store.topic(kind), self.seqs[Self::slot(kind)]))
     }
 
