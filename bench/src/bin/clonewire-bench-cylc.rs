@@ -199,9 +199,8 @@ fn orchestrate(args: &Args) -> ExitCode {
                 }
                 eprintln!("[{}] {} C={c} ...", w.name, side_name(side));
                 let cell = cylc::run::cell(&setup, w, side, c, index);
-                if let Err(e) = &cell.report {
-                    eprintln!("  {}: {e}", side_name(side));
-                }
+                // Each row as soon as it is measured, so a cut run keeps its figures.
+                eprintln!("{}", cylc::table::row(w, &cell));
                 cells.push(cell);
             }
         }

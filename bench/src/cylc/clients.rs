@@ -1,7 +1,7 @@
 //! C websocket clients in one process, for either side:
 //!
 //! - cylc-uiserver: `graphql-ws` (`connection_init`, `start`, then `data` messages);
-//!   the first `data` message is the whole store;
+//!   the first `data` message of each workflow is its whole store;
 //! - clonewire-relay: `/ws`, one `subscribe`, then `snapshot` and `delta` frames;
 //!   the client holds the workflow once it has every workflow's `taskProxies`
 //!   snapshot.
@@ -187,10 +187,15 @@ async fn client(plan: Arc<Plan>, mut stop: watch::Receiver<bool>) -> Tally {
                     continue;
                 };
                 let tasks = note_uis(deltas, at, &mut tally.received);
-                if tally.received.joined_at.is_none() {
-                    tally.join_tasks = tasks;
+                // Each workflow's first message is its whole store.
+                let wf = deltas["id"].as_str().unwrap_or_default();
+                if tally.received.joined_at.is_none() && snapshots.insert(super::workflow_name(wf).to_owned())
+                {
+                    tally.join_tasks += tasks;
                 }
-                true
+                plan.workflows
+                    .iter()
+                    .all(|w| snapshots.contains(super::workflow_name(w)))
             }
             Side::Relay => {
                 let (wf, topic, n) = note_relay(&value, at, &mut tally.received);

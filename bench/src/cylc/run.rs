@@ -218,6 +218,18 @@ pub struct Cell {
     pub rss: f64,
     /// Batches the floor received and their largest size, bytes.
     pub floor: (usize, usize),
+    /// The client process's CPU s/s (to show it is not the bottleneck).
+    pub client_cpu: f64,
+    /// The machine's 1-minute load average at the end of the window.
+    pub load: f64,
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The environment of a Cylc command in `home`.
@@ -266,6 +278,8 @@ pub fn cell(setup: &Setup, w: &Workload, side: Side, clients: usize, index: usiz
         sched_cpu: 0.0,
         rss: 0.0,
         floor: (0, 0),
+        client_cpu: 0.0,
+        load: 0.0,
     };
     out.report = cell_inner(setup, w, side, clients, index, &mut out);
     out
@@ -415,6 +429,8 @@ fn cell_inner(
     let sched_pids: Vec<u32> = schedulers.iter().map(Proc::pid).collect();
     let sched_cpu = || sched_pids.iter().filter_map(|p| cpu_secs(*p)).sum::<f64>();
     let (cpu0, sched0) = (cpu_secs(server_pid).unwrap_or(0.0), sched_cpu());
+    let client_pid = clients_proc.pid();
+    let mut client_cpu = 0.0;
     let mut samples = vec![cpu0];
     let mut released = w.release.is_none();
     let mut late: Option<(Proc, mpsc::Receiver<String>)> = None;
@@ -425,6 +441,8 @@ fn cell_inner(
         let t = start.elapsed().as_secs_f64();
         if t <= w.secs + 1.0 {
             samples.push(cpu_secs(server_pid).unwrap_or(0.0));
+            client_cpu = cpu_secs(client_pid).unwrap_or(client_cpu);
+            out.load = load_average();
         }
         if !released {
             if let Some((at, what)) = &w.release {
@@ -475,6 +493,7 @@ fn cell_inner(
         .map(|s| (s[5] - s[0]) / 5.0)
         .fold(out.cpu.0, f64::max);
     out.sched_cpu = (sched_cpu() - sched0) / start.elapsed().as_secs_f64();
+    out.client_cpu = client_cpu / window;
     out.rss = peak_rss_mib(server_pid).unwrap_or(0.0);
     if let Some((_p, lrx)) = &late {
         let until = Instant::now() + Duration::from_secs(60);

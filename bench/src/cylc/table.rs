@@ -17,6 +17,8 @@ impl Cell {
             sched_cpu: 0.0,
             rss: 0.0,
             floor: (0, 0),
+            client_cpu: 0.0,
+            load: 0.0,
         }
     }
 }
@@ -70,6 +72,49 @@ fn late(r: Option<&Report>) -> String {
     }
 }
 
+/// The header of the main table.
+pub const HEADER: &str = "| workload | C | side | latency s | floor p99 s | added s | bursts: latency s | bursts: added s | batches (max MB) | bytes/client MB | server CPU s/s avg (peak 5 s) | peak RSS MiB | new client holds the workflow | scheduler CPU s/s | client process CPU s/s | load avg |";
+
+/// One cell's row of the main table.
+pub fn row(w: &Workload, c: &Cell) -> String {
+    let main = w
+        .flows
+        .iter()
+        .rev()
+        .find(|f| Some(f.name) != w.watch)
+        .map_or(w.name, |f| f.name);
+    let head = format!("| {} | {} | {} |", w.name, c.clients, side_name(c.side));
+    let r = match &c.report {
+        Ok(r) => r,
+        Err(e) => return format!("{head} {e} | | | | | | | | | | | | |"),
+    };
+    let all = r.groups.get(&format!("{main}:all"));
+    let burst = r.groups.get(&format!("{main}:burst"));
+    let failed = if r.failed > 0 {
+        format!(" ({} failed)", r.failed)
+    } else {
+        String::new()
+    };
+    format!(
+        "{head} {}{failed} | {} | {} | {} | {} | {} ({:.1}) | {:.1} | {:.2} ({:.2}) | {:.0} | {} | {:.2} | {:.2} | {:.1} |",
+        lat(all),
+        floor(all),
+        added(all),
+        lat(burst),
+        added(burst),
+        c.floor.0,
+        c.floor.1 as f64 / 1e6,
+        r.bytes_per_client / 1e6,
+        c.cpu.0,
+        c.cpu.1,
+        c.rss,
+        late(c.late.as_ref()),
+        c.sched_cpu,
+        c.client_cpu,
+        c.load,
+    )
+}
+
 /// Prints the tables.
 pub fn print(workloads: &[Workload], cells: &[Cell]) {
     println!();
@@ -80,47 +125,11 @@ pub fn print(workloads: &[Workload], cells: &[Cell]) {
         super::BURST_CHANGES
     );
     println!();
-    println!("| workload | C | side | latency s | floor p99 s | added s | bursts: latency s | bursts: added s | batches (max MB) | bytes/client MB | server CPU s/s avg (peak 5 s) | peak RSS MiB | new client holds the workflow | scheduler CPU s/s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("{HEADER}");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for w in workloads {
-        let main = w
-            .flows
-            .iter()
-            .rev()
-            .find(|f| Some(f.name) != w.watch)
-            .map_or(w.name, |f| f.name);
         for c in cells.iter().filter(|c| c.workload == w.name) {
-            let head = format!("| {} | {} | {} |", w.name, c.clients, side_name(c.side));
-            let r = match &c.report {
-                Ok(r) => r,
-                Err(e) => {
-                    println!("{head} {e} | | | | | | | | | | |");
-                    continue;
-                }
-            };
-            let all = r.groups.get(&format!("{main}:all"));
-            let burst = r.groups.get(&format!("{main}:burst"));
-            let failed = if r.failed > 0 {
-                format!(" ({} failed)", r.failed)
-            } else {
-                String::new()
-            };
-            println!(
-                "{head} {}{failed} | {} | {} | {} | {} | {} ({:.1}) | {:.1} | {:.2} ({:.2}) | {:.0} | {} | {:.2} |",
-                lat(all),
-                floor(all),
-                added(all),
-                lat(burst),
-                added(burst),
-                c.floor.0,
-                c.floor.1 as f64 / 1e6,
-                r.bytes_per_client / 1e6,
-                c.cpu.0,
-                c.cpu.1,
-                c.rss,
-                late(c.late.as_ref()),
-                c.sched_cpu,
-            );
+            println!("{}", row(w, c));
         }
     }
     for w in workloads.iter().filter(|w| w.watch.is_some()) {
