@@ -34,14 +34,25 @@ fn secs(ms: f64) -> String {
     format!("{:.2}", ms / 1000.0)
 }
 
+/// p50 / p99 / max, and the share of batches (times clients) the clients had not
+/// received by the end of the window (or whose changes a server merged away), which
+/// the percentiles leave out: with many, the percentiles are lower bounds.
 fn lat(g: Option<&Group>) -> String {
     match g {
-        Some(g) if g.matched > 0 => format!(
-            "{} / {} / {}",
-            secs(g.latency.p50),
-            secs(g.latency.p99),
-            secs(g.latency.max)
-        ),
+        Some(g) if g.matched > 0 => {
+            let missed = if g.missed > 0 {
+                format!(" ({:.0}% unmatched)", 100.0 * g.missed as f64 / (g.matched + g.missed) as f64)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} / {} / {}{missed}",
+                secs(g.latency.p50),
+                secs(g.latency.p99),
+                secs(g.latency.max)
+            )
+        }
+        Some(g) if g.missed > 0 => "none matched".into(),
         _ => "–".into(),
     }
 }
