@@ -293,3 +293,44 @@ pub fn run(plan: Plan, floor: Option<&std::path::Path>, mark: Option<&std::path:
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_name_the_same_changes_alike() {
+        let mut uis = Received::default();
+        let deltas = json!({
+            "id": "~root/w",
+            "added": {"taskProxies": [{"id": "~root/w//1/a", "name": "a", "state": "waiting"}]},
+            "updated": {"jobs": [{"id": "~root/w//1/a/01", "state": "running"}, {"id": "~root/w//1/b/01"}]},
+        });
+        assert_eq!(note_uis(&deltas, 5.0, &mut uis), 1);
+        let mut relay = Received::default();
+        let snapshot = json!({"type": "snapshot", "workflow": "w", "topic": "taskProxies",
+            "value": {"1/a": {"name": "a", "state": "waiting"}}});
+        let delta = json!({"type": "delta", "workflow": "w", "topic": "jobs",
+            "patch": {"1/a/01": {"state": "running"}, "1/b/01": null}});
+        assert_eq!(note_relay(&snapshot, 5.0, &mut relay).2, 1);
+        note_relay(&delta, 6.0, &mut relay);
+        let mut a: Vec<_> = uis.first.keys().cloned().collect();
+        let mut b: Vec<_> = relay.first.keys().cloned().collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, vec!["w//1/a/01|running", "w//1/a|waiting"]);
+        assert_eq!(a, b);
+        // The first receipt stays.
+        note_relay(&delta, 9.0, &mut relay);
+        assert_eq!(relay.first["w//1/a/01|running"], 6.0);
+    }
+
+    #[test]
+    fn the_uiserver_query_names_its_workflows() {
+        let q = uis_query(&["~root/a".into(), "~root/b".into()]);
+        assert!(q.starts_with(r#"subscription { deltas(workflows: ["~root/a", "~root/b"], stripNull: true)"#));
+        assert!(q.contains(
+            "updated { workflow { id status } taskProxies { id name state cyclePoint } jobs { id state } }"
+        ));
+    }
+}

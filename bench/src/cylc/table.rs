@@ -41,7 +41,10 @@ fn lat(g: Option<&Group>) -> String {
     match g {
         Some(g) if g.matched > 0 => {
             let missed = if g.missed > 0 {
-                format!(" ({:.0}% unmatched)", 100.0 * g.missed as f64 / (g.matched + g.missed) as f64)
+                format!(
+                    " ({:.0}% unmatched)",
+                    100.0 * g.missed as f64 / (g.matched + g.missed) as f64
+                )
             } else {
                 String::new()
             };
