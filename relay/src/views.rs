@@ -25,7 +25,7 @@ use crate::registry::Group;
 pub type ClientId = u64;
 
 /// What views read from the workflow's store (the suite link's replicas).
-pub trait Store {
+pub trait ReplicaSource {
     /// The suite epoch being followed.
     fn epoch(&self) -> &str;
     /// The suite's schema.
@@ -44,7 +44,9 @@ struct ViewTopic {
     epoch: Arc<str>,
 }
 
-struct View {
+/// One distinct subscription (group) seen by this workflow: its members and the
+/// projection state of each topic they share.
+struct SubscriptionView {
     group: Arc<Group>,
     members: Vec<ClientId>,
     topics: HashMap<String, ViewTopic>,
@@ -108,25 +110,25 @@ pub struct ViewStats {
 }
 
 /// The views of one workflow.
-pub struct Views {
+pub struct SubscriptionViews {
     workflow: Arc<str>,
-    views: HashMap<u64, View>,
+    views: HashMap<u64, SubscriptionView>,
     members: HashMap<ClientId, Member>,
     history: HashMap<String, History>,
     history_limit: usize,
     state: WorkflowState,
     stats: ViewStats,
     /// (view, topic, force) to install once the store is consistent with every
-    /// event handled (see [`Views::flush`]).
+    /// event handled (see [`SubscriptionViews::flush`]).
     pending: BTreeSet<(u64, String, bool)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
 }
 
-impl Views {
+impl SubscriptionViews {
     /// No views yet; `history_limit` steps are kept per topic for resume.
-    pub fn new(workflow: Arc<str>, history_limit: usize) -> Views {
-        Views {
+    pub fn new(workflow: Arc<str>, history_limit: usize) -> SubscriptionViews {
+        SubscriptionViews {
             workflow,
             views: HashMap::new(),
             members: HashMap::new(),
@@ -193,7 +195,7 @@ impl Views {
     /// `resume` says what a reconnecting client holds.
     pub fn rebind(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         client: ClientId,
         outbox: Arc<Outbox>,
         to: Option<Arc<Group>>,
@@ -263,11 +265,11 @@ impl Views {
         }
     }
 
-    fn ensure_view(&mut self, store: &impl Store, group: &Arc<Group>) {
+    fn ensure_view(&mut self, store: &impl ReplicaSource, group: &Arc<Group>) {
         if self.views.contains_key(&group.id) {
             return;
         }
-        let mut view = View {
+        let mut view = SubscriptionView {
             group: group.clone(),
             members: Vec::new(),
             topics: HashMap::new(),
@@ -297,7 +299,7 @@ impl Views {
     #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         client: ClientId,
         outbox: &Arc<Outbox>,
         old: Option<u64>,
@@ -461,7 +463,7 @@ impl Views {
     /// member. Views that select the topic but never saw it get a snapshot instead.
     pub fn on_changes(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         topic: &str,
         prev: u64,
         seq: u64,
@@ -543,7 +545,7 @@ impl Views {
     /// store reflects every event handled so far (the follower may apply a batch of
     /// messages before handing out their events): a view must start from the state
     /// its next event applies to, or that event would count twice.
-    pub fn flush(&mut self, store: &impl Store) {
+    pub fn flush(&mut self, store: &impl ReplicaSource) {
         for (id, topic, force) in std::mem::take(&mut self.pending) {
             if self
                 .views
@@ -558,7 +560,7 @@ impl Views {
     /// A view meets a topic for the first time (or in a new epoch): its members get
     /// the projection as a snapshot (an empty one only when `force`: they hold
     /// something that must go), or one delta when a waiting resume point allows.
-    fn install(&mut self, store: &impl Store, id: u64, topic: &str, force: bool) {
+    fn install(&mut self, store: &impl ReplicaSource, id: u64, topic: &str, force: bool) {
         let Some(view) = self.views.get(&id) else { return };
         let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
             return;
@@ -635,7 +637,7 @@ impl Views {
     /// After joining an epoch: view topics still from an older epoch that the new
     /// epoch did not bring back get an empty snapshot and are forgotten; those it did
     /// bring back were already sent as snapshots.
-    pub fn after_join(&mut self, store: &impl Store) {
+    pub fn after_join(&mut self, store: &impl ReplicaSource) {
         let epoch = store.epoch().to_owned();
         let mut gone = Vec::new();
         for (id, view) in &self.views {
@@ -691,7 +693,7 @@ impl Views {
     /// snapshot. Either ends its lag; the cost is per drain, not per skipped delta.
     pub fn bridge_lagging(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         client: ClientId,
         outbox: &Arc<Outbox>,
         topic: &str,
@@ -717,7 +719,7 @@ impl Views {
 
     /// A client asks for a fresh snapshot of one topic (a mismatch on its side, or it
     /// fell too far behind).
-    pub fn resync(&mut self, store: &impl Store, client: ClientId, topic: &str) {
+    pub fn resync(&mut self, store: &impl ReplicaSource, client: ClientId, topic: &str) {
         let Some(member) = self.members.get(&client) else {
             return;
         };
@@ -795,6 +797,6 @@ fn empty() -> Value {
     Value::Object(Map::new())
 }
 
-fn compile(group: &Group, workflow: &str, topic: &str, store: &impl Store) -> Option<Projection> {
+fn compile(group: &Group, workflow: &str, topic: &str, store: &impl ReplicaSource) -> Option<Projection> {
     Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
 }

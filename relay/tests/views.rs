@@ -9,8 +9,8 @@ use clonewire_core::{Changes, Limits, Projection, Schema, Subscription, Topic};
 use clonewire_relay::metrics::OutboxCounters;
 use clonewire_relay::outbox::{Outbox, Outgoing};
 use clonewire_relay::registry::{Group, Registry};
-use clonewire_relay::views::{Store, Views};
-use clonewire_wasm::store::{Outcome, Store as ClientStore};
+use clonewire_relay::views::{ReplicaSource, SubscriptionViews};
+use clonewire_wasm::store::{Outcome, Store};
 use serde_json::{json, Value};
 
 const W: &str = "demo";
@@ -21,7 +21,7 @@ struct Fake {
     topics: BTreeMap<String, (Topic, u64)>,
 }
 
-impl Store for Fake {
+impl ReplicaSource for Fake {
     fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -46,7 +46,7 @@ impl Fake {
     }
 
     /// Applies a patch as a suite delta would, and tells the views.
-    fn apply(&mut self, views: &mut Views, topic: &str, patch: Value) -> Changes {
+    fn apply(&mut self, views: &mut SubscriptionViews, topic: &str, patch: Value) -> Changes {
         let entry = self
             .topics
             .entry(topic.to_owned())
@@ -63,7 +63,7 @@ impl Fake {
 
 struct Client {
     outbox: Arc<Outbox>,
-    store: ClientStore,
+    store: Store,
     frames: Vec<String>,
 }
 
@@ -71,7 +71,7 @@ impl Client {
     fn new() -> Client {
         Client {
             outbox: Arc::new(Outbox::new(1 << 20, 8 << 20, Default::default())),
-            store: ClientStore::new(),
+            store: Store::new(),
             frames: Vec::new(),
         }
     }
@@ -143,7 +143,7 @@ fn tasks(n: usize) -> Value {
 fn clients_hold_exactly_their_projection_and_share_frames() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(5));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let status = group(&registry, "{ workflows { taskProxies { status } workflow } }");
@@ -184,7 +184,7 @@ fn clients_hold_exactly_their_projection_and_share_frames() {
 fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let (b, c) = (Client::new(), Client::new());
@@ -210,7 +210,7 @@ fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
 fn a_subscription_change_sends_only_what_is_new() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(50));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let more = group(&registry, "{ workflows { taskProxies { name status } } }");
@@ -245,7 +245,7 @@ fn a_subscription_change_sends_only_what_is_new() {
 fn resume_sends_one_delta_when_history_and_hash_allow() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(20));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let mut a = Client::new();
@@ -292,7 +292,7 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
 fn a_new_epoch_arrives_as_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies } }");
     let mut a = Client::new();
@@ -315,14 +315,14 @@ fn a_new_epoch_arrives_as_a_snapshot() {
 fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 1_000);
+    let mut views = SubscriptionViews::new(Arc::from(W), 1_000);
     store.apply(&mut views, "taskProxies", tasks(10));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let counters: Arc<OutboxCounters> = Default::default();
     let outbox = Arc::new(Outbox::new(2_000, 1 << 20, counters.clone()));
     let mut slow = Client {
         outbox,
-        store: ClientStore::new(),
+        store: Store::new(),
         frames: vec![],
     };
     views.rebind(&store, 1, slow.outbox.clone(), Some(sub.clone()), None);
@@ -357,13 +357,13 @@ fn a_lagging_client_gets_one_bridging_delta_and_converges() {
 fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 5);
+    let mut views = SubscriptionViews::new(Arc::from(W), 5);
     store.apply(&mut views, "taskProxies", tasks(10));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
     let mut slow = Client {
         outbox: Arc::new(Outbox::new(1_000, 1 << 20, Default::default())),
-        store: ClientStore::new(),
+        store: Store::new(),
         frames: vec![],
     };
     views.rebind(&store, 1, slow.outbox.clone(), Some(narrow.clone()), None);
@@ -392,7 +392,7 @@ fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
 fn different_subscriptions_that_see_the_same_change_share_its_patch() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
