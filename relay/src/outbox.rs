@@ -22,13 +22,13 @@ use tokio::sync::Notify;
 use crate::metrics::OutboxCounters;
 
 /// A (workflow, topic) pair: the unit of ordering and bridging.
-pub type TopicKey = (Arc<str>, Arc<str>);
+pub type SharedTopicKey = (Arc<str>, Arc<str>);
 
 /// A projected delta, serialized once and shared by every client of one subscription.
 #[derive(Debug)]
 pub struct SharedDelta {
     /// Workflow and topic.
-    pub key: TopicKey,
+    pub key: SharedTopicKey,
     /// The suite epoch.
     pub epoch: Arc<str>,
     /// The suite seq.
@@ -79,25 +79,25 @@ pub enum Outgoing {
     /// Everything queued before these (workflow, topic)s' lag went out: ask their link
     /// threads for one bridging delta each, from what the client holds (`None`:
     /// unknown, so a snapshot).
-    Bridge(Vec<(TopicKey, Option<ResumePoint>)>),
+    Bridge(Vec<(SharedTopicKey, Option<ResumePoint>)>),
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
 }
 
 enum Item {
     Text(Arc<str>),
-    Snapshot(TopicKey, Arc<str>),
+    Snapshot(SharedTopicKey, Arc<str>),
     Delta(Arc<SharedDelta>),
     /// A bridging delta: catch-up data like a snapshot, so never dropped for the limits
     /// (else one larger than the hard limit would be dropped and asked for forever).
     Bridge(Arc<SharedDelta>),
     /// Where this key's lag is to be bridged, once everything before it went out.
-    LagSlot(TopicKey),
+    LagSlot(SharedTopicKey),
     Close(u16, &'static str),
 }
 
 impl Item {
-    fn key(&self) -> Option<&TopicKey> {
+    fn key(&self) -> Option<&SharedTopicKey> {
         match self {
             Item::Snapshot(key, _) | Item::LagSlot(key) => Some(key),
             Item::Delta(d) | Item::Bridge(d) => Some(&d.key),
@@ -115,7 +115,7 @@ struct Inner {
     /// never be sent).
     snapshot_bytes: usize,
     /// Keys whose deltas are not queued until they are bridged.
-    lagging: HashMap<TopicKey, Lag>,
+    lagging: HashMap<SharedTopicKey, Lag>,
     closed: bool,
 }
 
@@ -182,7 +182,7 @@ impl Outbox {
 
     /// Queues a snapshot, which supersedes everything still queued for its key and
     /// ends its lag.
-    pub fn push_snapshot(&self, key: TopicKey, text: Arc<str>) {
+    pub fn push_snapshot(&self, key: SharedTopicKey, text: Arc<str>) {
         let mut inner = self.lock();
         if inner.closed {
             return;
@@ -240,7 +240,7 @@ impl Outbox {
     /// what the client held to what it should hold (`None`: it already holds that).
     /// It ends the lag. An answer that a snapshot overtook is dropped: the snapshot
     /// already moved the client on.
-    pub fn push_bridge(&self, key: &TopicKey, delta: Option<Arc<SharedDelta>>) {
+    pub fn push_bridge(&self, key: &SharedTopicKey, delta: Option<Arc<SharedDelta>>) {
         let mut inner = self.lock();
         if inner.closed || !inner.lagging.get(key).is_some_and(|lag| lag.asked) {
             return;
@@ -273,7 +273,7 @@ impl Outbox {
             // the first one dropped. Queued snapshots stay: they are how it catches up,
             // and one larger than the limit must still be deliverable (it is bounded by
             // the store, which the relay holds anyway).
-            let mut first: Vec<(TopicKey, Option<ResumePoint>)> = Vec::new();
+            let mut first: Vec<(SharedTopicKey, Option<ResumePoint>)> = Vec::new();
             inner.items.retain(|(item, _)| match item {
                 Item::Delta(d) => {
                     if !first.iter().any(|(k, _)| *k == d.key) {
@@ -373,7 +373,7 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::Ordering;
 
-    fn key(t: &str) -> TopicKey {
+    fn key(t: &str) -> SharedTopicKey {
         (Arc::from("w"), Arc::from(t))
     }
 

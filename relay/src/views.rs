@@ -18,7 +18,7 @@ use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
 use serde_json::{Map, Value};
 
 use crate::history::History;
-use crate::outbox::{Outbox, SharedDelta, TopicKey};
+use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
 use crate::registry::Group;
 
 /// A websocket client, unique for the relay's lifetime.
@@ -163,7 +163,7 @@ impl SubscriptionViews {
         Some(wanted)
     }
 
-    fn key(&self, topic: &str) -> TopicKey {
+    fn key(&self, topic: &str) -> SharedTopicKey {
         (self.workflow.clone(), Arc::from(topic))
     }
 
