@@ -17,7 +17,7 @@ use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState}
 use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
 use serde_json::{Map, Value};
 
-use crate::history::History;
+use crate::history::TopicHistory;
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
 use crate::registry::Group;
 
@@ -114,7 +114,7 @@ pub struct SubscriptionViews {
     workflow: Arc<str>,
     views: HashMap<u64, SubscriptionView>,
     members: HashMap<ClientId, Member>,
-    history: HashMap<String, History>,
+    history: HashMap<String, TopicHistory>,
     history_limit: usize,
     state: WorkflowState,
     stats: ViewStats,
@@ -472,7 +472,7 @@ impl SubscriptionViews {
     ) {
         self.history
             .entry(topic.to_owned())
-            .or_insert_with(|| History::new(self.history_limit))
+            .or_insert_with(|| TopicHistory::new(self.history_limit))
             .record(prev, seq, changes);
         let epoch = store.epoch().to_owned();
         let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
