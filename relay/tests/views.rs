@@ -10,7 +10,7 @@ use clonewire_relay::metrics::OutboxCounters;
 use clonewire_relay::outbox::{Outbox, Outgoing};
 use clonewire_relay::registry::{Group, Registry};
 use clonewire_relay::views::{ReplicaSource, SubscriptionViews};
-use clonewire_wasm::store::{Outcome, Store};
+use clonewire_wasm::store::{ApplyOutcome, Store};
 use serde_json::{json, Value};
 
 const W: &str = "demo";
@@ -104,7 +104,10 @@ impl Client {
             let Some((_, outcome)) = self.store.apply_message(&RelayMessage::decode(&text).unwrap()) else {
                 continue;
             };
-            assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?} for {text}");
+            assert!(
+                matches!(outcome, ApplyOutcome::Applied(_)),
+                "{outcome:?} for {text}"
+            );
         }
         n
     }

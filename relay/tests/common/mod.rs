@@ -11,7 +11,7 @@ use clonewire_core::protocol::client::{ClientMessage, RelayMessage, Resume, Work
 use clonewire_core::{Document, Limits, Projection, Schema, Subscription};
 use clonewire_relay::config::{Config, SuiteConfig};
 use clonewire_suite::{Publisher, PublisherConfig};
-use clonewire_wasm::store::{Outcome, Store};
+use clonewire_wasm::store::{ApplyOutcome, Store};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -193,7 +193,7 @@ impl TestClient {
             }
             _ => {}
         }
-        if let Some(((workflow, topic), Outcome::Rejected(why))) = self.store.apply_message(&message) {
+        if let Some(((workflow, topic), ApplyOutcome::Rejected(why))) = self.store.apply_message(&message) {
             self.rejected.push(format!("{workflow}/{topic}: {why:?}"));
             self.send(&ClientMessage::Resync { workflow, topic }).await;
         }
