@@ -29,5 +29,5 @@ pub use error::Error;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
-pub use follow::{Event, Follower, FollowerConfig, Machine, MachineConfig, Rung, Stats};
+pub use follow::{FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig, Rung};
 pub use sim::{SimConfig, SimHandle, Simulator};

@@ -7,24 +7,24 @@
 //! Split like quinn-proto and quinn:
 //! - [`Machine`] ([`machine`], with [`repair`] and the request slot in `request`): the
 //!   whole protocol, with no sockets and no clock: frames, replies and the current
-//!   `Instant` in; requests, deadlines and [`Event`]s out;
+//!   `Instant` in; requests, deadlines and [`FollowEvent`]s out;
 //! - [`Follower`] ([`driver`]): the thin ZeroMQ driver (SUB + REQ, CURVE, Lazy Pirate
 //!   reopening on timeout) that most users want, with its intake of PUB messages
 //!   bounded in bytes (`intake`);
-//! - [`config`]: [`FollowerConfig`]; [`event`]: [`Event`], [`Rung`], [`Stats`].
+//! - [`config`]: [`FollowerConfig`]; [`event`]: [`FollowEvent`], [`Rung`], [`FollowStats`].
 
 pub mod config;
 pub mod driver;
 pub mod event;
+mod followed_topic;
 mod intake;
 pub mod machine;
 pub mod repair;
-mod replica;
 mod request;
 
 pub use config::{FollowerConfig, MachineConfig};
 pub use driver::Follower;
-pub use event::{Event, Rung, Stats};
+pub use event::{FollowEvent, FollowStats, Rung};
 pub use machine::{Machine, Phase};
 #[cfg(test)]
 mod tests;
