@@ -55,10 +55,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clonewire_core::Limits;
+    use clonewire_core::SubscriptionLimits;
 
     fn sub(text: &str) -> Subscription {
-        Subscription::parse(text, &Limits::default()).unwrap()
+        Subscription::parse(text, &SubscriptionLimits::default()).unwrap()
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Document, Limits, Projection, Subscription};
+use clonewire_core::{Document, Projection, Subscription, SubscriptionLimits};
 use clonewire_relay::config::SuiteConfig;
 use clonewire_suite::{Follower, FollowerConfig};
 use common::*;
@@ -88,7 +88,7 @@ async fn a_python_suite_reaches_a_websocket_client_intact() {
     let truth = tokio::task::spawn_blocking(move || truth.join().unwrap())
         .await
         .unwrap();
-    let sub = Subscription::parse(q, &Limits::default()).unwrap();
+    let sub = Subscription::parse(q, &SubscriptionLimits::default()).unwrap();
     let schema = clonewire_core::Schema::new([vec!["taskProxies"]]);
     for topic in ["taskProxies", "workflow"] {
         let want = truth

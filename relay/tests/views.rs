@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint};
-use clonewire_core::{Changes, Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Changes, Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use clonewire_relay::metrics::OutboxCounters;
 use clonewire_relay::outbox::{Outbox, Outgoing};
 use clonewire_relay::registry::{Group, Registry};
@@ -118,7 +118,7 @@ impl Client {
 }
 
 fn group(registry: &Registry, text: &str) -> Arc<Group> {
-    registry.intern(Subscription::parse(text, &Limits::default()).unwrap())
+    registry.intern(Subscription::parse(text, &SubscriptionLimits::default()).unwrap())
 }
 
 fn projection(store: &Fake, group: &Group, topic: &str) -> Value {

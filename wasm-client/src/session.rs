@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use clonewire_core::protocol::client::fast::{self, Frame};
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage, WorkflowState};
-use clonewire_core::{Limits, QueryError, Schema};
+use clonewire_core::{QueryError, Schema, SubscriptionLimits};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
@@ -48,7 +48,7 @@ pub struct Session {
 
 impl Session {
     /// A session with no views, not connected; queries are held to `limits`.
-    pub fn new(limits: Limits) -> Session {
+    pub fn new(limits: SubscriptionLimits) -> Session {
         Session {
             store: Store::new(),
             views: Views::new(limits),

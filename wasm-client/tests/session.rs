@@ -4,7 +4,7 @@
 
 mod common;
 
-use clonewire_core::Limits;
+use clonewire_core::SubscriptionLimits;
 use clonewire_wasm::events::{PageEvent, Status};
 use clonewire_wasm::{Effects, Session};
 use common::{corrupt_hash, FakeRelay};
@@ -14,7 +14,7 @@ const TASKS: &str = "subscription { workflows(ids: [\"demo\"]) { taskProxies { s
 const NAMES: &str = "{ workflows { workflow { name } taskProxies { name } } }";
 
 fn connected() -> (Session, FakeRelay) {
-    let mut session = Session::new(Limits::default());
+    let mut session = Session::new(SubscriptionLimits::default());
     session.connecting();
     session.opened();
     let relay = FakeRelay::new();

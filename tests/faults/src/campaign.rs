@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clonewire_core::{Limits, Projection, Subscription};
+use clonewire_core::{Projection, Subscription, SubscriptionLimits};
 use serde_json::json;
 
 use crate::clients::{flood_garbage, half_open, never_read, CheckedClient};
@@ -688,7 +688,7 @@ impl Campaign {
 /// The first difference between a client's copy and the projection of its suite's
 /// state, or `None` when every client holds exactly its projection, verified.
 fn mismatch(clients: &[CheckedClient], suites: &[Suite], truths: &[Truth]) -> Option<String> {
-    let roomy = Limits {
+    let roomy = SubscriptionLimits {
         max_query_bytes: usize::MAX,
         max_depth: 64,
         max_fields: usize::MAX,
