@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::auth::Access;
 use crate::config::Config;
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::{Group, Registry};
 use crate::suite_link::{Command, SuiteLink};
@@ -215,7 +215,7 @@ impl Relay {
             *by_state.entry(link.status().state.as_str()).or_default() += 1;
         }
         for (state, n) in by_state {
-            self.metrics.suites.get_or_create(&Kind::of(state)).set(n);
+            self.metrics.suites.get_or_create(&KindLabel::of(state)).set(n);
         }
         self.metrics.encode()
     }

@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::auth::{Access, Grant};
-use crate::metrics::Kind;
+use crate::metrics::KindLabel;
 use crate::outbox::{Outbox, Outgoing};
 use crate::relay::Relay;
 use crate::suite_link::Command;
@@ -360,7 +360,7 @@ async fn write(
         };
         match tokio::time::timeout(timeout, sink.send(message)).await {
             Ok(Ok(())) => {
-                metrics.messages_out.get_or_create(&Kind::of(kind)).inc();
+                metrics.messages_out.get_or_create(&KindLabel::of(kind)).inc();
                 metrics.bytes_out.inc_by(bytes as u64);
                 if let Some(time) = time {
                     let now = SystemTime::now()

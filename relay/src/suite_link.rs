@@ -20,7 +20,7 @@ use clonewire_suite::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
 use crate::config::{Limits, SuiteConfig};
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::Group;
 use crate::upstream::clonewire::ClonewireUpstream;
@@ -392,7 +392,7 @@ impl Worker {
             }
             UpstreamEvent::Repaired { topic, seq, how } => {
                 tracing::info!(workflow = %id, %topic, seq, how, "repaired");
-                self.metrics.repairs.get_or_create(&Kind::of(how)).inc();
+                self.metrics.repairs.get_or_create(&KindLabel::of(how)).inc();
             }
             UpstreamEvent::Problem { kind, detail } => {
                 if kind.is_serious() {
@@ -402,7 +402,7 @@ impl Worker {
                 }
                 self.metrics
                     .suite_problems
-                    .get_or_create(&Kind::of(kind.as_str()))
+                    .get_or_create(&KindLabel::of(kind.as_str()))
                     .inc();
             }
             UpstreamEvent::Notice { detail } => {
