@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use clonewire_core::protocol::client::ResumePoint;
+use clonewire_core::protocol::client::{CloseCode, ResumePoint};
 use clonewire_core::{Changes, Hash};
 use tokio::sync::Notify;
 
@@ -81,7 +81,7 @@ pub enum Outgoing {
     /// unknown, so a snapshot).
     Bridge(Vec<(SharedTopicKey, Option<ResumePoint>)>),
     /// Close the connection with this code and reason.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
 }
 
 enum Item {
@@ -93,7 +93,7 @@ enum Item {
     Bridge(Arc<SharedDelta>),
     /// Where this key's lag is to be bridged, once everything before it went out.
     LagSlot(SharedTopicKey),
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
 }
 
 impl Item {
@@ -170,7 +170,7 @@ impl Outbox {
     }
 
     /// Queues a close frame; nothing is queued after it.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub fn close(&self, code: CloseCode, reason: &'static str) {
         let mut inner = self.lock();
         if !inner.closed {
             inner.items.push_back((Item::Close(code, reason), 0));
@@ -307,9 +307,10 @@ impl Outbox {
                 inner.lagging.clear();
                 inner.bytes = 0;
                 inner.snapshot_bytes = 0;
-                inner
-                    .items
-                    .push_back((Item::Close(1008, "too slow: send queue full"), 0));
+                inner.items.push_back((
+                    Item::Close(CloseCode::PolicyViolation, "too slow: send queue full"),
+                    0,
+                ));
                 inner.closed = true;
             }
         }
@@ -547,7 +548,10 @@ mod tests {
         for _ in 0..10 {
             out.push_text(Arc::from("e".repeat(50)));
         }
-        assert!(matches!(out.pop(), Some(Outgoing::Close(1008, _))));
+        assert!(matches!(
+            out.pop(),
+            Some(Outgoing::Close(CloseCode::PolicyViolation, _))
+        ));
         out.push_text(Arc::from("late"));
         assert!(out.pop().is_none());
     }

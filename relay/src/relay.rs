@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
+use clonewire_core::protocol::client::WorkflowState;
 use tokio::sync::watch;
 
 use crate::auth::Access;
@@ -207,9 +208,11 @@ impl Relay {
         self.metrics.queue_bytes.set(total as i64);
         self.metrics.queue_bytes_max.set(max as i64);
         self.metrics.subscriptions.set(self.registry.live() as i64);
-        let mut by_state: BTreeMap<&'static str, i64> = ["syncing", "live", "stale", "busy", "stopped"]
+        // Every state a followed link can be in (a removed one is no longer here).
+        let mut by_state: BTreeMap<&'static str, i64> = WorkflowState::ALL
             .into_iter()
-            .map(|s| (s, 0))
+            .filter(|s| *s != WorkflowState::Removed)
+            .map(|s| (s.as_str(), 0))
             .collect();
         for link in self.links() {
             *by_state.entry(link.status().state.as_str()).or_default() += 1;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use clonewire_core::protocol::client::{ClientMessage, ResumePoint};
+use clonewire_core::protocol::client::{ClientMessage, CloseCode, ResumePoint};
 use clonewire_core::{Document, Hash};
 use clonewire_relay::config::{Config, Secret};
 use clonewire_suite::Publisher;
@@ -283,7 +283,7 @@ async fn a_connection_is_closed_when_its_token_expires() {
     let mut ws = open(addr, Some(&short), &[]).await.expect("connects");
     subscribe(&mut ws, "{ workflows { workflow } }").await;
     let (_, code) = collect(&mut ws, Duration::from_secs(6)).await;
-    assert_eq!(code, Some(1008));
+    assert_eq!(code, Some(CloseCode::PolicyViolation.code()));
     relay.shutdown().await.unwrap();
 }
 
