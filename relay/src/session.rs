@@ -135,7 +135,7 @@ async fn read(
         };
         let problem = match message {
             Some(Err(e)) if too_big(&e) => {
-                // docs/protocol.md: a frame over the size limit closes with 1009.
+                // docs/protocol.md, Client link › Close codes: a frame over the size limit.
                 relay.metrics().bad_client_messages.inc();
                 outbox.close(CloseCode::MessageTooBig, "message too big");
                 return;

@@ -232,8 +232,8 @@ async fn an_oversized_frame_closes_only_that_connection() {
     relay.shutdown().await.unwrap();
 }
 
-/// docs/protocol.md: "A frame over the relay's size limit closes the connection with
-/// code 1009".
+/// docs/protocol.md, Decisions › Client link rules: "A frame over the relay's size
+/// limit closes the connection with code 1009".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_is_closed_with_1009() {
     let (_a, _mirror, relay, _client) = setup().await;

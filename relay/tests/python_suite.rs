@@ -1,4 +1,4 @@
-//! A suite written in Python from PROTOCOL.md alone (`tests/peers/suite.py`, which
+//! A suite written in Python from docs/protocol.md alone (`tests/peers/suite.py`, which
 //! drops deltas and answers `replay` with `unsupported`) is followed correctly through
 //! the relay to a websocket client. An independent follower of the same suite gives
 //! the truth to compare with. Needs python3 with pyzmq, xxhash and rfc8785; fails

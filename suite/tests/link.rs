@@ -1,5 +1,5 @@
 //! The publisher and the follower over real sockets on 127.0.0.1: joining,
-//! following, hash checks, and every repair path of section 3 of the protocol.
+//! following, hash checks, and every repair path of docs/protocol.md, Suite link › Joining.
 
 use std::time::{Duration, Instant};
 

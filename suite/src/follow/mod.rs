@@ -1,5 +1,5 @@
-//! The subscriber side of the suite link, as section 3 of the protocol describes it
-//! ("Joining and staying in sync"): subscribe first and queue, `hello` and `snapshot`,
+//! The subscriber side of the suite link, as docs/protocol.md, Suite link › Joining,
+//! describes it: subscribe first and queue, `hello` and `snapshot`,
 //! drop stale deltas, apply the rest in order checking every hash, and repair any gap,
 //! mismatch or new epoch (replay, else hash-guided, else snapshot) while the stream
 //! keeps flowing.

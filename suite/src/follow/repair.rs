@@ -1,6 +1,6 @@
 //! Using the suite's answers: `hello`, the join snapshot, and the repair ladder
 //! (replay, else hash-guided `hashes` + `get`, else a snapshot of the topic), as
-//! section 3 of the protocol describes.
+//! docs/protocol.md, Suite link › Joining, describes.
 
 use std::time::{Duration, Instant};
 
