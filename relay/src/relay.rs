@@ -163,7 +163,7 @@ impl Relay {
 
     /// A new client id.
     pub fn next_client_id(&self) -> ClientId {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
+        ClientId(self.next_client.fetch_add(1, Ordering::Relaxed))
     }
 
     /// How many websocket clients are connected.

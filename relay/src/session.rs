@@ -67,7 +67,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     };
     let (finished, ()) = tokio::join!(tokio::time::timeout(CLOSE_LINGER, writer), linger);
     if finished.is_err() {
-        tracing::debug!(client, "writer did not finish in time");
+        tracing::debug!(%client, "writer did not finish in time");
     }
     relay.remove_client(client);
 }
@@ -128,7 +128,7 @@ async fn read(
             _ = shutdown.changed() => return,
             _ = writer_done.changed() => return,
             () = &mut expiry => {
-                tracing::debug!(client, "token expired; disconnecting");
+                tracing::debug!(%client, "token expired; disconnecting");
                 outbox.close(CloseCode::PolicyViolation, "token expired");
                 return;
             }
@@ -150,7 +150,7 @@ async fn read(
                     relay.metrics().rate_limited.inc();
                     limited_in_a_row += 1;
                     if limited_in_a_row >= limits.max_rate_limited {
-                        tracing::info!(client, "too many requests over the rate limit; disconnecting");
+                        tracing::info!(%client, "too many requests over the rate limit; disconnecting");
                         outbox.close(CloseCode::PolicyViolation, "too many requests");
                         return;
                     }
@@ -190,7 +190,7 @@ async fn read(
         bad_in_a_row += 1;
         outbox.push_text(error(ClientErrorCode::BadMessage, problem));
         if bad_in_a_row >= max_bad {
-            tracing::info!(client, "too many malformed messages; disconnecting");
+            tracing::info!(%client, "too many malformed messages; disconnecting");
             outbox.close(CloseCode::PolicyViolation, "too many malformed messages");
             return;
         }
@@ -373,7 +373,7 @@ async fn write(
             }
             Ok(Err(_)) => break,
             Err(_) => {
-                tracing::info!(client, "send timed out; disconnecting");
+                tracing::info!(%client, "send timed out; disconnecting");
                 break;
             }
         }

@@ -19,10 +19,17 @@ use serde_json::{Map, Value};
 
 use crate::history::TopicHistory;
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
-use crate::registry::Group;
+use crate::registry::{Group, GroupId};
 
 /// A websocket client, unique for the relay's lifetime.
-pub type ClientId = u64;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// What views read from the workflow's store (the suite link's replicas).
 pub trait ReplicaSource {
@@ -44,6 +51,35 @@ struct ViewTopic {
     epoch: Arc<str>,
 }
 
+/// A client's move in a rebind: from the view it is in to the view it goes to.
+#[derive(Clone, Copy)]
+struct Move<'a> {
+    client: ClientId,
+    outbox: &'a Arc<Outbox>,
+    /// The view it leaves (`None`: it was in none).
+    from: Option<GroupId>,
+    /// The view it joins (`None`: it leaves this workflow).
+    to: Option<GroupId>,
+}
+
+/// How a resume point reaches a view's state.
+enum Resumed {
+    /// The client already holds it: nothing to send.
+    UpToDate,
+    /// One delta brings the client there.
+    Delta(SharedDelta),
+}
+
+impl Resumed {
+    /// The delta to send, if any.
+    fn into_delta(self) -> Option<SharedDelta> {
+        match self {
+            Resumed::UpToDate => None,
+            Resumed::Delta(delta) => Some(delta),
+        }
+    }
+}
+
 /// One distinct subscription (group) seen by this workflow: its members and the
 /// projection state of each topic they share.
 struct SubscriptionView {
@@ -54,7 +90,7 @@ struct SubscriptionView {
 
 struct Member {
     outbox: Arc<Outbox>,
-    group: u64,
+    group: GroupId,
 }
 
 /// A client's newest subscription for one workflow, waiting for the link thread.
@@ -112,7 +148,7 @@ pub struct ViewStats {
 /// The views of one workflow.
 pub struct SubscriptionViews {
     workflow: Arc<str>,
-    views: HashMap<u64, SubscriptionView>,
+    views: HashMap<GroupId, SubscriptionView>,
     members: HashMap<ClientId, Member>,
     history: HashMap<String, TopicHistory>,
     history_limit: usize,
@@ -120,7 +156,7 @@ pub struct SubscriptionViews {
     stats: ViewStats,
     /// (view, topic, force) to install once the store is consistent with every
     /// event handled (see [`SubscriptionViews::flush`]).
-    pending: BTreeSet<(u64, String, bool)>,
+    pending: BTreeSet<(GroupId, String, bool)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
 }
@@ -227,7 +263,13 @@ impl SubscriptionViews {
         self.resume_wait.remove(&client);
         for topic in &topics {
             let point = resume.and_then(|r| r.get(topic));
-            self.bridge(store, client, &outbox, old, new, topic, point);
+            let step = Move {
+                client,
+                outbox: &outbox,
+                from: old,
+                to: new,
+            };
+            self.bridge(store, step, topic, point);
         }
         if let Some(id) = old {
             self.leave_view(id, client);
@@ -256,7 +298,7 @@ impl SubscriptionViews {
         }
     }
 
-    fn leave_view(&mut self, id: u64, client: ClientId) {
+    fn leave_view(&mut self, id: GroupId, client: ClientId) {
         if let Some(view) = self.views.get_mut(&id) {
             view.members.retain(|c| *c != client);
             if view.members.is_empty() {
@@ -296,17 +338,19 @@ impl SubscriptionViews {
     }
 
     /// One topic's part of a rebind.
-    #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
         store: &impl ReplicaSource,
-        client: ClientId,
-        outbox: &Arc<Outbox>,
-        old: Option<u64>,
-        new: Option<u64>,
+        step: Move<'_>,
         topic: &str,
         point: Option<&ResumePoint>,
     ) {
+        let Move {
+            client,
+            outbox,
+            from: old,
+            to: new,
+        } = step;
         let epoch = store.epoch().to_owned();
         let Some((replica, current)) = store.topic(topic) else {
             // Not held yet (it is being fetched upstream): a resume point waits for it.
@@ -351,20 +395,19 @@ impl SubscriptionViews {
                     if diff.is_empty() && old_label == label {
                         None
                     } else {
-                        Some(make_delta(
+                        Some(bridging_delta(
                             &self.workflow,
                             &epoch,
                             topic,
-                            Some(old_label),
+                            old_label,
                             label,
                             vt.hash,
-                            None,
                             diff,
                         ))
                     }
                 } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
                     self.stats.resumed += 1;
-                    resumed
+                    resumed.into_delta()
                 } else {
                     let (value, hash) = vt.proj.project(replica);
                     outbox.push_snapshot(
@@ -403,7 +446,8 @@ impl SubscriptionViews {
         }
     }
 
-    /// One delta from a resume point to the view's state, if history and hash allow.
+    /// How a client at a resume point reaches the view's state, if history and hash
+    /// allow it at all (`None`: it needs a snapshot).
     fn resume(
         &self,
         epoch: &str,
@@ -411,7 +455,7 @@ impl SubscriptionViews {
         current: u64,
         vt: &ViewTopic,
         point: &ResumePoint,
-    ) -> Option<Option<SharedDelta>> {
+    ) -> Option<Resumed> {
         if point.epoch != epoch {
             return None;
         }
@@ -425,23 +469,22 @@ impl SubscriptionViews {
         }
         let label = vt.label?;
         if projected.is_empty() && point.seq == label {
-            return Some(None);
+            return Some(Resumed::UpToDate);
         }
-        Some(Some(make_delta(
+        Some(Resumed::Delta(bridging_delta(
             &self.workflow,
             epoch,
             topic,
-            Some(point.seq),
+            point.seq,
             label,
             vt.hash,
-            None,
             projected,
         )))
     }
 
     /// Gives a label to a view topic that never sent anything: its members (who hold
     /// nothing) get an empty snapshot labelled `seq`.
-    fn promote(&mut self, epoch: &str, id: u64, topic: &str, seq: u64) {
+    fn promote(&mut self, epoch: &str, id: GroupId, topic: &str, seq: u64) {
         let text = snapshot_text(&self.workflow, epoch, topic, seq, Hash::EMPTY, empty());
         let key = self.key(topic);
         let Some(view) = self.views.get_mut(&id) else {
@@ -560,7 +603,7 @@ impl SubscriptionViews {
     /// A view meets a topic for the first time (or in a new epoch): its members get
     /// the projection as a snapshot (an empty one only when `force`: they hold
     /// something that must go), or one delta when a waiting resume point allows.
-    fn install(&mut self, store: &impl ReplicaSource, id: u64, topic: &str, force: bool) {
+    fn install(&mut self, store: &impl ReplicaSource, id: GroupId, topic: &str, force: bool) {
         let Some(view) = self.views.get(&id) else { return };
         let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
             return;
@@ -601,9 +644,9 @@ impl SubscriptionViews {
                 .find(|(c, _)| c == client)
                 .and_then(|(_, point)| self.resume(&epoch, topic, seq, &vt, point));
             match resumed {
-                Some(delta) => {
+                Some(resumed) => {
                     self.stats.resumed += 1;
-                    if let Some(delta) = delta {
+                    if let Some(delta) = resumed.into_delta() {
                         outbox.push_delta(&Arc::new(delta));
                         self.stats.deltas_queued += 1;
                     }
@@ -671,7 +714,7 @@ impl SubscriptionViews {
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
     pub fn on_schema(&mut self) {
-        let ids: Vec<u64> = self.views.keys().copied().collect();
+        let ids: Vec<GroupId> = self.views.keys().copied().collect();
         for id in ids {
             let topics: Vec<String> = self
                 .views
@@ -710,7 +753,7 @@ impl SubscriptionViews {
         if let (Some(vt), Some((_, current)), Some(point)) = (vt, store.topic(topic), held) {
             if let Some(bridged) = self.resume(&epoch, topic, current, vt, point) {
                 self.stats.bridged += 1;
-                outbox.push_bridge(&key, bridged.map(Arc::new));
+                outbox.push_bridge(&key, bridged.into_delta().map(Arc::new));
                 return;
             }
         }
@@ -755,17 +798,18 @@ impl SubscriptionViews {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_delta(
+/// A delta made for one client (a rebind or a resume), from `prev` to `seq`; it has
+/// no suite time, as it stands for several suite deltas or none.
+fn bridging_delta(
     workflow: &Arc<str>,
     epoch: &str,
     topic: &str,
-    prev: Option<u64>,
+    prev: u64,
     seq: u64,
     hash: Hash,
-    time: Option<f64>,
     changes: Changes,
 ) -> SharedDelta {
+    let (prev, time) = (Some(prev), None);
     let patch = changes.patch_text();
     let text = delta_text(&delta_head(workflow, topic, epoch), seq, prev, hash, time, &patch);
     SharedDelta {
@@ -800,3 +844,6 @@ fn empty() -> Value {
 fn compile(group: &Group, workflow: &str, topic: &str, store: &impl ReplicaSource) -> Option<Projection> {
     Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
 }
+
+#[cfg(test)]
+mod tests;
