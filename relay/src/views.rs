@@ -15,11 +15,12 @@ use std::sync::Arc;
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
 use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
-use serde_json::{Map, Value};
 
 use crate::history::TopicHistory;
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
 use crate::registry::{Group, GroupId};
+use frames::{bridging_delta, compile, empty, snapshot_text};
+pub use rebind_slot::{PendingRebind, RebindSlot};
 
 /// A websocket client, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,43 +92,6 @@ struct SubscriptionView {
 struct Member {
     outbox: Arc<Outbox>,
     group: GroupId,
-}
-
-/// A client's newest subscription for one workflow, waiting for the link thread.
-/// A newer `subscribe` replaces what waits here instead of queueing another rebind,
-/// so however fast a client churns, its link thread rebinds it at most once per turn.
-#[derive(Debug, Default)]
-pub struct RebindSlot {
-    pending: std::sync::Mutex<Option<PendingRebind>>,
-}
-
-/// What a [`RebindSlot`] holds.
-#[derive(Debug)]
-pub struct PendingRebind {
-    /// The subscription (`None`: nothing of this workflow).
-    pub group: Option<Arc<Group>>,
-    /// What the client holds, when it reconnects.
-    pub resume: Option<BTreeMap<String, ResumePoint>>,
-}
-
-impl RebindSlot {
-    /// Puts the newest subscription in; true when the slot was empty (the link thread
-    /// must be told), false when a rebind already waits and now takes this one.
-    pub fn put(&self, mut rebind: PendingRebind) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let was_empty = pending.is_none();
-        if let Some(older) = pending.take() {
-            // A resume point only matters to the first binding; keep it.
-            rebind.resume = rebind.resume.or(older.resume);
-        }
-        *pending = Some(rebind);
-        was_empty
-    }
-
-    /// Takes what waits (the link thread's side).
-    pub fn take(&self) -> Option<PendingRebind> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
 }
 
 /// Counters the link thread reports as metrics.
@@ -798,52 +762,7 @@ impl SubscriptionViews {
     }
 }
 
-/// A delta made for one client (a rebind or a resume), from `prev` to `seq`; it has
-/// no suite time, as it stands for several suite deltas or none.
-fn bridging_delta(
-    workflow: &Arc<str>,
-    epoch: &str,
-    topic: &str,
-    prev: u64,
-    seq: u64,
-    hash: Hash,
-    changes: Changes,
-) -> SharedDelta {
-    let (prev, time) = (Some(prev), None);
-    let patch = changes.patch_text();
-    let text = delta_text(&delta_head(workflow, topic, epoch), seq, prev, hash, time, &patch);
-    SharedDelta {
-        key: (workflow.clone(), Arc::from(topic)),
-        epoch: Arc::from(epoch),
-        seq,
-        prev,
-        hash,
-        time,
-        changes: Arc::new(changes),
-        text: text.into(),
-    }
-}
-
-fn snapshot_text(workflow: &str, epoch: &str, topic: &str, seq: u64, hash: Hash, value: Value) -> Arc<str> {
-    RelayMessage::Snapshot {
-        workflow: workflow.to_owned(),
-        topic: topic.to_owned(),
-        epoch: epoch.to_owned(),
-        seq,
-        hash,
-        value,
-    }
-    .to_text()
-    .into()
-}
-
-fn empty() -> Value {
-    Value::Object(Map::new())
-}
-
-fn compile(group: &Group, workflow: &str, topic: &str, store: &impl ReplicaSource) -> Option<Projection> {
-    Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
-}
-
+mod frames;
+mod rebind_slot;
 #[cfg(test)]
 mod tests;
