@@ -417,6 +417,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Everything [`validate`](Config::validate) checks, and the files the settings
+    /// name: the token secret and the CURVE key are read now, so a missing or short
+    /// one is a config error before anything starts.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        crate::auth::Auth::from_config(&self.auth)?;
+        self.curve_keys()?;
+        Ok(())
+    }
+
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut names = BTreeSet::new();

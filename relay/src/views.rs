@@ -141,7 +141,8 @@ impl SubscriptionViews {
         }
     }
 
-    /// Counters so far.
+    /// Counters so far (the unit tests read them).
+    #[cfg(test)]
     pub fn stats(&self) -> ViewStats {
         self.stats
     }
