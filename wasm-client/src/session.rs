@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 pub use crate::effects::{Change, Effects, Notification, Touched};
 use crate::events::{PageEvent, Status};
 use crate::inspect::{Counters, Inspection, TopicInfo, ViewInfo, WorkflowInfo};
-use crate::store::{ApplyOutcome, Reject, Store};
+use crate::store::{ApplyOutcome, Chain, Reject, Store};
 use crate::views::{Schemas, ViewId, Views};
 
 /// Frames waiting to be sent; the wasm layer drains them after every call, so this
@@ -222,8 +222,10 @@ impl Session {
                     &data.workflow,
                     &data.topic,
                     &data.epoch,
-                    data.seq,
-                    data.prev,
+                    Chain {
+                        prev: data.prev,
+                        seq: data.seq,
+                    },
                     data.hash,
                     &data.body,
                 );

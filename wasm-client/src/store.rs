@@ -64,6 +64,15 @@ pub enum Reject {
     },
 }
 
+/// Where a delta sits in its (workflow, topic)'s chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chain {
+    /// The seq it follows (`None`: the first message on this connection).
+    pub prev: Option<u64>,
+    /// Its own seq.
+    pub seq: u64,
+}
+
 /// What became of one snapshot or delta.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplyOutcome {
@@ -157,17 +166,16 @@ impl Store {
 
     /// Applies a delta when it chains (`prev` is the last seq applied, or `null` on an
     /// empty copy) and its hash checks afterwards; otherwise undoes it.
-    #[allow(clippy::too_many_arguments)]
     pub fn delta(
         &mut self,
         workflow: &str,
         topic: &str,
         epoch: &str,
-        seq: u64,
-        prev: Option<u64>,
+        chain: Chain,
         hash: Hash,
         patch: &Value,
     ) -> ApplyOutcome {
+        let Chain { prev, seq } = chain;
         let replica = self.entry(workflow, topic);
         if !replica.verified {
             return ApplyOutcome::Ignored;
@@ -234,7 +242,17 @@ impl Store {
             } => (
                 workflow,
                 topic,
-                self.delta(workflow, topic, epoch, *seq, *prev, *hash, patch),
+                self.delta(
+                    workflow,
+                    topic,
+                    epoch,
+                    Chain {
+                        prev: *prev,
+                        seq: *seq,
+                    },
+                    *hash,
+                    patch,
+                ),
             ),
             _ => return None,
         };

@@ -4,7 +4,7 @@
 mod common;
 
 use clonewire_core::Hash;
-use clonewire_wasm::store::{ApplyOutcome, Reject, Store};
+use clonewire_wasm::store::{ApplyOutcome, Chain, Reject, Store};
 use common::FakeRelay;
 use serde_json::{json, Value};
 
@@ -20,7 +20,13 @@ fn feed(store: &mut Store, frame: &str) -> ApplyOutcome {
     let seq = m["seq"].as_u64().unwrap();
     match m["type"].as_str().unwrap() {
         "snapshot" => store.snapshot(w, t, e, seq, hash, &m["value"]),
-        _ => store.delta(w, t, e, seq, m["prev"].as_u64(), hash, &m["patch"]),
+        _ => {
+            let chain = Chain {
+                prev: m["prev"].as_u64(),
+                seq,
+            };
+            store.delta(w, t, e, chain, hash, &m["patch"])
+        }
     }
 }
 
@@ -151,7 +157,14 @@ fn an_empty_snapshot_drops_the_data_but_keeps_the_chain() {
 #[test]
 fn patches_that_are_not_objects_are_refused() {
     let mut store = Store::new();
-    let outcome = store.delta("demo", "jobs", "e1", 1, None, Hash::EMPTY, &json!([1, 2]));
+    let outcome = store.delta(
+        "demo",
+        "jobs",
+        "e1",
+        Chain { prev: None, seq: 1 },
+        Hash::EMPTY,
+        &json!([1, 2]),
+    );
     assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
     let outcome = store.snapshot("demo", "jobs", "e1", 1, Hash::EMPTY, &json!("x"));
     assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
