@@ -11,7 +11,7 @@ pub mod contact;
 pub mod discovery;
 pub mod driver;
 pub mod element;
-pub mod fields;
+mod fields;
 pub mod keys;
 pub mod link;
 pub mod model;
@@ -20,7 +20,7 @@ pub mod replica;
 pub mod request;
 pub mod schema;
 pub mod store;
-pub mod table;
+mod table;
 
 pub use element::{Element, Kind};
 pub use schema::schema;

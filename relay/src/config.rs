@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clonewire_core::subscription::Limits as QueryLimits;
+use clonewire_core::SubscriptionLimits;
 use serde::{Deserialize, Serialize};
 
 /// Everything the relay needs to run.
@@ -335,7 +335,7 @@ pub struct Limits {
     /// Rate-limited messages in a row before the connection is closed (1008).
     pub max_rate_limited: u32,
     /// Limits on subscriptions.
-    pub query: QueryLimits,
+    pub query: SubscriptionLimits,
 }
 
 impl Default for Limits {
@@ -362,7 +362,7 @@ impl Default for Limits {
             client_requests_per_sec: 5,
             client_request_burst: 20,
             max_rate_limited: 200,
-            query: QueryLimits::default(),
+            query: SubscriptionLimits::default(),
         }
     }
 }
@@ -415,6 +415,16 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Everything [`validate`](Config::validate) checks, and the files the settings
+    /// name: the token secret and the CURVE key are read now, so a missing or short
+    /// one is a config error before anything starts.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        crate::auth::Auth::from_config(&self.auth)?;
+        self.curve_keys()?;
+        Ok(())
     }
 
     /// Checks ranges and consistency.
