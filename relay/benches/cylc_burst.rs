@@ -2,9 +2,9 @@
 //!
 //! One workflow followed as the relay follows a running Cylc scheduler, in-process
 //! and without sockets: the sans-IO Cylc link ([`clonewire_cylc::link::Link`]) over a
-//! [`Replica`] joins from a `pb_entire_workflow` reply, then each `all` message is
+//! [`CylcReplica`] joins from a `pb_entire_workflow` reply, then each `all` message is
 //! handed to it as the driver would (`handle_published`); what it applied goes to
-//! the workflow's [`Views`], which project, hash and queue it to every subscribed
+//! the workflow's [`SubscriptionViews`], which project, hash and queue it to every subscribed
 //! client's [`Outbox`], as the link thread does. Timed: from the `all` bytes in hand
 //! to the last client's outbox holding its delta (decode, Cylc's merge, checksums,
 //! mapping, projection per distinct subscription, hashing, the frames' text).
@@ -20,16 +20,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonewire_core::{Limits, Schema, Subscription, Topic};
-use clonewire_cylc::link::{Event, Link, LinkConfig, LinkState, Transmit};
+use clonewire_core::{Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_cylc::link::{Link, LinkConfig, LinkEvent, LinkState, Transmit};
 use clonewire_cylc::model::seq_for_time;
 use clonewire_cylc::proto::AllDeltas;
-use clonewire_cylc::replica::Replica;
+use clonewire_cylc::replica::CylcReplica;
 use clonewire_cylc::{Applied, CylcStore, Kind};
-use clonewire_relay::metrics::OutboxCounters;
-use clonewire_relay::outbox::Outbox;
-use clonewire_relay::registry::Registry;
-use clonewire_relay::views::{Store, Views};
+use clonewire_relay::internals::{
+    ClientId, Outbox, OutboxCounters, Registry, ReplicaSource, SubscriptionViews,
+};
 use prost::Message;
 
 #[path = "../../cylc/benches/support/workload.rs"]
@@ -49,12 +48,12 @@ const QUERIES: [&str; 3] = [
 
 /// The link and what the views read: the replica's topics with their seqs.
 struct Followed {
-    link: Link<Replica>,
+    link: Link<CylcReplica>,
     schema: Schema,
     seqs: BTreeMap<&'static str, u64>,
 }
 
-impl Store for Followed {
+impl ReplicaSource for Followed {
     fn epoch(&self) -> &str {
         "bench-run"
     }
@@ -97,8 +96,8 @@ fn with_checksums(base: &CylcStore, bursts: &[Vec<u8>]) -> Vec<Vec<u8>> {
 
 /// A workflow of `n` tasks joined by a link, with `clients` subscribers spread over
 /// [`QUERIES`]; returns it with its views and the clients' outboxes.
-fn join(n: usize, snapshot: &[u8], clients: usize) -> (Followed, Views, Vec<Arc<Outbox>>) {
-    let mut link = Link::new(LinkConfig::new("tcp://127.0.0.1:9", "bench"), Replica::new());
+fn join(n: usize, snapshot: &[u8], clients: usize) -> (Followed, SubscriptionViews, Vec<Arc<Outbox>>) {
+    let mut link = Link::new(LinkConfig::new("tcp://127.0.0.1:9", "bench"), CylcReplica::new());
     let now = Instant::now();
     assert!(matches!(link.poll_transmit(now), Some(Transmit::Send(_))));
     link.handle_reply(snapshot, now);
@@ -107,18 +106,19 @@ fn join(n: usize, snapshot: &[u8], clients: usize) -> (Followed, Views, Vec<Arc<
         schema: clonewire_cylc::schema(),
         seqs: BTreeMap::new(),
     };
-    let mut views = Views::new(Arc::from(WORKFLOW), 64);
+    let mut views = SubscriptionViews::new(Arc::from(WORKFLOW), 64);
     drain(&mut followed, &mut views);
     assert_eq!(followed.link.state(), &LinkState::Live, "{n} tasks");
     let registry = Registry::default();
     let counters = Arc::new(OutboxCounters::default());
     let outboxes: Vec<Arc<Outbox>> = (0..clients)
         .map(|i| {
-            let sub = Subscription::parse(QUERIES[i % QUERIES.len()], &Limits::default()).expect("query");
+            let sub = Subscription::parse(QUERIES[i % QUERIES.len()], &SubscriptionLimits::default())
+                .expect("query");
             let outbox = Arc::new(Outbox::new(256 << 20, 512 << 20, counters.clone()));
             views.rebind(
                 &followed,
-                i as u64,
+                ClientId(i as u64),
                 outbox.clone(),
                 Some(registry.intern(sub)),
                 None,
@@ -135,13 +135,13 @@ fn join(n: usize, snapshot: &[u8], clients: usize) -> (Followed, Views, Vec<Arc<
 
 /// Hands what the link applied to the views, numbering each topic's change as the
 /// relay's Cylc upstream does (the scheduler's time in microseconds).
-fn drain(followed: &mut Followed, views: &mut Views) {
+fn drain(followed: &mut Followed, views: &mut SubscriptionViews) {
     let mut applied: Vec<Applied> = Vec::new();
     while let Some(event) = followed.link.poll_event() {
         match event {
-            Event::Snapshot(a) | Event::Deltas(a) => applied.push(a),
-            Event::Mismatch(kinds) => panic!("the burst's checksums differ: {kinds:?}"),
-            Event::Problem(p) => panic!("{p}"),
+            LinkEvent::Snapshot(a) | LinkEvent::Deltas(a) => applied.push(a),
+            LinkEvent::Mismatch(kinds) => panic!("the burst's checksums differ: {kinds:?}"),
+            LinkEvent::Problem(p) => panic!("{p}"),
             _ => {}
         }
     }

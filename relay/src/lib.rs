@@ -48,6 +48,16 @@ use clonewire_suite::SimHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The link thread's building blocks (views, outboxes, interned subscriptions), for
+/// the relay's own benchmarks only: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::metrics::OutboxCounters;
+    pub use crate::outbox::Outbox;
+    pub use crate::registry::Registry;
+    pub use crate::views::{ClientId, ReplicaSource, SubscriptionViews};
+}
+
 pub use config::Config;
 pub use suite_link::LinkStatus;
 

@@ -182,14 +182,14 @@ pub const SMALL_FLOW: &str = "\
 /// with the workflow's keys on a socket of our own.
 pub fn entire_workflow(run: &Path) -> Vec<u8> {
     use clonewire_cylc::contact::Contact;
-    use clonewire_cylc::request::Request;
+    use clonewire_cylc::request::LinkRequest;
     let contact = Contact::load(run).unwrap();
     let curve = clonewire_cylc::keys::workflow_client(&run.join(".service")).unwrap();
     let ctx = zmq::Context::new();
     let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
     clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
     req.connect(&contact.req_endpoint()).unwrap();
-    req.send(Request::EntireWorkflow.encode("test"), 0).unwrap();
+    req.send(LinkRequest::EntireWorkflow.encode("test"), 0).unwrap();
     assert_eq!(
         req.poll(zmq::POLLIN, 20_000).unwrap(),
         1,
