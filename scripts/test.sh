@@ -60,7 +60,7 @@ step "the npm module: node tests (scripted and live relay), types, the packed ta
 cargo build -q -p clonewire-relay
 npm test
 
-step "the page in headless Chromium against clonewire-relay --demo"
+step "the page in headless Chromium against clonewire-relay --demo, and --cylc-run with one real Cylc workflow"
 npm run --silent test:e2e
 
 step "the end-to-end load benchmark, quick form (relay vs bare websocket ceiling vs naive Python relay)"

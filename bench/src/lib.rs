@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clonewire_core::{Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -92,8 +92,8 @@ impl Default for Judge {
 impl Judge {
     /// A judge for the benchmark's query (every distinct one selects the same data).
     pub fn new() -> Judge {
-        let subscription =
-            Subscription::parse(&query(0), &Limits::default()).unwrap_or_else(|_| Subscription::empty());
+        let subscription = Subscription::parse(&query(0), &SubscriptionLimits::default())
+            .unwrap_or_else(|_| Subscription::empty());
         Judge {
             subscription,
             schema: schema(),

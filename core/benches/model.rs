@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::RelayMessage;
-use clonewire_core::{Hash, Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Hash, Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "taskProxies";
@@ -148,7 +148,7 @@ fn bench_store_size(quick: bool) {
     let (batches, size) = if quick { (10, 500) } else { (40, 2_000) };
     let sub = Subscription::parse(
         "{ workflows { taskProxies { name status cyclePoint } } }",
-        &Limits::default(),
+        &SubscriptionLimits::default(),
     )
     .expect("valid");
     let proj = Projection::compile(sub.for_topic("demo", TOPIC).expect("selected"), TOPIC, &schema())
@@ -213,7 +213,7 @@ fn bench_distinct_subscriptions(quick: bool) {
                 "{{ workflows {{ taskProxies{ids} {{ {} }} }} }}",
                 chosen.join(" ")
             );
-            let sub = Subscription::parse(&text, &Limits::default()).expect("valid");
+            let sub = Subscription::parse(&text, &SubscriptionLimits::default()).expect("valid");
             Projection::compile(sub.for_topic("demo", TOPIC).expect("selected"), TOPIC, &schema())
                 .expect("compiles")
         })
@@ -267,7 +267,7 @@ fn bench_parse_merge(quick: bool) {
     for _ in 0..rounds {
         let parsed: Vec<Subscription> = views
             .iter()
-            .map(|v| Subscription::parse(v, &Limits::default()).expect("valid"))
+            .map(|v| Subscription::parse(v, &SubscriptionLimits::default()).expect("valid"))
             .collect();
         key_len += Subscription::merge_all(&parsed).key().len();
     }

@@ -23,4 +23,4 @@ pub use document::{Document, Node, Object, PatchError, Topic};
 pub use hash::{leaf_hash, Hash};
 pub use schema::Schema;
 pub use subscription::project::Projection;
-pub use subscription::{Limits, QueryError, Subscription};
+pub use subscription::{QueryError, Subscription, SubscriptionLimits};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use clonewire_core::subscription::{FieldSel, Sub};
-use clonewire_core::{Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -175,9 +175,9 @@ proptest! {
     #[test]
     fn normalized_text_parses_back_to_the_same_subscription(s in subscription()) {
         let text = s.to_string();
-        let back = Subscription::parse(&text, &Limits::default()).unwrap();
+        let back = Subscription::parse(&text, &SubscriptionLimits::default()).unwrap();
         prop_assert_eq!(&back, &s, "{}", text);
-        prop_assert_eq!(Subscription::parse(&s.print(true), &Limits::default()).unwrap(), s);
+        prop_assert_eq!(Subscription::parse(&s.print(true), &SubscriptionLimits::default()).unwrap(), s);
     }
 
     #[test]

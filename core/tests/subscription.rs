@@ -1,10 +1,10 @@
 //! Subscriptions as views write them: parse errors, merge, printing, projection.
 
-use clonewire_core::{Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use serde_json::json;
 
 fn parse(text: &str) -> Subscription {
-    Subscription::parse(text, &Limits::default()).unwrap_or_else(|e| panic!("{text}: {e}"))
+    Subscription::parse(text, &SubscriptionLimits::default()).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 fn schema() -> Schema {
@@ -51,7 +51,7 @@ fn equal_subscriptions_written_differently_have_one_key() {
 fn syntax_errors_say_where_and_what() {
     let err = Subscription::parse(
         "subscription {\n  workflows {\n    taskProxies { name \n}",
-        &Limits::default(),
+        &SubscriptionLimits::default(),
     )
     .unwrap_err();
     assert!(err.line.is_some() && err.column.is_some(), "{err:?}");
@@ -60,7 +60,7 @@ fn syntax_errors_say_where_and_what() {
 
 #[test]
 fn semantic_errors_are_reported() {
-    let limits = Limits::default();
+    let limits = SubscriptionLimits::default();
     let e = Subscription::parse("{ tasks { name } }", &limits).unwrap_err();
     assert!(e.message.contains("`workflows`"), "{e}");
     assert_eq!((e.line, e.column), (Some(1), Some(3)));

@@ -12,7 +12,7 @@ use clonewire_suite::sockets::{self, CurveClient};
 
 use crate::contact::{Contact, ContactError, SERVICE_DIR};
 use crate::keys::{self, KeyError};
-use crate::link::{Event, Handshake, Link, LinkConfig, Store, Transmit};
+use crate::link::{DataStore, Handshake, Link, LinkConfig, LinkEvent, Transmit};
 use crate::request::{ALL_TOPIC, SHUTDOWN_TOPIC};
 
 /// Published messages handled per step before events are handed out.
@@ -39,7 +39,7 @@ pub enum DriverError {
 }
 
 /// The sockets of one link, and the link.
-pub struct Driver<S: Store> {
+pub struct Driver<S: DataStore> {
     ctx: zmq::Context,
     curve: CurveClient,
     req_endpoint: String,
@@ -55,7 +55,7 @@ struct Req {
     monitor: zmq::Socket,
 }
 
-impl<S: Store> std::fmt::Debug for Driver<S> {
+impl<S: DataStore> std::fmt::Debug for Driver<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("req_endpoint", &self.req_endpoint)
@@ -63,7 +63,7 @@ impl<S: Store> std::fmt::Debug for Driver<S> {
     }
 }
 
-impl<S: Store> Driver<S> {
+impl<S: DataStore> Driver<S> {
     /// Follows the workflow whose run directory is `run_dir`: reads its contact file
     /// and keys, then connects. `tune` may change the link's settings (deadlines,
     /// queue size) before it starts.
@@ -123,7 +123,7 @@ impl<S: Store> Driver<S> {
     }
 
     /// The next event of the link.
-    pub fn poll_event(&mut self) -> Option<Event<S::Changes>> {
+    pub fn poll_event(&mut self) -> Option<LinkEvent<S::Changes>> {
         self.link.poll_event()
     }
 

@@ -24,7 +24,7 @@ use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use crate::element::Kind;
-use crate::request::{decode_reply, Request, ALL_TOPIC, SHUTDOWN_TOPIC};
+use crate::request::{decode_reply, LinkRequest, ALL_TOPIC, SHUTDOWN_TOPIC};
 
 /// Re-fetches in a row that leave a type still mismatched before the link takes a
 /// whole new snapshot instead.
@@ -37,7 +37,7 @@ const MAX_REASON_CHARS: usize = 200;
 /// Cylc's data store, as the link needs it: it loads and applies protobuf
 /// payloads as Cylc does, checks the scheduler's checksums, and says what changed.
 /// The link never looks inside the bytes.
-pub trait Store {
+pub trait DataStore {
     /// Why a payload could not be applied (it is undecodable, say). A payload that
     /// fails changes nothing.
     type Error: Display;
@@ -51,18 +51,21 @@ pub trait Store {
     /// Applies an `all` message (an `AllDeltas`), skipping elements it already
     /// holds at the same `stamp`; `mismatched` lists the types whose checksum now
     /// differs from the one the batch carries.
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<Self::Changes>, Self::Error>;
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<Self::Changes>, Self::Error>;
 
     /// Replaces every element of `kind` with a `pb_data_elements` reply (that
     /// type's delta message, everything in `added`); `mismatched` holds `kind` if
     /// its checksum still differs.
-    fn replace_elements(&mut self, kind: Kind, payload: &[u8])
-        -> Result<Outcome<Self::Changes>, Self::Error>;
+    fn replace_elements(
+        &mut self,
+        kind: Kind,
+        payload: &[u8],
+    ) -> Result<StoreOutcome<Self::Changes>, Self::Error>;
 }
 
 /// What the store did with a batch or a re-fetch.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Outcome<C> {
+pub struct StoreOutcome<C> {
     /// What changed.
     pub changes: C,
     /// The types whose checksum differs from the scheduler's.
@@ -164,9 +167,9 @@ pub enum Handshake {
 }
 
 /// What happened, for whoever serves the store. `C` is the store's
-/// [`Changes`](Store::Changes).
+/// [`Changes`](DataStore::Changes).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event<C> {
+pub enum LinkEvent<C> {
     /// The state changed to this.
     State(LinkState),
     /// A snapshot replaced the store.
@@ -184,7 +187,7 @@ pub enum Event<C> {
 
 /// Counters, for metrics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct LinkStats {
     /// Snapshots loaded.
     pub snapshots: u64,
     /// `all` batches applied.
@@ -235,17 +238,17 @@ fn repair_set(mismatched: &[Kind]) -> Vec<Kind> {
 /// The request in flight.
 #[derive(Debug)]
 struct InFlight {
-    request: Request,
+    request: LinkRequest,
     deadline: Instant,
 }
 
 /// The link to one scheduler. See the module docs.
-pub struct Link<S: Store> {
+pub struct Link<S: DataStore> {
     config: LinkConfig,
     store: S,
     state: LinkState,
     /// Requests to make, in order, after the one in flight.
-    pending: VecDeque<Request>,
+    pending: VecDeque<LinkRequest>,
     in_flight: Option<InFlight>,
     /// No request is sent before this (backoff after an error).
     not_before: Option<Instant>,
@@ -264,11 +267,11 @@ pub struct Link<S: Store> {
     /// Re-fetch rounds in a row that ended in a mismatch.
     refetch_rounds: u32,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event<S::Changes>>,
-    stats: Stats,
+    events: VecDeque<LinkEvent<S::Changes>>,
+    stats: LinkStats,
 }
 
-impl<S: Store> std::fmt::Debug for Link<S> {
+impl<S: DataStore> std::fmt::Debug for Link<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("endpoint", &self.config.endpoint)
@@ -278,7 +281,7 @@ impl<S: Store> std::fmt::Debug for Link<S> {
     }
 }
 
-impl<S: Store> Link<S> {
+impl<S: DataStore> Link<S> {
     /// A link that will fill `store`. The driver must already be subscribed: the
     /// first transmit is the snapshot request.
     pub fn new(config: LinkConfig, store: S) -> Link<S> {
@@ -300,9 +303,9 @@ impl<S: Store> Link<S> {
             refetch_rounds: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            stats: Stats::default(),
+            stats: LinkStats::default(),
         };
-        link.pending.push_back(Request::EntireWorkflow);
+        link.pending.push_back(LinkRequest::EntireWorkflow);
         link
     }
 
@@ -322,7 +325,7 @@ impl<S: Store> Link<S> {
     }
 
     /// The counters.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> LinkStats {
         self.stats
     }
 
@@ -352,7 +355,7 @@ impl<S: Store> Link<S> {
     }
 
     /// The next event.
-    pub fn poll_event(&mut self) -> Option<Event<S::Changes>> {
+    pub fn poll_event(&mut self) -> Option<LinkEvent<S::Changes>> {
         self.events.pop_front()
     }
 
@@ -387,7 +390,7 @@ impl<S: Store> Link<S> {
         {
             // Silence: ask for something small; its deadline tells a dead scheduler.
             self.last_heard = Some(now);
-            self.pending.push_back(Request::DataElements(Kind::Workflow));
+            self.pending.push_back(LinkRequest::DataElements(Kind::Workflow));
             return;
         }
         let Some(flight) = &self.in_flight else { return };
@@ -487,7 +490,7 @@ impl<S: Store> Link<S> {
             Err(why) => return self.retry_later(request, why.to_string(), now),
         };
         match request {
-            Request::EntireWorkflow => {
+            LinkRequest::EntireWorkflow => {
                 let changes = match self.store.load_snapshot(payload) {
                     Ok(changes) => changes,
                     Err(why) => {
@@ -499,27 +502,27 @@ impl<S: Store> Link<S> {
                 self.backoff = self.config.backoff_min;
                 self.refetch_rounds = 0;
                 // A snapshot replaces every type: re-fetches asked before it are moot.
-                self.pending.retain(|r| *r == Request::EntireWorkflow);
-                self.events.push_back(Event::Snapshot(changes));
+                self.pending.retain(|r| *r == LinkRequest::EntireWorkflow);
+                self.events.push_back(LinkEvent::Snapshot(changes));
                 if self.state == LinkState::Joining {
                     self.set_state(LinkState::Live);
                 }
                 if std::mem::take(&mut self.lost_batches) {
-                    self.events.push_back(Event::Problem(
+                    self.events.push_back(LinkEvent::Problem(
                         "deltas were dropped while joining; joining again".into(),
                     ));
-                    self.request(Request::EntireWorkflow);
+                    self.request(LinkRequest::EntireWorkflow);
                 }
             }
-            Request::DataElements(kind) => {
+            LinkRequest::DataElements(kind) => {
                 match self.store.replace_elements(kind, payload) {
                     Ok(outcome) => {
                         self.stats.refetches += 1;
                         self.backoff = self.config.backoff_min;
-                        self.events.push_back(Event::Refetched(kind, outcome.changes));
+                        self.events.push_back(LinkEvent::Refetched(kind, outcome.changes));
                         if outcome.mismatched.contains(&kind) {
                             // It moved on since; the queued batches should bring it level.
-                            self.events.push_back(Event::Problem(format!(
+                            self.events.push_back(LinkEvent::Problem(format!(
                                 "{} still differs right after its re-fetch",
                                 kind.cylc_name()
                             )));
@@ -559,12 +562,12 @@ impl<S: Store> Link<S> {
             let snapshot_flying = self
                 .in_flight
                 .as_ref()
-                .is_some_and(|f| f.request == Request::EntireWorkflow);
+                .is_some_and(|f| f.request == LinkRequest::EntireWorkflow);
             if snapshot_flying {
                 // The snapshot on its way predates what was lost: take one more.
                 self.lost_batches = true;
             } else {
-                self.request(Request::EntireWorkflow);
+                self.request(LinkRequest::EntireWorkflow);
             }
             return;
         }
@@ -585,51 +588,51 @@ impl<S: Store> Link<S> {
 
     fn apply_batch(&mut self, payload: &[u8]) {
         match self.store.apply_deltas(payload) {
-            Ok(Outcome { changes, mismatched }) => {
+            Ok(StoreOutcome { changes, mismatched }) => {
                 self.stats.batches += 1;
-                self.events.push_back(Event::Deltas(changes));
+                self.events.push_back(LinkEvent::Deltas(changes));
                 if mismatched.is_empty() {
                     self.refetch_rounds = 0;
                     return;
                 }
-                self.events.push_back(Event::Mismatch(mismatched.clone()));
+                self.events.push_back(LinkEvent::Mismatch(mismatched.clone()));
                 self.refetch_rounds += 1;
                 if self.refetch_rounds > MAX_REFETCH_ROUNDS {
                     self.refetch_rounds = 0;
-                    self.request(Request::EntireWorkflow);
+                    self.request(LinkRequest::EntireWorkflow);
                 } else {
                     for kind in repair_set(&mismatched) {
-                        self.request(Request::DataElements(kind));
+                        self.request(LinkRequest::DataElements(kind));
                     }
                 }
             }
             Err(why) => {
-                self.events.push_back(Event::Problem(format!(
+                self.events.push_back(LinkEvent::Problem(format!(
                     "a delta batch that cannot be read: {why}; rejoining"
                 )));
-                self.request(Request::EntireWorkflow);
+                self.request(LinkRequest::EntireWorkflow);
             }
         }
     }
 
     /// Asks for `request` unless it (or a snapshot, which covers everything) is
     /// already asked for.
-    fn request(&mut self, request: Request) {
-        let covered = |r: &Request| *r == request || *r == Request::EntireWorkflow;
+    fn request(&mut self, request: LinkRequest) {
+        let covered = |r: &LinkRequest| *r == request || *r == LinkRequest::EntireWorkflow;
         let flying = self
             .in_flight
             .as_ref()
-            .is_some_and(|f| f.request == Request::EntireWorkflow);
+            .is_some_and(|f| f.request == LinkRequest::EntireWorkflow);
         if !flying && !self.pending.iter().any(covered) {
-            if request == Request::EntireWorkflow {
-                self.pending.retain(|r| *r == Request::EntireWorkflow);
+            if request == LinkRequest::EntireWorkflow {
+                self.pending.retain(|r| *r == LinkRequest::EntireWorkflow);
             }
             self.pending.push_back(request);
         }
     }
 
-    fn retry_later(&mut self, request: Request, why: String, now: Instant) {
-        self.events.push_back(Event::Problem(why));
+    fn retry_later(&mut self, request: LinkRequest, why: String, now: Instant) {
+        self.events.push_back(LinkEvent::Problem(why));
         self.pending.push_front(request);
         self.not_before = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(self.config.backoff_max);
@@ -638,7 +641,7 @@ impl<S: Store> Link<S> {
     fn set_state(&mut self, state: LinkState) {
         if self.state != state {
             self.state = state.clone();
-            self.events.push_back(Event::State(state));
+            self.events.push_back(LinkEvent::State(state));
         }
     }
 }

@@ -1,28 +1,28 @@
-//! The link's [`Store`] for real: a [`CylcStore`] replica, which applies Cylc's
+//! The link's [`DataStore`] for real: a [`CylcStore`] replica, which applies Cylc's
 //! protobuf payloads as Cylc's own data store does and says per topic what changed.
 
 use crate::element::Kind;
-use crate::link::{Outcome, Store};
+use crate::link::{DataStore, StoreOutcome};
 use crate::proto::{PbEntireWorkflow, PbWorkflow};
 use crate::store::{decode_entire_workflow, Applied, CylcError, CylcStore};
 
 /// A workflow's replica, empty until the link's first snapshot.
 #[derive(Clone, Debug)]
-pub struct Replica {
+pub struct CylcReplica {
     store: CylcStore,
     loaded: bool,
 }
 
-impl Default for Replica {
-    fn default() -> Replica {
-        Replica::new()
+impl Default for CylcReplica {
+    fn default() -> CylcReplica {
+        CylcReplica::new()
     }
 }
 
-impl Replica {
+impl CylcReplica {
     /// An empty replica: a default workflow element and no other element, so the
     /// first snapshot reports every leaf as changed.
-    pub fn new() -> Replica {
+    pub fn new() -> CylcReplica {
         let empty = PbEntireWorkflow {
             workflow: Some(PbWorkflow::default()),
             ..PbEntireWorkflow::default()
@@ -32,7 +32,7 @@ impl Replica {
             // An empty store has nothing to map that could fail.
             Err(err) => unreachable!("an empty Cylc store cannot be refused: {err}"),
         };
-        Replica { store, loaded: false }
+        CylcReplica { store, loaded: false }
     }
 
     /// The replica (empty until [`is_loaded`](Self::is_loaded)).
@@ -46,7 +46,7 @@ impl Replica {
     }
 }
 
-impl Store for Replica {
+impl DataStore for CylcReplica {
     type Error = CylcError;
     type Changes = Applied;
 
@@ -57,25 +57,25 @@ impl Store for Replica {
         Ok(applied)
     }
 
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<Applied>, CylcError> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<Applied>, CylcError> {
         let applied = self.store.apply_bytes(payload)?;
-        Ok(Outcome {
+        Ok(StoreOutcome {
             mismatched: applied.mismatches().collect(),
             changes: applied,
         })
     }
 
-    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<Applied>, CylcError> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<StoreOutcome<Applied>, CylcError> {
         let applied = self.store.replace_type(kind, payload)?;
-        Ok(Outcome {
+        Ok(StoreOutcome {
             mismatched: applied.mismatches().collect(),
             changes: applied,
         })
     }
 }
 
-impl AsRef<Replica> for Replica {
-    fn as_ref(&self) -> &Replica {
+impl AsRef<CylcReplica> for CylcReplica {
+    fn as_ref(&self) -> &CylcReplica {
         self
     }
 }

@@ -19,7 +19,7 @@ pub const SHUTDOWN_TOPIC: &[u8] = b"shutdown";
 
 /// A request the link makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum LinkRequest {
     /// `pb_entire_workflow`: the whole store, a `PbEntireWorkflow`.
     EntireWorkflow,
     /// `pb_data_elements`: every element of one type, as that type's delta message
@@ -27,20 +27,20 @@ pub enum Request {
     DataElements(Kind),
 }
 
-impl Request {
+impl LinkRequest {
     /// The command's name.
     pub fn command(self) -> &'static str {
         match self {
-            Request::EntireWorkflow => "pb_entire_workflow",
-            Request::DataElements(_) => "pb_data_elements",
+            LinkRequest::EntireWorkflow => "pb_entire_workflow",
+            LinkRequest::DataElements(_) => "pb_data_elements",
         }
     }
 
     /// The request frame. `host` is this machine's name, for the scheduler's log.
     pub fn encode(self, host: &str) -> Vec<u8> {
         let args = match self {
-            Request::EntireWorkflow => json!({}),
-            Request::DataElements(kind) => json!({ "element_type": kind.cylc_name() }),
+            LinkRequest::EntireWorkflow => json!({}),
+            LinkRequest::DataElements(kind) => json!({ "element_type": kind.cylc_name() }),
         };
         let message = json!({
             "command": self.command(),
@@ -71,7 +71,7 @@ pub enum ReplyError {
 }
 
 /// The protobuf bytes of a reply to `request`, or the error the scheduler sent.
-pub fn decode_reply(request: Request, reply: &[u8]) -> Result<&[u8], ReplyError> {
+pub fn decode_reply(request: LinkRequest, reply: &[u8]) -> Result<&[u8], ReplyError> {
     if reply.first() != Some(&b'{') {
         return Ok(reply);
     }
@@ -93,13 +93,13 @@ mod tests {
 
     #[test]
     fn requests_are_what_cylc_expects() {
-        let frame: Value = serde_json::from_slice(&Request::EntireWorkflow.encode("here")).unwrap();
+        let frame: Value = serde_json::from_slice(&LinkRequest::EntireWorkflow.encode("here")).unwrap();
         assert_eq!(frame["command"], "pb_entire_workflow");
         assert_eq!(frame["args"], json!({}));
         assert_eq!(frame["meta"]["comms_method"], "zmq");
         assert_eq!(frame["meta"]["host"], "here");
         let frame: Value =
-            serde_json::from_slice(&Request::DataElements(Kind::TaskProxies).encode("here")).unwrap();
+            serde_json::from_slice(&LinkRequest::DataElements(Kind::TaskProxies).encode("here")).unwrap();
         assert_eq!(frame["command"], "pb_data_elements");
         assert_eq!(frame["args"], json!({ "element_type": "task_proxies" }));
     }
@@ -107,21 +107,21 @@ mod tests {
     #[test]
     fn replies_are_protobuf_or_an_error() {
         let pb = [0x0a, 0x03, b'a', b'b', b'c'];
-        assert_eq!(decode_reply(Request::EntireWorkflow, &pb), Ok(&pb[..]));
-        assert_eq!(decode_reply(Request::EntireWorkflow, b""), Ok(&b""[..]));
+        assert_eq!(decode_reply(LinkRequest::EntireWorkflow, &pb), Ok(&pb[..]));
+        assert_eq!(decode_reply(LinkRequest::EntireWorkflow, b""), Ok(&b""[..]));
         let error = br#"{"error": {"message": "No method by the name 'pb_x'"}, "cylc_version": "8.5.4"}"#;
         assert_eq!(
-            decode_reply(Request::EntireWorkflow, error)
+            decode_reply(LinkRequest::EntireWorkflow, error)
                 .unwrap_err()
                 .to_string(),
             "the scheduler answered pb_entire_workflow with an error: No method by the name 'pb_x'"
         );
         assert_eq!(
-            decode_reply(Request::EntireWorkflow, br#"{"data": 1}"#),
+            decode_reply(LinkRequest::EntireWorkflow, br#"{"data": 1}"#),
             Err(ReplyError::Unexpected {
                 command: "pb_entire_workflow"
             })
         );
-        assert!(decode_reply(Request::EntireWorkflow, b"{not json").is_err());
+        assert!(decode_reply(LinkRequest::EntireWorkflow, b"{not json").is_err());
     }
 }

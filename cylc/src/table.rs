@@ -33,11 +33,6 @@ impl<T: Element> Table<T> {
         self.elements.len()
     }
 
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.elements.is_empty()
-    }
-
     /// An element by full id.
     pub fn get(&self, id: &str) -> Option<&T> {
         self.elements.get(id)

@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::link::{Event, Handshake, Link, LinkConfig, LinkState, Outcome, Store, Transmit};
-use clonewire_cylc::request::Request;
+use clonewire_cylc::link::{
+    DataStore, Handshake, Link, LinkConfig, LinkEvent, LinkState, StoreOutcome, Transmit,
+};
+use clonewire_cylc::request::LinkRequest;
 use clonewire_cylc::Kind;
 
 /// A store that records what it was given. Payloads are text: a batch
@@ -13,7 +15,7 @@ struct Recorder {
     log: Vec<String>,
 }
 
-impl Store for Recorder {
+impl DataStore for Recorder {
     type Error = String;
     /// The payload, as text.
     type Changes = String;
@@ -27,7 +29,7 @@ impl Store for Recorder {
         Ok(text)
     }
 
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<String>, String> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<String>, String> {
         let text = String::from_utf8_lossy(payload).into_owned();
         if text == "junk" {
             return Err("undecodable".into());
@@ -38,16 +40,16 @@ impl Store for Recorder {
             .and_then(Kind::from_cylc_name)
             .into_iter()
             .collect();
-        Ok(Outcome {
+        Ok(StoreOutcome {
             changes: text,
             mismatched,
         })
     }
 
-    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<String>, String> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<StoreOutcome<String>, String> {
         let text = String::from_utf8_lossy(payload).into_owned();
         self.log.push(format!("replace {} {text}", kind.cylc_name()));
-        Ok(Outcome {
+        Ok(StoreOutcome {
             changes: text,
             mismatched: Vec::new(),
         })
@@ -58,18 +60,18 @@ fn config() -> LinkConfig {
     LinkConfig::new("tcp://sched:43001", "here")
 }
 
-fn sent(request: Request) -> Transmit {
+fn sent(request: LinkRequest) -> Transmit {
     Transmit::Send(request.encode("here"))
 }
 
-fn events<S: Store>(link: &mut Link<S>) -> Vec<Event<S::Changes>> {
+fn events<S: DataStore>(link: &mut Link<S>) -> Vec<LinkEvent<S::Changes>> {
     std::iter::from_fn(|| link.poll_event()).collect()
 }
 
 /// A link that has loaded the snapshot "s0" and is live.
 fn live(now: Instant) -> Link<Recorder> {
     let mut link = Link::new(config(), Recorder::default());
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
     link.handle_reply(b"s0", now);
     assert_eq!(link.state(), &LinkState::Live);
     events(&mut link);
@@ -82,7 +84,7 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
     let mut link = Link::new(config(), Recorder::default());
     assert_eq!(link.state(), &LinkState::Joining);
     // The first request is the snapshot, and only one is in flight.
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
     assert_eq!(link.poll_transmit(now), None);
 
     link.handle_published(b"all", b"d1", now);
@@ -99,10 +101,10 @@ fn joining_queues_deltas_until_the_snapshot_then_applies_them_in_order() {
     assert_eq!(
         events(&mut link),
         [
-            Event::Snapshot("s0".into()),
-            Event::State(LinkState::Live),
-            Event::Deltas("d1".into()),
-            Event::Deltas("d2".into())
+            LinkEvent::Snapshot("s0".into()),
+            LinkEvent::State(LinkState::Live),
+            LinkEvent::Deltas("d1".into()),
+            LinkEvent::Deltas("d2".into())
         ]
     );
 
@@ -122,13 +124,13 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     assert_eq!(
         events(&mut link),
         [
-            Event::Deltas("bad:jobs".into()),
-            Event::Mismatch(vec![Kind::Jobs])
+            LinkEvent::Deltas("bad:jobs".into()),
+            LinkEvent::Mismatch(vec![Kind::Jobs])
         ]
     );
     assert_eq!(
         link.poll_transmit(now),
-        Some(sent(Request::DataElements(Kind::Jobs)))
+        Some(sent(LinkRequest::DataElements(Kind::Jobs)))
     );
 
     link.handle_published(b"all", b"d4", now);
@@ -138,7 +140,7 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     // The workflow element has no checksum: it is fetched with any mismatch.
     assert_eq!(
         link.poll_transmit(now),
-        Some(sent(Request::DataElements(Kind::Workflow)))
+        Some(sent(LinkRequest::DataElements(Kind::Workflow)))
     );
     link.handle_reply(b"wf", now);
     assert_eq!(
@@ -152,9 +154,9 @@ fn a_checksum_mismatch_refetches_that_type_and_queues_deltas_meanwhile() {
     assert_eq!(
         events(&mut link),
         [
-            Event::Refetched(Kind::Jobs, "j".into()),
-            Event::Refetched(Kind::Workflow, "wf".into()),
-            Event::Deltas("d4".into())
+            LinkEvent::Refetched(Kind::Jobs, "j".into()),
+            LinkEvent::Refetched(Kind::Workflow, "wf".into()),
+            LinkEvent::Deltas("d4".into())
         ]
     );
     assert_eq!(link.stats().refetches, 2);
@@ -196,7 +198,7 @@ fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
         link.handle_published(b"all", b"bad:jobs", now);
         assert_eq!(
             link.poll_transmit(now),
-            Some(sent(Request::DataElements(Kind::Jobs))),
+            Some(sent(LinkRequest::DataElements(Kind::Jobs))),
             "round {round}"
         );
         link.handle_reply(b"jobs", now);
@@ -204,14 +206,14 @@ fn a_type_that_keeps_differing_gets_a_whole_snapshot() {
         link.handle_reply(b"wf", now);
     }
     link.handle_published(b"all", b"bad:jobs", now);
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
 }
 
 #[test]
 fn a_request_that_times_out_reopens_the_socket_and_is_sent_again() {
     let start = Instant::now();
     let mut link = Link::new(config(), Recorder::default());
-    assert_eq!(link.poll_transmit(start), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(start), Some(sent(LinkRequest::EntireWorkflow)));
     let deadline = link.poll_timeout().expect("a request in flight has a deadline");
     assert_eq!(deadline, start + Duration::from_secs(5));
 
@@ -220,7 +222,10 @@ fn a_request_that_times_out_reopens_the_socket_and_is_sent_again() {
 
     link.handle_timeout(deadline);
     assert_eq!(link.poll_transmit(deadline), Some(Transmit::ReopenRequestSocket));
-    assert_eq!(link.poll_transmit(deadline), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(
+        link.poll_transmit(deadline),
+        Some(sent(LinkRequest::EntireWorkflow))
+    );
     // The second attempt waits twice as long.
     assert_eq!(link.poll_timeout(), Some(deadline + Duration::from_secs(10)));
     assert_eq!(link.stats().timeouts, 1);
@@ -245,14 +250,14 @@ fn no_answer_at_all_is_a_clear_state_after_the_first_deadline() {
         link.handle_timeout(now);
         states.extend(events(&mut link));
     }
-    let Event::State(LinkState::NoAnswer { message }) = &states[0] else {
+    let LinkEvent::State(LinkState::NoAnswer { message }) = &states[0] else {
         panic!("expected NoAnswer first, got {states:?}");
     };
     assert!(message.contains("tcp://sched:43001"), "{message}");
     assert!(message.contains("client's key admitted"), "{message}");
     // The state is set once, not once per retry, and the deadline stops growing.
     assert!(
-        states.iter().skip(1).all(|e| !matches!(e, Event::State(_))),
+        states.iter().skip(1).all(|e| !matches!(e, LinkEvent::State(_))),
         "{states:?}"
     );
     assert_eq!(now - start, Duration::from_secs(5 * (1 + 2 + 4 + 8 + 8 + 8)));
@@ -307,14 +312,14 @@ fn an_error_reply_is_retried_after_a_backoff() {
     link.handle_reply(br#"{"error": {"message": "busy"}, "cylc_version": "8.5.4"}"#, now);
     let events = events(&mut link);
     assert!(
-        matches!(&events[..], [Event::Problem(why)] if why.contains("busy")),
+        matches!(&events[..], [LinkEvent::Problem(why)] if why.contains("busy")),
         "{events:?}"
     );
     assert_eq!(link.poll_transmit(now), None, "backing off");
     let retry = link.poll_timeout().unwrap();
     assert_eq!(retry, now + Duration::from_millis(200));
     link.handle_timeout(retry);
-    assert_eq!(link.poll_transmit(retry), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(retry), Some(sent(LinkRequest::EntireWorkflow)));
 }
 
 #[test]
@@ -322,8 +327,8 @@ fn an_unreadable_batch_rejoins() {
     let now = Instant::now();
     let mut link = live(now);
     link.handle_published(b"all", b"junk", now);
-    assert!(matches!(&events(&mut link)[..], [Event::Problem(why)] if why.contains("rejoining")));
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert!(matches!(&events(&mut link)[..], [LinkEvent::Problem(why)] if why.contains("rejoining")));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
     link.handle_reply(b"s1", now);
     assert_eq!(link.store().log, ["snapshot s0", "snapshot s1"]);
 }
@@ -340,7 +345,7 @@ fn a_full_queue_is_dropped_and_the_join_is_taken_again() {
     assert_eq!(link.stats().dropped_batches, 2);
     link.handle_reply(b"s0", now);
     // The snapshot is loaded, but batches after it were lost: ask again.
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
     link.handle_published(b"all", b"d9", now);
     link.handle_reply(b"s1", now);
     assert_eq!(link.store().log, ["snapshot s0", "snapshot s1", "deltas d9"]);
@@ -355,7 +360,7 @@ fn a_silent_scheduler_is_probed_and_a_dead_one_noticed() {
     link.handle_timeout(idle);
     assert_eq!(
         link.poll_transmit(idle),
-        Some(sent(Request::DataElements(Kind::Workflow)))
+        Some(sent(LinkRequest::DataElements(Kind::Workflow)))
     );
     // No answer: the scheduler died without a word.
     let deadline = link.poll_timeout().unwrap();
@@ -418,12 +423,12 @@ fn a_full_queue_while_refetching_takes_one_snapshot() {
     link.handle_published(b"all", b"bad:jobs", now);
     assert_eq!(
         link.poll_transmit(now),
-        Some(sent(Request::DataElements(Kind::Jobs)))
+        Some(sent(LinkRequest::DataElements(Kind::Jobs)))
     );
     link.handle_published(b"all", b"123456", now);
     link.handle_published(b"all", b"789012", now);
     link.handle_reply(b"jobs", now);
-    assert_eq!(link.poll_transmit(now), Some(sent(Request::EntireWorkflow)));
+    assert_eq!(link.poll_transmit(now), Some(sent(LinkRequest::EntireWorkflow)));
     link.handle_published(b"all", b"d9", now);
     link.handle_reply(b"s1", now);
     assert_eq!(link.poll_transmit(now), None, "one snapshot is enough");

@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 use clonewire_cylc::contact::Contact;
 use clonewire_cylc::driver::Driver;
 use clonewire_cylc::keys;
-use clonewire_cylc::link::{Event, LinkConfig, LinkState, Outcome, Store};
-use clonewire_cylc::replica::Replica;
+use clonewire_cylc::link::{DataStore, LinkConfig, LinkEvent, LinkState, StoreOutcome};
+use clonewire_cylc::replica::CylcReplica;
 use clonewire_cylc::{CylcStore, Kind};
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair};
 use support::{Sandbox, WireStore, SMALL_FLOW};
 
 /// Steps `driver` until `done` holds, collecting events; fails after `limit`. Each
 /// step must come back within its own bound, however the scheduler behaves.
-fn run_until<S: Store<Changes = usize>>(
+fn run_until<S: DataStore<Changes = usize>>(
     driver: &mut Driver<S>,
     limit: Duration,
-    events: &mut Vec<Event<S::Changes>>,
-    mut done: impl FnMut(&Driver<S>, &[Event<S::Changes>]) -> bool,
+    events: &mut Vec<LinkEvent<S::Changes>>,
+    mut done: impl FnMut(&Driver<S>, &[LinkEvent<S::Changes>]) -> bool,
 ) {
     let deadline = Instant::now() + limit;
     while !done(driver, events) {
@@ -69,7 +69,7 @@ fn joins_a_real_scheduler_and_follows_its_deltas() {
     assert_eq!(field(3), Some(support::Wire::Bytes(b"demo/run1")));
     let contact = Contact::load(&run).unwrap();
     assert_eq!(field(6), Some(support::Wire::Varint(u64::from(contact.port))));
-    assert!(events.iter().any(|e| matches!(e, Event::Snapshot(_))));
+    assert!(events.iter().any(|e| matches!(e, LinkEvent::Snapshot(_))));
     assert_eq!(driver.link().stats().timeouts, 0);
 }
 
@@ -81,20 +81,20 @@ struct MismatchOnce {
     told: bool,
 }
 
-impl Store for MismatchOnce {
+impl DataStore for MismatchOnce {
     type Error = String;
     type Changes = usize;
     fn load_snapshot(&mut self, payload: &[u8]) -> Result<usize, String> {
         self.inner.load_snapshot(payload)
     }
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<usize>, String> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<usize>, String> {
         let mut outcome = self.inner.apply_deltas(payload)?;
         if !std::mem::replace(&mut self.told, true) {
             outcome.mismatched.push(Kind::TaskProxies);
         }
         Ok(outcome)
     }
-    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<usize>, String> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<StoreOutcome<usize>, String> {
         self.inner.replace_elements(kind, payload)
     }
 }
@@ -109,13 +109,13 @@ fn a_mismatch_refetches_the_type_from_a_real_scheduler() {
     run_until(&mut driver, Duration::from_secs(60), &mut events, |_, events| {
         events
             .iter()
-            .any(|e| matches!(e, Event::Refetched(Kind::TaskProxies, _)))
+            .any(|e| matches!(e, LinkEvent::Refetched(Kind::TaskProxies, _)))
     });
     // The reply is TaskProxiesDelta: time = 1 (a double), then the proxies in `added`.
     assert_eq!(driver.link().store().inner.replaced, [Kind::TaskProxies]);
-    assert!(events.contains(&Event::Mismatch(vec![Kind::TaskProxies])));
+    assert!(events.contains(&LinkEvent::Mismatch(vec![Kind::TaskProxies])));
     assert!(
-        !events.iter().any(|e| matches!(e, Event::Problem(_))),
+        !events.iter().any(|e| matches!(e, LinkEvent::Problem(_))),
         "{events:?}"
     );
 }
@@ -227,14 +227,14 @@ fn a_dead_scheduler_gets_a_clear_state_and_never_blocks() {
 }
 
 /// Steps a replica's driver until no batch has come for `quiet`.
-fn settle<S: Store<Changes = clonewire_cylc::Applied>>(driver: &mut Driver<S>, quiet: Duration) {
+fn settle<S: DataStore<Changes = clonewire_cylc::Applied>>(driver: &mut Driver<S>, quiet: Duration) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         assert!(Instant::now() < deadline, "the workflow never settled");
         driver.step(Duration::from_millis(100)).unwrap();
         while let Some(event) = driver.poll_event() {
-            if !matches!(event, Event::State(_)) {
+            if !matches!(event, LinkEvent::State(_)) {
                 last = Instant::now();
             }
         }
@@ -245,7 +245,7 @@ fn settle<S: Store<Changes = clonewire_cylc::Applied>>(driver: &mut Driver<S>, q
 /// lets it settle and checks the replica holds exactly what the scheduler holds.
 fn replica_matches_the_scheduler<S>(id: &str, store: S, batches: u64) -> Driver<S>
 where
-    S: Store<Changes = clonewire_cylc::Applied> + AsRef<Replica>,
+    S: DataStore<Changes = clonewire_cylc::Applied> + AsRef<CylcReplica>,
 {
     let mut sandbox = Sandbox::new();
     let run = sandbox.play(id, SMALL_FLOW);
@@ -284,32 +284,32 @@ where
 
 #[test]
 fn a_replica_equals_the_schedulers_store_after_a_pause() {
-    let driver = replica_matches_the_scheduler("replica", Replica::new(), 5);
+    let driver = replica_matches_the_scheduler("replica", CylcReplica::new(), 5);
     assert_eq!(driver.link().state(), &LinkState::Live);
 }
 
 /// A replica that loses its third `all` message, as a congested socket would.
 struct DropsOne {
-    replica: Replica,
+    replica: CylcReplica,
     seen: usize,
 }
 
-impl AsRef<Replica> for DropsOne {
-    fn as_ref(&self) -> &Replica {
+impl AsRef<CylcReplica> for DropsOne {
+    fn as_ref(&self) -> &CylcReplica {
         &self.replica
     }
 }
 
-impl Store for DropsOne {
+impl DataStore for DropsOne {
     type Error = clonewire_cylc::CylcError;
     type Changes = clonewire_cylc::Applied;
     fn load_snapshot(&mut self, payload: &[u8]) -> Result<Self::Changes, Self::Error> {
         self.replica.load_snapshot(payload)
     }
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<Self::Changes>, Self::Error> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<Self::Changes>, Self::Error> {
         self.seen += 1;
         if self.seen == 3 {
-            return Ok(Outcome::default());
+            return Ok(StoreOutcome::default());
         }
         self.replica.apply_deltas(payload)
     }
@@ -317,7 +317,7 @@ impl Store for DropsOne {
         &mut self,
         kind: Kind,
         payload: &[u8],
-    ) -> Result<Outcome<Self::Changes>, Self::Error> {
+    ) -> Result<StoreOutcome<Self::Changes>, Self::Error> {
         self.replica.replace_elements(kind, payload)
     }
 }
@@ -325,7 +325,7 @@ impl Store for DropsOne {
 #[test]
 fn a_dropped_batch_is_caught_by_the_checksums_and_repaired() {
     let store = DropsOne {
-        replica: Replica::new(),
+        replica: CylcReplica::new(),
         seen: 0,
     };
     // Cylc sends a type's checksum with its changes only: run on until every type

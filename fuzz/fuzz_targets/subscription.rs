@@ -3,13 +3,13 @@
 //! merge of two prints and parses back too.
 #![no_main]
 
-use clonewire_core::{Limits, Subscription};
+use clonewire_core::{SubscriptionLimits, Subscription};
 use libfuzzer_sys::fuzz_target;
 
 /// A subscription that parsed once must parse again from its own text, even when
 /// normalizing made it longer than the original limits allow.
-fn roomy() -> Limits {
-    Limits {
+fn roomy() -> SubscriptionLimits {
+    SubscriptionLimits {
         max_query_bytes: usize::MAX,
         max_depth: 64,
         max_fields: usize::MAX,
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let (first, second) = text
         .split_once('\0')
         .unwrap_or((text, "{ workflows { workflow } }"));
-    let limits = Limits::default();
+    let limits = SubscriptionLimits::default();
     let Ok(a) = Subscription::parse(first, &limits) else {
         return;
     };

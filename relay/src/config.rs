@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clonewire_core::subscription::Limits as QueryLimits;
+use clonewire_core::SubscriptionLimits;
 use serde::{Deserialize, Serialize};
 
 /// Everything the relay needs to run.
@@ -338,7 +338,7 @@ pub struct Limits {
     /// that said in `subscribe` they can inflate them; smaller ones stay text.
     pub compress_min_bytes: usize,
     /// Limits on subscriptions.
-    pub query: QueryLimits,
+    pub query: SubscriptionLimits,
 }
 
 impl Default for Limits {
@@ -366,7 +366,7 @@ impl Default for Limits {
             client_request_burst: 20,
             max_rate_limited: 200,
             compress_min_bytes: 16 * 1024,
-            query: QueryLimits::default(),
+            query: SubscriptionLimits::default(),
         }
     }
 }
@@ -419,6 +419,16 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Everything [`validate`](Config::validate) checks, and the files the settings
+    /// name: the token secret and the CURVE key are read now, so a missing or short
+    /// one is a config error before anything starts.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        crate::auth::Auth::from_config(&self.auth)?;
+        self.curve_keys()?;
+        Ok(())
     }
 
     /// Checks ranges and consistency.

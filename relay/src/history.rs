@@ -16,15 +16,15 @@ struct Step {
 
 /// The last few steps of one topic in the current epoch.
 #[derive(Debug)]
-pub struct History {
+pub struct TopicHistory {
     steps: VecDeque<Step>,
     limit: usize,
 }
 
-impl History {
+impl TopicHistory {
     /// An empty history keeping at most `limit` steps.
-    pub fn new(limit: usize) -> History {
-        History {
+    pub fn new(limit: usize) -> TopicHistory {
+        TopicHistory {
             steps: VecDeque::new(),
             limit,
         }
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn composes_from_any_recorded_step_and_forgets_the_oldest() {
         let mut t = Topic::new("t");
-        let mut h = History::new(3);
+        let mut h = TopicHistory::new(3);
         for seq in 1..=5u64 {
             let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
             h.record(seq - 1, seq, &c);

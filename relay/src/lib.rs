@@ -1,45 +1,45 @@
 //! The clonewire relay: follows many suites over ZeroMQ, keeps the merged store of
 //! what its clients need, and serves projected, verified deltas over websockets.
 //!
-//! - [`config`]: settings from TOML and flags, with every limit;
-//! - [`auth`]: tokens and the Origin allow-list for `/ws`, and what a token may see;
-//! - [`suite_link`]: one thread per suite: the follower's replicas and the
-//!   workflow's [`views`], so apply → verify → project → queue happens in order;
-//! - [`upstream`]: what a link thread follows (a clonewire suite, through its
-//!   follower, or a running Cylc 8 workflow), as one [`upstream::Upstream`] trait;
+//! - [`config`] (public): settings from TOML and flags, with every limit;
+//! - `auth`: tokens and the Origin allow-list for `/ws`, and what a token may see;
+//! - `suite_link`: one thread per suite: the follower's replicas and the
+//!   workflow's `views`, so apply → verify → project → queue happens in order;
+//! - `upstream`: what a link thread follows (a clonewire suite, through its
+//!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
 //!   with `--cylc-run`, a thread adds and removes Cylc workflows as they start and
 //!   stop;
-//! - [`views`]: per workflow, each distinct subscription's projection, hash and
+//! - `views`: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
-//! - [`registry`]: interned subscriptions (one [`registry::Group`] per distinct one);
-//! - [`history`]: bounded per-topic history, so clients can resume;
-//! - [`outbox`]: each client's bounded send queue; a client behind lags at O(1) per
+//! - `registry`: interned subscriptions (one `Group` per distinct one);
+//! - `history`: bounded per-topic history, so clients can resume;
+//! - `outbox`: each client's bounded send queue; a client behind lags at O(1) per
 //!   delta and is bridged by one delta per topic when it drains;
-//! - [`session`]: one websocket client (reader and writer); [`compress`]: large
+//! - `session`: one websocket client (reader and writer); `compress`: large
 //!   frames deflated once for the clients that asked;
-//! - [`http`]: the page, `/ws`, `/healthz`, `/metrics`;
-//! - [`listener`]: the accept loop, with handshake timeouts and connection caps;
-//! - [`metrics`], [`demo`] (simulated suites for `--demo`), [`relay`] (shared state).
+//! - `http`: the page, `/ws`, `/healthz`, `/metrics`;
+//! - `listener`: the accept loop, with handshake timeouts and connection caps;
+//! - `metrics`, `demo` (simulated suites for `--demo`), `relay` (shared state).
 //!
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
 //! shutdown future completes.
 
-pub mod auth;
-pub mod compress;
+mod auth;
+mod compress;
 pub mod config;
 mod cylc_run;
-pub mod demo;
-pub mod history;
-pub mod http;
-pub mod listener;
-pub mod metrics;
-pub mod outbox;
-pub mod registry;
-pub mod relay;
-pub mod session;
-pub mod suite_link;
-pub mod upstream;
-pub mod views;
+mod demo;
+mod history;
+mod http;
+mod listener;
+mod metrics;
+mod outbox;
+mod registry;
+mod relay;
+mod session;
+mod suite_link;
+mod upstream;
+mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,7 +50,18 @@ use clonewire_suite::SimHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The link thread's building blocks (views, outboxes, interned subscriptions), for
+/// the relay's own benchmarks only: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::metrics::OutboxCounters;
+    pub use crate::outbox::Outbox;
+    pub use crate::registry::Registry;
+    pub use crate::views::{ClientId, ReplicaSource, SubscriptionViews};
+}
+
 pub use config::Config;
+pub use suite_link::LinkStatus;
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +92,17 @@ impl Running {
         self.addr
     }
 
-    /// The shared state (for tests and embedding).
-    pub fn relay(&self) -> &Arc<relay::Relay> {
-        &self.relay
+    /// The status of the workflow followed under this name, if any.
+    pub fn status(&self, workflow: &str) -> Option<LinkStatus> {
+        self.relay.link(workflow).map(|link| link.status())
+    }
+
+    /// Every followed workflow's name and status.
+    pub fn statuses(&self) -> Vec<(String, LinkStatus)> {
+        self.relay
+            .links()
+            .map(|link| (link.id.to_string(), link.status()))
+            .collect()
     }
 
     /// Closes every client with a close frame, stops the suite links (ZeroMQ linger

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use clonewire_relay::auth::Auth;
 use clonewire_relay::config::{Config, SuiteConfig};
 
 /// Follows clonewire suites over ZeroMQ and serves their live state to browsers.
@@ -97,10 +96,8 @@ fn config(args: Args) -> Result<Config, String> {
                 .into(),
         );
     }
-    config.validate().map_err(|e| e.to_string())?;
-    // Reads the secret file now, so a missing or short one is a config error.
-    Auth::from_config(&config.auth).map_err(|e| e.to_string())?;
-    config.curve_keys().map_err(|e| e.to_string())?;
+    // Reads the secret and key files now, so a missing or short one is a config error.
+    config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }
 

@@ -12,15 +12,15 @@ use prometheus_client::registry::Registry;
 
 /// A label naming one thing (a state, a rung, a kind).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Kind {
+pub struct KindLabel {
     /// The name.
     pub kind: String,
 }
 
-impl Kind {
+impl KindLabel {
     /// The label `kind="…"`.
-    pub fn of(kind: &str) -> Kind {
-        Kind {
+    pub fn of(kind: &str) -> KindLabel {
+        KindLabel {
             kind: kind.to_owned(),
         }
     }
@@ -49,11 +49,11 @@ impl OutboxCounters {
 pub struct Metrics {
     registry: Registry,
     /// Suites by state (set at scrape time).
-    pub suites: Family<Kind, Gauge>,
+    pub suites: Family<KindLabel, Gauge>,
     /// Deltas received from suites and applied.
     pub deltas_in: Counter,
     /// Frames sent to clients by kind (delta, conflated, snapshot, other).
-    pub messages_out: Family<Kind, Counter>,
+    pub messages_out: Family<KindLabel, Counter>,
     /// Bytes sent to clients.
     pub bytes_out: Counter,
     /// Connected websocket clients.
@@ -71,9 +71,9 @@ pub struct Metrics {
     /// Times a client fell past its hard limit (set at scrape time from `outboxes`).
     pub overflows: Counter,
     /// Repairs of suite replicas by rung (replay, snapshot).
-    pub repairs: Family<Kind, Counter>,
+    pub repairs: Family<KindLabel, Counter>,
     /// Problems on suite links by kind (gap, mismatch, malformed, timeout, busy).
-    pub suite_problems: Family<Kind, Counter>,
+    pub suite_problems: Family<KindLabel, Counter>,
     /// Messages from clients that were refused.
     pub bad_client_messages: Counter,
     /// `subscribe` and `resync` messages refused for exceeding a connection's rate.

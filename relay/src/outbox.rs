@@ -15,20 +15,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use clonewire_core::protocol::client::ResumePoint;
+use clonewire_core::protocol::client::{CloseCode, ResumePoint};
 use clonewire_core::{Changes, Hash};
 use tokio::sync::Notify;
 
 use crate::metrics::OutboxCounters;
 
 /// A (workflow, topic) pair: the unit of ordering and bridging.
-pub type TopicKey = (Arc<str>, Arc<str>);
+pub type SharedTopicKey = (Arc<str>, Arc<str>);
 
 /// A projected delta, serialized once and shared by every client of one subscription.
 #[derive(Debug)]
 pub struct SharedDelta {
     /// Workflow and topic.
-    pub key: TopicKey,
+    pub key: SharedTopicKey,
     /// The suite epoch.
     pub epoch: Arc<str>,
     /// The suite seq.
@@ -79,25 +79,25 @@ pub enum Outgoing {
     /// Everything queued before these (workflow, topic)s' lag went out: ask their link
     /// threads for one bridging delta each, from what the client holds (`None`:
     /// unknown, so a snapshot).
-    Bridge(Vec<(TopicKey, Option<ResumePoint>)>),
+    Bridge(Vec<(SharedTopicKey, Option<ResumePoint>)>),
     /// Close the connection with this code and reason.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
 }
 
 enum Item {
     Text(Arc<str>),
-    Snapshot(TopicKey, Arc<str>),
+    Snapshot(SharedTopicKey, Arc<str>),
     Delta(Arc<SharedDelta>),
     /// A bridging delta: catch-up data like a snapshot, so never dropped for the limits
     /// (else one larger than the hard limit would be dropped and asked for forever).
     Bridge(Arc<SharedDelta>),
     /// Where this key's lag is to be bridged, once everything before it went out.
-    LagSlot(TopicKey),
-    Close(u16, &'static str),
+    LagSlot(SharedTopicKey),
+    Close(CloseCode, &'static str),
 }
 
 impl Item {
-    fn key(&self) -> Option<&TopicKey> {
+    fn key(&self) -> Option<&SharedTopicKey> {
         match self {
             Item::Snapshot(key, _) | Item::LagSlot(key) => Some(key),
             Item::Delta(d) | Item::Bridge(d) => Some(&d.key),
@@ -115,7 +115,7 @@ struct Inner {
     /// never be sent).
     snapshot_bytes: usize,
     /// Keys whose deltas are not queued until they are bridged.
-    lagging: HashMap<TopicKey, Lag>,
+    lagging: HashMap<SharedTopicKey, Lag>,
     closed: bool,
 }
 
@@ -170,7 +170,7 @@ impl Outbox {
     }
 
     /// Queues a close frame; nothing is queued after it.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub fn close(&self, code: CloseCode, reason: &'static str) {
         let mut inner = self.lock();
         if !inner.closed {
             inner.items.push_back((Item::Close(code, reason), 0));
@@ -182,7 +182,7 @@ impl Outbox {
 
     /// Queues a snapshot, which supersedes everything still queued for its key and
     /// ends its lag.
-    pub fn push_snapshot(&self, key: TopicKey, text: Arc<str>) {
+    pub fn push_snapshot(&self, key: SharedTopicKey, text: Arc<str>) {
         let mut inner = self.lock();
         if inner.closed {
             return;
@@ -240,7 +240,7 @@ impl Outbox {
     /// what the client held to what it should hold (`None`: it already holds that).
     /// It ends the lag. An answer that a snapshot overtook is dropped: the snapshot
     /// already moved the client on.
-    pub fn push_bridge(&self, key: &TopicKey, delta: Option<Arc<SharedDelta>>) {
+    pub fn push_bridge(&self, key: &SharedTopicKey, delta: Option<Arc<SharedDelta>>) {
         let mut inner = self.lock();
         if inner.closed || !inner.lagging.get(key).is_some_and(|lag| lag.asked) {
             return;
@@ -273,7 +273,7 @@ impl Outbox {
             // the first one dropped. Queued snapshots stay: they are how it catches up,
             // and one larger than the limit must still be deliverable (it is bounded by
             // the store, which the relay holds anyway).
-            let mut first: Vec<(TopicKey, Option<ResumePoint>)> = Vec::new();
+            let mut first: Vec<(SharedTopicKey, Option<ResumePoint>)> = Vec::new();
             inner.items.retain(|(item, _)| match item {
                 Item::Delta(d) => {
                     if !first.iter().any(|(k, _)| *k == d.key) {
@@ -307,9 +307,10 @@ impl Outbox {
                 inner.lagging.clear();
                 inner.bytes = 0;
                 inner.snapshot_bytes = 0;
-                inner
-                    .items
-                    .push_back((Item::Close(1008, "too slow: send queue full"), 0));
+                inner.items.push_back((
+                    Item::Close(CloseCode::PolicyViolation, "too slow: send queue full"),
+                    0,
+                ));
                 inner.closed = true;
             }
         }
@@ -373,7 +374,7 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::Ordering;
 
-    fn key(t: &str) -> TopicKey {
+    fn key(t: &str) -> SharedTopicKey {
         (Arc::from("w"), Arc::from(t))
     }
 
@@ -547,7 +548,10 @@ mod tests {
         for _ in 0..10 {
             out.push_text(Arc::from("e".repeat(50)));
         }
-        assert!(matches!(out.pop(), Some(Outgoing::Close(1008, _))));
+        assert!(matches!(
+            out.pop(),
+            Some(Outgoing::Close(CloseCode::PolicyViolation, _))
+        ));
         out.push_text(Arc::from("late"));
         assert!(out.pop().is_none());
     }

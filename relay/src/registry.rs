@@ -8,11 +8,15 @@ use std::sync::{Arc, Mutex, Weak};
 
 use clonewire_core::Subscription;
 
+/// A distinct subscription's number, unique for the relay's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(u64);
+
 /// One distinct subscription.
 #[derive(Debug)]
 pub struct Group {
     /// Unique for the relay's lifetime.
-    pub id: u64,
+    pub id: GroupId,
     /// The normalized text (the interning key).
     pub key: String,
     /// The parsed subscription.
@@ -37,7 +41,7 @@ impl Registry {
         // Forget groups nobody holds any more, so the map stays as small as the live set.
         groups.retain(|_, g| g.strong_count() > 0);
         let group = Arc::new(Group {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: GroupId(self.next_id.fetch_add(1, Ordering::Relaxed)),
             key: key.clone(),
             sub,
         });
@@ -55,10 +59,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clonewire_core::Limits;
+    use clonewire_core::SubscriptionLimits;
 
     fn sub(text: &str) -> Subscription {
-        Subscription::parse(text, &Limits::default()).unwrap()
+        Subscription::parse(text, &SubscriptionLimits::default()).unwrap()
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
+use clonewire_core::protocol::client::WorkflowState;
 use tokio::sync::watch;
 
 use crate::auth::Access;
 use crate::config::Config;
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::{Group, Registry};
 use crate::suite_link::{Command, SuiteLink};
@@ -162,7 +163,7 @@ impl Relay {
 
     /// A new client id.
     pub fn next_client_id(&self) -> ClientId {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
+        ClientId(self.next_client.fetch_add(1, Ordering::Relaxed))
     }
 
     /// How many websocket clients are connected.
@@ -207,15 +208,17 @@ impl Relay {
         self.metrics.queue_bytes.set(total as i64);
         self.metrics.queue_bytes_max.set(max as i64);
         self.metrics.subscriptions.set(self.registry.live() as i64);
-        let mut by_state: BTreeMap<&'static str, i64> = ["syncing", "live", "stale", "busy", "stopped"]
+        // Every state a followed link can be in (a removed one is no longer here).
+        let mut by_state: BTreeMap<&'static str, i64> = WorkflowState::ALL
             .into_iter()
-            .map(|s| (s, 0))
+            .filter(|s| *s != WorkflowState::Removed)
+            .map(|s| (s.as_str(), 0))
             .collect();
         for link in self.links() {
             *by_state.entry(link.status().state.as_str()).or_default() += 1;
         }
         for (state, n) in by_state {
-            self.metrics.suites.get_or_create(&Kind::of(state)).set(n);
+            self.metrics.suites.get_or_create(&KindLabel::of(state)).set(n);
         }
         self.metrics.encode()
     }

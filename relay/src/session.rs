@@ -6,7 +6,7 @@
 //!
 //! Every subscription, `resume` and `resync` is cut down to the connection's
 //! [`Grant`]: a workflow outside it is treated exactly like one that does not exist,
-//! and the connection is closed (1008) when its token expires.
+//! and the connection is closed (policy violation, 1008) when its token expires.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use clonewire_core::protocol::client::{
-    ClientErrorCode, ClientMessage, RelayMessage, Resume, ResumePoint, DEFLATE_RAW,
+    ClientErrorCode, ClientMessage, CloseCode, RelayMessage, Resume, ResumePoint, DEFLATE_RAW,
 };
 use clonewire_core::Subscription;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::auth::{Access, Grant};
-use crate::metrics::Kind;
+use crate::metrics::KindLabel;
 use crate::outbox::{Outbox, Outgoing};
 use crate::relay::Relay;
 use crate::suite_link::Command;
@@ -63,9 +63,9 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     // At shutdown the writer may see this close before the shutdown signal: say
     // "going away" either way.
     if *relay.shutdown_signal().borrow() {
-        outbox.close(1001, "relay shutting down");
+        outbox.close(CloseCode::GoingAway, "relay shutting down");
     } else {
-        outbox.close(1000, "bye");
+        outbox.close(CloseCode::Normal, "bye");
     }
     // Finish the closing handshake before the socket is dropped. When the relay
     // ends the connection the client may still be sending: reading (and discarding)
@@ -77,7 +77,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, grant: Grant) {
     };
     let (finished, ()) = tokio::join!(tokio::time::timeout(CLOSE_LINGER, writer), linger);
     if finished.is_err() {
-        tracing::debug!(client, "writer did not finish in time");
+        tracing::debug!(%client, "writer did not finish in time");
     }
     relay.remove_client(client);
 }
@@ -139,16 +139,16 @@ async fn read(
             _ = shutdown.changed() => return,
             _ = writer_done.changed() => return,
             () = &mut expiry => {
-                tracing::debug!(client, "token expired; disconnecting");
-                outbox.close(1008, "token expired");
+                tracing::debug!(%client, "token expired; disconnecting");
+                outbox.close(CloseCode::PolicyViolation, "token expired");
                 return;
             }
         };
         let problem = match message {
             Some(Err(e)) if too_big(&e) => {
-                // docs/protocol.md: a frame over the size limit closes with 1009.
+                // docs/protocol.md, Client link › Close codes: a frame over the size limit.
                 relay.metrics().bad_client_messages.inc();
-                outbox.close(1009, "message too big");
+                outbox.close(CloseCode::MessageTooBig, "message too big");
                 return;
             }
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
@@ -161,8 +161,8 @@ async fn read(
                     relay.metrics().rate_limited.inc();
                     limited_in_a_row += 1;
                     if limited_in_a_row >= limits.max_rate_limited {
-                        tracing::info!(client, "too many requests over the rate limit; disconnecting");
-                        outbox.close(1008, "too many requests");
+                        tracing::info!(%client, "too many requests over the rate limit; disconnecting");
+                        outbox.close(CloseCode::PolicyViolation, "too many requests");
                         return;
                     }
                     outbox.push_text(rate_limited(&bucket));
@@ -206,8 +206,8 @@ async fn read(
         bad_in_a_row += 1;
         outbox.push_text(error(ClientErrorCode::BadMessage, problem));
         if bad_in_a_row >= max_bad {
-            tracing::info!(client, "too many malformed messages; disconnecting");
-            outbox.close(1008, "too many malformed messages");
+            tracing::info!(%client, "too many malformed messages; disconnecting");
+            outbox.close(CloseCode::PolicyViolation, "too many malformed messages");
             return;
         }
     }
@@ -333,7 +333,7 @@ async fn write(
             tokio::select! {
                 _ = outbox.ready() => continue,
                 _ = shutdown.changed() => {
-                    let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("relay shutting down") };
+                    let frame = CloseFrame { code: CloseCode::GoingAway.code(), reason: Utf8Bytes::from_static("relay shutting down") };
                     let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(Message::Close(Some(frame)))).await;
                     break;
                 }
@@ -366,7 +366,7 @@ async fn write(
             }
             Outgoing::Close(code, reason) => {
                 let frame = CloseFrame {
-                    code,
+                    code: code.code(),
                     reason: Utf8Bytes::from_static(reason),
                 };
                 let _ =
@@ -382,7 +382,7 @@ async fn write(
         };
         match tokio::time::timeout(timeout, sink.send(message)).await {
             Ok(Ok(())) => {
-                metrics.messages_out.get_or_create(&Kind::of(kind)).inc();
+                metrics.messages_out.get_or_create(&KindLabel::of(kind)).inc();
                 metrics.bytes_out.inc_by(bytes as u64);
                 if let Some(time) = time {
                     let now = SystemTime::now()
@@ -393,7 +393,7 @@ async fn write(
             }
             Ok(Err(_)) => break,
             Err(_) => {
-                tracing::info!(client, "send timed out; disconnecting");
+                tracing::info!(%client, "send timed out; disconnecting");
                 break;
             }
         }

@@ -1,5 +1,5 @@
 //! One workflow, followed on its own thread: its [`Upstream`] (for a clonewire suite,
-//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns the workflow's [`Views`], so projecting a
+//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns the workflow's [`SubscriptionViews`], so projecting a
 //! delta and queueing it to clients happens right after applying it, in order, with
 //! no lock shared with any other suite. A slow, busy, silent or lying suite therefore
 //! delays only its own clients.
@@ -20,12 +20,12 @@ use clonewire_suite::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
 use crate::config::{Limits, SuiteConfig};
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::Group;
 use crate::upstream::clonewire::ClonewireUpstream;
 use crate::upstream::{ChangeKind, Upstream, UpstreamEvent};
-use crate::views::{ClientId, RebindSlot, Store, Views};
+use crate::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
 
 /// Something a client asks of one workflow.
 #[derive(Debug)]
@@ -142,7 +142,7 @@ impl SuiteLink {
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             id: id.clone(),
-            views: Views::new(id.clone(), limits.history_deltas),
+            views: SubscriptionViews::new(id.clone(), limits.history_deltas),
             rx,
             status: status.clone(),
             stop: stop.clone(),
@@ -209,7 +209,7 @@ impl SuiteLink {
 /// last told about).
 struct Replicas<'a, U>(&'a U, &'a Schema);
 
-impl<U: Upstream> Store for Replicas<'_, U> {
+impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
     fn epoch(&self) -> &str {
         self.0.epoch().unwrap_or("")
     }
@@ -234,7 +234,7 @@ const COMMANDS_PER_TURN: usize = 64;
 
 struct Worker {
     id: Arc<str>,
-    views: Views,
+    views: SubscriptionViews,
     rx: mpsc::Receiver<Command>,
     status: Arc<Mutex<LinkStatus>>,
     stop: Arc<AtomicBool>,
@@ -392,7 +392,7 @@ impl Worker {
             }
             UpstreamEvent::Repaired { topic, seq, how } => {
                 tracing::info!(workflow = %id, %topic, seq, how, "repaired");
-                self.metrics.repairs.get_or_create(&Kind::of(how)).inc();
+                self.metrics.repairs.get_or_create(&KindLabel::of(how)).inc();
             }
             UpstreamEvent::Problem { kind, detail } => {
                 if kind.is_serious() {
@@ -402,7 +402,7 @@ impl Worker {
                 }
                 self.metrics
                     .suite_problems
-                    .get_or_create(&Kind::of(kind.as_str()))
+                    .get_or_create(&KindLabel::of(kind.as_str()))
                     .inc();
             }
             UpstreamEvent::Notice { detail } => {

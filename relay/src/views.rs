@@ -15,17 +15,25 @@ use std::sync::Arc;
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
 use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
-use serde_json::{Map, Value};
 
-use crate::history::History;
-use crate::outbox::{Outbox, SharedDelta, TopicKey};
-use crate::registry::Group;
+use crate::history::TopicHistory;
+use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
+use crate::registry::{Group, GroupId};
+use frames::{bridging_delta, compile, empty, snapshot_text};
+pub use rebind_slot::{PendingRebind, RebindSlot};
 
 /// A websocket client, unique for the relay's lifetime.
-pub type ClientId = u64;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// What views read from the workflow's store (the suite link's replicas).
-pub trait Store {
+pub trait ReplicaSource {
     /// The suite epoch being followed.
     fn epoch(&self) -> &str;
     /// The suite's schema.
@@ -44,7 +52,38 @@ struct ViewTopic {
     epoch: Arc<str>,
 }
 
-struct View {
+/// A client's move in a rebind: from the view it is in to the view it goes to.
+#[derive(Clone, Copy)]
+struct Move<'a> {
+    client: ClientId,
+    outbox: &'a Arc<Outbox>,
+    /// The view it leaves (`None`: it was in none).
+    from: Option<GroupId>,
+    /// The view it joins (`None`: it leaves this workflow).
+    to: Option<GroupId>,
+}
+
+/// How a resume point reaches a view's state.
+enum Resumed {
+    /// The client already holds it: nothing to send.
+    UpToDate,
+    /// One delta brings the client there.
+    Delta(SharedDelta),
+}
+
+impl Resumed {
+    /// The delta to send, if any.
+    fn into_delta(self) -> Option<SharedDelta> {
+        match self {
+            Resumed::UpToDate => None,
+            Resumed::Delta(delta) => Some(delta),
+        }
+    }
+}
+
+/// One distinct subscription (group) seen by this workflow: its members and the
+/// projection state of each topic they share.
+struct SubscriptionView {
     group: Arc<Group>,
     members: Vec<ClientId>,
     topics: HashMap<String, ViewTopic>,
@@ -52,44 +91,7 @@ struct View {
 
 struct Member {
     outbox: Arc<Outbox>,
-    group: u64,
-}
-
-/// A client's newest subscription for one workflow, waiting for the link thread.
-/// A newer `subscribe` replaces what waits here instead of queueing another rebind,
-/// so however fast a client churns, its link thread rebinds it at most once per turn.
-#[derive(Debug, Default)]
-pub struct RebindSlot {
-    pending: std::sync::Mutex<Option<PendingRebind>>,
-}
-
-/// What a [`RebindSlot`] holds.
-#[derive(Debug)]
-pub struct PendingRebind {
-    /// The subscription (`None`: nothing of this workflow).
-    pub group: Option<Arc<Group>>,
-    /// What the client holds, when it reconnects.
-    pub resume: Option<BTreeMap<String, ResumePoint>>,
-}
-
-impl RebindSlot {
-    /// Puts the newest subscription in; true when the slot was empty (the link thread
-    /// must be told), false when a rebind already waits and now takes this one.
-    pub fn put(&self, mut rebind: PendingRebind) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let was_empty = pending.is_none();
-        if let Some(older) = pending.take() {
-            // A resume point only matters to the first binding; keep it.
-            rebind.resume = rebind.resume.or(older.resume);
-        }
-        *pending = Some(rebind);
-        was_empty
-    }
-
-    /// Takes what waits (the link thread's side).
-    pub fn take(&self) -> Option<PendingRebind> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
+    group: GroupId,
 }
 
 /// Counters the link thread reports as metrics.
@@ -108,25 +110,25 @@ pub struct ViewStats {
 }
 
 /// The views of one workflow.
-pub struct Views {
+pub struct SubscriptionViews {
     workflow: Arc<str>,
-    views: HashMap<u64, View>,
+    views: HashMap<GroupId, SubscriptionView>,
     members: HashMap<ClientId, Member>,
-    history: HashMap<String, History>,
+    history: HashMap<String, TopicHistory>,
     history_limit: usize,
     state: WorkflowState,
     stats: ViewStats,
     /// (view, topic, force) to install once the store is consistent with every
-    /// event handled (see [`Views::flush`]).
-    pending: BTreeSet<(u64, String, bool)>,
+    /// event handled (see [`SubscriptionViews::flush`]).
+    pending: BTreeSet<(GroupId, String, bool)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
 }
 
-impl Views {
+impl SubscriptionViews {
     /// No views yet; `history_limit` steps are kept per topic for resume.
-    pub fn new(workflow: Arc<str>, history_limit: usize) -> Views {
-        Views {
+    pub fn new(workflow: Arc<str>, history_limit: usize) -> SubscriptionViews {
+        SubscriptionViews {
             workflow,
             views: HashMap::new(),
             members: HashMap::new(),
@@ -139,7 +141,8 @@ impl Views {
         }
     }
 
-    /// Counters so far.
+    /// Counters so far (the unit tests read them).
+    #[cfg(test)]
     pub fn stats(&self) -> ViewStats {
         self.stats
     }
@@ -161,7 +164,7 @@ impl Views {
         Some(wanted)
     }
 
-    fn key(&self, topic: &str) -> TopicKey {
+    fn key(&self, topic: &str) -> SharedTopicKey {
         (self.workflow.clone(), Arc::from(topic))
     }
 
@@ -193,7 +196,7 @@ impl Views {
     /// `resume` says what a reconnecting client holds.
     pub fn rebind(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         client: ClientId,
         outbox: Arc<Outbox>,
         to: Option<Arc<Group>>,
@@ -225,7 +228,13 @@ impl Views {
         self.resume_wait.remove(&client);
         for topic in &topics {
             let point = resume.and_then(|r| r.get(topic));
-            self.bridge(store, client, &outbox, old, new, topic, point);
+            let step = Move {
+                client,
+                outbox: &outbox,
+                from: old,
+                to: new,
+            };
+            self.bridge(store, step, topic, point);
         }
         if let Some(id) = old {
             self.leave_view(id, client);
@@ -254,7 +263,7 @@ impl Views {
         }
     }
 
-    fn leave_view(&mut self, id: u64, client: ClientId) {
+    fn leave_view(&mut self, id: GroupId, client: ClientId) {
         if let Some(view) = self.views.get_mut(&id) {
             view.members.retain(|c| *c != client);
             if view.members.is_empty() {
@@ -263,11 +272,11 @@ impl Views {
         }
     }
 
-    fn ensure_view(&mut self, store: &impl Store, group: &Arc<Group>) {
+    fn ensure_view(&mut self, store: &impl ReplicaSource, group: &Arc<Group>) {
         if self.views.contains_key(&group.id) {
             return;
         }
-        let mut view = View {
+        let mut view = SubscriptionView {
             group: group.clone(),
             members: Vec::new(),
             topics: HashMap::new(),
@@ -294,17 +303,19 @@ impl Views {
     }
 
     /// One topic's part of a rebind.
-    #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
-        store: &impl Store,
-        client: ClientId,
-        outbox: &Arc<Outbox>,
-        old: Option<u64>,
-        new: Option<u64>,
+        store: &impl ReplicaSource,
+        step: Move<'_>,
         topic: &str,
         point: Option<&ResumePoint>,
     ) {
+        let Move {
+            client,
+            outbox,
+            from: old,
+            to: new,
+        } = step;
         let epoch = store.epoch().to_owned();
         let Some((replica, current)) = store.topic(topic) else {
             // Not held yet (it is being fetched upstream): a resume point waits for it.
@@ -349,20 +360,19 @@ impl Views {
                     if diff.is_empty() && old_label == label {
                         None
                     } else {
-                        Some(make_delta(
+                        Some(bridging_delta(
                             &self.workflow,
                             &epoch,
                             topic,
-                            Some(old_label),
+                            old_label,
                             label,
                             vt.hash,
-                            None,
                             diff,
                         ))
                     }
                 } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
                     self.stats.resumed += 1;
-                    resumed
+                    resumed.into_delta()
                 } else {
                     let (value, hash) = vt.proj.project(replica);
                     outbox.push_snapshot(
@@ -401,7 +411,8 @@ impl Views {
         }
     }
 
-    /// One delta from a resume point to the view's state, if history and hash allow.
+    /// How a client at a resume point reaches the view's state, if history and hash
+    /// allow it at all (`None`: it needs a snapshot).
     fn resume(
         &self,
         epoch: &str,
@@ -409,7 +420,7 @@ impl Views {
         current: u64,
         vt: &ViewTopic,
         point: &ResumePoint,
-    ) -> Option<Option<SharedDelta>> {
+    ) -> Option<Resumed> {
         if point.epoch != epoch {
             return None;
         }
@@ -423,23 +434,22 @@ impl Views {
         }
         let label = vt.label?;
         if projected.is_empty() && point.seq == label {
-            return Some(None);
+            return Some(Resumed::UpToDate);
         }
-        Some(Some(make_delta(
+        Some(Resumed::Delta(bridging_delta(
             &self.workflow,
             epoch,
             topic,
-            Some(point.seq),
+            point.seq,
             label,
             vt.hash,
-            None,
             projected,
         )))
     }
 
     /// Gives a label to a view topic that never sent anything: its members (who hold
     /// nothing) get an empty snapshot labelled `seq`.
-    fn promote(&mut self, epoch: &str, id: u64, topic: &str, seq: u64) {
+    fn promote(&mut self, epoch: &str, id: GroupId, topic: &str, seq: u64) {
         let text = snapshot_text(&self.workflow, epoch, topic, seq, Hash::EMPTY, empty());
         let key = self.key(topic);
         let Some(view) = self.views.get_mut(&id) else {
@@ -461,7 +471,7 @@ impl Views {
     /// member. Views that select the topic but never saw it get a snapshot instead.
     pub fn on_changes(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         topic: &str,
         prev: u64,
         seq: u64,
@@ -470,7 +480,7 @@ impl Views {
     ) {
         self.history
             .entry(topic.to_owned())
-            .or_insert_with(|| History::new(self.history_limit))
+            .or_insert_with(|| TopicHistory::new(self.history_limit))
             .record(prev, seq, changes);
         let epoch = store.epoch().to_owned();
         let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
@@ -543,7 +553,7 @@ impl Views {
     /// store reflects every event handled so far (the follower may apply a batch of
     /// messages before handing out their events): a view must start from the state
     /// its next event applies to, or that event would count twice.
-    pub fn flush(&mut self, store: &impl Store) {
+    pub fn flush(&mut self, store: &impl ReplicaSource) {
         for (id, topic, force) in std::mem::take(&mut self.pending) {
             if self
                 .views
@@ -558,7 +568,7 @@ impl Views {
     /// A view meets a topic for the first time (or in a new epoch): its members get
     /// the projection as a snapshot (an empty one only when `force`: they hold
     /// something that must go), or one delta when a waiting resume point allows.
-    fn install(&mut self, store: &impl Store, id: u64, topic: &str, force: bool) {
+    fn install(&mut self, store: &impl ReplicaSource, id: GroupId, topic: &str, force: bool) {
         let Some(view) = self.views.get(&id) else { return };
         let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
             return;
@@ -599,9 +609,9 @@ impl Views {
                 .find(|(c, _)| c == client)
                 .and_then(|(_, point)| self.resume(&epoch, topic, seq, &vt, point));
             match resumed {
-                Some(delta) => {
+                Some(resumed) => {
                     self.stats.resumed += 1;
-                    if let Some(delta) = delta {
+                    if let Some(delta) = resumed.into_delta() {
                         outbox.push_delta(&Arc::new(delta));
                         self.stats.deltas_queued += 1;
                     }
@@ -635,7 +645,7 @@ impl Views {
     /// After joining an epoch: view topics still from an older epoch that the new
     /// epoch did not bring back get an empty snapshot and are forgotten; those it did
     /// bring back were already sent as snapshots.
-    pub fn after_join(&mut self, store: &impl Store) {
+    pub fn after_join(&mut self, store: &impl ReplicaSource) {
         let epoch = store.epoch().to_owned();
         let mut gone = Vec::new();
         for (id, view) in &self.views {
@@ -669,7 +679,7 @@ impl Views {
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
     pub fn on_schema(&mut self) {
-        let ids: Vec<u64> = self.views.keys().copied().collect();
+        let ids: Vec<GroupId> = self.views.keys().copied().collect();
         for id in ids {
             let topics: Vec<String> = self
                 .views
@@ -691,7 +701,7 @@ impl Views {
     /// snapshot. Either ends its lag; the cost is per drain, not per skipped delta.
     pub fn bridge_lagging(
         &mut self,
-        store: &impl Store,
+        store: &impl ReplicaSource,
         client: ClientId,
         outbox: &Arc<Outbox>,
         topic: &str,
@@ -708,7 +718,7 @@ impl Views {
         if let (Some(vt), Some((_, current)), Some(point)) = (vt, store.topic(topic), held) {
             if let Some(bridged) = self.resume(&epoch, topic, current, vt, point) {
                 self.stats.bridged += 1;
-                outbox.push_bridge(&key, bridged.map(Arc::new));
+                outbox.push_bridge(&key, bridged.into_delta().map(Arc::new));
                 return;
             }
         }
@@ -717,7 +727,7 @@ impl Views {
 
     /// A client asks for a fresh snapshot of one topic (a mismatch on its side, or it
     /// fell too far behind).
-    pub fn resync(&mut self, store: &impl Store, client: ClientId, topic: &str) {
+    pub fn resync(&mut self, store: &impl ReplicaSource, client: ClientId, topic: &str) {
         let Some(member) = self.members.get(&client) else {
             return;
         };
@@ -753,48 +763,7 @@ impl Views {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_delta(
-    workflow: &Arc<str>,
-    epoch: &str,
-    topic: &str,
-    prev: Option<u64>,
-    seq: u64,
-    hash: Hash,
-    time: Option<f64>,
-    changes: Changes,
-) -> SharedDelta {
-    let patch = changes.patch_text();
-    let text = delta_text(&delta_head(workflow, topic, epoch), seq, prev, hash, time, &patch);
-    SharedDelta {
-        key: (workflow.clone(), Arc::from(topic)),
-        epoch: Arc::from(epoch),
-        seq,
-        prev,
-        hash,
-        time,
-        changes: Arc::new(changes),
-        text: text.into(),
-    }
-}
-
-fn snapshot_text(workflow: &str, epoch: &str, topic: &str, seq: u64, hash: Hash, value: Value) -> Arc<str> {
-    RelayMessage::Snapshot {
-        workflow: workflow.to_owned(),
-        topic: topic.to_owned(),
-        epoch: epoch.to_owned(),
-        seq,
-        hash,
-        value,
-    }
-    .to_text()
-    .into()
-}
-
-fn empty() -> Value {
-    Value::Object(Map::new())
-}
-
-fn compile(group: &Group, workflow: &str, topic: &str, store: &impl Store) -> Option<Projection> {
-    Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
-}
+mod frames;
+mod rebind_slot;
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use clonewire_core::protocol::client::{ClientMessage, ResumePoint};
+use clonewire_core::protocol::client::{ClientMessage, CloseCode, ResumePoint};
 use clonewire_core::{Document, Hash};
 use clonewire_relay::config::{Config, Secret};
 use clonewire_suite::Publisher;
@@ -62,7 +62,7 @@ async fn relay_with_auth(
     let relay = clonewire_relay::start(config).await.expect("relay starts");
     // Let both links join, so "b exists and has data" is true during every test.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !relay.relay().links().all(|l| l.status().epoch.is_some()) {
+    while Instant::now() < deadline && !relay.statuses().iter().all(|(_, s)| s.epoch.is_some()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (relay, a, b)
@@ -285,7 +285,7 @@ async fn a_connection_is_closed_when_its_token_expires() {
     let mut ws = open(addr, Some(&short), &[]).await.expect("connects");
     subscribe(&mut ws, "{ workflows { workflow } }").await;
     let (_, code) = collect(&mut ws, Duration::from_secs(6)).await;
-    assert_eq!(code, Some(1008));
+    assert_eq!(code, Some(CloseCode::PolicyViolation.code()));
     relay.shutdown().await.unwrap();
 }
 
@@ -375,7 +375,7 @@ async fn a_curve_suite_is_followed_with_its_server_key_and_only_with_it() {
     );
     c.pump(Duration::from_secs(1)).await;
     assert_eq!(c.copy("plain", "workflow"), json!({}), "no key, no data");
-    let plain = relay.relay().link("plain").expect("link").status();
+    let plain = relay.status("plain").expect("link");
     assert!(plain.epoch.is_none(), "the keyless link never joined");
     relay.shutdown().await.unwrap();
 }
@@ -427,13 +427,7 @@ async fn a_suite_that_admits_listed_followers_admits_the_relay_by_its_key_file()
     );
     c.pump(Duration::from_secs(1)).await;
     assert_eq!(c.copy("other", "workflow"), json!({}), "not listed, no data");
-    assert!(relay
-        .relay()
-        .link("other")
-        .expect("link")
-        .status()
-        .epoch
-        .is_none());
+    assert!(relay.status("other").expect("link").epoch.is_none());
     relay.shutdown().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

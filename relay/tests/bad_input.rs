@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use clonewire_core::protocol::client::CloseCode;
 use clonewire_core::Document;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -193,7 +193,7 @@ async fn huge_subscriptions_get_bad_query_and_the_previous_one_stays_in_force() 
 
 /// Sends one text frame just over the relay's limit on a fresh connection and returns
 /// how the relay closed it (`None` inside: closed without a close frame).
-async fn close_after_oversized_frame(relay: &clonewire_relay::Running) -> Option<Option<CloseCode>> {
+async fn close_after_oversized_frame(relay: &clonewire_relay::Running) -> Option<Option<u16>> {
     let limit = clonewire_relay::Config::default().limits.max_client_message_bytes;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.local_addr()))
         .await
@@ -206,7 +206,7 @@ async fn close_after_oversized_frame(relay: &clonewire_relay::Running) -> Option
     let end = tokio::time::Instant::now() + SECS(5);
     while tokio::time::Instant::now() < end {
         match tokio::time::timeout(SECS(1), ws.next()).await {
-            Ok(Some(Ok(Message::Close(frame)))) => return Some(frame.map(|f| f.code)),
+            Ok(Some(Ok(Message::Close(frame)))) => return Some(frame.map(|f| u16::from(f.code))),
             Ok(None) | Ok(Some(Err(_))) => return Some(None),
             _ => {}
         }
@@ -232,14 +232,14 @@ async fn an_oversized_frame_closes_only_that_connection() {
     relay.shutdown().await.unwrap();
 }
 
-/// docs/protocol.md: "A frame over the relay's size limit closes the connection with
-/// code 1009".
+/// docs/protocol.md, Decisions › Client link rules: "A frame over the relay's size
+/// limit closes the connection with code 1009".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_is_closed_with_1009() {
     let (_a, _mirror, relay, _client) = setup().await;
     assert_eq!(
         close_after_oversized_frame(&relay).await,
-        Some(Some(CloseCode::Size)),
+        Some(Some(CloseCode::MessageTooBig.code())),
         "an oversized frame closes the connection with 1009"
     );
     relay.shutdown().await.unwrap();
@@ -280,12 +280,16 @@ async fn binary_frames_are_refused_and_a_flood_of_garbage_disconnects() {
     let end = tokio::time::Instant::now() + SECS(5);
     while close.is_none() && tokio::time::Instant::now() < end {
         match tokio::time::timeout(SECS(1), ws.next()).await {
-            Ok(Some(Ok(Message::Close(frame)))) => close = Some(frame.map(|f| f.code)),
+            Ok(Some(Ok(Message::Close(frame)))) => close = Some(frame.map(|f| u16::from(f.code))),
             Ok(None) | Ok(Some(Err(_))) => close = Some(None),
             _ => {}
         }
     }
-    assert_eq!(close, Some(Some(CloseCode::Policy)), "a garbage flood is cut off");
+    assert_eq!(
+        close,
+        Some(Some(CloseCode::PolicyViolation.code())),
+        "a garbage flood is cut off"
+    );
     relay_is_up(&relay, &mirror).await;
     relay.shutdown().await.unwrap();
 }

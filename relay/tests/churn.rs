@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonewire_core::protocol::client::WorkflowState;
+use clonewire_core::protocol::client::{CloseCode, WorkflowState};
 use clonewire_core::Document;
 use clonewire_suite::Publisher;
 use common::*;
@@ -190,7 +190,7 @@ async fn subscribes_past_the_rate_get_rate_limited_and_persistent_abuse_is_close
             .await;
     }
     abuser.pump_until(Duration::from_secs(3), |c| c.closed).await;
-    assert_eq!(abuser.close_code, Some(1008));
+    assert_eq!(abuser.close_code, Some(CloseCode::PolicyViolation.code()));
     assert!(metric(addr, "clonewire_rate_limited_total").await >= 60.0);
     relay.shutdown().await.unwrap();
 }

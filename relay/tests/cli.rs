@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clonewire_core::protocol::client::CloseCode;
 use common::TestClient;
 
 const RELAY: &str = env!("CARGO_BIN_EXE_clonewire-relay");
@@ -102,7 +103,11 @@ async fn sigterm_closes_clients_and_exits_0_within_2_s() {
         .unwrap()
         .success());
     client.pump(Duration::from_secs(2)).await;
-    assert_eq!(client.close_code, Some(1001), "a close frame, going away");
+    assert_eq!(
+        client.close_code,
+        Some(CloseCode::GoingAway.code()),
+        "a close frame, going away"
+    );
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "exit 0, got {status}");

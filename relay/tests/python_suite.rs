@@ -1,4 +1,4 @@
-//! A suite written in Python from PROTOCOL.md alone (`tests/peers/suite.py`, which
+//! A suite written in Python from docs/protocol.md alone (`tests/peers/suite.py`, which
 //! drops deltas and answers `replay` with `unsupported`) is followed correctly through
 //! the relay to a websocket client. An independent follower of the same suite gives
 //! the truth to compare with. Needs python3 with pyzmq, xxhash and rfc8785; fails
@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Document, Limits, Projection, Subscription};
+use clonewire_core::{Document, Projection, Subscription, SubscriptionLimits};
 use clonewire_relay::config::SuiteConfig;
 use clonewire_suite::{Follower, FollowerConfig};
 use common::*;
@@ -88,7 +88,7 @@ async fn a_python_suite_reaches_a_websocket_client_intact() {
     let truth = tokio::task::spawn_blocking(move || truth.join().unwrap())
         .await
         .unwrap();
-    let sub = Subscription::parse(q, &Limits::default()).unwrap();
+    let sub = Subscription::parse(q, &SubscriptionLimits::default()).unwrap();
     let schema = clonewire_core::Schema::new([vec!["taskProxies"]]);
     for topic in ["taskProxies", "workflow"] {
         let want = truth

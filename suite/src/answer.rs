@@ -1,5 +1,5 @@
 //! What the REP socket answers (docs/protocol.md, Suite link › Requests), as pure functions of a
-//! [`Replica`] of the store: no sockets, no threads, so every reply is unit-testable.
+//! [`ServedState`] (the REP side's copy of the store): no sockets, no threads, so every reply is unit-testable.
 //!
 //! Decisions where the protocol is silent:
 //! - a topic asked for by `snapshot`/`verify` that holds nothing is reported at its
@@ -32,7 +32,7 @@ const MAX_GET_PATHS: usize = 10_000;
 
 /// The store as the REP side sees it: a copy kept up to date from the published
 /// deltas, with the history behind `replay`.
-pub struct Replica {
+pub struct ServedState {
     /// The suite's name, for `hello`.
     pub name: String,
     /// The heartbeat interval, for `hello`.
@@ -49,7 +49,7 @@ pub struct Replica {
     pub history: History,
 }
 
-impl Replica {
+impl ServedState {
     fn state(&self, topic: &str) -> TopicState {
         TopicState {
             seq: self.seqs.get(topic).copied().unwrap_or(0),
@@ -106,7 +106,7 @@ pub fn parse(bytes: &[u8]) -> Result<Request, ErrorReply> {
 }
 
 /// The reply to one request frame.
-pub fn answer(replica: &Replica, request: &[u8]) -> Vec<u8> {
+pub fn answer(replica: &ServedState, request: &[u8]) -> Vec<u8> {
     match parse(request) {
         Ok(request) => answer_request(replica, &request),
         Err(error) => encode(&error),
@@ -114,7 +114,7 @@ pub fn answer(replica: &Replica, request: &[u8]) -> Vec<u8> {
 }
 
 /// The reply to a decoded request.
-pub fn answer_request(replica: &Replica, request: &Request) -> Vec<u8> {
+pub fn answer_request(replica: &ServedState, request: &Request) -> Vec<u8> {
     match request {
         Request::Hello => encode(&HelloReply {
             protocol: PROTOCOL.into(),
@@ -146,7 +146,7 @@ pub fn answer_request(replica: &Replica, request: &Request) -> Vec<u8> {
 /// A snapshot reply serialized straight from the store, without first copying each
 /// topic into a `serde_json::Value` (a snapshot of a large topic is the biggest
 /// reply there is). Same fields as [`SnapshotReply`](clonewire_core::protocol::suite::SnapshotReply).
-fn snapshot(replica: &Replica, topics: &[&str]) -> Vec<u8> {
+fn snapshot(replica: &ServedState, topics: &[&str]) -> Vec<u8> {
     #[derive(Serialize)]
     struct Reply<'a> {
         epoch: &'a str,
@@ -188,7 +188,7 @@ fn snapshot(replica: &Replica, topics: &[&str]) -> Vec<u8> {
     encode(&reply)
 }
 
-fn replay(replica: &Replica, topic: &str, from: u64) -> Vec<u8> {
+fn replay(replica: &ServedState, topic: &str, from: u64) -> Vec<u8> {
     if from == 0 {
         return bad_request("replay: seqs start at 1");
     }
@@ -222,7 +222,7 @@ fn replay(replica: &Replica, topic: &str, from: u64) -> Vec<u8> {
     }
 }
 
-fn hashes(replica: &Replica, topic: &str, path: &[String]) -> Vec<u8> {
+fn hashes(replica: &ServedState, topic: &str, path: &[String]) -> Vec<u8> {
     let state = replica.state(topic);
     let stored = replica.document.topic(topic);
     let (hash, children) = match stored {
@@ -249,7 +249,7 @@ fn children_of(object: &Object) -> BTreeMap<String, Hash> {
         .collect()
 }
 
-fn get(replica: &Replica, topic: &str, paths: &[Vec<String>]) -> Vec<u8> {
+fn get(replica: &ServedState, topic: &str, paths: &[Vec<String>]) -> Vec<u8> {
     if paths.len() > MAX_GET_PATHS {
         return bad_request(format!("get: at most {MAX_GET_PATHS} paths per request"));
     }
@@ -276,7 +276,7 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    fn replica() -> Replica {
+    fn replica() -> ServedState {
         let mut document = Document::new();
         let patch = json!({"1/foo": {"status": "running", "name": "foo"}, "1/bar": {"status": "waiting"}});
         document.apply("taskProxies", &patch).unwrap();
@@ -292,7 +292,7 @@ mod tests {
                 bytes: 10,
             }),
         );
-        Replica {
+        ServedState {
             name: "demo".into(),
             heartbeat_ms: 1000,
             schema: Schema::new([vec!["taskProxies"]]),

@@ -1,6 +1,6 @@
 //! The one error type of this crate: failures to set up or use a socket, or a bad
 //! argument. Protocol-level trouble (gaps, mismatches, busy suites) is not an error:
-//! the follower reports it as an [`Event`](crate::Event) and repairs it.
+//! the follower reports it as an [`FollowEvent`](crate::FollowEvent) and repairs it.
 
 use clonewire_core::PatchError;
 

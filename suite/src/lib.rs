@@ -1,25 +1,25 @@
 //! The suite side of clonewire (docs/protocol.md, Suite link).
 //!
-//! - [`publisher`]: a suite's store and its PUB socket: apply a change, publish the
+//! - `publisher`: a suite's store and its PUB socket: apply a change, publish the
 //!   delta with `epoch`, `seq` and the topic `hash`; heartbeats; goodbye;
-//! - [`responder`]: the REP socket on its own thread, answering from its own replica
+//! - `responder`: the REP socket on its own thread, answering from its own replica
 //!   of the store so a slow requester never delays publishing;
-//! - [`answer`]: what the REP socket says to each request (pure, no sockets);
-//! - [`history`]: the bounded per-topic delta history behind `replay`;
-//! - [`epoch`], [`clock`]: epoch names and the Unix-ms clock;
+//! - `answer`: what the REP socket says to each request (pure, no sockets);
+//! - `history`: the bounded per-topic delta history behind `replay`;
+//! - `epoch`, `clock`: epoch names and the Unix-ms clock;
 //! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
-//! - [`follow`]: the subscriber side (join, apply, verify, repair): a sans-IO state
+//! - `follow`: the subscriber side (join, apply, verify, repair): a sans-IO state
 //!   machine and its ZeroMQ driver [`Follower`], used by the relay and the tap;
 //! - [`sim`]: a simulator that plays realistic Cylc-like workflows through a publisher.
 
-pub mod answer;
-pub mod clock;
-pub mod epoch;
-pub mod error;
-pub mod follow;
-pub mod history;
-pub mod publisher;
-pub mod responder;
+mod answer;
+mod clock;
+mod epoch;
+mod error;
+mod follow;
+mod history;
+mod publisher;
+mod responder;
 pub mod sim;
 pub mod sockets;
 mod zap;
@@ -29,5 +29,5 @@ pub use error::Error;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
-pub use follow::{Event, Follower, FollowerConfig, Machine, MachineConfig, Rung, Stats};
+pub use follow::{FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig, Phase, Rung};
 pub use sim::{SimConfig, SimHandle, Simulator};

@@ -1,4 +1,4 @@
-//! The REP socket's thread. It owns a [`Replica`] of the store, fed with every delta
+//! The REP socket's thread. It owns a [`ServedState`], its copy of the store, fed with every delta
 //! the publisher applies, so it answers any request (a snapshot of a large store
 //! included) without holding the publisher's lock: publishing never waits for a
 //! requester, and a slow or vanished requester only ever delays other requests.
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clonewire_core::Document;
 
-use crate::answer::{self, Replica};
+use crate::answer::{self, ServedState};
 use crate::history::{History, Record};
 use crate::publisher::{PublisherConfig, Shared};
 
@@ -28,7 +28,7 @@ pub(crate) struct Responder {
     socket: zmq::Socket,
     feed: Receiver<Feed>,
     shared: Arc<Shared>,
-    replica: Replica,
+    replica: ServedState,
     busy_retry_ms: u64,
 }
 
@@ -44,7 +44,7 @@ impl Responder {
             socket,
             feed,
             shared,
-            replica: Replica {
+            replica: ServedState {
                 name: config.name.clone(),
                 heartbeat_ms: config.heartbeat_ms,
                 schema: config.schema.clone(),

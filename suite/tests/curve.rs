@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
-use clonewire_suite::{Event, Follower, FollowerConfig, Publisher, PublisherConfig};
+use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Publisher, PublisherConfig};
 use serde_json::json;
 
 fn curve_suite(keys: &CurveKeyPair) -> Publisher {
@@ -31,7 +31,7 @@ fn joins_within(f: &mut Follower, suite: &Publisher, time: Duration) -> bool {
     let end = Instant::now() + time;
     let mut joined = false;
     while Instant::now() < end {
-        if let Ok(Some(Event::Joined { .. })) = f.next_event(Duration::from_millis(20)) {
+        if let Ok(Some(FollowEvent::Joined { .. })) = f.next_event(Duration::from_millis(20)) {
             joined = true;
         }
         let want = suite.topic_state("taskProxies");

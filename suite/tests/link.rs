@@ -1,10 +1,12 @@
 //! The publisher and the follower over real sockets on 127.0.0.1: joining,
-//! following, hash checks, and every repair path of section 3 of the protocol.
+//! following, hash checks, and every repair path of docs/protocol.md, Suite link › Joining.
 
 use std::time::{Duration, Instant};
 
 use clonewire_core::Schema;
-use clonewire_suite::{Event, Follower, FollowerConfig, HistoryLimits, Publisher, PublisherConfig, Rung};
+use clonewire_suite::{
+    FollowEvent, Follower, FollowerConfig, HistoryLimits, Publisher, PublisherConfig, Rung,
+};
 use serde_json::{json, Value};
 
 fn publisher(history: HistoryLimits) -> Publisher {
@@ -29,7 +31,7 @@ fn task(n: u64, status: &str) -> Value {
 }
 
 /// Drives the follower until `done` holds (true) or 5 s pass (false), collecting events.
-fn run_until(f: &mut Follower, events: &mut Vec<Event>, done: impl Fn(&Follower) -> bool) -> bool {
+fn run_until(f: &mut Follower, events: &mut Vec<FollowEvent>, done: impl Fn(&Follower) -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
         if let Some(event) = f.next_event(Duration::from_millis(20)).expect("follower runs") {
@@ -55,7 +57,7 @@ fn caught_up(f: &Follower, suite: &Publisher, topic: &str) -> bool {
 /// Joins, and waits until the stream is heard too: joining takes only requests, and
 /// a SUB subscription reaches the suite a little later (what is published before
 /// then is not sent to this follower at all).
-fn join(f: &mut Follower, suite: &Publisher) -> Vec<Event> {
+fn join(f: &mut Follower, suite: &Publisher) -> Vec<FollowEvent> {
     let mut events = Vec::new();
     let start = Instant::now();
     assert!(
@@ -74,7 +76,7 @@ fn follower_joins_then_applies_and_verifies_every_delta() {
     }
     let mut f = follower(&suite);
     let mut events = join(&mut f, &suite);
-    assert!(events.iter().any(|e| matches!(e, Event::Joined { .. })));
+    assert!(events.iter().any(|e| matches!(e, FollowEvent::Joined { .. })));
     assert_eq!(f.name(), "test-suite");
     assert_eq!(f.schema(), &Schema::new([vec!["taskProxies"]]));
     for n in 0..20 {
@@ -90,7 +92,10 @@ fn follower_joins_then_applies_and_verifies_every_delta() {
     ) && caught_up(
         f, &suite, "workflow"
     )));
-    let applied = events.iter().filter(|e| matches!(e, Event::Delta { .. })).count();
+    let applied = events
+        .iter()
+        .filter(|e| matches!(e, FollowEvent::Delta { .. }))
+        .count();
     assert!(applied >= 40, "{applied} deltas applied");
     let stats = f.stats();
     assert_eq!((stats.gaps, stats.mismatches), (0, 0), "{stats:?}");
@@ -140,7 +145,7 @@ fn a_lost_delta_is_repaired_by_replay() {
     )));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Gap {
+        FollowEvent::Gap {
             have: 1,
             seen: 3,
             heartbeat: false,
@@ -149,7 +154,7 @@ fn a_lost_delta_is_repaired_by_replay() {
     )));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Repaired {
+        FollowEvent::Repaired {
             rung: Rung::Replay,
             seq: 3,
             ..
@@ -176,7 +181,7 @@ fn a_heartbeat_reveals_a_lost_last_delta() {
     )));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Gap {
+        FollowEvent::Gap {
             heartbeat: true,
             seen: 2,
             ..
@@ -211,13 +216,13 @@ fn when_history_is_gone_only_the_differing_children_are_fetched() {
         "taskProxies"
     )));
     let reset = events.iter().rev().find_map(|e| match e {
-        Event::Reset { changes, .. } => Some(changes.len()),
+        FollowEvent::Reset { changes, .. } => Some(changes.len()),
         _ => None,
     });
     assert!(
         events.iter().any(|e| matches!(
             e,
-            Event::Repaired {
+            FollowEvent::Repaired {
                 rung: Rung::Hashes,
                 ..
             }
@@ -245,7 +250,7 @@ fn a_busy_suite_is_retried_until_it_answers() {
     assert!(!f.is_synced());
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Busy { op: "hello", .. })));
+        .any(|e| matches!(e, FollowEvent::Busy { op: "hello", .. })));
     suite.set_busy(false);
     assert!(run_until(&mut f, &mut events, |f| caught_up(
         f,
@@ -269,7 +274,7 @@ fn a_restart_is_followed_into_the_new_epoch() {
         == Some(new.as_str())
         && caught_up(f, &suite, "taskProxies")));
     assert_ne!(old, new);
-    assert!(events.iter().any(|e| matches!(e, Event::NewEpoch { .. })));
+    assert!(events.iter().any(|e| matches!(e, FollowEvent::NewEpoch { .. })));
     assert_eq!(f.seq("taskProxies"), Some(1));
     let value = f.topic("taskProxies").unwrap().to_value();
     assert_eq!(

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use clonewire_core::{Limits, Projection, Schema, Subscription, Topic};
+use clonewire_core::{Projection, Schema, Subscription, SubscriptionLimits, Topic};
 use serde_json::{json, Value};
 
 /// The views the tests open, and so the query the stream is projected with.
@@ -57,7 +57,7 @@ fn main() {
     let schema = Schema::new([vec!["taskProxies"], vec!["jobs"]]);
     let parts: Vec<Subscription> = VIEWS
         .iter()
-        .map(|(_, q)| Subscription::parse(q, &Limits::default()).expect("query"))
+        .map(|(_, q)| Subscription::parse(q, &SubscriptionLimits::default()).expect("query"))
         .collect();
     let merged = Subscription::merge_all(&parts);
     let mut links: BTreeMap<&str, Link> = ["workflow", "taskProxies", "jobs"]

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use clonewire_core::Limits;
+use clonewire_core::SubscriptionLimits;
 use clonewire_wasm::Session;
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ fn main() {
 
     let mut best = f64::MAX;
     for _ in 0..rounds {
-        let mut session = Session::new(Limits::default());
+        let mut session = Session::new(SubscriptionLimits::default());
         for (name, query) in VIEWS {
             session.add_view(name, query).expect("query");
         }

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use clonewire_core::protocol::client::{fast, CloseCode, WorkflowState};
-use clonewire_core::{Limits, QueryError};
+use clonewire_core::{QueryError, SubscriptionLimits};
 use js_sys::{Array, Function, Reflect};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -277,7 +277,7 @@ impl WasmClient {
     /// Call `start()` to connect.
     #[wasm_bindgen(constructor)]
     pub fn new(url: String, socket: Function, options: JsValue, dispatcher: Function) -> WasmClient {
-        let mut session = Session::new(Limits::default());
+        let mut session = Session::new(SubscriptionLimits::default());
         if let (Some(base), max) = (
             number(&options, "reconnectBaseMs"),
             number(&options, "reconnectMaxMs"),

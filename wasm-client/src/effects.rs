@@ -14,7 +14,7 @@ use clonewire_core::{Changes, LeafChange};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::Event;
+use crate::events::PageEvent;
 use crate::views::ViewId;
 
 /// One change a view is told about: a merge patch for its data of one (workflow, topic).
@@ -116,7 +116,7 @@ pub struct Effects {
     /// Per (workflow, topic) the call changed, the leaves and the views they concern.
     pub touched: Vec<Touched>,
     /// Status, workflow and error events.
-    pub events: Vec<Event>,
+    pub events: Vec<PageEvent>,
 }
 
 impl Effects {

@@ -19,13 +19,13 @@ pub enum Status {
     Closed,
 }
 
-impl Event {
+impl PageEvent {
     /// The listener kind that hears this event: `status`, `workflow` or `error`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Event::Status { .. } => "status",
-            Event::Workflow { .. } => "workflow",
-            Event::Error { .. } => "error",
+            PageEvent::Status { .. } => "status",
+            PageEvent::Workflow { .. } => "workflow",
+            PageEvent::Error { .. } => "error",
         }
     }
 }
@@ -33,7 +33,7 @@ impl Event {
 /// An event for the page.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum Event {
+pub enum PageEvent {
     /// The connection's state changed.
     Status {
         /// The new state.

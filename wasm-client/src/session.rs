@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use clonewire_core::protocol::client::fast::{self, Frame};
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage, WorkflowState};
-use clonewire_core::{Limits, QueryError, Schema};
+use clonewire_core::{QueryError, Schema, SubscriptionLimits};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
 pub use crate::effects::{Change, Effects, Notification, Touched};
-use crate::events::{Event, Status};
+use crate::events::{PageEvent, Status};
 use crate::inspect::{Counters, Inspection, TopicInfo, ViewInfo, WorkflowInfo};
-use crate::store::{Outcome, Reject, Store};
+use crate::store::{ApplyOutcome, Chain, Reject, Store};
 use crate::views::{Schemas, ViewId, Views};
 
 /// Frames waiting to be sent; the wasm layer drains them after every call, so this
@@ -50,7 +50,7 @@ pub struct Session {
 
 impl Session {
     /// A session with no views, not connected; queries are held to `limits`.
-    pub fn new(limits: Limits) -> Session {
+    pub fn new(limits: SubscriptionLimits) -> Session {
         Session {
             store: Store::new(),
             views: Views::new(limits),
@@ -117,7 +117,7 @@ impl Session {
 
     fn set_status(&mut self, status: Status, delay_ms: Option<u32>, effects: &mut Effects) {
         self.status = status;
-        effects.events.push(Event::Status { status, delay_ms });
+        effects.events.push(PageEvent::Status { status, delay_ms });
     }
 
     /// A WebSocket is being opened.
@@ -235,8 +235,10 @@ impl Session {
                     &data.workflow,
                     &data.topic,
                     &data.epoch,
-                    data.seq,
-                    data.prev,
+                    Chain {
+                        prev: data.prev,
+                        seq: data.seq,
+                    },
                     data.hash,
                     &data.body,
                 );
@@ -258,7 +260,7 @@ impl Session {
                 self.backoff.reset();
             }
             RelayMessage::Subscribed { query } => self.subscribed = Some(query),
-            RelayMessage::Error { code, message } => effects.events.push(Event::Error {
+            RelayMessage::Error { code, message } => effects.events.push(PageEvent::Error {
                 code: code.as_str().to_owned(),
                 message,
             }),
@@ -288,7 +290,7 @@ impl Session {
         }
         let schema = schema.or_else(|| self.schemas.get(&workflow).cloned());
         self.workflows.insert(workflow.clone(), (state, schema.clone()));
-        effects.events.push(Event::Workflow {
+        effects.events.push(PageEvent::Workflow {
             workflow: workflow.clone(),
             state,
             schema,
@@ -305,7 +307,7 @@ impl Session {
 
     fn settle(
         &mut self,
-        outcome: Outcome,
+        outcome: ApplyOutcome,
         snapshot: bool,
         workflow: &str,
         topic: &str,
@@ -313,7 +315,7 @@ impl Session {
         effects: &mut Effects,
     ) {
         match outcome {
-            Outcome::Applied(changes) => {
+            ApplyOutcome::Applied(changes) => {
                 if snapshot {
                     self.counters.snapshots += 1;
                 } else {
@@ -330,8 +332,8 @@ impl Session {
                 effects.touch(touched);
                 self.count_notifications(effects);
             }
-            Outcome::Ignored => self.counters.ignored += 1,
-            Outcome::Rejected(reject) => {
+            ApplyOutcome::Ignored => self.counters.ignored += 1,
+            ApplyOutcome::Rejected(reject) => {
                 match reject {
                     Reject::HashMismatch { .. } => self.counters.hash_mismatches += 1,
                     Reject::WrongPrev { .. } | Reject::WrongEpoch => self.counters.chain_breaks += 1,
@@ -339,7 +341,7 @@ impl Session {
                 }
                 let failures = self.store.get(workflow, topic).map_or(0, |r| r.bad_snapshots);
                 if failures >= MAX_BAD_SNAPSHOTS {
-                    effects.events.push(Event::Error {
+                    effects.events.push(PageEvent::Error {
                         code: "resync_failed".to_owned(),
                         message: format!(
                             "{failures} snapshots of {workflow}/{topic} in a row did not match their hash; \

@@ -16,7 +16,7 @@ pub type TopicKey = (String, String);
 
 /// The client's copy of one (workflow, topic).
 #[derive(Clone, Debug)]
-pub struct Replica {
+pub struct TopicCopy {
     /// The projected topic value, holding only leaves the merged subscription selects.
     pub topic: Topic,
     /// The suite epoch of the last message applied.
@@ -29,9 +29,9 @@ pub struct Replica {
     pub bad_snapshots: u32,
 }
 
-impl Replica {
-    fn new(topic: &str) -> Replica {
-        Replica {
+impl TopicCopy {
+    fn new(topic: &str) -> TopicCopy {
+        TopicCopy {
             topic: Topic::new(topic),
             epoch: String::new(),
             seq: None,
@@ -64,9 +64,18 @@ pub enum Reject {
     },
 }
 
+/// Where a delta sits in its (workflow, topic)'s chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chain {
+    /// The seq it follows (`None`: the first message on this connection).
+    pub prev: Option<u64>,
+    /// Its own seq.
+    pub seq: u64,
+}
+
 /// What became of one snapshot or delta.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum ApplyOutcome {
     /// Applied and verified; these leaves changed (possibly none).
     Applied(Changes),
     /// Failed a check and was undone: the caller asks for a fresh snapshot.
@@ -79,7 +88,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     /// By workflow, then topic: looked up by `&str` without allocating.
-    replicas: BTreeMap<String, BTreeMap<String, Replica>>,
+    replicas: BTreeMap<String, BTreeMap<String, TopicCopy>>,
 }
 
 impl Store {
@@ -89,25 +98,25 @@ impl Store {
     }
 
     /// One copy, if the client has heard of it.
-    pub fn get(&self, workflow: &str, topic: &str) -> Option<&Replica> {
+    pub fn get(&self, workflow: &str, topic: &str) -> Option<&TopicCopy> {
         self.replicas.get(workflow)?.get(topic)
     }
 
     /// Every copy, ordered by workflow then topic.
-    pub fn iter(&self) -> impl Iterator<Item = ((&String, &String), &Replica)> {
+    pub fn iter(&self) -> impl Iterator<Item = ((&String, &String), &TopicCopy)> {
         self.replicas
             .iter()
             .flat_map(|(w, topics)| topics.iter().map(move |(t, r)| ((w, t), r)))
     }
 
     /// A copy, made empty when the client had not heard of it.
-    fn entry(&mut self, workflow: &str, topic: &str) -> &mut Replica {
+    fn entry(&mut self, workflow: &str, topic: &str) -> &mut TopicCopy {
         if self.get(workflow, topic).is_none() {
             // Only the first message of a (workflow, topic) pays for its keys.
             self.replicas
                 .entry(workflow.to_owned())
                 .or_default()
-                .insert(topic.to_owned(), Replica::new(topic));
+                .insert(topic.to_owned(), TopicCopy::new(topic));
         }
         match self
             .replicas
@@ -130,17 +139,17 @@ impl Store {
         seq: u64,
         hash: Hash,
         value: &Value,
-    ) -> Outcome {
+    ) -> ApplyOutcome {
         let replica = self.entry(workflow, topic);
         let Ok(fresh) = Topic::from_value(topic, value) else {
             replica.verified = false;
             replica.bad_snapshots += 1;
-            return Outcome::Rejected(Reject::BadPatch);
+            return ApplyOutcome::Rejected(Reject::BadPatch);
         };
         if fresh.hash() != hash {
             replica.verified = false;
             replica.bad_snapshots += 1;
-            return Outcome::Rejected(Reject::HashMismatch {
+            return ApplyOutcome::Rejected(Reject::HashMismatch {
                 expected: hash,
                 got: fresh.hash(),
             });
@@ -152,25 +161,24 @@ impl Store {
         replica.seq = Some(seq);
         replica.verified = true;
         replica.bad_snapshots = 0;
-        Outcome::Applied(changes)
+        ApplyOutcome::Applied(changes)
     }
 
     /// Applies a delta when it chains (`prev` is the last seq applied, or `null` on an
     /// empty copy) and its hash checks afterwards; otherwise undoes it.
-    #[allow(clippy::too_many_arguments)]
     pub fn delta(
         &mut self,
         workflow: &str,
         topic: &str,
         epoch: &str,
-        seq: u64,
-        prev: Option<u64>,
+        chain: Chain,
         hash: Hash,
         patch: &Value,
-    ) -> Outcome {
+    ) -> ApplyOutcome {
+        let Chain { prev, seq } = chain;
         let replica = self.entry(workflow, topic);
         if !replica.verified {
-            return Outcome::Ignored;
+            return ApplyOutcome::Ignored;
         }
         let empty = replica.topic.root().is_empty();
         // `prev: null` means the relay has sent nothing for this pair on this
@@ -178,37 +186,37 @@ impl Store {
         let chains = prev == replica.seq || (prev.is_none() && empty);
         if !chains {
             replica.verified = false;
-            return Outcome::Rejected(Reject::WrongPrev {
+            return ApplyOutcome::Rejected(Reject::WrongPrev {
                 expected: replica.seq,
                 got: prev,
             });
         }
         if prev.is_some() && replica.epoch != epoch {
             replica.verified = false;
-            return Outcome::Rejected(Reject::WrongEpoch);
+            return ApplyOutcome::Rejected(Reject::WrongEpoch);
         }
         let Ok(changes) = replica.topic.apply(patch) else {
             replica.verified = false;
-            return Outcome::Rejected(Reject::BadPatch);
+            return ApplyOutcome::Rejected(Reject::BadPatch);
         };
         let got = replica.topic.hash();
         if got != hash {
             // Undo: the store keeps showing the last verified data.
             replica.topic.apply_changes(&changes.inverse());
             replica.verified = false;
-            return Outcome::Rejected(Reject::HashMismatch { expected: hash, got });
+            return ApplyOutcome::Rejected(Reject::HashMismatch { expected: hash, got });
         }
         if replica.epoch != epoch {
             replica.epoch = epoch.to_owned();
         }
         replica.seq = Some(seq);
-        Outcome::Applied(changes)
+        ApplyOutcome::Applied(changes)
     }
 
     /// Applies a decoded `snapshot` or `delta` with [`Store::snapshot`] or
     /// [`Store::delta`]; `None` for messages that are not about a copy. The key names
     /// the copy, e.g. for the `resync` a rejection calls for.
-    pub fn apply_message(&mut self, message: &RelayMessage) -> Option<(TopicKey, Outcome)> {
+    pub fn apply_message(&mut self, message: &RelayMessage) -> Option<(TopicKey, ApplyOutcome)> {
         let (workflow, topic, outcome) = match message {
             RelayMessage::Snapshot {
                 workflow,
@@ -234,7 +242,17 @@ impl Store {
             } => (
                 workflow,
                 topic,
-                self.delta(workflow, topic, epoch, *seq, *prev, *hash, patch),
+                self.delta(
+                    workflow,
+                    topic,
+                    epoch,
+                    Chain {
+                        prev: *prev,
+                        seq: *seq,
+                    },
+                    *hash,
+                    patch,
+                ),
             ),
             _ => return None,
         };

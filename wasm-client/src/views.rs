@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use clonewire_core::{Limits, Projection, QueryError, Schema, Subscription, Topic};
+use clonewire_core::{Projection, QueryError, Schema, Subscription, SubscriptionLimits, Topic};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
@@ -65,12 +65,12 @@ pub struct Views {
     views: BTreeMap<ViewId, View>,
     next_id: ViewId,
     merged: Subscription,
-    limits: Limits,
+    limits: SubscriptionLimits,
 }
 
 impl Views {
     /// No views; queries are held to `limits` (the relay's defaults unless told).
-    pub fn new(limits: Limits) -> Views {
+    pub fn new(limits: SubscriptionLimits) -> Views {
         Views {
             limits,
             ..Views::default()

@@ -2,7 +2,7 @@
 //! The recorded stream the JS tests play (tests/node/fixtures/stream.json) checks out
 //! in the session: every hash verifies and each view ends with the relay's data.
 
-use clonewire_core::Limits;
+use clonewire_core::SubscriptionLimits;
 use clonewire_wasm::{Effects, Session};
 use serde_json::{json, Map, Value};
 
@@ -27,7 +27,7 @@ fn pick(value: &Value, field: &str) -> Value {
 #[test]
 fn the_recorded_stream_verifies_and_views_end_with_the_relay_data() {
     let stream = fixture();
-    let mut session = Session::new(Limits::default());
+    let mut session = Session::new(SubscriptionLimits::default());
     session.opened();
     let tasks = session
         .add_view("tasks", stream["views"]["tasks"].as_str().unwrap())
@@ -74,7 +74,7 @@ fn expected_text(effects: &Effects) -> Value {
 #[test]
 fn views_selecting_the_same_leaves_get_equal_patches_in_one_text() {
     let stream = fixture();
-    let mut session = Session::new(Limits::default());
+    let mut session = Session::new(SubscriptionLimits::default());
     session.opened();
     let a = session
         .add_view("a", stream["views"]["tasks"].as_str().unwrap())

@@ -4,8 +4,8 @@
 
 mod common;
 
-use clonewire_core::Limits;
-use clonewire_wasm::events::{Event, Status};
+use clonewire_core::SubscriptionLimits;
+use clonewire_wasm::events::{PageEvent, Status};
 use clonewire_wasm::{Effects, Session};
 use common::{corrupt_hash, FakeRelay};
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ const TASKS: &str = "subscription { workflows(ids: [\"demo\"]) { taskProxies { s
 const NAMES: &str = "{ workflows { workflow { name } taskProxies { name } } }";
 
 fn connected() -> (Session, FakeRelay) {
-    let mut session = Session::new(Limits::default());
+    let mut session = Session::new(SubscriptionLimits::default());
     session.connecting();
     session.opened();
     let relay = FakeRelay::new();
@@ -310,7 +310,7 @@ fn lost_connections_reconnect_with_backoff_and_resume() {
     assert!((250..=500).contains(&first));
     assert!(matches!(
         effects.events[..],
-        [Event::Status {
+        [PageEvent::Status {
             status: Status::Reconnecting,
             ..
         }]
@@ -347,7 +347,7 @@ fn a_removed_workflow_disappears_from_views() {
     session.receive(&relay.snapshot("demo", "workflow", 1, json!({"name": "demo"})));
     let effects = session.receive(&relay.workflow("demo", "removed"));
     assert_eq!(told(&effects), vec![(view, vec![json!({"name": null})])]);
-    assert!(matches!(&effects.events[0], Event::Workflow { workflow, .. } if workflow == "demo"));
+    assert!(matches!(&effects.events[0], PageEvent::Workflow { workflow, .. } if workflow == "demo"));
     assert_eq!(session.view_data(view).unwrap(), json!({"workflows": {}}));
 }
 

@@ -4,12 +4,12 @@
 mod common;
 
 use clonewire_core::Hash;
-use clonewire_wasm::store::{Outcome, Reject, Store};
+use clonewire_wasm::store::{ApplyOutcome, Chain, Reject, Store};
 use common::FakeRelay;
 use serde_json::{json, Value};
 
 /// Feeds a relay frame (snapshot or delta) to the store the way the session does.
-fn feed(store: &mut Store, frame: &str) -> Outcome {
+fn feed(store: &mut Store, frame: &str) -> ApplyOutcome {
     let m: Value = serde_json::from_str(frame).unwrap();
     let (w, t, e) = (
         m["workflow"].as_str().unwrap(),
@@ -20,7 +20,13 @@ fn feed(store: &mut Store, frame: &str) -> Outcome {
     let seq = m["seq"].as_u64().unwrap();
     match m["type"].as_str().unwrap() {
         "snapshot" => store.snapshot(w, t, e, seq, hash, &m["value"]),
-        _ => store.delta(w, t, e, seq, m["prev"].as_u64(), hash, &m["patch"]),
+        _ => {
+            let chain = Chain {
+                prev: m["prev"].as_u64(),
+                seq,
+            };
+            store.delta(w, t, e, chain, hash, &m["patch"])
+        }
     }
 }
 
@@ -32,7 +38,7 @@ fn value(store: &Store, w: &str, t: &str) -> Value {
 fn snapshot_then_chained_deltas_track_the_relay_copy() {
     let (mut relay, mut store) = (FakeRelay::new(), Store::new());
     let snap = relay.snapshot("demo", "taskProxies", 5, json!({"1/foo": {"status": "waiting"}}));
-    assert!(matches!(feed(&mut store, &snap), Outcome::Applied(c) if c.len() == 1));
+    assert!(matches!(feed(&mut store, &snap), ApplyOutcome::Applied(c) if c.len() == 1));
     let d1 = relay.delta(
         "demo",
         "taskProxies",
@@ -47,8 +53,8 @@ fn snapshot_then_chained_deltas_track_the_relay_copy() {
         Some(7),
         json!({"1/bar": {"status": "waiting"}}),
     );
-    assert!(matches!(feed(&mut store, &d1), Outcome::Applied(_)));
-    assert!(matches!(feed(&mut store, &d2), Outcome::Applied(_)));
+    assert!(matches!(feed(&mut store, &d1), ApplyOutcome::Applied(_)));
+    assert!(matches!(feed(&mut store, &d2), ApplyOutcome::Applied(_)));
     assert_eq!(
         value(&store, "demo", "taskProxies"),
         relay.value("demo", "taskProxies")
@@ -61,7 +67,7 @@ fn snapshot_then_chained_deltas_track_the_relay_copy() {
 fn a_first_delta_with_null_prev_needs_no_snapshot() {
     let (mut relay, mut store) = (FakeRelay::new(), Store::new());
     let d = relay.delta("demo", "workflow", 3, None, json!({"name": "demo"}));
-    assert!(matches!(feed(&mut store, &d), Outcome::Applied(_)));
+    assert!(matches!(feed(&mut store, &d), ApplyOutcome::Applied(_)));
     assert_eq!(value(&store, "demo", "workflow"), json!({"name": "demo"}));
 }
 
@@ -76,7 +82,7 @@ fn a_missing_message_is_detected_by_prev_and_nothing_applies_until_a_snapshot() 
     let after = relay.delta("demo", "jobs", 3, Some(2), json!({"j2": {"state": "submitted"}}));
     assert_eq!(
         feed(&mut store, &after),
-        Outcome::Rejected(Reject::WrongPrev {
+        ApplyOutcome::Rejected(Reject::WrongPrev {
             expected: Some(1),
             got: Some(2)
         })
@@ -86,11 +92,11 @@ fn a_missing_message_is_detected_by_prev_and_nothing_applies_until_a_snapshot() 
         json!({"j1": {"state": "submitted"}})
     );
     let next = relay.delta("demo", "jobs", 4, Some(3), json!({"j3": {"state": "submitted"}}));
-    assert_eq!(feed(&mut store, &next), Outcome::Ignored);
+    assert_eq!(feed(&mut store, &next), ApplyOutcome::Ignored);
     let fresh = relay.value("demo", "jobs");
     assert!(matches!(
         feed(&mut store, &relay.snapshot("demo", "jobs", 4, fresh.clone())),
-        Outcome::Applied(_)
+        ApplyOutcome::Applied(_)
     ));
     assert_eq!(value(&store, "demo", "jobs"), fresh);
     assert!(store.get("demo", "jobs").unwrap().verified);
@@ -111,7 +117,7 @@ fn a_delta_whose_hash_does_not_check_is_undone_exactly() {
     let bad = common::corrupt_hash(&relay.delta("demo", "taskProxies", 2, Some(1), patch));
     assert!(matches!(
         feed(&mut store, &bad),
-        Outcome::Rejected(Reject::HashMismatch { .. })
+        ApplyOutcome::Rejected(Reject::HashMismatch { .. })
     ));
     let replica = store.get("demo", "taskProxies").unwrap();
     assert_eq!(replica.topic.to_value(), start);
@@ -127,7 +133,7 @@ fn a_snapshot_whose_hash_does_not_check_keeps_the_old_data() {
         &relay.snapshot("demo", "workflow", 1, json!({"name": "demo"})),
     );
     let bad = common::corrupt_hash(&relay.snapshot("demo", "workflow", 2, json!({"name": "other"})));
-    assert!(matches!(feed(&mut store, &bad), Outcome::Rejected(_)));
+    assert!(matches!(feed(&mut store, &bad), ApplyOutcome::Rejected(_)));
     assert_eq!(value(&store, "demo", "workflow"), json!({"name": "demo"}));
     assert_eq!(store.get("demo", "workflow").unwrap().bad_snapshots, 1);
 }
@@ -141,20 +147,27 @@ fn an_empty_snapshot_drops_the_data_but_keeps_the_chain() {
     );
     assert!(matches!(
         feed(&mut store, &relay.snapshot("demo", "edges", 6, json!({}))),
-        Outcome::Applied(c) if c.len() == 1
+        ApplyOutcome::Applied(c) if c.len() == 1
     ));
     assert_eq!(value(&store, "demo", "edges"), json!({}));
     let d = relay.delta("demo", "edges", 8, Some(6), json!({"e2": {"s": "b"}}));
-    assert!(matches!(feed(&mut store, &d), Outcome::Applied(_)));
+    assert!(matches!(feed(&mut store, &d), ApplyOutcome::Applied(_)));
 }
 
 #[test]
 fn patches_that_are_not_objects_are_refused() {
     let mut store = Store::new();
-    let outcome = store.delta("demo", "jobs", "e1", 1, None, Hash::EMPTY, &json!([1, 2]));
-    assert_eq!(outcome, Outcome::Rejected(Reject::BadPatch));
+    let outcome = store.delta(
+        "demo",
+        "jobs",
+        "e1",
+        Chain { prev: None, seq: 1 },
+        Hash::EMPTY,
+        &json!([1, 2]),
+    );
+    assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
     let outcome = store.snapshot("demo", "jobs", "e1", 1, Hash::EMPTY, &json!("x"));
-    assert_eq!(outcome, Outcome::Rejected(Reject::BadPatch));
+    assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
 }
 
 #[test]
@@ -166,7 +179,7 @@ fn a_delta_from_another_epoch_breaks_the_chain() {
     );
     let d = relay.delta("demo", "workflow", 2, Some(1), json!({"status": "running"}));
     let d = d.replace("\"e1\"", "\"e2\"");
-    assert_eq!(feed(&mut store, &d), Outcome::Rejected(Reject::WrongEpoch));
+    assert_eq!(feed(&mut store, &d), ApplyOutcome::Rejected(Reject::WrongEpoch));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Limits checked when a subscription is parsed, and again after a merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Limits {
+pub struct SubscriptionLimits {
     /// Longest query text, in bytes.
     pub max_query_bytes: usize,
     /// Deepest nesting of selection sets.
@@ -17,9 +17,9 @@ pub struct Limits {
     pub max_ids: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for SubscriptionLimits {
+    fn default() -> SubscriptionLimits {
+        SubscriptionLimits {
             max_query_bytes: 64 * 1024,
             max_depth: 12,
             max_fields: 2_000,

@@ -17,7 +17,7 @@ mod restrict;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use limits::Limits;
+pub use limits::SubscriptionLimits;
 pub use parse::QueryError;
 
 /// What is selected beneath one node.

@@ -1,6 +1,6 @@
 //! Parsing subscription text with `apollo-parser` (a lossless, error-tolerant GraphQL
 //! parser), then checking what this protocol allows: one operation, the root field
-//! `workflows`, `ids` as the only argument, and the [`Limits`].
+//! `workflows`, `ids` as the only argument, and the [`SubscriptionLimits`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +8,7 @@ use std::fmt;
 use apollo_parser::cst::{self, CstNode};
 use apollo_parser::Parser;
 
-use super::{FieldSel, Limits, Sub, Subscription};
+use super::{FieldSel, Sub, Subscription, SubscriptionLimits};
 use crate::schema::Schema;
 
 /// A query that cannot be used, with where (when known) and why.
@@ -87,7 +87,7 @@ impl Source<'_> {
 
 impl Subscription {
     /// Parses and normalizes subscription text, within `limits`.
-    pub fn parse(text: &str, limits: &Limits) -> Result<Subscription, QueryError> {
+    pub fn parse(text: &str, limits: &SubscriptionLimits) -> Result<Subscription, QueryError> {
         if text.len() > limits.max_query_bytes {
             return Err(QueryError::nowhere(format!(
                 "the query is {} bytes; the limit is {}",
@@ -182,7 +182,7 @@ impl Subscription {
     }
 
     /// Checks a merged subscription against the limits (parts may each be within them).
-    pub fn check_limits(&self, limits: &Limits) -> Result<(), QueryError> {
+    pub fn check_limits(&self, limits: &SubscriptionLimits) -> Result<(), QueryError> {
         let mut counts = Counts::default();
         count_field(&self.workflows, 1, &mut counts);
         counts.check(limits, None)
@@ -218,7 +218,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn check(&self, limits: &Limits, pos: Option<Pos>) -> Result<(), QueryError> {
+    fn check(&self, limits: &SubscriptionLimits, pos: Option<Pos>) -> Result<(), QueryError> {
         let problem = if self.depth > limits.max_depth {
             format!(
                 "selections nest {} deep; the limit is {}",
@@ -264,7 +264,7 @@ fn field_name(field: &cst::Field) -> String {
 /// Turns parsed fields into selections, with positions and limits at hand.
 struct FieldParser<'a> {
     source: &'a Source<'a>,
-    limits: &'a Limits,
+    limits: &'a SubscriptionLimits,
 }
 
 impl FieldParser<'_> {
@@ -418,7 +418,7 @@ mod tests {
     use super::*;
 
     fn error(text: &str) -> QueryError {
-        Subscription::parse(text, &Limits::default()).unwrap_err()
+        Subscription::parse(text, &SubscriptionLimits::default()).unwrap_err()
     }
 
     #[test]
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn names_escapes_and_single_ids_are_read() {
-        let limits = Limits::default();
+        let limits = SubscriptionLimits::default();
         let named = Subscription::parse(
             "subscription Live { workflows(ids: \"a\\u00e9\") { edges } }",
             &limits,

@@ -27,10 +27,10 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::subscription::Limits;
+    use crate::subscription::SubscriptionLimits;
 
     fn sub(text: &str) -> Subscription {
-        Subscription::parse(text, &Limits::default()).expect("valid query")
+        Subscription::parse(text, &SubscriptionLimits::default()).expect("valid query")
     }
 
     fn allowed(ids: &[&str]) -> BTreeSet<String> {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::link::{Outcome, Store};
+use clonewire_cylc::link::{DataStore, StoreOutcome};
 use clonewire_cylc::Kind;
 
 /// The venv that holds `bin/cylc`.
@@ -197,7 +197,7 @@ pub struct WireStore {
     pub replaced: Vec<Kind>,
 }
 
-impl Store for WireStore {
+impl DataStore for WireStore {
     type Error = String;
     /// The payload's size.
     type Changes = usize;
@@ -208,19 +208,19 @@ impl Store for WireStore {
         Ok(payload.len())
     }
 
-    fn apply_deltas(&mut self, payload: &[u8]) -> Result<Outcome<usize>, String> {
+    fn apply_deltas(&mut self, payload: &[u8]) -> Result<StoreOutcome<usize>, String> {
         top_level_fields(payload)?;
         self.batches += 1;
-        Ok(Outcome {
+        Ok(StoreOutcome {
             changes: payload.len(),
             mismatched: Vec::new(),
         })
     }
 
-    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<Outcome<usize>, String> {
+    fn replace_elements(&mut self, kind: Kind, payload: &[u8]) -> Result<StoreOutcome<usize>, String> {
         top_level_fields(payload)?;
         self.replaced.push(kind);
-        Ok(Outcome {
+        Ok(StoreOutcome {
             changes: payload.len(),
             mismatched: Vec::new(),
         })
@@ -281,14 +281,14 @@ pub fn top_level_fields(bytes: &[u8]) -> Result<Vec<u64>, String> {
 /// socket of our own.
 pub fn entire_workflow(run: &Path) -> Vec<u8> {
     use clonewire_cylc::contact::Contact;
-    use clonewire_cylc::request::Request;
+    use clonewire_cylc::request::LinkRequest;
     let contact = Contact::load(run).unwrap();
     let curve = clonewire_cylc::keys::workflow_client(&run.join(".service")).unwrap();
     let ctx = zmq::Context::new();
     let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
     clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
     req.connect(&contact.req_endpoint()).unwrap();
-    req.send(Request::EntireWorkflow.encode("test"), 0).unwrap();
+    req.send(LinkRequest::EntireWorkflow.encode("test"), 0).unwrap();
     assert_eq!(
         req.poll(zmq::POLLIN, 20_000).unwrap(),
         1,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Topic};
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
-use clonewire_suite::{Event, Follower, FollowerConfig, Rung};
+use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Rung};
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 use crate::config::{Limits, SuiteConfig};
@@ -70,10 +70,10 @@ impl ClonewireUpstream {
     }
 
     /// Turns a follower event into what the link thread needs.
-    fn translate(&mut self, event: Event) {
+    fn translate(&mut self, event: FollowEvent) {
         let out = &mut self.ready;
         match event {
-            Event::Delta {
+            FollowEvent::Delta {
                 topic,
                 seq,
                 changes,
@@ -87,7 +87,7 @@ impl ClonewireUpstream {
                 time,
                 kind: ChangeKind::Delta,
             }),
-            Event::Reset {
+            FollowEvent::Reset {
                 topic,
                 prev,
                 seq,
@@ -100,7 +100,7 @@ impl ClonewireUpstream {
                 time: None,
                 kind: ChangeKind::Reset,
             }),
-            Event::Mismatch {
+            FollowEvent::Mismatch {
                 topic,
                 seq,
                 expected,
@@ -122,20 +122,20 @@ impl ClonewireUpstream {
                     kind: ChangeKind::Unverified,
                 });
             }
-            Event::Joined { name, epoch, topics } => out.push_back(UpstreamEvent::Joined {
+            FollowEvent::Joined { name, epoch, topics } => out.push_back(UpstreamEvent::Joined {
                 detail: format!("suite {name}, epoch {epoch}, {topics} topics"),
             }),
-            Event::NewEpoch { epoch } => {
+            FollowEvent::NewEpoch { epoch } => {
                 self.bye = false;
                 out.push_back(UpstreamEvent::NewEpoch { epoch });
             }
-            Event::Bye { epoch } => {
+            FollowEvent::Bye { epoch } => {
                 self.bye = true;
                 out.push_back(UpstreamEvent::Notice {
                     detail: format!("suite said goodbye (epoch {epoch})"),
                 });
             }
-            Event::Repaired { topic, seq, rung } => out.push_back(UpstreamEvent::Repaired {
+            FollowEvent::Repaired { topic, seq, rung } => out.push_back(UpstreamEvent::Repaired {
                 topic,
                 seq,
                 how: match rung {
@@ -144,7 +144,7 @@ impl ClonewireUpstream {
                     Rung::Snapshot => "snapshot",
                 },
             }),
-            Event::Gap {
+            FollowEvent::Gap {
                 topic,
                 have,
                 seen,
@@ -156,26 +156,26 @@ impl ClonewireUpstream {
                     if heartbeat { " in a heartbeat" } else { "" }
                 ),
             }),
-            Event::Busy { op, retry_in } => {
+            FollowEvent::Busy { op, retry_in } => {
                 self.busy_until = Some(Instant::now() + retry_in + BUSY_GRACE);
                 out.push_back(UpstreamEvent::Problem {
                     kind: Problem::Busy,
                     detail: format!("suite busy ({op}); retry in {retry_in:?}"),
                 });
             }
-            Event::Timeout { op } => out.push_back(UpstreamEvent::Problem {
+            FollowEvent::Timeout { op } => out.push_back(UpstreamEvent::Problem {
                 kind: Problem::Timeout,
                 detail: format!("{op} request timed out; socket reopened"),
             }),
-            Event::Refused { op, code, message } => out.push_back(UpstreamEvent::Problem {
+            FollowEvent::Refused { op, code, message } => out.push_back(UpstreamEvent::Problem {
                 kind: Problem::Refused,
                 detail: format!("suite refused {op} ({code:?}): {message}"),
             }),
-            Event::Malformed { reason } => out.push_back(UpstreamEvent::Problem {
+            FollowEvent::Malformed { reason } => out.push_back(UpstreamEvent::Problem {
                 kind: Problem::Malformed,
                 detail: format!("malformed message from suite: {reason}"),
             }),
-            Event::Stale { silent_for } => out.push_back(UpstreamEvent::Notice {
+            FollowEvent::Stale { silent_for } => out.push_back(UpstreamEvent::Notice {
                 detail: format!("suite silent for {silent_for:?}"),
             }),
         }

@@ -1,6 +1,6 @@
 //! A running Cylc 8 workflow as an [`Upstream`]: the Cylc link of
 //! [`clonewire_cylc`] (its contact file and keys, CurveZMQ, join, checksums and
-//! re-fetches) filling a [`Replica`] of the scheduler's store, whose seven topics
+//! re-fetches) filling a [`CylcReplica`] of the scheduler's store, whose seven topics
 //! (`workflow`, `tasks`, `taskProxies`, `families`, `familyProxies`, `jobs`,
 //! `edges`) are what clients see (see `docs/cylc.md`).
 //!
@@ -16,9 +16,9 @@ use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Topic};
 use clonewire_cylc::contact::{Contact, CONTACT_FILE, SERVICE_DIR};
 use clonewire_cylc::driver::{Driver, DriverError};
-use clonewire_cylc::link::{Event, LinkState};
+use clonewire_cylc::link::{LinkEvent, LinkState};
 use clonewire_cylc::model::seq_for_time;
-use clonewire_cylc::replica::Replica;
+use clonewire_cylc::replica::CylcReplica;
 use clonewire_cylc::{Applied, Kind};
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
@@ -30,33 +30,9 @@ fn context() -> &'static zmq::Context {
     CONTEXT.get_or_init(zmq::Context::new)
 }
 
-/// The schema of the Cylc model: the keyed topics, and the id sets and keyed maps
-/// inside elements (`docs/cylc.md`, "The model clients see").
-pub fn cylc_schema() -> Schema {
-    Schema::new([
-        vec!["tasks"],
-        vec!["tasks", "*", "proxies"],
-        vec!["taskProxies"],
-        vec!["taskProxies", "*", "jobs"],
-        vec!["taskProxies", "*", "edges"],
-        vec!["taskProxies", "*", "outputs"],
-        vec!["taskProxies", "*", "xtriggers"],
-        vec!["taskProxies", "*", "externalTriggers"],
-        vec!["families"],
-        vec!["families", "*", "proxies"],
-        vec!["families", "*", "childTasks"],
-        vec!["families", "*", "childFamilies"],
-        vec!["familyProxies"],
-        vec!["familyProxies", "*", "childTasks"],
-        vec!["familyProxies", "*", "childFamilies"],
-        vec!["jobs"],
-        vec!["edges"],
-    ])
-}
-
 /// A Cylc workflow followed through its scheduler's PUB and REP sockets.
 pub struct CylcUpstream {
-    driver: Driver<Replica>,
+    driver: Driver<CylcReplica>,
     /// The contact file: the workflow runs while it exists.
     contact_file: PathBuf,
     epoch: String,
@@ -75,7 +51,7 @@ impl CylcUpstream {
         let contact = Contact::load(run_dir)?;
         let timeout = Duration::from_millis(limits.suite_request_timeout_ms);
         let queued = limits.suite_max_queued_bytes;
-        let driver = Driver::open(context(), run_dir, Replica::new(), |config| {
+        let driver = Driver::open(context(), run_dir, CylcReplica::new(), |config| {
             config.request_timeout = timeout;
             config.max_queued_bytes = queued;
         })?;
@@ -88,7 +64,7 @@ impl CylcUpstream {
             driver,
             contact_file: run_dir.join(SERVICE_DIR).join(CONTACT_FILE),
             epoch,
-            schema: cylc_schema(),
+            schema: clonewire_cylc::schema(),
             seqs: [0; 7],
             joined: false,
             ready: VecDeque::new(),
@@ -125,9 +101,9 @@ impl CylcUpstream {
         }
     }
 
-    fn translate(&mut self, event: Event<Applied>) {
+    fn translate(&mut self, event: LinkEvent<Applied>) {
         match event {
-            Event::Snapshot(applied) => {
+            LinkEvent::Snapshot(applied) => {
                 self.changed(applied, ChangeKind::Reset);
                 if !std::mem::replace(&mut self.joined, true) {
                     let store = self.driver.link().store().store();
@@ -145,8 +121,8 @@ impl CylcUpstream {
                     });
                 }
             }
-            Event::Deltas(applied) => self.changed(applied, ChangeKind::Delta),
-            Event::Refetched(kind, applied) => {
+            LinkEvent::Deltas(applied) => self.changed(applied, ChangeKind::Delta),
+            LinkEvent::Refetched(kind, applied) => {
                 self.changed(applied, ChangeKind::Reset);
                 self.ready.push_back(UpstreamEvent::Repaired {
                     topic: kind.topic().to_owned(),
@@ -154,18 +130,18 @@ impl CylcUpstream {
                     how: "refetch",
                 });
             }
-            Event::Mismatch(kinds) => {
+            LinkEvent::Mismatch(kinds) => {
                 let names: Vec<&str> = kinds.iter().map(|k| k.cylc_name()).collect();
                 self.ready.push_back(UpstreamEvent::Problem {
                     kind: Problem::Mismatch,
                     detail: format!("checksum mismatch in {}; re-fetching", names.join(", ")),
                 });
             }
-            Event::Problem(detail) => self.ready.push_back(UpstreamEvent::Problem {
+            LinkEvent::Problem(detail) => self.ready.push_back(UpstreamEvent::Problem {
                 kind: Problem::Malformed,
                 detail,
             }),
-            Event::State(state) => match state {
+            LinkEvent::State(state) => match state {
                 LinkState::NoAnswer { message } => self.ready.push_back(UpstreamEvent::Problem {
                     kind: Problem::Timeout,
                     detail: message,
@@ -222,7 +198,13 @@ impl Upstream for CylcUpstream {
 
     fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;
-        let store = self.driver.link().store().store();
+        // Nothing to show before the first snapshot: an empty replica is not the
+        // workflow's data (a client gets the topic when the link joins).
+        let replica = self.driver.link().store();
+        if !replica.is_loaded() {
+            return None;
+        }
+        let store = replica.store();
         Some((store.topic(kind), self.seqs[Self::slot(kind)]))
     }
 

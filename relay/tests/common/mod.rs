@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::fast;
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage, Resume, WorkflowState};
-use clonewire_core::{Document, Limits, Projection, Schema, Subscription};
+use clonewire_core::{Document, Projection, Schema, Subscription, SubscriptionLimits};
 use clonewire_relay::config::{Config, SuiteConfig};
 use clonewire_suite::{Publisher, PublisherConfig};
-use clonewire_wasm::store::{Outcome, Store};
+use clonewire_wasm::store::{ApplyOutcome, Store};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -63,7 +63,7 @@ pub fn publish(publisher: &Publisher, mirror: &mut Document, topic: &str, patch:
 
 /// What `query` selects of `mirror`'s topic, as workflow `workflow`.
 pub fn projection(mirror: &Document, query: &str, workflow: &str, topic: &str) -> Value {
-    let sub = Subscription::parse(query, &Limits::default()).expect("valid query");
+    let sub = Subscription::parse(query, &SubscriptionLimits::default()).expect("valid query");
     let Some(field) = sub.for_topic(workflow, topic) else {
         return json!({});
     };
@@ -221,7 +221,7 @@ impl TestClient {
             }
             _ => {}
         }
-        if let Some(((workflow, topic), Outcome::Rejected(why))) = self.store.apply_message(&message) {
+        if let Some(((workflow, topic), ApplyOutcome::Rejected(why))) = self.store.apply_message(&message) {
             self.rejected.push(format!("{workflow}/{topic}: {why:?}"));
             self.send(&ClientMessage::Resync { workflow, topic }).await;
         }

@@ -177,3 +177,40 @@ pub const SMALL_FLOW: &str = "\
     [[foo]]
     [[bar]]
 ";
+
+/// The scheduler's own `pb_entire_workflow` reply for the workflow at `run`, asked
+/// with the workflow's keys on a socket of our own.
+pub fn entire_workflow(run: &Path) -> Vec<u8> {
+    use clonewire_cylc::contact::Contact;
+    use clonewire_cylc::request::LinkRequest;
+    let contact = Contact::load(run).unwrap();
+    let curve = clonewire_cylc::keys::workflow_client(&run.join(".service")).unwrap();
+    let ctx = zmq::Context::new();
+    let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
+    clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
+    req.connect(&contact.req_endpoint()).unwrap();
+    req.send(LinkRequest::EntireWorkflow.encode("test"), 0).unwrap();
+    assert_eq!(
+        req.poll(zmq::POLLIN, 20_000).unwrap(),
+        1,
+        "the scheduler did not answer pb_entire_workflow"
+    );
+    req.recv_bytes(0).unwrap()
+}
+
+/// Replaces the workflow's client key pair (`.service/client.key_secret`) with a new
+/// one the scheduler does not know; returns the original text, to put back.
+pub fn swap_in_a_foreign_client_key(run: &Path) -> String {
+    let path = run.join(".service/client.key_secret");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let keys = clonewire_suite::sockets::CurveKeyPair::generate().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "#   ZeroMQ CURVE **Secret** Certificate\nmetadata\ncurve\n    public-key = \"{}\"\n    secret-key = \"{}\"\n",
+            keys.public.0, keys.secret.0
+        ),
+    )
+    .unwrap();
+    original
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clonewire_core::Changes;
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
-use clonewire_suite::{Event, Follower, FollowerConfig, Rung, Stats};
+use clonewire_suite::{FollowEvent, FollowStats, Follower, FollowerConfig, Rung};
 
 /// How long `--check` waits past its end for repairs under way to finish.
 const GRACE: Duration = Duration::from_secs(5);
@@ -88,9 +88,9 @@ fn abbreviate(changes: &Changes) -> String {
 }
 
 /// The line for an event, or `None` when `quiet` hides it.
-fn line(event: &Event, quiet: bool) -> Option<String> {
+fn line(event: &FollowEvent, quiet: bool) -> Option<String> {
     Some(match event {
-        Event::Delta {
+        FollowEvent::Delta {
             topic,
             seq,
             bytes,
@@ -106,7 +106,7 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
                 abbreviate(changes)
             )
         }
-        Event::Reset {
+        FollowEvent::Reset {
             topic, seq, changes, ..
         } => {
             if quiet {
@@ -114,10 +114,12 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
             }
             format!("{topic} #{seq} snapshot: {} leaves differ", changes.len())
         }
-        Event::Joined { name, epoch, topics } => format!("* joined {name} epoch {epoch} ({topics} topics)"),
-        Event::NewEpoch { epoch } => format!("* new epoch {epoch}: following afresh"),
-        Event::Bye { epoch } => format!("* goodbye from epoch {epoch}"),
-        Event::Gap {
+        FollowEvent::Joined { name, epoch, topics } => {
+            format!("* joined {name} epoch {epoch} ({topics} topics)")
+        }
+        FollowEvent::NewEpoch { epoch } => format!("* new epoch {epoch}: following afresh"),
+        FollowEvent::Bye { epoch } => format!("* goodbye from epoch {epoch}"),
+        FollowEvent::Gap {
             topic,
             have,
             seen,
@@ -126,14 +128,14 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
             "! gap in {topic}: have #{have}, {} #{seen}",
             if *heartbeat { "heartbeat says" } else { "received" }
         ),
-        Event::Mismatch {
+        FollowEvent::Mismatch {
             topic,
             seq,
             expected,
             got,
             ..
         } => format!("! hash mismatch in {topic} #{seq}: suite {expected}, ours {got}"),
-        Event::Repaired { topic, seq, rung } => format!(
+        FollowEvent::Repaired { topic, seq, rung } => format!(
             "+ repaired {topic} at #{seq} by {}",
             match rung {
                 Rung::Replay => "replay",
@@ -141,15 +143,17 @@ fn line(event: &Event, quiet: bool) -> Option<String> {
                 Rung::Snapshot => "snapshot",
             }
         ),
-        Event::Busy { op, retry_in } => format!("~ suite busy ({op}); retry in {} ms", retry_in.as_millis()),
-        Event::Timeout { op } => format!("~ {op} timed out; reconnecting"),
-        Event::Refused { op, code, message } => format!("! {op} refused: {code:?}: {message}"),
-        Event::Malformed { reason } => format!("! malformed: {reason}"),
-        Event::Stale { silent_for } => format!("~ nothing heard for {:.1} s", silent_for.as_secs_f64()),
+        FollowEvent::Busy { op, retry_in } => {
+            format!("~ suite busy ({op}); retry in {} ms", retry_in.as_millis())
+        }
+        FollowEvent::Timeout { op } => format!("~ {op} timed out; reconnecting"),
+        FollowEvent::Refused { op, code, message } => format!("! {op} refused: {code:?}: {message}"),
+        FollowEvent::Malformed { reason } => format!("! malformed: {reason}"),
+        FollowEvent::Stale { silent_for } => format!("~ nothing heard for {:.1} s", silent_for.as_secs_f64()),
     })
 }
 
-fn summary(stats: &Stats, unrepaired: usize) -> String {
+fn summary(stats: &FollowStats, unrepaired: usize) -> String {
     format!(
         "deltas {}, {:.1} KiB, gaps {}, repairs: replay {}, hashes {}, snapshot {}; mismatches {}, unrepaired {}, \
          epochs {}, busy {}, timeouts {}, dropped unread {}",

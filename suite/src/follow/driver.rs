@@ -16,7 +16,7 @@ use clonewire_core::{Schema, Topic};
 
 use super::intake::Intake;
 use super::machine::Machine;
-use super::{Event, FollowerConfig, Stats};
+use super::{FollowEvent, FollowStats, FollowerConfig};
 use crate::error::Error;
 use crate::sockets;
 
@@ -78,7 +78,7 @@ impl Follower {
     }
 
     /// Running totals.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &FollowStats {
         self.machine.stats()
     }
 
@@ -152,7 +152,7 @@ impl Follower {
 
     /// Changes which topics are followed (`None`: every topic). The SUB filters change
     /// at once (new ones first, so nothing wanted is missed); a newly followed topic
-    /// is fetched with a snapshot and reported with [`Event::Reset`]; a topic no longer
+    /// is fetched with a snapshot and reported with [`FollowEvent::Reset`]; a topic no longer
     /// followed is dropped without an event.
     pub fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), Error> {
         let old: Option<BTreeSet<String>> = self.machine.followed().map(|t| t.iter().cloned().collect());
@@ -199,7 +199,11 @@ impl Follower {
     }
 
     /// Runs for `duration`, handing every event to `on_event`.
-    pub fn run_for(&mut self, duration: Duration, mut on_event: impl FnMut(&Event)) -> Result<(), Error> {
+    pub fn run_for(
+        &mut self,
+        duration: Duration,
+        mut on_event: impl FnMut(&FollowEvent),
+    ) -> Result<(), Error> {
         let end = Instant::now() + duration;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -213,7 +217,7 @@ impl Follower {
 
     /// Does the work that is due (receive, apply, request, repair) and returns the
     /// next event, or `None` if none happened within `max_wait`.
-    pub fn next_event(&mut self, max_wait: Duration) -> Result<Option<Event>, Error> {
+    pub fn next_event(&mut self, max_wait: Duration) -> Result<Option<FollowEvent>, Error> {
         let end = Instant::now() + max_wait;
         loop {
             // Even while events wait, the stream is read (and what does not fit dropped).

@@ -19,7 +19,7 @@ pub enum Rung {
 
 /// Something a follower's user may want to know about, in the order it happened.
 #[derive(Clone, Debug)]
-pub enum Event {
+pub enum FollowEvent {
     /// Joined an epoch: hello and the first snapshot are in.
     Joined {
         /// The suite's name.
@@ -133,7 +133,7 @@ pub enum Event {
 
 /// Running totals, for summaries and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct FollowStats {
     /// Deltas applied and verified.
     pub deltas: u64,
     /// Their bytes.

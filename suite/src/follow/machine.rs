@@ -22,9 +22,9 @@ use clonewire_core::{Hash, Schema, Topic};
 use serde_json::Value;
 
 use super::config::MachineConfig;
-use super::replica::{Queued, Replica};
+use super::followed_topic::{FollowedTopic, Queued};
 use super::request::{Pending, Requests};
-use super::{Event, Rung, Stats};
+use super::{FollowEvent, FollowStats, Rung};
 
 /// Epochs remembered as finished, so their late messages are ignored, not re-followed.
 const RETIRED_EPOCHS: usize = 8;
@@ -73,12 +73,12 @@ pub struct Machine {
     pub(super) name: String,
     pub(super) schema: Schema,
     pub(super) heartbeat_ms: u64,
-    pub(super) topics: BTreeMap<String, Replica>,
+    pub(super) topics: BTreeMap<String, FollowedTopic>,
     pub(super) requests: Requests,
     /// The `get` that follows a `hashes` reply.
     pub(super) next_get: Option<Pending>,
-    pub(super) events: VecDeque<Event>,
-    pub(super) stats: Stats,
+    pub(super) events: VecDeque<FollowEvent>,
+    pub(super) stats: FollowStats,
     hearing: Hearing,
 }
 
@@ -98,7 +98,7 @@ impl Machine {
             requests,
             next_get: None,
             events: VecDeque::new(),
-            stats: Stats::default(),
+            stats: FollowStats::default(),
             hearing: Hearing::Heard(now),
         }
     }
@@ -111,7 +111,7 @@ impl Machine {
     }
 
     /// Running totals.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &FollowStats {
         &self.stats
     }
 
@@ -193,7 +193,7 @@ impl Machine {
     // ---- out ----------------------------------------------------------------------
 
     /// The next event, oldest first.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<FollowEvent> {
         self.events.pop_front()
     }
 
@@ -231,13 +231,13 @@ impl Machine {
         let expired = self.requests.expire(now);
         if let Some(op) = expired {
             self.stats.timeouts += 1;
-            self.events.push_back(Event::Timeout { op });
+            self.events.push_back(FollowEvent::Timeout { op });
         }
         if let Hearing::Heard(at) = self.hearing {
             let silent_for = now.saturating_duration_since(at);
             if self.phase.joined() && silent_for > self.silence_limit() {
                 self.hearing = Hearing::Silent(at);
-                self.events.push_back(Event::Stale { silent_for });
+                self.events.push_back(FollowEvent::Stale { silent_for });
             }
         }
         expired.is_some()
@@ -267,7 +267,7 @@ impl Machine {
             Ok(PubMessage::Bye(bye)) => {
                 if self.accept_epoch(&bye.epoch) {
                     self.stats.byes += 1;
-                    self.events.push_back(Event::Bye { epoch: bye.epoch });
+                    self.events.push_back(FollowEvent::Bye { epoch: bye.epoch });
                 }
             }
             Err(e) => self.malformed(e.to_string()),
@@ -314,7 +314,7 @@ impl Machine {
     }
 
     /// Changes which topics are followed (`None`: every topic). A newly followed topic
-    /// is fetched with a snapshot and reported with [`Event::Reset`]; a topic no longer
+    /// is fetched with a snapshot and reported with [`FollowEvent::Reset`]; a topic no longer
     /// followed is dropped without an event. (The driver changes its SUB filters.)
     pub fn set_topics(&mut self, topics: Option<BTreeSet<String>>) {
         match &topics {
@@ -325,7 +325,7 @@ impl Machine {
                         // Untrusted, so the next request is a snapshot of it.
                         self.topics
                             .entry(name.clone())
-                            .or_insert_with(|| Replica::new(name, false));
+                            .or_insert_with(|| FollowedTopic::new(name, false));
                     }
                 }
             }
@@ -359,7 +359,7 @@ impl Machine {
 
     pub(super) fn malformed(&mut self, reason: String) {
         self.stats.malformed += 1;
-        self.events.push_back(Event::Malformed { reason });
+        self.events.push_back(FollowEvent::Malformed { reason });
     }
 
     /// True if a message of `epoch` should be used. A new epoch resets every topic.
@@ -381,7 +381,7 @@ impl Machine {
                 self.topics.clear();
                 self.phase = Phase::Greeting;
                 self.stats.new_epochs += 1;
-                self.events.push_back(Event::NewEpoch {
+                self.events.push_back(FollowEvent::NewEpoch {
                     epoch: epoch.to_owned(),
                 });
                 true
@@ -389,12 +389,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn replica(&mut self, name: &str) -> &mut Replica {
+    pub(super) fn replica(&mut self, name: &str) -> &mut FollowedTopic {
         let joined = self.phase.joined();
         // A topic first seen after joining was absent from the join snapshot: seq 0.
         self.topics
             .entry(name.to_owned())
-            .or_insert_with(|| Replica::new(name, joined))
+            .or_insert_with(|| FollowedTopic::new(name, joined))
     }
 
     fn on_delta(&mut self, topic: String, delta: Delta, bytes: usize) {
@@ -425,7 +425,7 @@ impl Machine {
 
     pub(super) fn gap(&mut self, topic: String, have: u64, seen: u64, heartbeat: bool) {
         self.stats.gaps += 1;
-        self.events.push_back(Event::Gap {
+        self.events.push_back(FollowEvent::Gap {
             topic,
             have,
             seen,
@@ -454,7 +454,7 @@ impl Machine {
                 if got != hash {
                     replica.distrust(Rung::Hashes);
                     self.stats.mismatches += 1;
-                    self.events.push_back(Event::Mismatch {
+                    self.events.push_back(FollowEvent::Mismatch {
                         topic: name.to_owned(),
                         seq,
                         expected: hash,
@@ -465,7 +465,7 @@ impl Machine {
                 }
                 self.stats.deltas += 1;
                 self.stats.bytes += bytes as u64;
-                self.events.push_back(Event::Delta {
+                self.events.push_back(FollowEvent::Delta {
                     topic: name.to_owned(),
                     seq,
                     bytes,

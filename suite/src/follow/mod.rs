@@ -1,5 +1,5 @@
-//! The subscriber side of the suite link, as section 3 of the protocol describes it
-//! ("Joining and staying in sync"): subscribe first and queue, `hello` and `snapshot`,
+//! The subscriber side of the suite link, as docs/protocol.md, Suite link › Joining,
+//! describes it: subscribe first and queue, `hello` and `snapshot`,
 //! drop stale deltas, apply the rest in order checking every hash, and repair any gap,
 //! mismatch or new epoch (replay, else hash-guided, else snapshot) while the stream
 //! keeps flowing.
@@ -7,24 +7,24 @@
 //! Split like quinn-proto and quinn:
 //! - [`Machine`] ([`machine`], with [`repair`] and the request slot in `request`): the
 //!   whole protocol, with no sockets and no clock: frames, replies and the current
-//!   `Instant` in; requests, deadlines and [`Event`]s out;
+//!   `Instant` in; requests, deadlines and [`FollowEvent`]s out;
 //! - [`Follower`] ([`driver`]): the thin ZeroMQ driver (SUB + REQ, CURVE, Lazy Pirate
 //!   reopening on timeout) that most users want, with its intake of PUB messages
 //!   bounded in bytes (`intake`);
-//! - [`config`]: [`FollowerConfig`]; [`event`]: [`Event`], [`Rung`], [`Stats`].
+//! - [`config`]: [`FollowerConfig`]; [`event`]: [`FollowEvent`], [`Rung`], [`FollowStats`].
 
 pub mod config;
 pub mod driver;
 pub mod event;
+mod followed_topic;
 mod intake;
 pub mod machine;
 pub mod repair;
-mod replica;
 mod request;
 
 pub use config::{FollowerConfig, MachineConfig};
 pub use driver::Follower;
-pub use event::{Event, Rung, Stats};
+pub use event::{FollowEvent, FollowStats, Rung};
 pub use machine::{Machine, Phase};
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Using the suite's answers: `hello`, the join snapshot, and the repair ladder
 //! (replay, else hash-guided `hashes` + `get`, else a snapshot of the topic), as
-//! section 3 of the protocol describes.
+//! docs/protocol.md, Suite link › Joining, describes.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::machine::{Machine, Phase};
 use super::request::{Pending, Reply};
-use super::{Event, Rung};
+use super::{FollowEvent, Rung};
 
 /// Replays that bring no progress before the follower takes a snapshot instead.
 const STUCK_REPLAYS: u32 = 2;
@@ -40,7 +40,7 @@ impl Machine {
                     .max(hint)
                     .min(self.requests.backoff_max().max(hint));
                 self.requests.wait_until(now + wait);
-                self.events.push_back(Event::Busy { op, retry_in: wait });
+                self.events.push_back(FollowEvent::Busy { op, retry_in: wait });
             }
             (code, Pending::Replay { topic, .. }) => {
                 // `gone`, `unsupported` or anything else: the next rung is hash-guided.
@@ -69,7 +69,7 @@ impl Machine {
     }
 
     fn refused(&mut self, op: &'static str, code: ErrorCode, message: String) {
-        self.events.push_back(Event::Refused { op, code, message });
+        self.events.push_back(FollowEvent::Refused { op, code, message });
     }
 
     pub(super) fn on_reply(&mut self, pending: Pending, reply: Reply, now: Instant) {
@@ -215,13 +215,13 @@ impl Machine {
         let prev = replica.seq;
         replica.trust(seq);
         self.stats.repairs_hashes += 1;
-        self.events.push_back(Event::Reset {
+        self.events.push_back(FollowEvent::Reset {
             topic: topic.to_owned(),
             prev,
             seq,
             changes,
         });
-        self.events.push_back(Event::Repaired {
+        self.events.push_back(FollowEvent::Repaired {
             topic: topic.to_owned(),
             seq,
             rung: Rung::Hashes,
@@ -254,7 +254,7 @@ impl Machine {
             };
             if topic.hash() != snap.hash {
                 self.stats.mismatches += 1;
-                self.events.push_back(Event::Mismatch {
+                self.events.push_back(FollowEvent::Mismatch {
                     topic: name.clone(),
                     seq: snap.seq,
                     expected: snap.hash,
@@ -277,7 +277,7 @@ impl Machine {
                 _ => Phase::Following,
             };
             self.stats.joins += 1;
-            self.events.push_back(Event::Joined {
+            self.events.push_back(FollowEvent::Joined {
                 name: self.name.clone(),
                 epoch: self.epoch.clone().unwrap_or_default(),
                 topics: listed,
@@ -295,7 +295,7 @@ impl Machine {
         let prev = replica.seq;
         let changes = replica.topic.replace_with(topic);
         replica.trust(seq);
-        self.events.push_back(Event::Reset {
+        self.events.push_back(FollowEvent::Reset {
             topic: name.to_owned(),
             prev,
             seq,
@@ -303,7 +303,7 @@ impl Machine {
         });
         if !join && !was_trusted {
             self.stats.repairs_snapshot += 1;
-            self.events.push_back(Event::Repaired {
+            self.events.push_back(FollowEvent::Repaired {
                 topic: name.to_owned(),
                 seq,
                 rung: Rung::Snapshot,
@@ -345,7 +345,7 @@ impl Machine {
         };
         if replica.trusted {
             self.stats.repairs_replay += 1;
-            self.events.push_back(Event::Repaired {
+            self.events.push_back(FollowEvent::Repaired {
                 topic: name.to_owned(),
                 seq: replica.seq,
                 rung: Rung::Replay,

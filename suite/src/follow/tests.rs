@@ -12,7 +12,7 @@ use clonewire_core::protocol::suite::{
 use clonewire_core::{Hash, Schema, Topic};
 use serde_json::{json, Value};
 
-use super::{Event, Machine, MachineConfig, Phase, Rung};
+use super::{FollowEvent, Machine, MachineConfig, Phase, Rung};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -168,12 +168,12 @@ fn machine(now: Instant) -> Machine {
     Machine::new(config, now)
 }
 
-fn events(m: &mut Machine) -> Vec<Event> {
+fn events(m: &mut Machine) -> Vec<FollowEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
 /// Answers every request as `suite` would until none is due; returns the events.
-fn settle(m: &mut Machine, suite: &Suite, now: Instant) -> Vec<Event> {
+fn settle(m: &mut Machine, suite: &Suite, now: Instant) -> Vec<FollowEvent> {
     let mut out = Vec::new();
     for _ in 0..20 {
         let Some(request) = m.poll_request(now) else {
@@ -198,11 +198,11 @@ fn joined(suite: &Suite, now: Instant) -> Machine {
     m
 }
 
-fn repaired(events: &[Event]) -> Vec<Rung> {
+fn repaired(events: &[FollowEvent]) -> Vec<Rung> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Repaired { rung, .. } => Some(*rung),
+            FollowEvent::Repaired { rung, .. } => Some(*rung),
             _ => None,
         })
         .collect()
@@ -227,9 +227,9 @@ fn joins_by_hello_then_snapshot_keeping_deltas_published_meanwhile() {
     assert!(events(&mut m).is_empty(), "held until joined");
     m.handle_reply(&reply, t0);
     let seen = events(&mut m);
-    assert!(matches!(&seen[0], Event::Reset { seq: 1, .. }));
-    assert!(matches!(&seen[1], Event::Delta { seq: 2, .. }));
-    assert!(matches!(&seen[2], Event::Joined { topics: 1, .. }));
+    assert!(matches!(&seen[0], FollowEvent::Reset { seq: 1, .. }));
+    assert!(matches!(&seen[1], FollowEvent::Delta { seq: 2, .. }));
+    assert!(matches!(&seen[2], FollowEvent::Joined { topics: 1, .. }));
     assert!(m.is_synced());
     assert!(holds(&m, &suite, "tasks"));
 }
@@ -244,7 +244,7 @@ fn a_gap_is_repaired_by_replay() {
     let third = suite.publish("tasks", json!({"c": 3}));
     m.handle_stream(&third, t0);
     let seen = events(&mut m);
-    assert!(matches!(&seen[..], [Event::Gap { have: 1, seen: 3, .. }]));
+    assert!(matches!(&seen[..], [FollowEvent::Gap { have: 1, seen: 3, .. }]));
     assert!(!m.is_synced());
     assert_eq!(
         m.poll_request(t0),
@@ -275,7 +275,10 @@ fn a_hash_mismatch_fetches_only_the_differing_children() {
         ..lie
     });
     m.handle_stream(&lying, t0);
-    assert!(matches!(&events(&mut m)[..], [Event::Mismatch { seq: 2, .. }]));
+    assert!(matches!(
+        &events(&mut m)[..],
+        [FollowEvent::Mismatch { seq: 2, .. }]
+    ));
     let hashes = m.poll_request(t0).unwrap();
     assert!(matches!(&hashes, Request::Hashes { topic, .. } if topic == "tasks"));
     m.handle_reply(&suite.hashes("tasks"), t0);
@@ -300,7 +303,9 @@ fn busy_is_retried_after_the_suites_hint() {
         ..ErrorReply::new(ErrorCode::Busy, "later")
     });
     m.handle_reply(&busy, t0);
-    assert!(matches!(&events(&mut m)[..], [Event::Busy { op: "hello", retry_in }] if *retry_in == MS(300)));
+    assert!(
+        matches!(&events(&mut m)[..], [FollowEvent::Busy { op: "hello", retry_in }] if *retry_in == MS(300))
+    );
     assert_eq!(m.poll_timeout(), Some(t0 + MS(300)));
     assert_eq!(m.poll_request(t0 + MS(299)), None);
     assert_eq!(m.poll_request(t0 + MS(300)), Some(Request::Hello));
@@ -319,7 +324,7 @@ fn gone_history_falls_back_to_hashes_then_a_snapshot() {
     m.handle_stream(&suite.heartbeat(), t0);
     assert!(matches!(
         &events(&mut m)[..],
-        [Event::Gap { heartbeat: true, .. }]
+        [FollowEvent::Gap { heartbeat: true, .. }]
     ));
     assert!(matches!(
         m.poll_request(t0),
@@ -351,14 +356,14 @@ fn a_new_epoch_starts_over_from_hello() {
     let first = restarted.publish("tasks", json!({"z": 9}));
     m.handle_stream(&first, t0);
     let seen = events(&mut m);
-    assert!(matches!(&seen[0], Event::NewEpoch { epoch } if epoch == "e2"));
+    assert!(matches!(&seen[0], FollowEvent::NewEpoch { epoch } if epoch == "e2"));
     assert_eq!(m.phase(), Phase::Greeting);
     assert_eq!(m.poll_request(t0), Some(Request::Hello));
     m.handle_reply(&restarted.hello(), t0);
     let seen = settle(&mut m, &restarted, t0);
     assert!(seen
         .iter()
-        .any(|e| matches!(e, Event::Joined { epoch, .. } if epoch == "e2")));
+        .any(|e| matches!(e, FollowEvent::Joined { epoch, .. } if epoch == "e2")));
     assert!(holds(&m, &restarted, "tasks"));
     // The old epoch's late messages are ignored.
     m.handle_stream(&suite.publish("tasks", json!({"a": 2})), t0);
@@ -374,7 +379,10 @@ fn a_request_past_its_deadline_is_given_up_then_retried_with_a_longer_one() {
     assert_eq!(m.poll_timeout(), Some(t0 + TIMEOUT));
     assert!(!m.handle_timeout(t0 + TIMEOUT - MS(1)));
     assert!(m.handle_timeout(t0 + TIMEOUT), "the socket must be discarded");
-    assert!(matches!(&events(&mut m)[..], [Event::Timeout { op: "hello" }]));
+    assert!(matches!(
+        &events(&mut m)[..],
+        [FollowEvent::Timeout { op: "hello" }]
+    ));
     // Backs off (100 ms at first), then asks again with twice the deadline.
     let t1 = t0 + TIMEOUT;
     assert_eq!(m.poll_request(t1), None);
@@ -399,7 +407,7 @@ fn silence_is_reported_once_after_three_heartbeats() {
     let due = m.poll_timeout().unwrap();
     assert!(due > t0 + MS(3000) && due <= t0 + MS(3001));
     m.handle_timeout(due);
-    assert!(matches!(&events(&mut m)[..], [Event::Stale { .. }]));
+    assert!(matches!(&events(&mut m)[..], [FollowEvent::Stale { .. }]));
     m.handle_timeout(due + MS(5000));
     assert!(events(&mut m).is_empty(), "reported once");
     m.handle_stream(&suite.heartbeat(), due + MS(5000));
@@ -443,7 +451,7 @@ fn garbage_is_reported_and_changes_nothing() {
     m.handle_stream(&[b"tasks".to_vec(), b"{not json".to_vec()], t0);
     let seen = events(&mut m);
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|e| matches!(e, Event::Malformed { .. })));
+    assert!(seen.iter().all(|e| matches!(e, FollowEvent::Malformed { .. })));
     assert!(m.is_synced());
     assert!(holds(&m, &suite, "tasks"));
 }
@@ -490,7 +498,7 @@ fn a_message_dropped_unread_is_a_gap_repaired_by_replay() {
     m.handle_dropped(b"_hb", t0);
     assert!(matches!(
         &events(&mut m)[..],
-        [Event::Gap { have: 1, seen: 2, .. }]
+        [FollowEvent::Gap { have: 1, seen: 2, .. }]
     ));
     assert_eq!(m.stats().dropped, 2);
     let replay = m.poll_request(t0).unwrap();

@@ -12,13 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clonewire_core::{Limits, Projection, Subscription};
+use clonewire_core::{Projection, Subscription, SubscriptionLimits};
 use serde_json::json;
 
 use crate::clients::{flood_garbage, half_open, never_read, CheckedClient};
-use crate::procs::{self, http_get, rss_bytes, Proc};
+use crate::procs::{self, http_get, Proc};
 use crate::proxy::{LinkFaults, Proxy};
 use crate::truth::{Truth, TruthFollower};
+use sampler::{relay_all_live, sample, scrape, Sampler};
+
+mod sampler;
 
 /// The subscriptions the checked clients hold (cycled when there are more clients).
 pub const QUERIES: [&str; 5] = [
@@ -172,13 +175,6 @@ struct Suite {
     rep_endpoint: String,
     proc: Option<Proc>,
     busy: bool,
-}
-
-struct Sampler {
-    pid: AtomicU32,
-    peak: AtomicU64,
-    /// The last scrape of each relay process, by pid.
-    scrapes: Mutex<BTreeMap<u32, BTreeMap<String, f64>>>,
 }
 
 struct Campaign {
@@ -688,7 +684,7 @@ impl Campaign {
 /// The first difference between a client's copy and the projection of its suite's
 /// state, or `None` when every client holds exactly its projection, verified.
 fn mismatch(clients: &[CheckedClient], suites: &[Suite], truths: &[Truth]) -> Option<String> {
-    let roomy = Limits {
+    let roomy = SubscriptionLimits {
         max_query_bytes: usize::MAX,
         max_depth: 64,
         max_fields: usize::MAX,
@@ -740,69 +736,4 @@ fn mismatch(clients: &[CheckedClient], suites: &[Suite], truths: &[Truth]) -> Op
         }
     }
     None
-}
-
-fn sample(sampler: &Sampler, stop: &AtomicBool, addr: SocketAddr, _bound: u64) {
-    let mut tick = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(rss) = rss_bytes(sampler.pid.load(Ordering::Relaxed)) {
-            sampler.peak.fetch_max(rss, Ordering::Relaxed);
-        }
-        if tick % 5 == 0 {
-            scrape(sampler, addr);
-        }
-        tick += 1;
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Scrapes `/metrics` into the current relay process's slot.
-/// True when the relay's `/healthz` says every workflow is `live`.
-fn relay_all_live(addr: SocketAddr) -> bool {
-    let Some(text) = http_get(addr, "/healthz") else {
-        return false;
-    };
-    let Ok(health) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    health["workflows"]
-        .as_object()
-        .is_some_and(|w| !w.is_empty() && w.values().all(|s| s["state"] == "live"))
-}
-
-fn scrape(sampler: &Sampler, addr: SocketAddr) {
-    let pid = sampler.pid.load(Ordering::Relaxed);
-    let Some(text) = http_get(addr, "/metrics") else {
-        return;
-    };
-    let wanted = [
-        "clonewire_repairs_total",
-        "clonewire_suite_problems_total",
-        "clonewire_conflations_total",
-        "clonewire_bridges_total",
-        "clonewire_overflows_total",
-        "clonewire_handshakes_evicted_total",
-        "clonewire_rate_limited_total",
-        "clonewire_bad_client_messages_total",
-        "clonewire_deltas_in_total",
-    ];
-    let mut values = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        if wanted.iter().any(|w| name.starts_with(w)) {
-            if let Ok(v) = value.parse::<f64>() {
-                values.insert(name.to_owned(), v);
-            }
-        }
-    }
-    // The pid is read before the scrape: a scrape that raced a restart is dropped.
-    if sampler.pid.load(Ordering::Relaxed) == pid {
-        sampler
-            .scrapes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pid, values);
-    }
 }

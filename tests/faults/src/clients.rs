@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage};
-use clonewire_wasm::store::{Outcome, Store};
+use clonewire_wasm::store::{ApplyOutcome, Store};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -128,7 +128,7 @@ fn apply(state: &mut ClientState, text: &str) -> Option<ClientMessage> {
         state.errors += 1;
     }
     match state.store.apply_message(&message) {
-        Some(((workflow, topic), Outcome::Rejected(_))) => {
+        Some(((workflow, topic), ApplyOutcome::Rejected(_))) => {
             state.rejected += 1;
             Some(ClientMessage::Resync { workflow, topic })
         }

@@ -23,7 +23,7 @@ pub struct LinkFaults {
 
 /// What the forwarder did, by kind.
 #[derive(Debug, Default)]
-pub struct LinkStats {
+pub struct ProxyStats {
     /// Messages forwarded.
     pub forwarded: AtomicU64,
     /// Deltas dropped.
@@ -43,7 +43,7 @@ pub struct Proxy {
     /// Faults apply while set.
     pub faults_on: Arc<AtomicBool>,
     /// Counters.
-    pub stats: Arc<LinkStats>,
+    pub stats: Arc<ProxyStats>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -62,7 +62,7 @@ impl Proxy {
         xpub.bind("tcp://127.0.0.1:0")?;
         let endpoint = xpub.get_last_endpoint()?.map_err(|_| zmq::Error::EINVAL)?;
         let faults_on = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(LinkStats::default());
+        let stats = Arc::new(ProxyStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (on, st, stopping) = (faults_on.clone(), stats.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -93,7 +93,7 @@ fn forward(
     xpub: &zmq::Socket,
     faults: LinkFaults,
     on: &AtomicBool,
-    stats: &LinkStats,
+    stats: &ProxyStats,
     stop: &AtomicBool,
     seed: u64,
 ) {

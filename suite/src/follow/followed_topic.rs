@@ -16,7 +16,7 @@ pub(super) struct Queued {
 }
 
 /// One followed topic.
-pub(super) struct Replica {
+pub(super) struct FollowedTopic {
     pub(super) topic: Topic,
     pub(super) seq: u64,
     /// Applying the next delta is safe; false while joining or repairing.
@@ -31,10 +31,10 @@ pub(super) struct Replica {
     pub(super) stuck: u32,
 }
 
-impl Replica {
+impl FollowedTopic {
     /// An empty replica at seq 0; untrusted ones are fetched by snapshot.
-    pub(super) fn new(name: &str, trusted: bool) -> Replica {
-        Replica {
+    pub(super) fn new(name: &str, trusted: bool) -> FollowedTopic {
+        FollowedTopic {
             topic: Topic::new(name),
             seq: 0,
             trusted,

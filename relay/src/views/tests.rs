@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint};
-use clonewire_core::{Changes, Limits, Projection, Schema, Subscription, Topic};
-use clonewire_relay::metrics::OutboxCounters;
-use clonewire_relay::outbox::{Outbox, Outgoing};
-use clonewire_relay::registry::{Group, Registry};
-use clonewire_relay::views::{Store, Views};
-use clonewire_wasm::store::{Outcome, Store as ClientStore};
+use clonewire_core::{Changes, Projection, Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_wasm::store::{ApplyOutcome, Store};
 use serde_json::{json, Value};
+
+use super::{ClientId, ReplicaSource, SubscriptionViews};
+use crate::metrics::OutboxCounters;
+use crate::outbox::{Outbox, Outgoing};
+use crate::registry::{Group, Registry};
 
 const W: &str = "demo";
 
@@ -21,7 +22,7 @@ struct Fake {
     topics: BTreeMap<String, (Topic, u64)>,
 }
 
-impl Store for Fake {
+impl ReplicaSource for Fake {
     fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -46,7 +47,7 @@ impl Fake {
     }
 
     /// Applies a patch as a suite delta would, and tells the views.
-    fn apply(&mut self, views: &mut Views, topic: &str, patch: Value) -> Changes {
+    fn apply(&mut self, views: &mut SubscriptionViews, topic: &str, patch: Value) -> Changes {
         let entry = self
             .topics
             .entry(topic.to_owned())
@@ -63,7 +64,7 @@ impl Fake {
 
 struct Client {
     outbox: Arc<Outbox>,
-    store: ClientStore,
+    store: Store,
     frames: Vec<String>,
 }
 
@@ -71,7 +72,7 @@ impl Client {
     fn new() -> Client {
         Client {
             outbox: Arc::new(Outbox::new(1 << 20, 8 << 20, Default::default())),
-            store: ClientStore::new(),
+            store: Store::new(),
             frames: Vec::new(),
         }
     }
@@ -104,7 +105,10 @@ impl Client {
             let Some((_, outcome)) = self.store.apply_message(&RelayMessage::decode(&text).unwrap()) else {
                 continue;
             };
-            assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?} for {text}");
+            assert!(
+                matches!(outcome, ApplyOutcome::Applied(_)),
+                "{outcome:?} for {text}"
+            );
         }
         n
     }
@@ -115,7 +119,7 @@ impl Client {
 }
 
 fn group(registry: &Registry, text: &str) -> Arc<Group> {
-    registry.intern(Subscription::parse(text, &Limits::default()).unwrap())
+    registry.intern(Subscription::parse(text, &SubscriptionLimits::default()).unwrap())
 }
 
 fn projection(store: &Fake, group: &Group, topic: &str) -> Value {
@@ -143,16 +147,16 @@ fn tasks(n: usize) -> Value {
 fn clients_hold_exactly_their_projection_and_share_frames() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(5));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let status = group(&registry, "{ workflows { taskProxies { status } workflow } }");
     let mut a = Client::new();
     let mut b = Client::new();
     let mut c = Client::new();
-    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
-    views.rebind(&store, 2, b.outbox.clone(), Some(status.clone()), None);
-    views.rebind(&store, 3, c.outbox.clone(), Some(status.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(names.clone()), None);
+    views.rebind(&store, ClientId(2), b.outbox.clone(), Some(status.clone()), None);
+    views.rebind(&store, ClientId(3), c.outbox.clone(), Some(status.clone()), None);
     for (i, s) in ["running", "succeeded"].iter().enumerate() {
         store.apply(
             &mut views,
@@ -184,12 +188,12 @@ fn clients_hold_exactly_their_projection_and_share_frames() {
 fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let (b, c) = (Client::new(), Client::new());
-    views.rebind(&store, 2, b.outbox.clone(), Some(sub.clone()), None);
-    views.rebind(&store, 3, c.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, ClientId(2), b.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, ClientId(3), c.outbox.clone(), Some(sub.clone()), None);
     for out in [&b.outbox, &c.outbox] {
         assert!(
             matches!(out.pop(), Some(Outgoing::Text(_))),
@@ -210,15 +214,15 @@ fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
 fn a_subscription_change_sends_only_what_is_new() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(50));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let more = group(&registry, "{ workflows { taskProxies { name status } } }");
     let mut a = Client::new();
-    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(names.clone()), None);
     a.drain();
     let before = a.frames.len();
-    views.rebind(&store, 1, a.outbox.clone(), Some(more.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(more.clone()), None);
     a.drain();
     let bridge = &a.frames[before..];
     assert_eq!(bridge.len(), 1, "{bridge:?}");
@@ -229,7 +233,7 @@ fn a_subscription_change_sends_only_what_is_new() {
     );
     assert_eq!(a.copy("taskProxies"), projection(&store, &more, "taskProxies"));
     // And back: the status leaves go, nothing else is sent.
-    views.rebind(&store, 1, a.outbox.clone(), Some(names.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(names.clone()), None);
     a.drain();
     assert_eq!(a.copy("taskProxies"), projection(&store, &names, "taskProxies"));
     store.apply(
@@ -245,13 +249,13 @@ fn a_subscription_change_sends_only_what_is_new() {
 fn resume_sends_one_delta_when_history_and_hash_allow() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(20));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let mut a = Client::new();
-    views.rebind(&store, 1, a.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(sub.clone()), None);
     a.drain();
-    views.leave(1);
+    views.leave(ClientId(1));
     // While it is away, things change.
     for i in 0..5 {
         store.apply(
@@ -266,7 +270,13 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
         store: a.store.clone(),
         frames: vec![],
     };
-    views.rebind(&store, 2, back.outbox.clone(), Some(sub.clone()), points.get(W));
+    views.rebind(
+        &store,
+        ClientId(2),
+        back.outbox.clone(),
+        Some(sub.clone()),
+        points.get(W),
+    );
     back.drain();
     let sent: Vec<&String> = back
         .frames
@@ -283,7 +293,13 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
         p.hash = clonewire_core::Hash(p.hash.0 ^ 1);
     }
     let mut other = Client::new();
-    views.rebind(&store, 3, other.outbox.clone(), Some(sub.clone()), Some(&wrong));
+    views.rebind(
+        &store,
+        ClientId(3),
+        other.outbox.clone(),
+        Some(sub.clone()),
+        Some(&wrong),
+    );
     other.drain();
     assert!(other.frames.iter().any(|f| f.contains("\"type\":\"snapshot\"")));
 }
@@ -292,11 +308,11 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
 fn a_new_epoch_arrives_as_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies } }");
     let mut a = Client::new();
-    views.rebind(&store, 1, a.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(sub.clone()), None);
     a.drain();
     store.epoch = "e2".into();
     views.on_new_epoch();
@@ -315,17 +331,17 @@ fn a_new_epoch_arrives_as_a_snapshot() {
 fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 1_000);
+    let mut views = SubscriptionViews::new(Arc::from(W), 1_000);
     store.apply(&mut views, "taskProxies", tasks(10));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let counters: Arc<OutboxCounters> = Default::default();
     let outbox = Arc::new(Outbox::new(2_000, 1 << 20, counters.clone()));
     let mut slow = Client {
         outbox,
-        store: ClientStore::new(),
+        store: Store::new(),
         frames: vec![],
     };
-    views.rebind(&store, 1, slow.outbox.clone(), Some(sub.clone()), None);
+    views.rebind(&store, ClientId(1), slow.outbox.clone(), Some(sub.clone()), None);
     let joined = slow.outbox.bytes();
     for round in 0..200 {
         store.apply(
@@ -339,7 +355,7 @@ fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let outbox = slow.outbox.clone();
     let sent = slow.drain_bridging(|asks| {
         for (topic, held) in asks {
-            views.bridge_lagging(&store, 1, &outbox, &topic, held.as_ref());
+            views.bridge_lagging(&store, ClientId(1), &outbox, &topic, held.as_ref());
         }
     });
     assert!(sent < 30, "{sent} messages for 200 deltas");
@@ -357,16 +373,22 @@ fn a_lagging_client_gets_one_bridging_delta_and_converges() {
 fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 5);
+    let mut views = SubscriptionViews::new(Arc::from(W), 5);
     store.apply(&mut views, "taskProxies", tasks(10));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
     let mut slow = Client {
         outbox: Arc::new(Outbox::new(1_000, 1 << 20, Default::default())),
-        store: ClientStore::new(),
+        store: Store::new(),
         frames: vec![],
     };
-    views.rebind(&store, 1, slow.outbox.clone(), Some(narrow.clone()), None);
+    views.rebind(
+        &store,
+        ClientId(1),
+        slow.outbox.clone(),
+        Some(narrow.clone()),
+        None,
+    );
     for round in 0..50 {
         store.apply(
             &mut views,
@@ -375,12 +397,12 @@ fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
         );
     }
     // It changes subscription while lagging: what it holds is not the new view's.
-    views.rebind(&store, 1, slow.outbox.clone(), Some(wide.clone()), None);
+    views.rebind(&store, ClientId(1), slow.outbox.clone(), Some(wide.clone()), None);
     store.apply(&mut views, "taskProxies", json!({"1/t1": {"name": "renamed"}}));
     let outbox = slow.outbox.clone();
     slow.drain_bridging(|asks| {
         for (topic, held) in asks {
-            views.bridge_lagging(&store, 1, &outbox, &topic, held.as_ref());
+            views.bridge_lagging(&store, ClientId(1), &outbox, &topic, held.as_ref());
         }
     });
     assert_eq!(views.stats().bridged, 0, "history too short and the view changed");
@@ -392,13 +414,13 @@ fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
 fn different_subscriptions_that_see_the_same_change_share_its_patch() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = Views::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), 100);
     store.apply(&mut views, "taskProxies", tasks(3));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
     let (mut a, mut b) = (Client::new(), Client::new());
-    views.rebind(&store, 1, a.outbox.clone(), Some(narrow.clone()), None);
-    views.rebind(&store, 2, b.outbox.clone(), Some(wide.clone()), None);
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(narrow.clone()), None);
+    views.rebind(&store, ClientId(2), b.outbox.clone(), Some(wide.clone()), None);
     a.drain();
     b.drain();
     store.apply(&mut views, "taskProxies", json!({"1/t0": {"status": "running"}}));

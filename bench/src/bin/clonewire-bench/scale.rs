@@ -1,0 +1,166 @@
+//! The scale part: a large and a 1K-task suite, each followed by a relay of its own,
+//! run side by side under the same load.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{free_port, median, metric, run_clients, sibling, wait_listening, Bench, ClientRun, Proc, Suite};
+
+/// The scale part: per-delta relay cost on a 1K- and a large suite side by side, a
+/// new client's projection, and repairing one lost delta by replay vs a snapshot.
+pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
+    let big_tasks = bench
+        .args
+        .scale_tasks
+        .unwrap_or(if bench.args.quick { 10_000 } else { 100_000 });
+    let rate = if bench.args.quick { 100.0 } else { 200.0 };
+    let clients = 10;
+    let secs = if bench.args.quick { 3.0 } else { 20.0 };
+    println!(
+        "\n## Scale: 1K vs {}K tasks, {rate} deltas/s each, {clients} clients per relay\n",
+        big_tasks / 1000
+    );
+    let started = Instant::now();
+    let small = Suite::start("small", 1000, rate, 7)?;
+    let big = Suite::start("big", big_tasks, rate, 7)?;
+    let ctx = zmq::Context::new();
+    // Wait until both suites answer (the large one fills its store first).
+    for suite in [&small, &big] {
+        suite.request(&ctx, r#"{"op":"hello"}"#)?;
+    }
+    // ...and has published its first cycles (a 100K-task store takes a while).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (v, _, _) = big.request(&ctx, r#"{"op":"verify","topics":["taskProxies"]}"#)?;
+        if v.pointer("/topics/taskProxies/seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            > 1
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the large suite did not publish within 300 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("suites up in {:.1} s", started.elapsed().as_secs_f64());
+    let config = bench.dir.join("relay.toml");
+    let mut relays = Vec::new();
+    for suite in [&small, &big] {
+        let port = free_port()?;
+        let proc = Proc::spawn(
+            "clonewire-relay",
+            Command::new(sibling("clonewire-relay")?)
+                .arg("--config")
+                .arg(&config)
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+                .args(["--suite", &suite.flag()]),
+        )?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_listening(addr, "clonewire-relay")?;
+        relays.push((proc, addr));
+    }
+    // Both relays under the same load at the same time, so noise hits both.
+    let warmup = if bench.args.quick { 3.0 } else { 8.0 };
+    let runs: Vec<_> = relays
+        .iter()
+        .map(|(proc, addr)| {
+            let url = format!("ws://{addr}/ws");
+            let pid = proc.pid();
+            let addr = *addr;
+            std::thread::spawn(move || -> Result<(ClientRun, f64), String> {
+                let before = std::sync::Arc::new(std::sync::Mutex::new(None));
+                let b2 = before.clone();
+                let probe = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs_f64(warmup));
+                    if let Ok(mut b) = b2.lock() {
+                        *b = metric(addr, "deltas_in");
+                    }
+                });
+                let run = run_clients(&url, 1, clients, 1, warmup, secs, "relay", &[pid])?;
+                let _ = probe.join();
+                let after = metric(addr, "deltas_in");
+                let before = before.lock().ok().and_then(|b| *b);
+                let deltas = after.zip(before).map_or(0.0, |(a, b)| a - b);
+                Ok((run, deltas))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(run.join().map_err(|_| "a client thread panicked")??);
+    }
+    let per_delta: Vec<f64> = results
+        .iter()
+        .map(|(run, deltas)| run.cpu[0] / deltas.max(1.0) * 1e6)
+        .collect();
+    println!("| suite | deltas in | relay CPU s | relay us/delta | clients' latency p50 / p99 ms | first join (cold) ms | join bytes |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((label, (run, deltas)), us) in ["1K", "large"].iter().zip(&results).zip(&per_delta) {
+        println!(
+            "| {label} | {deltas:.0} | {:.2} | {us:.0} | {:.1} / {:.1} | {:.0} | {:.0} |",
+            run.cpu[0],
+            run.report.latency_ms.p50,
+            run.report.latency_ms.p99,
+            run.report.join_ms.max,
+            run.report.join_bytes
+        );
+    }
+    println!(
+        "\nper-delta relay cost, {}K / 1K tasks: {:.2} (goal <= 1.2)",
+        big_tasks / 1000,
+        per_delta[1] / per_delta[0].max(1e-9)
+    );
+    // A new client on a relay that already follows the topic (within its linger).
+    println!("\n| new client (warm relay) | time to projection ms | bytes |");
+    println!("|---|---|---|");
+    for (label, (_, addr)) in ["1K", "large"].iter().zip(&relays) {
+        // The client process waits until its client holds the projection, so a short
+        // warm-up keeps both measurements well within the relay's topic linger (10 s);
+        // a longer one would let the large relay drop the topic and measure a cold join.
+        let run = run_clients(&format!("ws://{addr}/ws"), 1, 1, 1, 0.5, 0.2, "relay", &[])?;
+        println!(
+            "| {label} | {:.0} | {:.0} |",
+            run.report.join_ms.max, run.report.join_bytes
+        );
+    }
+    // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
+    println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
+    println!("|---|---|---|---|---|---|");
+    for (label, suite) in [("1K", &small), ("large", &big)] {
+        let mut replay = Vec::new();
+        let mut snapshot = Vec::new();
+        for _ in 0..3 {
+            let (v, _, _) = suite.request(&ctx, r#"{"op":"verify","topics":["taskProxies"]}"#)?;
+            let seq = v
+                .pointer("/topics/taskProxies/seq")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            let (_, rb, rms) = suite.request(
+                &ctx,
+                &format!(r#"{{"op":"replay","topic":"taskProxies","from":{seq}}}"#),
+            )?;
+            let (_, sb, sms) = suite.request(&ctx, r#"{"op":"snapshot","topics":["taskProxies"]}"#)?;
+            replay.push((rb as f64, rms));
+            snapshot.push((sb as f64, sms));
+        }
+        let (rb, rms) = (
+            median(replay.iter().map(|x| x.0).collect()),
+            median(replay.iter().map(|x| x.1).collect()),
+        );
+        let (sb, sms) = (
+            median(snapshot.iter().map(|x| x.0).collect()),
+            median(snapshot.iter().map(|x| x.1).collect()),
+        );
+        println!(
+            "| {label} | {rb:.0} | {rms:.2} | {sb:.0} | {sms:.1} | {:.0}x |",
+            sb / rb.max(1.0)
+        );
+    }
+    drop(relays);
+    Ok(())
+}
