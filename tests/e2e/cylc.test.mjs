@@ -6,7 +6,7 @@
 //
 // Cylc comes from CLONEWIRE_CYLC_VENV, else target/cylc-venv (scripts/test.sh makes
 // it with ensure_cylc). Without it this test fails and says so; it never skips.
-// E2E_STAGE_WWW=1 serves this checkout's www/ and dist/ with `--www`, as in
+// E2E_STAGE_WWW=1 serves this checkout's www/ and wasm-client/dist/ with `--www`, as in
 // page.test.mjs.
 //
 //   cargo build -p clonewire-relay && npm run build && npm run test:e2e
@@ -101,12 +101,12 @@ function startRelay(runDir, extraArgs) {
   });
 }
 
-/** A folder with www/'s files and dist/ as pkg/, for `--www`. */
+/** A folder with www/'s files and wasm-client/dist/ as pkg/, for `--www`. */
 function stageWww() {
   const dir = join(scratch, 'www');
   mkdirSync(dir);
   for (const name of readdirSync(join(root, 'www'))) symlinkSync(join(root, 'www', name), join(dir, name));
-  symlinkSync(join(root, 'dist'), join(dir, 'pkg'));
+  symlinkSync(join(root, 'wasm-client', 'dist'), join(dir, 'pkg'));
   return dir;
 }
 
@@ -117,7 +117,7 @@ before(async () => {
       'or set CLONEWIRE_CYLC_VENV to a venv with cylc-flow 8.5.4',
   );
   assert.ok(existsSync(relayBinary), `no relay at ${relayBinary}: cargo build -p clonewire-relay`);
-  assert.ok(existsSync(join(root, 'dist/index.js')), 'no dist/: npm run build');
+  assert.ok(existsSync(join(root, 'dist/site/index.html')), 'no dist/site/: npm run build');
   assert.ok(existsSync(CHROMIUM_PATH), `no Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium`);
   mkdirSync(artifacts, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), 'clonewire-e2e-cylc-'));
@@ -133,9 +133,19 @@ before(async () => {
 
   relay = await startRelay(runDir, process.env.E2E_STAGE_WWW ? ['--www', stageWww()] : []);
   // Without the page nothing below can pass: say why at once instead of timing out.
-  for (const path of ['', 'app.js', 'pkg/index.js', 'pkg/clonewire_wasm_bg.wasm']) {
+  // The built page imports the module under a content-hashed name (`--www` serves
+  // the plain one): follow app.js to the module, and the module to its wasm.
+  const app = await fetch(new URL('app.js', relay.url));
+  assert.equal(app.status, 200, 'GET /app.js: the relay must serve the page (npm run build)');
+  const entry = /from '\.\/(pkg\/index(?:\.[0-9a-f]{16})?\.js)'/.exec(await app.text())?.[1];
+  assert.ok(entry, 'app.js imports the module from ./pkg/');
+  const module = await fetch(new URL(entry, relay.url));
+  assert.equal(module.status, 200, `GET /${entry}: the relay must serve the module under /pkg/`);
+  const wasm = /'\.\/(clonewire_wasm_bg(?:\.[0-9a-f]{16})?\.wasm)'/.exec(await module.text())?.[1];
+  assert.ok(wasm, `${entry} names its wasm`);
+  for (const path of ['', `pkg/${wasm}`]) {
     const response = await fetch(new URL(path, relay.url));
-    assert.equal(response.status, 200, `GET /${path}: the relay must serve www/ and dist/ (as /pkg/)`);
+    assert.equal(response.status, 200, `GET /${path}: the relay must serve the page and the module (as /pkg/)`);
   }
   cylc('play', '--mode=simulation', WORKFLOW);
   played = true;
