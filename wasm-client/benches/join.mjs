@@ -73,13 +73,16 @@ try {
   const url = relay.match[1];
   browser = await launchChromium(dir);
   const page = browser.pages()[0] ?? (await browser.newPage());
-  const received = { bytes: 0, frames: 0 };
-  page.on('websocket', (ws) =>
+  // Counted per websocket: a closed client's frames still in flight are not this round's.
+  let received = { bytes: 0, frames: 0 };
+  page.on('websocket', (ws) => {
+    const counts = { bytes: 0, frames: 0 };
+    received = counts;
     ws.on('framereceived', ({ payload }) => {
-      received.bytes += typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
-      received.frames += 1;
-    }),
-  );
+      counts.bytes += typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+      counts.frames += 1;
+    });
+  });
   await page.goto(`${url}healthz`);
   /** Connects a fresh client in the page; resolves with ms to a verified copy. */
   const joinOnce = (compression) =>
@@ -96,9 +99,10 @@ try {
           if (performance.now() - start > 300_000) throw new Error('no verified copy in 300 s');
         }
         const took = performance.now() - start;
+        const { snapshots, resyncs, hashMismatches } = client.inspect().counters;
         view.close();
         client.close();
-        return took;
+        return { took, snapshots, resyncs, hashMismatches };
       },
       { entry, query: QUERY, compression },
     );
@@ -118,12 +122,11 @@ try {
       conditions ?? { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     for (const compression of [false, true]) {
       for (let round = 0; round < rounds; round++) {
-        received.bytes = 0;
-        received.frames = 0;
-        const ms = await joinOnce(compression);
+        const { took: ms, snapshots, resyncs, hashMismatches } = await joinOnce(compression);
         console.log(
           `${link.padEnd(18)} ${compression ? 'deflate' : 'text   '} ${String(received.frames).padStart(5)} ` +
-            `${String(received.bytes).padStart(14)} ${ms.toFixed(0).padStart(12)}`,
+            `${String(received.bytes).padStart(14)} ${ms.toFixed(0).padStart(12)}   ` +
+            `(snapshots ${snapshots}, resyncs ${resyncs}, hash mismatches ${hashMismatches})`,
         );
       }
     }
