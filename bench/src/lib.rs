@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clonewire_core::{Projection, Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_core::{Projection, Schema, Seq, Subscription, SubscriptionLimits, Topic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,8 +79,8 @@ pub fn useful(topic: &str, patch: &Value) -> bool {
 pub struct Judge {
     subscription: Subscription,
     schema: Schema,
-    replicas: HashMap<(String, String), (u64, Topic, Option<Projection>)>,
-    verdicts: HashMap<(String, String, u64), bool>,
+    replicas: HashMap<(String, String), (Seq, Topic, Option<Projection>)>,
+    verdicts: HashMap<(String, String, Seq), bool>,
 }
 
 impl Default for Judge {
@@ -104,7 +104,7 @@ impl Judge {
 
     /// A snapshot a client received: starts the replica of (workflow, topic) if
     /// there is none yet.
-    pub fn snapshot(&mut self, workflow: &str, topic: &str, seq: u64, value: &Value) {
+    pub fn snapshot(&mut self, workflow: &str, topic: &str, seq: Seq, value: &Value) {
         let key = (workflow.to_owned(), topic.to_owned());
         if self.replicas.contains_key(&key) {
             return;
@@ -120,7 +120,7 @@ impl Judge {
     }
 
     /// True when the delta `seq` of (workflow, topic) changes the projection.
-    pub fn delta(&mut self, workflow: &str, topic: &str, seq: u64, patch: &Value) -> bool {
+    pub fn delta(&mut self, workflow: &str, topic: &str, seq: Seq, patch: &Value) -> bool {
         let key = (workflow.to_owned(), topic.to_owned(), seq);
         if let Some(verdict) = self.verdicts.get(&key) {
             return *verdict;
@@ -318,13 +318,18 @@ mod judge_tests {
         judge.snapshot(
             "w",
             "familyProxies",
-            4,
+            Seq(4),
             &json!({"1/root": {"state": "running", "stateTotals": {"running": 1}}}),
         );
         let same = json!({"1/root": {"state": "running", "stateTotals": {"running": 2}}});
-        assert!(!judge.delta("w", "familyProxies", 5, &same));
-        assert!(judge.delta("w", "familyProxies", 6, &json!({"1/root": {"state": "failed"}})));
+        assert!(!judge.delta("w", "familyProxies", Seq(5), &same));
+        assert!(judge.delta(
+            "w",
+            "familyProxies",
+            Seq(6),
+            &json!({"1/root": {"state": "failed"}})
+        ));
         // Asked again by another client: the same verdict, applied once.
-        assert!(!judge.delta("w", "familyProxies", 5, &same));
+        assert!(!judge.delta("w", "familyProxies", Seq(5), &same));
     }
 }

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::RelayMessage;
-use clonewire_core::{Hash, Projection, Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_core::{Hash, Projection, Schema, Seq, Subscription, SubscriptionLimits, Topic};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "taskProxies";
@@ -87,8 +87,8 @@ fn relay_step(
         workflow: "demo".into(),
         topic: TOPIC.into(),
         epoch: "e1".into(),
-        seq: 1,
-        prev: Some(0),
+        seq: Seq::new(1),
+        prev: Some(Seq::ZERO),
         hash: *proj_hash,
         time: None,
         patch: projected.to_patch(),

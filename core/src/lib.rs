@@ -6,6 +6,7 @@
 //! - [`hash`]: the leaf hash (XXH3-64 over JCS bytes) and node-hash sums;
 //! - [`schema`]: which objects are keyed collections;
 //! - [`subscription`]: parse, merge, print and project GraphQL-like selections;
+//! - [`seq`]: [`Seq`], a topic's sequence number in one suite epoch;
 //! - [`protocol`]: the suite-link and client-link messages.
 //!
 //! Pure: no I/O, threads, clock or randomness, so it behaves the same natively and
@@ -16,11 +17,13 @@ pub mod document;
 pub mod hash;
 pub mod protocol;
 pub mod schema;
+pub mod seq;
 pub mod subscription;
 
 pub use changes::{Changes, HashedLeaf, LeafChange};
 pub use document::{Document, Node, Object, PatchError, Topic};
 pub use hash::{leaf_hash, Hash};
 pub use schema::Schema;
+pub use seq::Seq;
 pub use subscription::project::Projection;
 pub use subscription::{QueryError, Subscription, SubscriptionLimits};

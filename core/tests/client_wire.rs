@@ -6,7 +6,7 @@
 
 use clonewire_core::protocol::client::fast::{self, Frame};
 use clonewire_core::protocol::client::{ClientErrorCode, RelayMessage, WorkflowState};
-use clonewire_core::{Hash, Schema};
+use clonewire_core::{Hash, Schema, Seq};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -49,10 +49,14 @@ fn hash() -> impl Strategy<Value = Hash> {
     any::<u64>().prop_map(Hash)
 }
 
+fn seq() -> impl Strategy<Value = Seq> {
+    any::<u64>().prop_map(Seq::new)
+}
+
 fn delta() -> impl Strategy<Value = RelayMessage> {
     (
         (name(), name(), name()),
-        (any::<u64>(), prop::option::of(any::<u64>()), hash()),
+        (seq(), prop::option::of(seq()), hash()),
         prop::option::of(time()),
         patch(),
     )
@@ -82,7 +86,7 @@ fn message() -> impl Strategy<Value = RelayMessage> {
     );
     prop_oneof![
         delta(),
-        ((name(), name(), name()), any::<u64>(), hash(), patch()).prop_map(
+        ((name(), name(), name()), seq(), hash(), patch()).prop_map(
             |((workflow, topic, epoch), seq, hash, value)| RelayMessage::Snapshot {
                 workflow,
                 topic,

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use clonewire_core::{Changes, Node, PatchError, Topic};
+use clonewire_core::{Changes, Node, PatchError, Seq, Topic};
 
 use crate::element::Element;
 
@@ -222,9 +222,9 @@ impl TopicBatch {
 /// whole microseconds. Two relays following one scheduler see the same `time` in
 /// the same `all` message, so they number its deltas alike (see `docs/cylc.md`).
 /// `None` for a time that is not a finite, non-negative number.
-pub fn seq_for_time(time: f64) -> Option<u64> {
+pub fn seq_for_time(time: f64) -> Option<Seq> {
     let micros = (time * 1e6).round();
-    (micros.is_finite() && micros >= 0.0 && micros < u64::MAX as f64).then_some(micros as u64)
+    (micros.is_finite() && micros >= 0.0 && micros < u64::MAX as f64).then_some(Seq::new(micros as u64))
 }
 
 #[cfg(test)]
@@ -277,7 +277,10 @@ mod tests {
 
     #[test]
     fn seqs_are_microseconds() {
-        assert_eq!(seq_for_time(1_764_311_742.123_456), Some(1_764_311_742_123_456));
+        assert_eq!(
+            seq_for_time(1_764_311_742.123_456),
+            Some(Seq::new(1_764_311_742_123_456))
+        );
         assert_eq!(seq_for_time(f64::NAN), None);
         assert_eq!(seq_for_time(-1.0), None);
     }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonewire_core::{Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_core::{Schema, Seq, Subscription, SubscriptionLimits, Topic};
 use clonewire_cylc::link::{Link, LinkConfig, LinkEvent, LinkState, Transmit};
 use clonewire_cylc::model::seq_for_time;
 use clonewire_cylc::proto::AllDeltas;
@@ -50,7 +50,7 @@ const QUERIES: [&str; 3] = [
 struct Followed {
     link: Link<CylcReplica>,
     schema: Schema,
-    seqs: BTreeMap<&'static str, u64>,
+    seqs: BTreeMap<&'static str, Seq>,
 }
 
 impl ReplicaSource for Followed {
@@ -60,9 +60,9 @@ impl ReplicaSource for Followed {
     fn schema(&self) -> &Schema {
         &self.schema
     }
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;
-        let seq = self.seqs.get(kind.topic()).copied().unwrap_or(0);
+        let seq = self.seqs.get(kind.topic()).copied().unwrap_or_default();
         Some((self.link.store().store().topic(kind), seq))
     }
     fn topic_names(&self) -> Vec<String> {
@@ -148,8 +148,8 @@ fn drain(followed: &mut Followed, views: &mut SubscriptionViews) {
     for a in applied {
         let derived = a.time.and_then(seq_for_time);
         for (topic, changes) in &a.topics {
-            let prev = followed.seqs.get(topic).copied().unwrap_or(0);
-            let seq = derived.filter(|s| *s > prev).unwrap_or(prev + 1);
+            let prev = followed.seqs.get(topic).copied().unwrap_or_default();
+            let seq = derived.filter(|s| *s > prev).unwrap_or(prev.next());
             followed.seqs.insert(topic, seq);
             views.on_changes(&*followed, topic, prev, seq, changes, a.time.map(|t| t * 1e3));
         }

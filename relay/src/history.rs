@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 
-use clonewire_core::Changes;
+use clonewire_core::{Changes, Seq};
 
 /// One step from `prev` to `seq` (several seqs when a repair jumped).
 #[derive(Debug)]
 struct Step {
-    prev: u64,
-    seq: u64,
+    prev: Seq,
+    seq: Seq,
     changes: Changes,
 }
 
@@ -31,7 +31,7 @@ impl TopicHistory {
     }
 
     /// Records that the topic went from seq `prev` to `seq` with `changes`.
-    pub fn record(&mut self, prev: u64, seq: u64, changes: &Changes) {
+    pub fn record(&mut self, prev: Seq, seq: Seq, changes: &Changes) {
         if let Some(last) = self.steps.back() {
             if last.seq != prev {
                 // Not contiguous (a new epoch or a lost step): older steps cannot chain.
@@ -55,7 +55,7 @@ impl TopicHistory {
 
     /// Everything that changed after `from`, composed, if the history reaches back to
     /// it; `from` equal to `current` gives no changes.
-    pub fn since(&self, from: u64, current: u64) -> Option<Changes> {
+    pub fn since(&self, from: Seq, current: Seq) -> Option<Changes> {
         if from == current {
             return Some(Changes::default());
         }
@@ -84,12 +84,15 @@ mod tests {
         let mut h = TopicHistory::new(3);
         for seq in 1..=5u64 {
             let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
-            h.record(seq - 1, seq, &c);
+            h.record(Seq::new(seq - 1), Seq::new(seq), &c);
         }
-        assert!(h.since(1, 5).is_none(), "only three steps are kept");
-        let c = h.since(2, 5).unwrap();
+        assert!(
+            h.since(Seq::new(1), Seq::new(5)).is_none(),
+            "only three steps are kept"
+        );
+        let c = h.since(Seq::new(2), Seq::new(5)).unwrap();
         assert_eq!(c.to_patch(), json!({"k3": 3, "k4": 4, "k5": 5}));
-        assert!(h.since(5, 5).unwrap().is_empty());
-        assert!(h.since(7, 5).is_none());
+        assert!(h.since(Seq::new(5), Seq::new(5)).unwrap().is_empty());
+        assert!(h.since(Seq::new(7), Seq::new(5)).is_none());
     }
 }

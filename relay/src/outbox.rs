@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use clonewire_core::protocol::client::{CloseCode, ResumePoint};
-use clonewire_core::{Changes, Hash};
+use clonewire_core::{Changes, Hash, Seq};
 use tokio::sync::Notify;
 
 use crate::metrics::OutboxCounters;
@@ -32,9 +32,9 @@ pub struct SharedDelta {
     /// The suite epoch.
     pub epoch: Arc<str>,
     /// The suite seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// The seq of the subscription's previous message for this (workflow, topic).
-    pub prev: Option<u64>,
+    pub prev: Option<Seq>,
     /// Projection hash after applying.
     pub hash: Hash,
     /// The suite's publish time (ms).
@@ -394,8 +394,8 @@ mod tests {
         Arc::new(SharedDelta {
             key: key(t),
             epoch: Arc::from("e"),
-            seq,
-            prev: Some(seq - 1),
+            seq: Seq::new(seq),
+            prev: Some(Seq::new(seq - 1)),
             hash: changes.apply_to_hash(before),
             time: None,
             changes: Arc::new(changes),
@@ -455,14 +455,14 @@ mod tests {
         let held = asks[0].1.as_ref().unwrap();
         assert_eq!(
             (held.seq, held.hash),
-            (2, third.changes.unapply_from_hash(third.hash))
+            (Seq::new(2), third.changes.unapply_from_hash(third.hash))
         );
         out.push_delta(&delta("t", 1_001, "a", 1));
         assert!(out.pop().is_none(), "still lagging until the answer");
         out.push_bridge(&key("t"), Some(delta("t", 1_002, "a", 2)));
-        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 1_002));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == Seq::new(1_002)));
         out.push_delta(&delta("t", 1_003, "a", 3));
-        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 1_003));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == Seq::new(1_003)));
         assert_eq!(counters.bridges.load(Ordering::Relaxed), 1);
     }
 
@@ -506,7 +506,7 @@ mod tests {
         assert!(out.bytes() <= 20_000, "bounded: {}", out.bytes());
         assert!(matches!(out.pop(), Some(Outgoing::Text(_))));
         match out.pop() {
-            Some(Outgoing::Bridge(asks)) => assert_eq!(asks[0].1.as_ref().map(|p| p.seq), Some(0)),
+            Some(Outgoing::Bridge(asks)) => assert_eq!(asks[0].1.as_ref().map(|p| p.seq), Some(Seq::ZERO)),
             other => panic!("{other:?}"),
         }
     }
@@ -524,7 +524,7 @@ mod tests {
         out.push_bridge(&key("t"), Some(Arc::new(big)));
         out.push_delta(&delta("t", 10, "a", 10));
         assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.text.len() == 1_000));
-        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == 10));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == Seq::new(10)));
         assert_eq!(out.bytes(), 0);
     }
 

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
-use clonewire_core::{Schema, Topic};
+use clonewire_core::{Schema, Seq, Topic};
 use clonewire_suite::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
@@ -216,7 +216,7 @@ impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
     fn schema(&self) -> &Schema {
         self.1
     }
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.0.topic(name)
     }
     fn topic_names(&self) -> Vec<String> {
@@ -391,7 +391,7 @@ impl Worker {
                 self.views.on_new_epoch();
             }
             UpstreamEvent::Repaired { topic, seq, how } => {
-                tracing::info!(workflow = %id, %topic, seq, how, "repaired");
+                tracing::info!(workflow = %id, %topic, %seq, how, "repaired");
                 self.metrics.repairs.get_or_create(&KindLabel::of(how)).inc();
             }
             UpstreamEvent::Problem { kind, detail } => {

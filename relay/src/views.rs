@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
-use clonewire_core::{Changes, Hash, Projection, Schema, Topic};
+use clonewire_core::{Changes, Hash, Projection, Schema, Seq, Topic};
 
 use crate::history::TopicHistory;
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
@@ -39,7 +39,7 @@ pub trait ReplicaSource {
     /// The suite's schema.
     fn schema(&self) -> &Schema;
     /// A topic's replica and seq.
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)>;
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)>;
     /// The topics held.
     fn topic_names(&self) -> Vec<String>;
 }
@@ -47,7 +47,7 @@ pub trait ReplicaSource {
 struct ViewTopic {
     proj: Projection,
     hash: Hash,
-    label: Option<u64>,
+    label: Option<Seq>,
     /// The epoch of the last message; a new epoch goes out as a snapshot.
     epoch: Arc<str>,
 }
@@ -331,7 +331,7 @@ impl SubscriptionViews {
             }
             // The store no longer holds it; a client copy can only be emptied.
             if point.is_some() || old.is_some() {
-                let seq = point.map_or(0, |p| p.seq);
+                let seq = point.map_or(Seq::ZERO, |p| p.seq);
                 outbox.push_snapshot(
                     self.key(topic),
                     snapshot_text(&self.workflow, &epoch, topic, seq, Hash::EMPTY, empty()),
@@ -417,7 +417,7 @@ impl SubscriptionViews {
         &self,
         epoch: &str,
         topic: &str,
-        current: u64,
+        current: Seq,
         vt: &ViewTopic,
         point: &ResumePoint,
     ) -> Option<Resumed> {
@@ -449,7 +449,7 @@ impl SubscriptionViews {
 
     /// Gives a label to a view topic that never sent anything: its members (who hold
     /// nothing) get an empty snapshot labelled `seq`.
-    fn promote(&mut self, epoch: &str, id: GroupId, topic: &str, seq: u64) {
+    fn promote(&mut self, epoch: &str, id: GroupId, topic: &str, seq: Seq) {
         let text = snapshot_text(&self.workflow, epoch, topic, seq, Hash::EMPTY, empty());
         let key = self.key(topic);
         let Some(view) = self.views.get_mut(&id) else {
@@ -473,8 +473,8 @@ impl SubscriptionViews {
         &mut self,
         store: &impl ReplicaSource,
         topic: &str,
-        prev: u64,
-        seq: u64,
+        prev: Seq,
+        seq: Seq,
         changes: &Changes,
         time: Option<f64>,
     ) {
@@ -656,7 +656,7 @@ impl SubscriptionViews {
             }
         }
         for (id, topic, had_label) in gone {
-            let seq = store.topic(&topic).map_or(0, |(_, seq)| seq);
+            let seq = store.topic(&topic).map_or(Seq::ZERO, |(_, seq)| seq);
             if let Some(view) = self.views.get_mut(&id) {
                 view.topics.remove(&topic);
             }
@@ -734,7 +734,7 @@ impl SubscriptionViews {
         let (outbox, id) = (member.outbox.clone(), member.group);
         let epoch = store.epoch().to_owned();
         let key = self.key(topic);
-        let current = store.topic(topic).map_or(0, |(_, seq)| seq);
+        let current = store.topic(topic).map_or(Seq::ZERO, |(_, seq)| seq);
         let vt = self.views.get(&id).and_then(|v| v.topics.get(topic));
         match (vt, store.topic(topic)) {
             (Some(vt), Some((replica, _))) if vt.label.is_some() => {

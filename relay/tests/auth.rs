@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ClientMessage, CloseCode, ResumePoint};
-use clonewire_core::{Document, Hash};
+use clonewire_core::{Document, Hash, Seq};
 use clonewire_relay::config::{Config, Secret};
 use clonewire_suite::Publisher;
 use common::*;
@@ -237,7 +237,7 @@ async fn resume_and_resync_of_a_forbidden_workflow_are_ignored() {
     // Resume points for b: as if the client held b's data (with b's real epoch).
     let point = ResumePoint {
         epoch: b.epoch(),
-        seq: 1,
+        seq: Seq(1),
         hash: Hash::EMPTY,
     };
     let resume = BTreeMap::from([(

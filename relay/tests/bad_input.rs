@@ -386,7 +386,7 @@ async fn garbage_from_a_suite_is_logged_and_repaired_never_a_crash() {
     let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
     let deep_patch = format!(
         "{{\"epoch\":\"{epoch}\",\"seq\":{},\"hash\":\"0000000000000001\",\"patch\":{}1{}}}",
-        state.seq + 1,
+        state.seq.next(),
         "{\"x\":".repeat(100),
         "}".repeat(100)
     );

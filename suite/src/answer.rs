@@ -19,7 +19,7 @@ use clonewire_core::protocol::suite::{
     TopicState, VerifyReply,
 };
 use clonewire_core::protocol::{encode, PROTOCOL};
-use clonewire_core::{Document, Hash, Node, Object, Schema};
+use clonewire_core::{Document, Hash, Node, Object, Schema, Seq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -44,7 +44,7 @@ pub struct ServedState {
     /// Topic values.
     pub document: Document,
     /// Latest seq per topic (topics that were emptied keep theirs).
-    pub seqs: BTreeMap<String, u64>,
+    pub seqs: BTreeMap<String, Seq>,
     /// Recent deltas per topic.
     pub history: History,
 }
@@ -52,7 +52,7 @@ pub struct ServedState {
 impl ServedState {
     fn state(&self, topic: &str) -> TopicState {
         TopicState {
-            seq: self.seqs.get(topic).copied().unwrap_or(0),
+            seq: self.seqs.get(topic).copied().unwrap_or_default(),
             hash: self.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash()),
         }
     }
@@ -154,7 +154,7 @@ fn snapshot(replica: &ServedState, topics: &[&str]) -> Vec<u8> {
     }
     #[derive(Serialize)]
     struct Entry<'a> {
-        seq: u64,
+        seq: Seq,
         hash: Hash,
         value: TopicValue<'a>,
     }
@@ -188,8 +188,8 @@ fn snapshot(replica: &ServedState, topics: &[&str]) -> Vec<u8> {
     encode(&reply)
 }
 
-fn replay(replica: &ServedState, topic: &str, from: u64) -> Vec<u8> {
-    if from == 0 {
+fn replay(replica: &ServedState, topic: &str, from: Seq) -> Vec<u8> {
+    if from == Seq::ZERO {
         return bad_request("replay: seqs start at 1");
     }
     let latest = replica.state(topic).seq;
@@ -285,7 +285,7 @@ mod tests {
         history.push(
             "taskProxies",
             Arc::new(Record {
-                seq: 1,
+                seq: Seq::new(1),
                 hash,
                 time: Some(1.5),
                 patch,
@@ -298,7 +298,7 @@ mod tests {
             schema: Schema::new([vec!["taskProxies"]]),
             epoch: "e1".into(),
             document,
-            seqs: [("taskProxies".to_owned(), 1)].into(),
+            seqs: [("taskProxies".to_owned(), Seq::new(1))].into(),
             history,
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use clonewire_core::Hash;
+use clonewire_core::{Hash, Seq};
 use serde_json::Value;
 
 /// How much history each topic keeps.
@@ -31,7 +31,7 @@ impl Default for HistoryLimits {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// Its seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// The topic hash after it.
     pub hash: Hash,
     /// When it was published (Unix ms).
@@ -48,12 +48,12 @@ pub enum ReplayError {
     /// History no longer reaches back to the seq asked for.
     Gone {
         /// The oldest seq still kept, if any.
-        oldest: Option<u64>,
+        oldest: Option<Seq>,
     },
     /// The seq asked for is past the topic's latest seq.
     Ahead {
         /// The topic's latest seq.
-        latest: u64,
+        latest: Seq,
     },
 }
 
@@ -87,7 +87,7 @@ impl History {
         if entry
             .records
             .back()
-            .is_some_and(|last| last.seq + 1 != record.seq)
+            .is_some_and(|last| !record.seq.follows(last.seq))
         {
             entry.records.clear();
             entry.bytes = 0;
@@ -103,11 +103,11 @@ impl History {
     }
 
     /// The deltas of `topic` from seq `from` to `latest` (the topic's current seq).
-    pub fn since(&self, topic: &str, from: u64, latest: u64) -> Result<Vec<Arc<Record>>, ReplayError> {
-        if from > latest + 1 {
+    pub fn since(&self, topic: &str, from: Seq, latest: Seq) -> Result<Vec<Arc<Record>>, ReplayError> {
+        if from > latest.next() {
             return Err(ReplayError::Ahead { latest });
         }
-        if from == latest + 1 {
+        if from == latest.next() {
             return Ok(Vec::new());
         }
         let records = self.topics.get(topic).map(|t| &t.records);
@@ -115,7 +115,7 @@ impl History {
         let newest = records.and_then(|r| r.back()).map(|r| r.seq);
         match (records, oldest, newest) {
             (Some(records), Some(oldest), Some(newest)) if oldest <= from && newest == latest => {
-                let skip = usize::try_from(from - oldest).unwrap_or(usize::MAX);
+                let skip = usize::try_from(from.since(oldest)).unwrap_or(usize::MAX);
                 Ok(records.iter().skip(skip).cloned().collect())
             }
             _ => Err(ReplayError::Gone { oldest }),
@@ -132,9 +132,13 @@ impl History {
 mod tests {
     use super::*;
 
+    fn s(n: u64) -> Seq {
+        Seq::new(n)
+    }
+
     fn record(seq: u64, bytes: usize) -> Arc<Record> {
         Arc::new(Record {
-            seq,
+            seq: s(seq),
             hash: Hash(seq),
             time: None,
             patch: Value::Null,
@@ -151,15 +155,18 @@ mod tests {
         for seq in 1..=5 {
             h.push("t", record(seq, 10));
         }
-        let seqs = |v: Vec<Arc<Record>>| v.iter().map(|r| r.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(h.since("t", 3, 5).unwrap()), vec![3, 4, 5]);
-        assert_eq!(seqs(h.since("t", 5, 5).unwrap()), vec![5]);
-        assert_eq!(h.since("t", 6, 5).unwrap(), Vec::new());
-        assert_eq!(h.since("t", 2, 5), Err(ReplayError::Gone { oldest: Some(3) }));
-        assert_eq!(h.since("t", 9, 5), Err(ReplayError::Ahead { latest: 5 }));
+        let seqs = |v: Vec<Arc<Record>>| v.iter().map(|r| r.seq.get()).collect::<Vec<_>>();
+        assert_eq!(seqs(h.since("t", s(3), s(5)).unwrap()), vec![3, 4, 5]);
+        assert_eq!(seqs(h.since("t", s(5), s(5)).unwrap()), vec![5]);
+        assert_eq!(h.since("t", s(6), s(5)).unwrap(), Vec::new());
+        assert_eq!(
+            h.since("t", s(2), s(5)),
+            Err(ReplayError::Gone { oldest: Some(s(3)) })
+        );
+        assert_eq!(h.since("t", s(9), s(5)), Err(ReplayError::Ahead { latest: s(5) }));
         h.push("t", record(6, 95));
-        assert_eq!(seqs(h.since("t", 6, 6).unwrap()), vec![6]);
-        assert!(h.since("t", 5, 6).is_err());
+        assert_eq!(seqs(h.since("t", s(6), s(6)).unwrap()), vec![6]);
+        assert!(h.since("t", s(5), s(6)).is_err());
     }
 
     #[test]
@@ -167,10 +174,10 @@ mod tests {
         let mut h = History::new(HistoryLimits::default());
         h.push("t", record(1, 1));
         h.push("t", record(3, 1));
-        assert!(h.since("t", 1, 3).is_err());
-        assert_eq!(h.since("t", 3, 3).unwrap().len(), 1);
-        assert_eq!(h.since("u", 1, 4), Err(ReplayError::Gone { oldest: None }));
+        assert!(h.since("t", s(1), s(3)).is_err());
+        assert_eq!(h.since("t", s(3), s(3)).unwrap().len(), 1);
+        assert_eq!(h.since("u", s(1), s(4)), Err(ReplayError::Gone { oldest: None }));
         // History that stops short of the latest seq cannot answer either.
-        assert!(h.since("t", 3, 4).is_err());
+        assert!(h.since("t", s(3), s(4)).is_err());
     }
 }

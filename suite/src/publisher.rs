@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clonewire_core::protocol::encode;
 use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicState};
-use clonewire_core::{Changes, Document, Hash, Schema};
+use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
 use crate::clock::unix_ms;
@@ -84,7 +84,7 @@ impl PublisherConfig {
 #[derive(Clone, Debug)]
 pub struct Published {
     /// The delta's seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// The topic hash after it.
     pub hash: Hash,
     /// The size of the body sent (or that would have been sent).
@@ -100,7 +100,7 @@ pub(crate) struct PubState {
     socket: zmq::Socket,
     pub(crate) epoch: String,
     pub(crate) document: Document,
-    pub(crate) seqs: BTreeMap<String, u64>,
+    pub(crate) seqs: BTreeMap<String, Seq>,
     feed: SyncSender<Feed>,
     /// The feed overflowed (or the store was reset): stop feeding until the responder
     /// has copied the store.
@@ -231,7 +231,7 @@ impl Publisher {
     pub fn topic_state(&self, topic: &str) -> TopicState {
         let state = self.shared.lock();
         TopicState {
-            seq: state.seqs.get(topic).copied().unwrap_or(0),
+            seq: state.seqs.get(topic).copied().unwrap_or_default(),
             hash: state.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash()),
         }
     }
@@ -265,8 +265,8 @@ impl Publisher {
             return Ok(None);
         }
         let seq = {
-            let seq = state.seqs.entry(topic.to_owned()).or_insert(0);
-            *seq += 1;
+            let seq = state.seqs.entry(topic.to_owned()).or_default();
+            *seq = seq.next();
             *seq
         };
         let hash = state.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash());
@@ -300,7 +300,7 @@ impl Publisher {
                 .socket
                 .send_multipart([topic.as_bytes(), &body], zmq::DONTWAIT)
             {
-                tracing::warn!(topic, seq, error = %e, "could not send a delta");
+                tracing::warn!(topic, %seq, error = %e, "could not send a delta");
             }
         }
         Ok(Some(Published {

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use clonewire_core::Seq;
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Publisher, PublisherConfig};
 use serde_json::json;
@@ -52,12 +53,12 @@ fn a_follower_with_the_server_key_joins_and_follows() {
         .publish("taskProxies", json!({"1/a": {"status": "succeeded"}}))
         .unwrap();
     let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end && f.seq("taskProxies") != Some(2) {
+    while Instant::now() < end && f.seq("taskProxies") != Some(Seq(2)) {
         let _ = f.next_event(Duration::from_millis(20));
     }
     assert_eq!(
         f.seq("taskProxies"),
-        Some(2),
+        Some(Seq(2)),
         "deltas arrive over the encrypted PUB link"
     );
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_core::Schema;
+use clonewire_core::{Schema, Seq};
 use clonewire_suite::{
     FollowEvent, Follower, FollowerConfig, HistoryLimits, Publisher, PublisherConfig, Rung,
 };
@@ -123,7 +123,7 @@ fn an_empty_change_sends_nothing() {
         .publish("taskProxies", json!({"1/nobody": null}))
         .unwrap()
         .is_none());
-    assert_eq!(suite.topic_state("taskProxies").seq, 1);
+    assert_eq!(suite.topic_state("taskProxies").seq, Seq(1));
     assert!(
         suite.publish("_hb", json!({"x": 1})).is_err(),
         "reserved topic names are refused"
@@ -146,8 +146,8 @@ fn a_lost_delta_is_repaired_by_replay() {
     assert!(events.iter().any(|e| matches!(
         e,
         FollowEvent::Gap {
-            have: 1,
-            seen: 3,
+            have: Seq(1),
+            seen: Seq(3),
             heartbeat: false,
             ..
         }
@@ -156,7 +156,7 @@ fn a_lost_delta_is_repaired_by_replay() {
         e,
         FollowEvent::Repaired {
             rung: Rung::Replay,
-            seq: 3,
+            seq: Seq(3),
             ..
         }
     )));
@@ -183,7 +183,7 @@ fn a_heartbeat_reveals_a_lost_last_delta() {
         e,
         FollowEvent::Gap {
             heartbeat: true,
-            seen: 2,
+            seen: Seq(2),
             ..
         }
     )));
@@ -275,7 +275,7 @@ fn a_restart_is_followed_into_the_new_epoch() {
         && caught_up(f, &suite, "taskProxies")));
     assert_ne!(old, new);
     assert!(events.iter().any(|e| matches!(e, FollowEvent::NewEpoch { .. })));
-    assert_eq!(f.seq("taskProxies"), Some(1));
+    assert_eq!(f.seq("taskProxies"), Some(Seq(1)));
     let value = f.topic("taskProxies").unwrap().to_value();
     assert_eq!(
         value.as_object().unwrap().len(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::Schema;
+use clonewire_core::{Schema, Seq};
 use serde::Serialize;
 
 use crate::events::Status;
@@ -62,7 +62,7 @@ pub struct TopicInfo {
     /// The suite epoch of the last message applied.
     pub epoch: String,
     /// The seq of the last message applied.
-    pub seq: Option<u64>,
+    pub seq: Option<Seq>,
     /// The copy's projection hash, 16 hex digits.
     pub hash: String,
     /// False while the copy awaits a snapshot after a failed check.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use clonewire_core::protocol::client::{RelayMessage, Resume, ResumePoint};
-use clonewire_core::{Changes, Hash, Topic};
+use clonewire_core::{Changes, Hash, Seq, Topic};
 use serde_json::Value;
 
 /// A (workflow, topic) pair: the unit of chaining, hashing and resync.
@@ -22,7 +22,7 @@ pub struct TopicCopy {
     /// The suite epoch of the last message applied.
     pub epoch: String,
     /// The seq of the last message applied, `None` before any.
-    pub seq: Option<u64>,
+    pub seq: Option<Seq>,
     /// False from a failed check until the next good snapshot: deltas are ignored then.
     pub verified: bool,
     /// Snapshots in a row whose hash did not check (to stop asking after a few).
@@ -47,9 +47,9 @@ pub enum Reject {
     /// The delta's `prev` is not the seq of the last message applied.
     WrongPrev {
         /// The seq of the last message applied.
-        expected: Option<u64>,
+        expected: Option<Seq>,
         /// The delta's `prev`.
-        got: Option<u64>,
+        got: Option<Seq>,
     },
     /// A delta from an epoch other than the copy's (a new epoch comes as a snapshot).
     WrongEpoch,
@@ -68,9 +68,9 @@ pub enum Reject {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chain {
     /// The seq it follows (`None`: the first message on this connection).
-    pub prev: Option<u64>,
+    pub prev: Option<Seq>,
     /// Its own seq.
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 /// What became of one snapshot or delta.
@@ -136,7 +136,7 @@ impl Store {
         workflow: &str,
         topic: &str,
         epoch: &str,
-        seq: u64,
+        seq: Seq,
         hash: Hash,
         value: &Value,
     ) -> ApplyOutcome {

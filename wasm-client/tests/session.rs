@@ -4,7 +4,7 @@
 
 mod common;
 
-use clonewire_core::SubscriptionLimits;
+use clonewire_core::{Seq, SubscriptionLimits};
 use clonewire_wasm::events::{PageEvent, Status};
 use clonewire_wasm::{Effects, Session};
 use common::{corrupt_hash, FakeRelay};
@@ -365,7 +365,7 @@ fn inspect_reports_views_topics_and_counters() {
     let topic = &report.topics[0];
     assert_eq!(
         (topic.seq, topic.verified, topic.epoch.as_str()),
-        (Some(2), true, "e1")
+        (Some(Seq(2)), true, "e1")
     );
     assert_eq!(report.counters.deltas_by_topic["taskProxies"], 1);
     assert_eq!(report.counters.messages, 5);

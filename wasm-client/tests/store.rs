@@ -3,7 +3,7 @@
 
 mod common;
 
-use clonewire_core::Hash;
+use clonewire_core::{Hash, Seq};
 use clonewire_wasm::store::{ApplyOutcome, Chain, Reject, Store};
 use common::FakeRelay;
 use serde_json::{json, Value};
@@ -17,12 +17,12 @@ fn feed(store: &mut Store, frame: &str) -> ApplyOutcome {
         m["epoch"].as_str().unwrap(),
     );
     let hash: Hash = m["hash"].as_str().unwrap().parse().unwrap();
-    let seq = m["seq"].as_u64().unwrap();
+    let seq = Seq(m["seq"].as_u64().unwrap());
     match m["type"].as_str().unwrap() {
         "snapshot" => store.snapshot(w, t, e, seq, hash, &m["value"]),
         _ => {
             let chain = Chain {
-                prev: m["prev"].as_u64(),
+                prev: m["prev"].as_u64().map(Seq),
                 seq,
             };
             store.delta(w, t, e, chain, hash, &m["patch"])
@@ -60,7 +60,7 @@ fn snapshot_then_chained_deltas_track_the_relay_copy() {
         relay.value("demo", "taskProxies")
     );
     let replica = store.get("demo", "taskProxies").unwrap();
-    assert_eq!((replica.seq, replica.verified), (Some(9), true));
+    assert_eq!((replica.seq, replica.verified), (Some(Seq(9)), true));
 }
 
 #[test]
@@ -83,8 +83,8 @@ fn a_missing_message_is_detected_by_prev_and_nothing_applies_until_a_snapshot() 
     assert_eq!(
         feed(&mut store, &after),
         ApplyOutcome::Rejected(Reject::WrongPrev {
-            expected: Some(1),
-            got: Some(2)
+            expected: Some(Seq(1)),
+            got: Some(Seq(2))
         })
     );
     assert_eq!(
@@ -122,7 +122,7 @@ fn a_delta_whose_hash_does_not_check_is_undone_exactly() {
     let replica = store.get("demo", "taskProxies").unwrap();
     assert_eq!(replica.topic.to_value(), start);
     assert_eq!(replica.topic.hash(), before_hash);
-    assert_eq!((replica.seq, replica.verified), (Some(1), false));
+    assert_eq!((replica.seq, replica.verified), (Some(Seq(1)), false));
 }
 
 #[test]
@@ -161,12 +161,15 @@ fn patches_that_are_not_objects_are_refused() {
         "demo",
         "jobs",
         "e1",
-        Chain { prev: None, seq: 1 },
+        Chain {
+            prev: None,
+            seq: Seq(1),
+        },
         Hash::EMPTY,
         &json!([1, 2]),
     );
     assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
-    let outcome = store.snapshot("demo", "jobs", "e1", 1, Hash::EMPTY, &json!("x"));
+    let outcome = store.snapshot("demo", "jobs", "e1", Seq(1), Hash::EMPTY, &json!("x"));
     assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
 }
 
@@ -196,7 +199,7 @@ fn resume_points_cover_verified_copies_only() {
     store.distrust("demo", "jobs");
     let resume = store.resume_points();
     let point = &resume["demo"]["workflow"];
-    assert_eq!((point.epoch.as_str(), point.seq), ("e1", 3));
+    assert_eq!((point.epoch.as_str(), point.seq), ("e1", Seq(3)));
     assert_eq!(point.hash, store.get("demo", "workflow").unwrap().topic.hash());
     assert!(!resume["demo"].contains_key("jobs"));
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use clonewire_bench::{frame_time, frame_type, now_ms, query, useful, ClientReport, Judge, Latency};
+use clonewire_core::Seq;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -63,7 +64,7 @@ struct About {
     #[serde(default)]
     topic: String,
     #[serde(default)]
-    seq: u64,
+    seq: Seq,
     #[serde(default)]
     patch: Value,
     #[serde(default)]

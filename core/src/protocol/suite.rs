@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{decode, DecodeError};
 use crate::hash::Hash;
 use crate::schema::Schema;
+use crate::seq::Seq;
 
 /// Frame 0 of a heartbeat.
 pub const HEARTBEAT_TOPIC: &str = "_hb";
@@ -21,7 +22,7 @@ pub struct Delta {
     /// Changes every time the suite process starts.
     pub epoch: String,
     /// Per (epoch, topic): 1 for the first delta, +1 for each next.
-    pub seq: u64,
+    pub seq: Seq,
     /// The topic hash after applying `patch`.
     pub hash: Hash,
     /// Unix time in milliseconds when published.
@@ -41,7 +42,7 @@ pub struct Heartbeat {
     pub time: Option<f64>,
     /// Latest seq per topic.
     #[serde(default)]
-    pub seqs: BTreeMap<String, u64>,
+    pub seqs: BTreeMap<String, Seq>,
 }
 
 /// A goodbye (`_bye`), once on orderly shutdown.
@@ -83,7 +84,7 @@ impl PubMessage {
             }),
             t => {
                 let delta: Delta = decode("delta", body)?;
-                if delta.seq == 0 {
+                if delta.seq == Seq::ZERO {
                     return Err(DecodeError {
                         what: "delta",
                         reason: "seq starts at 1".into(),
@@ -130,7 +131,7 @@ pub enum Request {
         /// The topic.
         topic: String,
         /// The first seq wanted.
-        from: u64,
+        from: Seq,
     },
     /// The node hash of every child of the object at `path` in `topic`.
     Hashes {
@@ -167,7 +168,7 @@ impl Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
     /// Latest seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// Topic hash at that seq.
     pub hash: Hash,
 }
@@ -195,7 +196,7 @@ pub struct HelloReply {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopicSnapshot {
     /// The seq the value was taken at.
-    pub seq: u64,
+    pub seq: Seq,
     /// The topic hash of `value`.
     pub hash: Hash,
     /// The topic's value.
@@ -224,7 +225,7 @@ pub struct VerifyReply {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplayedDelta {
     /// Its seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// Topic hash after it.
     pub hash: Hash,
     /// When it was published.
@@ -249,7 +250,7 @@ pub struct HashesReply {
     /// The current epoch.
     pub epoch: String,
     /// The topic's seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// The node hash at `path`.
     pub hash: Hash,
     /// The node hash of every child.
@@ -262,7 +263,7 @@ pub struct GetReply {
     /// The current epoch.
     pub epoch: String,
     /// The topic's seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// One value (or null) per requested path.
     pub values: Vec<Value>,
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Schema, Topic};
+use clonewire_core::{Schema, Seq, Topic};
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Rung};
 
@@ -81,7 +81,7 @@ impl ClonewireUpstream {
                 ..
             } => out.push_back(UpstreamEvent::Changed {
                 topic,
-                prev: seq.saturating_sub(1),
+                prev: seq.prev().unwrap_or_default(),
                 seq,
                 changes,
                 time,
@@ -115,7 +115,7 @@ impl ClonewireUpstream {
                 });
                 out.push_back(UpstreamEvent::Changed {
                     topic,
-                    prev: seq.saturating_sub(1),
+                    prev: seq.prev().unwrap_or_default(),
                     seq,
                     changes,
                     time: None,
@@ -224,7 +224,7 @@ impl Upstream for ClonewireUpstream {
         self.follower.schema()
     }
 
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.follower.topic(name).zip(self.follower.seq(name))
     }
 

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Schema, Topic};
+use clonewire_core::{Schema, Seq, Topic};
 use clonewire_cylc::contact::{Contact, CONTACT_FILE, SERVICE_DIR};
 use clonewire_cylc::driver::{Driver, DriverError};
 use clonewire_cylc::link::{LinkEvent, LinkState};
@@ -38,7 +38,7 @@ pub struct CylcUpstream {
     epoch: String,
     schema: Schema,
     /// Each topic's seq, in [`Kind::APPLY_ORDER`].
-    seqs: [u64; 7],
+    seqs: [Seq; 7],
     joined: bool,
     /// Events translated but not handed out yet.
     ready: VecDeque<UpstreamEvent>,
@@ -65,7 +65,7 @@ impl CylcUpstream {
             contact_file: run_dir.join(SERVICE_DIR).join(CONTACT_FILE),
             epoch,
             schema: clonewire_cylc::schema(),
-            seqs: [0; 7],
+            seqs: [Seq::ZERO; 7],
             joined: false,
             ready: VecDeque::new(),
         })
@@ -88,7 +88,7 @@ impl CylcUpstream {
                 continue;
             };
             let prev = self.seqs[slot];
-            let seq = derived.filter(|s| *s > prev).unwrap_or(prev + 1);
+            let seq = derived.filter(|s| *s > prev).unwrap_or(prev.next());
             self.seqs[slot] = seq;
             self.ready.push_back(UpstreamEvent::Changed {
                 topic: topic.to_owned(),
@@ -196,7 +196,7 @@ impl Upstream for CylcUpstream {
         &self.schema
     }
 
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;
         // Nothing to show before the first snapshot: an empty replica is not the
         // workflow's data (a client gets the topic when the link joins).

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Changes, Schema, Topic};
+use clonewire_core::{Changes, Schema, Seq, Topic};
 
 /// An upstream's error: the link thread only logs it and retries a little later.
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
@@ -82,9 +82,9 @@ pub enum UpstreamEvent {
         /// The topic.
         topic: String,
         /// The seq before.
-        prev: u64,
+        prev: Seq,
         /// The seq now.
-        seq: u64,
+        seq: Seq,
         /// The leaves that changed.
         changes: Changes,
         /// The upstream's publish time (Unix ms), if it said.
@@ -108,7 +108,7 @@ pub enum UpstreamEvent {
         /// The topic.
         topic: String,
         /// Its seq now.
-        seq: u64,
+        seq: Seq,
         /// How (the `repairs` metric label: "replay", "hashes", "snapshot"...).
         how: &'static str,
     },
@@ -147,7 +147,7 @@ pub trait Upstream {
     fn schema(&self) -> &Schema;
 
     /// A followed topic's replica and seq.
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)>;
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)>;
 
     /// The names of the topics followed now.
     fn topic_names(&self) -> Vec<String>;

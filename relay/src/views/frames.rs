@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::RelayMessage;
-use clonewire_core::{Changes, Hash, Projection};
+use clonewire_core::{Changes, Hash, Projection, Seq};
 use serde_json::{Map, Value};
 
 use super::ReplicaSource;
@@ -18,8 +18,8 @@ pub(super) fn bridging_delta(
     workflow: &Arc<str>,
     epoch: &str,
     topic: &str,
-    prev: u64,
-    seq: u64,
+    prev: Seq,
+    seq: Seq,
     hash: Hash,
     changes: Changes,
 ) -> SharedDelta {
@@ -42,7 +42,7 @@ pub(super) fn snapshot_text(
     workflow: &str,
     epoch: &str,
     topic: &str,
-    seq: u64,
+    seq: Seq,
     hash: Hash,
     value: Value,
 ) -> Arc<str> {

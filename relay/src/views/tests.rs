@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint};
-use clonewire_core::{Changes, Projection, Schema, Subscription, SubscriptionLimits, Topic};
+use clonewire_core::{Changes, Projection, Schema, Seq, Subscription, SubscriptionLimits, Topic};
 use clonewire_wasm::store::{ApplyOutcome, Store};
 use serde_json::{json, Value};
 
@@ -19,7 +19,7 @@ const W: &str = "demo";
 struct Fake {
     epoch: String,
     schema: Schema,
-    topics: BTreeMap<String, (Topic, u64)>,
+    topics: BTreeMap<String, (Topic, Seq)>,
 }
 
 impl ReplicaSource for Fake {
@@ -29,7 +29,7 @@ impl ReplicaSource for Fake {
     fn schema(&self) -> &Schema {
         &self.schema
     }
-    fn topic(&self, name: &str) -> Option<(&Topic, u64)> {
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.topics.get(name).map(|(t, s)| (t, *s))
     }
     fn topic_names(&self) -> Vec<String> {
@@ -51,10 +51,10 @@ impl Fake {
         let entry = self
             .topics
             .entry(topic.to_owned())
-            .or_insert_with(|| (Topic::new(topic), 0));
+            .or_insert_with(|| (Topic::new(topic), Seq::ZERO));
         let changes = entry.0.apply(&patch).unwrap();
         let prev = entry.1;
-        entry.1 += 1;
+        entry.1 = entry.1.next();
         let seq = entry.1;
         views.on_changes(self, topic, prev, seq, &changes, Some(1.0));
         views.flush(self);
@@ -318,8 +318,8 @@ fn a_new_epoch_arrives_as_a_snapshot() {
     views.on_new_epoch();
     let entry = store.topics.get_mut("taskProxies").unwrap();
     let changes = entry.0.replace(&json!({"2/x": {"status": "waiting"}})).unwrap();
-    entry.1 = 1;
-    views.on_changes(&store, "taskProxies", 0, 1, &changes, None);
+    entry.1 = Seq::new(1);
+    views.on_changes(&store, "taskProxies", Seq::ZERO, Seq::new(1), &changes, None);
     views.flush(&store);
     a.drain();
     assert!(a.frames.last().unwrap().contains("\"type\":\"snapshot\""));
@@ -435,11 +435,8 @@ fn different_subscriptions_that_see_the_same_change_share_its_patch() {
             assert!(
                 matches!(
                     decoded,
-                    RelayMessage::Delta {
-                        seq: 2,
-                        prev: Some(1),
-                        ..
-                    }
+                    RelayMessage::Delta { seq, prev, .. }
+                        if seq == Seq::new(2) && prev == Some(Seq::new(1))
                 ),
                 "{decoded:?}"
             );

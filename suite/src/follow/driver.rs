@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::encode;
 use clonewire_core::protocol::suite::{BYE_TOPIC, HEARTBEAT_TOPIC};
-use clonewire_core::{Schema, Topic};
+use clonewire_core::{Schema, Seq, Topic};
 
 use super::intake::Intake;
 use super::machine::Machine;
@@ -113,12 +113,12 @@ impl Follower {
     }
 
     /// A followed topic's seq.
-    pub fn seq(&self, name: &str) -> Option<u64> {
+    pub fn seq(&self, name: &str) -> Option<Seq> {
         self.machine.seq(name)
     }
 
     /// Every followed topic's replica and seq, by name.
-    pub fn topics(&self) -> impl Iterator<Item = (&str, &Topic, u64)> {
+    pub fn topics(&self) -> impl Iterator<Item = (&str, &Topic, Seq)> {
         self.machine.topics()
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clonewire_core::protocol::suite::ErrorCode;
-use clonewire_core::{Changes, Hash};
+use clonewire_core::{Changes, Hash, Seq};
 
 /// How a replica was put right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,7 +34,7 @@ pub enum FollowEvent {
         /// The topic.
         topic: String,
         /// Its seq.
-        seq: u64,
+        seq: Seq,
         /// Body size (for replayed deltas, the patch size).
         bytes: usize,
         /// The leaves it changed.
@@ -48,9 +48,9 @@ pub enum FollowEvent {
         /// The topic.
         topic: String,
         /// The seq the replica had.
-        prev: u64,
+        prev: Seq,
         /// The snapshot's seq.
-        seq: u64,
+        seq: Seq,
         /// What differs from the replica before.
         changes: Changes,
     },
@@ -59,9 +59,9 @@ pub enum FollowEvent {
         /// The topic.
         topic: String,
         /// The seq we have.
-        have: u64,
-        /// The seq seen (for a message dropped unread, `have + 1`: at least that).
-        seen: u64,
+        have: Seq,
+        /// The seq seen (for a message dropped unread, `have.next()`: at least that).
+        seen: Seq,
         /// Seen in a heartbeat rather than a delta.
         heartbeat: bool,
     },
@@ -70,7 +70,7 @@ pub enum FollowEvent {
         /// The topic.
         topic: String,
         /// The delta's (or snapshot's) seq.
-        seq: u64,
+        seq: Seq,
         /// The suite's hash.
         expected: Hash,
         /// Ours.
@@ -84,7 +84,7 @@ pub enum FollowEvent {
         /// The topic.
         topic: String,
         /// Its seq now.
-        seq: u64,
+        seq: Seq,
         /// How.
         rung: Rung,
     },

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use clonewire_core::protocol::suite::Delta;
-use clonewire_core::Topic;
+use clonewire_core::{Seq, Topic};
 
 use super::Rung;
 
@@ -18,7 +18,7 @@ pub(super) struct Queued {
 /// One followed topic.
 pub(super) struct FollowedTopic {
     pub(super) topic: Topic,
-    pub(super) seq: u64,
+    pub(super) seq: Seq,
     /// Applying the next delta is safe; false while joining or repairing.
     pub(super) trusted: bool,
     /// How to repair it next.
@@ -36,7 +36,7 @@ impl FollowedTopic {
     pub(super) fn new(name: &str, trusted: bool) -> FollowedTopic {
         FollowedTopic {
             topic: Topic::new(name),
-            seq: 0,
+            seq: Seq::ZERO,
             trusted,
             rung: Rung::Snapshot,
             queue: VecDeque::new(),
@@ -55,7 +55,7 @@ impl FollowedTopic {
     }
 
     /// The replica is the suite's at `seq`: apply deltas again, replay first next time.
-    pub(super) fn trust(&mut self, seq: u64) {
+    pub(super) fn trust(&mut self, seq: Seq) {
         self.seq = seq;
         self.trusted = true;
         self.rung = Rung::Replay;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::suite::{Delta, Heartbeat, PubMessage, Request};
 use clonewire_core::protocol::DecodeError;
-use clonewire_core::{Hash, Schema, Topic};
+use clonewire_core::{Hash, Schema, Seq, Topic};
 use serde_json::Value;
 
 use super::config::MachineConfig;
@@ -151,12 +151,12 @@ impl Machine {
     }
 
     /// A followed topic's seq.
-    pub fn seq(&self, name: &str) -> Option<u64> {
+    pub fn seq(&self, name: &str) -> Option<Seq> {
         self.topics.get(name).map(|t| t.seq)
     }
 
     /// Every followed topic's replica and seq, by name.
-    pub fn topics(&self) -> impl Iterator<Item = (&str, &Topic, u64)> {
+    pub fn topics(&self) -> impl Iterator<Item = (&str, &Topic, Seq)> {
         self.topics
             .iter()
             .map(|(name, r)| (name.as_str(), &r.topic, r.seq))
@@ -309,7 +309,7 @@ impl Machine {
         if replica.trusted {
             let have = replica.seq;
             replica.distrust(Rung::Replay);
-            self.gap(topic.to_owned(), have, have + 1, false);
+            self.gap(topic.to_owned(), have, have.next(), false);
         }
     }
 
@@ -407,7 +407,7 @@ impl Machine {
             if delta.seq <= replica.seq {
                 return; // a duplicate
             }
-            if delta.seq == replica.seq + 1 {
+            if delta.seq.follows(replica.seq) {
                 self.apply(&topic, delta.seq, &delta.patch, delta.hash, bytes, delta.time);
                 return;
             }
@@ -423,7 +423,7 @@ impl Machine {
         }
     }
 
-    pub(super) fn gap(&mut self, topic: String, have: u64, seen: u64, heartbeat: bool) {
+    pub(super) fn gap(&mut self, topic: String, have: Seq, seen: Seq, heartbeat: bool) {
         self.stats.gaps += 1;
         self.events.push_back(FollowEvent::Gap {
             topic,
@@ -438,7 +438,7 @@ impl Machine {
     pub(super) fn apply(
         &mut self,
         name: &str,
-        seq: u64,
+        seq: Seq,
         patch: &Value,
         hash: Hash,
         bytes: usize,
@@ -498,7 +498,7 @@ impl Machine {
             if seq <= replica.seq {
                 continue;
             }
-            if seq > replica.seq + 1 {
+            if seq > replica.seq.next() {
                 let have = replica.seq;
                 replica.distrust(Rung::Replay);
                 replica.unpop(next);
@@ -549,7 +549,7 @@ impl Machine {
         if let Some((name, t)) = untrusted().find(|(_, t)| t.rung == Rung::Replay) {
             return Some(Pending::Replay {
                 topic: name.clone(),
-                from: t.seq + 1,
+                from: t.seq.next(),
             });
         }
         if let Some(get) = &self.next_get {

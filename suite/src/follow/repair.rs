@@ -8,7 +8,7 @@ use clonewire_core::protocol::encode;
 use clonewire_core::protocol::suite::{
     ErrorCode, ErrorReply, GetReply, HashesReply, ReplayReply, SnapshotReply,
 };
-use clonewire_core::{Changes, Hash, Topic};
+use clonewire_core::{Changes, Hash, Seq, Topic};
 use serde_json::Value;
 
 use super::machine::{Machine, Phase};
@@ -164,7 +164,7 @@ impl Machine {
 
     /// Hash-guided repair, second step: the differing children's values replace ours;
     /// the topic hash must then be the one `hashes` reported at the same seq.
-    fn on_get(&mut self, topic: &str, seq: u64, hash: Hash, keys: &[String], reply: GetReply) {
+    fn on_get(&mut self, topic: &str, seq: Seq, hash: Hash, keys: &[String], reply: GetReply) {
         let Some(replica) = self.topics.get_mut(topic) else {
             return;
         };
@@ -208,7 +208,7 @@ impl Machine {
     }
 
     /// A hash-guided repair succeeded: the replica is the suite's at `seq`.
-    fn settle(&mut self, topic: &str, seq: u64, changes: Changes) {
+    fn settle(&mut self, topic: &str, seq: Seq, changes: Changes) {
         let Some(replica) = self.topics.get_mut(topic) else {
             return;
         };
@@ -269,7 +269,7 @@ impl Machine {
         }
         absent.retain(|n| self.wants(n));
         for name in absent {
-            self.restore(&name, Topic::new(name.clone()), 0, join);
+            self.restore(&name, Topic::new(name.clone()), Seq::ZERO, join);
         }
         if join {
             self.phase = match self.phase {
@@ -289,7 +289,7 @@ impl Machine {
     }
 
     /// Installs a topic's value at `seq`, then applies what was queued after it.
-    fn restore(&mut self, name: &str, topic: Topic, seq: u64, join: bool) {
+    fn restore(&mut self, name: &str, topic: Topic, seq: Seq, join: bool) {
         let replica = self.replica(name);
         let was_trusted = replica.trusted && !join;
         let prev = replica.seq;
@@ -326,7 +326,7 @@ impl Machine {
             if delta.seq <= current {
                 continue;
             }
-            if delta.seq != current + 1 {
+            if !delta.seq.follows(current) {
                 if let Some(r) = self.topics.get_mut(name) {
                     r.distrust(Rung::Hashes);
                 }

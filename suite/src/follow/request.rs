@@ -7,7 +7,7 @@ use clonewire_core::protocol::suite::{
     decode_reply, GetReply, HashesReply, HelloReply, ReplayReply, Request, SnapshotReply,
 };
 use clonewire_core::protocol::DecodeError;
-use clonewire_core::Hash;
+use clonewire_core::{Hash, Seq};
 
 /// How far the request deadline may grow after timeouts in a row.
 const MAX_TIMEOUT_FACTOR: u32 = 16;
@@ -21,14 +21,14 @@ pub(super) enum Pending {
     },
     Replay {
         topic: String,
-        from: u64,
+        from: Seq,
     },
     Hashes {
         topic: String,
     },
     Get {
         topic: String,
-        seq: u64,
+        seq: Seq,
         hash: Hash,
         keys: Vec<String>,
     },

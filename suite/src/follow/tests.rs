@@ -9,7 +9,7 @@ use clonewire_core::protocol::suite::{
     Delta, ErrorCode, ErrorReply, GetReply, HashesReply, Heartbeat, HelloReply, PubMessage, ReplayReply,
     ReplayedDelta, Request, SnapshotReply, TopicSnapshot,
 };
-use clonewire_core::{Hash, Schema, Topic};
+use clonewire_core::{Hash, Schema, Seq, Topic};
 use serde_json::{json, Value};
 
 use super::{FollowEvent, Machine, MachineConfig, Phase, Rung};
@@ -20,7 +20,7 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 /// The suite's side, kept by hand: topics, their seqs and every delta published.
 struct Suite {
     epoch: String,
-    topics: BTreeMap<String, (Topic, u64)>,
+    topics: BTreeMap<String, (Topic, Seq)>,
     history: BTreeMap<String, Vec<ReplayedDelta>>,
 }
 
@@ -38,9 +38,9 @@ impl Suite {
         let (t, seq) = self
             .topics
             .entry(topic.into())
-            .or_insert_with(|| (Topic::new(topic), 0));
+            .or_insert_with(|| (Topic::new(topic), Seq::ZERO));
         t.apply(&patch).unwrap();
-        *seq += 1;
+        *seq = seq.next();
         let delta = Delta {
             epoch: self.epoch.clone(),
             seq: *seq,
@@ -91,7 +91,7 @@ impl Suite {
         })
     }
 
-    fn replay(&self, topic: &str, from: u64) -> Vec<u8> {
+    fn replay(&self, topic: &str, from: Seq) -> Vec<u8> {
         let deltas = self.history[topic]
             .iter()
             .filter(|d| d.seq >= from)
@@ -227,8 +227,8 @@ fn joins_by_hello_then_snapshot_keeping_deltas_published_meanwhile() {
     assert!(events(&mut m).is_empty(), "held until joined");
     m.handle_reply(&reply, t0);
     let seen = events(&mut m);
-    assert!(matches!(&seen[0], FollowEvent::Reset { seq: 1, .. }));
-    assert!(matches!(&seen[1], FollowEvent::Delta { seq: 2, .. }));
+    assert!(matches!(&seen[0], FollowEvent::Reset { seq: Seq(1), .. }));
+    assert!(matches!(&seen[1], FollowEvent::Delta { seq: Seq(2), .. }));
     assert!(matches!(&seen[2], FollowEvent::Joined { topics: 1, .. }));
     assert!(m.is_synced());
     assert!(holds(&m, &suite, "tasks"));
@@ -244,16 +244,23 @@ fn a_gap_is_repaired_by_replay() {
     let third = suite.publish("tasks", json!({"c": 3}));
     m.handle_stream(&third, t0);
     let seen = events(&mut m);
-    assert!(matches!(&seen[..], [FollowEvent::Gap { have: 1, seen: 3, .. }]));
+    assert!(matches!(
+        &seen[..],
+        [FollowEvent::Gap {
+            have: Seq(1),
+            seen: Seq(3),
+            ..
+        }]
+    ));
     assert!(!m.is_synced());
     assert_eq!(
         m.poll_request(t0),
         Some(Request::Replay {
             topic: "tasks".into(),
-            from: 2
+            from: Seq(2)
         })
     );
-    m.handle_reply(&suite.replay("tasks", 2), t0);
+    m.handle_reply(&suite.replay("tasks", Seq(2)), t0);
     assert_eq!(repaired(&events(&mut m)), [Rung::Replay]);
     assert!(holds(&m, &suite, "tasks"));
     assert_eq!(m.stats().repairs_replay, 1);
@@ -277,7 +284,7 @@ fn a_hash_mismatch_fetches_only_the_differing_children() {
     m.handle_stream(&lying, t0);
     assert!(matches!(
         &events(&mut m)[..],
-        [FollowEvent::Mismatch { seq: 2, .. }]
+        [FollowEvent::Mismatch { seq: Seq(2), .. }]
     ));
     let hashes = m.poll_request(t0).unwrap();
     assert!(matches!(&hashes, Request::Hashes { topic, .. } if topic == "tasks"));
@@ -328,7 +335,7 @@ fn gone_history_falls_back_to_hashes_then_a_snapshot() {
     ));
     assert!(matches!(
         m.poll_request(t0),
-        Some(Request::Replay { from: 2, .. })
+        Some(Request::Replay { from: Seq(2), .. })
     ));
     m.handle_reply(&error(ErrorCode::Gone), t0);
     assert!(events(&mut m).is_empty(), "`gone` is routine, not a refusal");
@@ -478,7 +485,7 @@ fn a_queue_past_its_bound_in_bytes_is_dropped_for_a_snapshot() {
     events(&mut m);
     // The replay asked at the gap is now moot; its answer changes nothing.
     let replay = requested.unwrap();
-    assert!(matches!(replay, Request::Replay { from: 2, .. }));
+    assert!(matches!(replay, Request::Replay { from: Seq(2), .. }));
     m.handle_reply(&error(ErrorCode::Gone), t0);
     let request = m.poll_request(t0).unwrap();
     assert!(matches!(&request, Request::Snapshot { .. }), "{request:?}");
@@ -498,11 +505,15 @@ fn a_message_dropped_unread_is_a_gap_repaired_by_replay() {
     m.handle_dropped(b"_hb", t0);
     assert!(matches!(
         &events(&mut m)[..],
-        [FollowEvent::Gap { have: 1, seen: 2, .. }]
+        [FollowEvent::Gap {
+            have: Seq(1),
+            seen: Seq(2),
+            ..
+        }]
     ));
     assert_eq!(m.stats().dropped, 2);
     let replay = m.poll_request(t0).unwrap();
-    assert!(matches!(&replay, Request::Replay { from: 2, .. }));
+    assert!(matches!(&replay, Request::Replay { from: Seq(2), .. }));
     m.handle_reply(&suite.answer(&replay), t0);
     assert_eq!(repaired(&events(&mut m)), [Rung::Replay]);
     assert!(holds(&m, &suite, "tasks"));

@@ -21,6 +21,7 @@ use super::{ClientErrorCode, RelayMessage, WorkflowState};
 use crate::hash::Hash;
 use crate::protocol::DecodeError;
 use crate::schema::Schema;
+use crate::seq::Seq;
 
 /// The start of a `delta` frame, the same for every view of one change:
 /// `{"type":"delta","workflow":..,"topic":..,"epoch":..,`.
@@ -46,8 +47,8 @@ pub fn delta_head(workflow: &str, topic: &str, epoch: &str) -> DeltaHead {
 /// writes for the same delta.
 pub fn delta_text(
     head: &DeltaHead,
-    seq: u64,
-    prev: Option<u64>,
+    seq: Seq,
+    prev: Option<Seq>,
     hash: Hash,
     time: Option<f64>,
     patch: &str,
@@ -97,9 +98,9 @@ struct Fields<'a> {
     topic: Option<Name<'a>>,
     #[serde(borrow)]
     epoch: Option<Name<'a>>,
-    seq: Option<u64>,
+    seq: Option<Seq>,
     #[serde(default)]
-    prev: Option<u64>,
+    prev: Option<Seq>,
     hash: Option<Hash>,
     time: Option<f64>,
     // `"patch": null` is a patch (as it is to serde's `Value`), not a missing one.
@@ -133,12 +134,12 @@ pub struct Data<'a> {
     /// The suite epoch.
     pub epoch: Cow<'a, str>,
     /// The suite seq.
-    pub seq: u64,
+    pub seq: Seq,
     /// The projection hash after applying.
     pub hash: Hash,
     /// For a delta, the seq of the previous message for (workflow, topic), if any;
     /// for a snapshot, `None`.
-    pub prev: Option<u64>,
+    pub prev: Option<Seq>,
     /// For a delta, the suite's publish time, when known.
     pub time: Option<f64>,
     /// The patch (delta) or the value (snapshot).
@@ -352,7 +353,7 @@ mod tests {
     #[test]
     fn data_topic_names_only_deltas_and_snapshots() {
         let head = delta_head("w\"1", "t", "e");
-        let text = delta_text(&head, 1, None, Hash(1), None, "{}");
+        let text = delta_text(&head, Seq::new(1), None, Hash(1), None, "{}");
         let (kind, workflow, topic) = data_topic(&text).expect("a delta");
         assert_eq!((kind, &*workflow, &*topic), ("delta", "w\"1", "t"));
         assert_eq!(

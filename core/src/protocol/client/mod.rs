@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::{decode, DecodeError};
 use crate::hash::Hash;
 use crate::schema::Schema;
+use crate::seq::Seq;
 
 /// Where a client's copy of one (workflow, topic) stands, for `resume`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +28,7 @@ pub struct ResumePoint {
     /// The suite epoch of the copy.
     pub epoch: String,
     /// The seq of the last message applied.
-    pub seq: u64,
+    pub seq: Seq,
     /// The projection hash of the copy.
     pub hash: Hash,
 }
@@ -148,7 +149,7 @@ pub enum RelayMessage {
         /// The suite's epoch.
         epoch: String,
         /// The suite seq the copy stands at.
-        seq: u64,
+        seq: Seq,
         /// The projection hash of `value`.
         hash: Hash,
         /// The projected value.
@@ -163,9 +164,9 @@ pub enum RelayMessage {
         /// The suite's epoch.
         epoch: String,
         /// The suite seq after this delta.
-        seq: u64,
+        seq: Seq,
         /// The seq of the previous message for (workflow, topic), or null.
-        prev: Option<u64>,
+        prev: Option<Seq>,
         /// The projection hash after applying.
         hash: Hash,
         /// The suite's publish time (ms), if known.
