@@ -25,15 +25,17 @@ use serde_json::Value;
 
 use clonewire_core::{Changes, PatchError, Topic};
 
-use crate::element::Kind;
+use crate::element::{Element, Kind};
 use crate::model::{diff_objects, to_object, TopicBatch};
 use crate::proto::{
     AllDeltas, EDeltas, FDeltas, FpDeltas, JDeltas, PbEdge, PbEntireWorkflow, PbFamily, PbFamilyProxy, PbJob,
     PbTask, PbTaskProxy, PbWorkflow, TDeltas, TpDeltas, WDeltas,
 };
 use crate::table::Table;
+use deltas::{Held, Parts, TypeDeltas};
 use merge::{begin, drop_element, end, merge_elements, merge_workflow, unlink, without_element_lists};
 
+mod deltas;
 mod merge;
 
 /// How many log records the workflow keeps (Cylc's `DEQUE_FIELD_MAP`).
@@ -172,6 +174,13 @@ pub fn decode_all_deltas(bytes: &[u8]) -> Result<AllDeltas, CylcError> {
 /// The workflow as the model shows it.
 fn workflow_value(workflow: &PbWorkflow) -> Value {
     Value::Object(to_object(workflow))
+}
+
+/// Keeps the batch's time the largest of its types' times.
+fn note_time(applied: &mut Applied, time: Option<f64>) {
+    if let Some(t) = time {
+        applied.time = Some(applied.time.map_or(t, |a| a.max(t)));
+    }
 }
 
 impl CylcStore {
@@ -319,254 +328,116 @@ impl CylcStore {
         } = deltas;
         let mut batches: [TopicBatch; 7] = Default::default();
         let mut applied = Applied::default();
-        let note = |kind: Kind, time: Option<f64>, checksum: Option<i64>, applied: &mut Applied| {
-            if let Some(t) = time {
-                applied.time = Some(applied.time.map_or(t, |a| a.max(t)));
-            }
-            if let Some(expected) = checksum {
-                applied.checks.push(Check {
-                    kind,
-                    expected,
-                    actual: 0,
-                });
-            }
-        };
-        if let Some(d) = edges {
-            note(Kind::Edges, d.time, d.checksum, &mut applied);
-            self.apply_edges(d, &mut batches)?;
-        }
-        if let Some(d) = families {
-            note(Kind::Families, d.time, d.checksum, &mut applied);
-            self.apply_families(d, &mut batches)?;
-        }
-        if let Some(d) = family_proxies {
-            note(Kind::FamilyProxies, d.time, d.checksum, &mut applied);
-            self.apply_family_proxies(d, &mut batches)?;
-        }
-        if let Some(d) = jobs {
-            note(Kind::Jobs, d.time, d.checksum, &mut applied);
-            self.apply_jobs(d, &mut batches)?;
-        }
-        if let Some(d) = tasks {
-            note(Kind::Tasks, d.time, d.checksum, &mut applied);
-            self.apply_tasks(d, &mut batches)?;
-        }
-        if let Some(d) = task_proxies {
-            note(Kind::TaskProxies, d.time, d.checksum, &mut applied);
-            self.apply_task_proxies(d, &mut batches)?;
-        }
+        // The scheduler's order (`data_store_mgr.py`'s `DATA_TEMPLATE`).
+        self.apply_batch_type(edges, &mut batches, &mut applied)?;
+        self.apply_batch_type(families, &mut batches, &mut applied)?;
+        self.apply_batch_type(family_proxies, &mut batches, &mut applied)?;
+        self.apply_batch_type(jobs, &mut batches, &mut applied)?;
+        self.apply_batch_type(tasks, &mut batches, &mut applied)?;
+        self.apply_batch_type(task_proxies, &mut batches, &mut applied)?;
         if let Some(d) = workflow {
-            note(Kind::Workflow, d.time, None, &mut applied);
+            note_time(&mut applied, d.time);
             self.apply_workflow(d, &mut batches[slot(Kind::Workflow)])?;
         }
         for check in &mut applied.checks {
             check.actual = self.checksum(check.kind).unwrap_or_default();
         }
-        for (i, batch) in batches.into_iter().enumerate() {
-            let changes = batch.finish(&mut self.topics[i])?;
-            if !changes.is_empty() {
-                applied.topics.push((SLOT_KINDS[i].topic(), changes));
-            }
-        }
+        self.finish(batches, &mut applied)?;
         Ok(applied)
     }
 
-    fn apply_edges(&mut self, d: EDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::Edges);
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.edges, reloaded);
-        merge_elements(
-            &mut self.edges,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
+    /// Applies one type's part of a batch, if the batch has one, noting its time
+    /// and the checksum to verify.
+    fn apply_batch_type<D: TypeDeltas>(
+        &mut self,
+        d: Option<D>,
+        batches: &mut [TopicBatch; 7],
+        applied: &mut Applied,
+    ) -> Result<(), CylcError> {
+        let Some(d) = d else { return Ok(()) };
+        note_time(applied, d.time());
+        if let Some(expected) = d.checksum() {
+            applied.checks.push(Check {
+                kind: D::Element::KIND,
+                expected,
+                actual: 0,
+            });
+        }
+        self.apply_type(d, batches)
+    }
+
+    /// Applies one type's deltas: `reloaded` empties it, `added` and `updated` are
+    /// merged, each pruned element leaves its parents' lists and then the table.
+    fn apply_type<D: TypeDeltas>(&mut self, d: D, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
+        let s = slot(D::Element::KIND);
+        let Parts {
+            added,
+            updated,
+            pruned,
             reloaded,
-        )?;
-        let t = slot(Kind::TaskProxies);
-        for id in &d.pruned {
-            let Some(edge) = self.edges.get(id) else { continue };
-            let (source, target) = (edge.source().to_owned(), edge.target().to_owned());
-            for end in [source, target] {
-                unlink(
-                    &mut self.task_proxies,
-                    &mut self.topics[t],
-                    &mut batches[t],
-                    &end,
-                    "edges",
-                    id,
-                )?;
+        } = d.into_parts();
+        let (table, topic) = D::Element::held(self);
+        begin(table, reloaded);
+        merge_elements(table, topic, &mut batches[s], added, updated, reloaded)?;
+        for id in &pruned {
+            self.unlink_from_parents(D::Element::KIND, id, batches)?;
+            let (table, topic) = D::Element::held(self);
+            drop_element(table, topic, &mut batches[s], id, reloaded)?;
+        }
+        let (table, topic) = D::Element::held(self);
+        end(table, topic, &mut batches[s], reloaded)
+    }
+
+    /// Before the element `id` of `kind` is pruned, removes its id from its
+    /// parents' lists as Cylc does: an edge from its two task proxies' `edges`, a
+    /// family proxy from its family's `proxies` and its parent's `childFamilies`, a
+    /// task proxy from its task's `proxies` and its parent's `childTasks`.
+    fn unlink_from_parents(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        batches: &mut [TopicBatch; 7],
+    ) -> Result<(), CylcError> {
+        match kind {
+            Kind::Edges => {
+                let Some(edge) = self.edges.get(id) else {
+                    return Ok(());
+                };
+                let (source, target) = (edge.source().to_owned(), edge.target().to_owned());
+                self.unlink::<PbTaskProxy>(batches, &source, "edges", id)?;
+                self.unlink::<PbTaskProxy>(batches, &target, "edges", id)
             }
-            drop_element(
-                &mut self.edges,
-                &mut self.topics[s],
-                &mut batches[s],
-                id,
-                reloaded,
-            )?;
+            Kind::FamilyProxies => {
+                let Some(proxy) = self.family_proxies.get(id) else {
+                    return Ok(());
+                };
+                let (family, parent) = (proxy.family().to_owned(), proxy.first_parent().to_owned());
+                self.unlink::<PbFamily>(batches, &family, "proxies", id)?;
+                self.unlink::<PbFamilyProxy>(batches, &parent, "childFamilies", id)
+            }
+            Kind::TaskProxies => {
+                let Some(proxy) = self.task_proxies.get(id) else {
+                    return Ok(());
+                };
+                let (task, parent) = (proxy.task().to_owned(), proxy.first_parent().to_owned());
+                self.unlink::<PbTask>(batches, &task, "proxies", id)?;
+                self.unlink::<PbFamilyProxy>(batches, &parent, "childTasks", id)
+            }
+            Kind::Workflow | Kind::Tasks | Kind::Families | Kind::Jobs => Ok(()),
         }
-        end(&self.edges, &mut self.topics[s], &mut batches[s], reloaded)
     }
 
-    fn apply_families(&mut self, d: FDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::Families);
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.families, reloaded);
-        merge_elements(
-            &mut self.families,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
-            reloaded,
-        )?;
-        for id in &d.pruned {
-            drop_element(
-                &mut self.families,
-                &mut self.topics[s],
-                &mut batches[s],
-                id,
-                reloaded,
-            )?;
-        }
-        end(&self.families, &mut self.topics[s], &mut batches[s], reloaded)
-    }
-
-    fn apply_family_proxies(&mut self, d: FpDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::FamilyProxies);
-        let f = slot(Kind::Families);
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.family_proxies, reloaded);
-        merge_elements(
-            &mut self.family_proxies,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
-            reloaded,
-        )?;
-        for id in &d.pruned {
-            let Some(proxy) = self.family_proxies.get(id) else {
-                continue;
-            };
-            let (family, parent) = (proxy.family().to_owned(), proxy.first_parent().to_owned());
-            unlink(
-                &mut self.families,
-                &mut self.topics[f],
-                &mut batches[f],
-                &family,
-                "proxies",
-                id,
-            )?;
-            unlink(
-                &mut self.family_proxies,
-                &mut self.topics[s],
-                &mut batches[s],
-                &parent,
-                "childFamilies",
-                id,
-            )?;
-            drop_element(
-                &mut self.family_proxies,
-                &mut self.topics[s],
-                &mut batches[s],
-                id,
-                reloaded,
-            )?;
-        }
-        end(
-            &self.family_proxies,
-            &mut self.topics[s],
-            &mut batches[s],
-            reloaded,
-        )
-    }
-
-    fn apply_jobs(&mut self, d: JDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::Jobs);
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.jobs, reloaded);
-        merge_elements(
-            &mut self.jobs,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
-            reloaded,
-        )?;
-        for id in &d.pruned {
-            drop_element(&mut self.jobs, &mut self.topics[s], &mut batches[s], id, reloaded)?;
-        }
-        end(&self.jobs, &mut self.topics[s], &mut batches[s], reloaded)
-    }
-
-    fn apply_tasks(&mut self, d: TDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::Tasks);
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.tasks, reloaded);
-        merge_elements(
-            &mut self.tasks,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
-            reloaded,
-        )?;
-        for id in &d.pruned {
-            drop_element(
-                &mut self.tasks,
-                &mut self.topics[s],
-                &mut batches[s],
-                id,
-                reloaded,
-            )?;
-        }
-        end(&self.tasks, &mut self.topics[s], &mut batches[s], reloaded)
-    }
-
-    fn apply_task_proxies(&mut self, d: TpDeltas, batches: &mut [TopicBatch; 7]) -> Result<(), CylcError> {
-        let s = slot(Kind::TaskProxies);
-        let (t, fp) = (slot(Kind::Tasks), slot(Kind::FamilyProxies));
-        let reloaded = d.reloaded == Some(true);
-        begin(&mut self.task_proxies, reloaded);
-        merge_elements(
-            &mut self.task_proxies,
-            &mut self.topics[s],
-            &mut batches[s],
-            d.added,
-            d.updated,
-            reloaded,
-        )?;
-        for id in &d.pruned {
-            let Some(proxy) = self.task_proxies.get(id) else {
-                continue;
-            };
-            let (task, parent) = (proxy.task().to_owned(), proxy.first_parent().to_owned());
-            unlink(
-                &mut self.tasks,
-                &mut self.topics[t],
-                &mut batches[t],
-                &task,
-                "proxies",
-                id,
-            )?;
-            unlink(
-                &mut self.family_proxies,
-                &mut self.topics[fp],
-                &mut batches[fp],
-                &parent,
-                "childTasks",
-                id,
-            )?;
-            drop_element(
-                &mut self.task_proxies,
-                &mut self.topics[s],
-                &mut batches[s],
-                id,
-                reloaded,
-            )?;
-        }
-        end(&self.task_proxies, &mut self.topics[s], &mut batches[s], reloaded)
+    /// Removes `child` from the id list `field` of the element `parent` of type `T`.
+    fn unlink<T: Held>(
+        &mut self,
+        batches: &mut [TopicBatch; 7],
+        parent: &str,
+        field: &'static str,
+        child: &str,
+    ) -> Result<(), CylcError> {
+        let batch = &mut batches[slot(T::KIND)];
+        let (table, topic) = T::held(self);
+        unlink(table, topic, batch, parent, field, child)
     }
 
     fn apply_workflow(&mut self, d: WDeltas, batch: &mut TopicBatch) -> Result<(), CylcError> {
@@ -602,61 +473,59 @@ impl CylcStore {
     /// and its topic reports exactly the leaves that differ. Bytes that do not
     /// decode are refused and change nothing.
     pub fn replace_type(&mut self, kind: Kind, bytes: &[u8]) -> Result<Applied, CylcError> {
-        let decode_error = |source| CylcError::Decode {
-            what: kind.cylc_name(),
-            source,
-        };
         let mut batches: [TopicBatch; 7] = Default::default();
-        let time;
-        match kind {
+        let time = match kind {
             Kind::Workflow => {
-                let mut d = WDeltas::decode(bytes).map_err(decode_error)?;
-                time = d.time;
+                let mut d = WDeltas::decode(bytes).map_err(|source| CylcError::Decode {
+                    what: kind.cylc_name(),
+                    source,
+                })?;
                 d.reloaded = Some(true);
+                let time = d.time;
                 self.apply_workflow(d, &mut batches[slot(kind)])?;
+                time
             }
-            Kind::Edges => {
-                let mut d = EDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_edges(d, &mut batches)?;
-            }
-            Kind::Families => {
-                let mut d = FDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_families(d, &mut batches)?;
-            }
-            Kind::FamilyProxies => {
-                let mut d = FpDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_family_proxies(d, &mut batches)?;
-            }
-            Kind::Jobs => {
-                let mut d = JDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_jobs(d, &mut batches)?;
-            }
-            Kind::Tasks => {
-                let mut d = TDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_tasks(d, &mut batches)?;
-            }
-            Kind::TaskProxies => {
-                let mut d = TpDeltas::decode(bytes).map_err(decode_error)?;
-                (time, d.reloaded) = (d.time, Some(true));
-                self.apply_task_proxies(d, &mut batches)?;
-            }
-        }
+            Kind::Edges => self.refill::<EDeltas>(bytes, &mut batches)?,
+            Kind::Families => self.refill::<FDeltas>(bytes, &mut batches)?,
+            Kind::FamilyProxies => self.refill::<FpDeltas>(bytes, &mut batches)?,
+            Kind::Jobs => self.refill::<JDeltas>(bytes, &mut batches)?,
+            Kind::Tasks => self.refill::<TDeltas>(bytes, &mut batches)?,
+            Kind::TaskProxies => self.refill::<TpDeltas>(bytes, &mut batches)?,
+        };
         let mut applied = Applied {
             time,
             ..Applied::default()
         };
+        self.finish(batches, &mut applied)?;
+        Ok(applied)
+    }
+
+    /// Turns each topic's batch into its changes, in slot order.
+    fn finish(&mut self, batches: [TopicBatch; 7], applied: &mut Applied) -> Result<(), CylcError> {
         for (i, batch) in batches.into_iter().enumerate() {
             let changes = batch.finish(&mut self.topics[i])?;
             if !changes.is_empty() {
                 applied.topics.push((SLOT_KINDS[i].topic(), changes));
             }
         }
-        Ok(applied)
+        Ok(())
+    }
+
+    /// Decodes a `pb_data_elements` reply for one type and applies it as reloaded;
+    /// returns its time.
+    fn refill<D: TypeDeltas>(
+        &mut self,
+        bytes: &[u8],
+        batches: &mut [TopicBatch; 7],
+    ) -> Result<Option<f64>, CylcError> {
+        let mut d = D::decode(bytes).map_err(|source| CylcError::Decode {
+            what: D::Element::KIND.cylc_name(),
+            source,
+        })?;
+        let time = d.time();
+        d.set_reloaded();
+        self.apply_type(d, batches)?;
+        Ok(time)
     }
 
     /// [`CylcStore::replace_type`] by Cylc's name for the type (`task_proxies`).
