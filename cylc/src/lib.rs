@@ -21,6 +21,8 @@ pub mod request;
 pub mod schema;
 pub mod store;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use element::{Element, Kind};
 pub use schema::schema;

@@ -1,11 +1,9 @@
 //! Discovery of real Cylc 8 schedulers (simulation mode) under a run directory.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use clonewire_cylc::discovery::{Discovery, DiscoveryEvent, SCAN_INTERVAL};
-use support::{Sandbox, SMALL_FLOW};
+use clonewire_cylc::testing::{Sandbox, SMALL_FLOW};
 
 /// Scans every `SCAN_INTERVAL` until an event comes, or `limit` passes.
 fn next_events(discovery: &mut Discovery, limit: Duration) -> Vec<DiscoveryEvent> {

@@ -10,9 +10,10 @@ use clonewire_cylc::driver::Driver;
 use clonewire_cylc::keys;
 use clonewire_cylc::link::{DataStore, LinkConfig, LinkEvent, LinkState, StoreOutcome};
 use clonewire_cylc::replica::CylcReplica;
+use clonewire_cylc::testing::{entire_workflow, Sandbox, SMALL_FLOW};
 use clonewire_cylc::{CylcStore, Kind};
 use clonewire_suite::sockets::{CurveClient, CurveKeyPair};
-use support::{Sandbox, WireStore, SMALL_FLOW};
+use support::WireStore;
 
 /// Steps `driver` until `done` holds, collecting events; fails after `limit`. Each
 /// step must come back within its own bound, however the scheduler behaves.
@@ -260,7 +261,7 @@ where
     sandbox.cylc(&["pause", id]);
     // A batch may still be on its way when the scheduler answers; compare once quiet.
     settle(&mut driver, Duration::from_secs(3));
-    let theirs = CylcStore::from_entire_workflow_bytes(&support::entire_workflow(&run)).unwrap();
+    let theirs = CylcStore::from_entire_workflow_bytes(&entire_workflow(&run)).unwrap();
     let ours = driver.link().store().as_ref().store();
     let differ: Vec<Kind> = Kind::APPLY_ORDER
         .into_iter()

@@ -2,14 +2,13 @@
 //! websocket client that verifies every hash.
 
 mod common;
-mod cylc;
 
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
+use clonewire_cylc::testing::{entire_workflow, swap_in_a_foreign_client_key, Sandbox, SMALL_FLOW};
 use clonewire_cylc::{CylcStore, Kind};
 use common::TestClient;
-use cylc::{Sandbox, SMALL_FLOW};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_started_later_appears_live_then_stops_and_is_removed() {
@@ -106,7 +105,7 @@ async fn a_clients_copy_equals_the_schedulers_own_store_after_a_pause() {
     // A batch may still be on its way when `cylc pause` returns: compare once quiet.
     settle(&mut client, Duration::from_secs(3)).await;
 
-    let theirs = tokio::task::block_in_place(|| cylc::entire_workflow(&run));
+    let theirs = tokio::task::block_in_place(|| entire_workflow(&run));
     let theirs = CylcStore::from_entire_workflow_bytes(&theirs).expect("the scheduler's store maps");
     assert_eq!(theirs.workflow().status(), "paused");
     for kind in Kind::APPLY_ORDER {
@@ -134,7 +133,7 @@ async fn a_clients_copy_equals_the_schedulers_own_store_after_a_pause() {
 async fn a_foreign_client_key_is_a_clear_state_within_seconds_never_a_hang() {
     let mut sandbox = Sandbox::new();
     let run = tokio::task::block_in_place(|| sandbox.play("foreign", SMALL_FLOW));
-    let original = cylc::swap_in_a_foreign_client_key(&run);
+    let original = swap_in_a_foreign_client_key(&run);
 
     let mut config = common::relay_config(Vec::new());
     config.cylc_run = Some(sandbox.run_dir());

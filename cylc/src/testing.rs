@@ -1,24 +1,34 @@
-//! Real Cylc schedulers for the relay's tests (the same sandbox as the cylc
-//! crate's tests): a throwaway HOME and global config, small workflows run with
-//! `cylc play --mode=simulation`. Cylc comes from `CLONEWIRE_CYLC_VENV`, else
-//! `target/cylc-venv` (scripts/test.sh makes it); without it the tests fail.
-
-#![allow(dead_code)] // Each test file uses a part.
+//! Real Cylc schedulers for tests (this crate's and the relay's): a throwaway HOME
+//! and global config, small workflows written on the spot and run with
+//! `cylc play --mode=simulation`. Behind the `testing` feature; never in a build
+//! that ships.
+//!
+//! Cylc comes from the venv `scripts/test.sh` makes (`ensure_cylc`): the one named
+//! by `CLONEWIRE_CYLC_VENV`, else `target/cylc-venv`. Without it the tests fail and
+//! say how to make it; they are not skipped.
+//!
+//! Everything here panics on failure: it is a test's failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The venv that holds `bin/cylc`.
+/// The venv that holds `bin/cylc`: `CLONEWIRE_CYLC_VENV`, else `target/cylc-venv`.
+/// Panics, saying how to make it, when it has no `bin/cylc`.
 pub fn cylc_venv() -> PathBuf {
     let venv = match std::env::var_os("CLONEWIRE_CYLC_VENV") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cylc-venv"),
     };
-    let cylc = venv.join("bin/cylc");
+    checked_venv(venv)
+}
+
+/// `venv` if it holds `bin/cylc`; otherwise the test fails (never skips) and says
+/// how to make it.
+fn checked_venv(venv: PathBuf) -> PathBuf {
     assert!(
-        cylc.exists(),
+        venv.join("bin/cylc").exists(),
         "cylc-flow is not installed at {}: run scripts/test.sh once (its ensure_cylc makes the venv), \
          or set CLONEWIRE_CYLC_VENV to a venv with cylc-flow 8.5.4",
         venv.display()
@@ -122,6 +132,12 @@ impl Sandbox {
     }
 }
 
+impl Default for Sandbox {
+    fn default() -> Sandbox {
+        Sandbox::new()
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for id in std::mem::take(&mut self.started) {
@@ -181,10 +197,10 @@ pub const SMALL_FLOW: &str = "\
 /// The scheduler's own `pb_entire_workflow` reply for the workflow at `run`, asked
 /// with the workflow's keys on a socket of our own.
 pub fn entire_workflow(run: &Path) -> Vec<u8> {
-    use clonewire_cylc::contact::Contact;
-    use clonewire_cylc::request::LinkRequest;
+    use crate::contact::Contact;
+    use crate::request::LinkRequest;
     let contact = Contact::load(run).unwrap();
-    let curve = clonewire_cylc::keys::workflow_client(&run.join(".service")).unwrap();
+    let curve = crate::keys::workflow_client(&run.join(".service")).unwrap();
     let ctx = zmq::Context::new();
     let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
     clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
@@ -213,4 +229,15 @@ pub fn swap_in_a_foreign_client_key(run: &Path) -> String {
     )
     .unwrap();
     original
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "cylc-flow is not installed at")]
+    fn a_missing_venv_fails_the_test_and_says_how_to_make_it() {
+        checked_venv(std::env::temp_dir().join("clonewire-no-such-venv"));
+    }
 }
