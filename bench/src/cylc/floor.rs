@@ -83,7 +83,7 @@ pub fn run(run_dirs: &[PathBuf], secs: f64, out: &Path) -> Result<(), String> {
     let stop = out.with_extension("stop");
     let mut seen = 0usize;
     while Instant::now() < deadline && !stop.exists() {
-        let mut items: Vec<zmq::PollItem> =
+        let mut items: Vec<zmq::PollItem<'_>> =
             sockets.iter().map(|(_, s)| s.as_poll_item(zmq::POLLIN)).collect();
         if zmq::poll(&mut items, 200).is_err() {
             continue;
