@@ -27,7 +27,7 @@ use clonewire_cylc::proto::AllDeltas;
 use clonewire_cylc::replica::CylcReplica;
 use clonewire_cylc::{Applied, CylcStore, Kind};
 use clonewire_relay::internals::{
-    ClientId, Outbox, OutboxCounters, Registry, ReplicaSource, SubscriptionViews,
+    ClientId, HistoryLimit, Outbox, OutboxCounters, Registry, ReplicaSource, SubscriptionViews,
 };
 use prost::Message;
 
@@ -106,7 +106,7 @@ fn join(n: usize, snapshot: &[u8], clients: usize) -> (Followed, SubscriptionVie
         schema: clonewire_cylc::schema(),
         seqs: BTreeMap::new(),
     };
-    let mut views = SubscriptionViews::new(Arc::from(WORKFLOW), 64);
+    let mut views = SubscriptionViews::new(Arc::from(WORKFLOW), HistoryLimit::steps(64));
     drain(&mut followed, &mut views);
     assert_eq!(followed.link.state(), &LinkState::Live, "{n} tasks");
     let registry = Registry::default();

@@ -298,6 +298,9 @@ pub struct Limits {
     pub max_bad_client_messages: u32,
     /// Deltas kept per topic so reconnecting clients can resume without a snapshot.
     pub history_deltas: usize,
+    /// Bytes of history kept per topic at most (an estimate of the changed leaves);
+    /// the oldest steps go first, and a single step bigger than this is not kept.
+    pub history_bytes: usize,
     /// Seconds a topic no client wants stays followed before it is dropped.
     pub topic_linger_secs: u64,
     /// Deadline of one request to a suite.
@@ -351,6 +354,7 @@ impl Default for Limits {
             client_send_timeout_ms: 30_000,
             max_bad_client_messages: 50,
             history_deltas: 1_000,
+            history_bytes: crate::history::HistoryLimit::DEFAULT_BYTES,
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
@@ -450,6 +454,7 @@ impl Config {
             ("client_queue_soft_bytes", l.client_queue_soft_bytes as u64),
             ("client_send_timeout_ms", l.client_send_timeout_ms),
             ("history_deltas", l.history_deltas as u64),
+            ("history_bytes", l.history_bytes as u64),
             ("suite_request_timeout_ms", l.suite_request_timeout_ms),
             ("suite_max_queued", l.suite_max_queued as u64),
             ("suite_max_queued_bytes", l.suite_max_queued_bytes as u64),

@@ -5,6 +5,30 @@
 use std::collections::VecDeque;
 
 use clonewire_core::{Changes, Seq};
+use serde_json::Value;
+
+/// How much history a topic keeps: at most `steps` steps and about `bytes` bytes of
+/// them (a big batch, such as a Cylc burst, may hold megabytes in one step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimit {
+    /// Steps kept at most.
+    pub steps: usize,
+    /// Bytes kept at most (an estimate of the changed leaves' paths and values).
+    pub bytes: usize,
+}
+
+impl HistoryLimit {
+    /// The default byte bound per topic.
+    pub const DEFAULT_BYTES: usize = 4 << 20;
+
+    /// At most `steps` steps, within the default byte bound.
+    pub fn steps(steps: usize) -> HistoryLimit {
+        HistoryLimit {
+            steps,
+            bytes: HistoryLimit::DEFAULT_BYTES,
+        }
+    }
+}
 
 /// One step from `prev` to `seq` (several seqs when a repair jumped).
 #[derive(Debug)]
@@ -12,22 +36,59 @@ struct Step {
     prev: Seq,
     seq: Seq,
     changes: Changes,
+    /// What it is counted as against the byte bound.
+    bytes: usize,
 }
 
 /// The last few steps of one topic in the current epoch.
 #[derive(Debug)]
 pub struct TopicHistory {
     steps: VecDeque<Step>,
-    limit: usize,
+    limit: HistoryLimit,
+    /// The steps' bytes, summed.
+    bytes: usize,
+}
+
+/// Bytes a leaf change is counted as: its path, its old and new values, and a fixed
+/// overhead for the allocations behind them.
+const LEAF_OVERHEAD: usize = 96;
+
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 8,
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + value_bytes(v)).sum::<usize>() + 8,
+    }
+}
+
+fn changes_bytes(changes: &Changes) -> usize {
+    changes
+        .leaves
+        .iter()
+        .map(|leaf| {
+            let path: usize = leaf.path.iter().map(|k| k.len() + 24).sum();
+            let old = leaf.old.as_ref().map_or(0, |l| value_bytes(&l.value));
+            let new = leaf.new.as_ref().map_or(0, |l| value_bytes(&l.value));
+            LEAF_OVERHEAD + path + old + new
+        })
+        .sum()
 }
 
 impl TopicHistory {
-    /// An empty history keeping at most `limit` steps.
-    pub fn new(limit: usize) -> TopicHistory {
+    /// An empty history keeping at most what `limit` allows.
+    pub fn new(limit: HistoryLimit) -> TopicHistory {
         TopicHistory {
             steps: VecDeque::new(),
             limit,
+            bytes: 0,
         }
+    }
+
+    /// The bytes held, as counted against the bound.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Records that the topic went from seq `prev` to `seq` with `changes`.
@@ -35,22 +96,35 @@ impl TopicHistory {
         if let Some(last) = self.steps.back() {
             if last.seq != prev {
                 // Not contiguous (a new epoch or a lost step): older steps cannot chain.
-                self.steps.clear();
+                self.clear();
             }
         }
-        if self.steps.len() == self.limit {
-            self.steps.pop_front();
+        let bytes = changes_bytes(changes);
+        if bytes > self.limit.bytes || self.limit.steps == 0 {
+            // Too big to keep: a client behind it gets a snapshot, as it would once
+            // the step had aged out.
+            self.clear();
+            return;
         }
+        while self.steps.len() >= self.limit.steps || self.bytes + bytes > self.limit.bytes {
+            match self.steps.pop_front() {
+                Some(old) => self.bytes -= old.bytes,
+                None => break,
+            }
+        }
+        self.bytes += bytes;
         self.steps.push_back(Step {
             prev,
             seq,
             changes: changes.clone(),
+            bytes,
         });
     }
 
     /// Forgets everything (a new epoch).
     pub fn clear(&mut self) {
         self.steps.clear();
+        self.bytes = 0;
     }
 
     /// Everything that changed after `from`, composed, if the history reaches back to
@@ -81,7 +155,7 @@ mod tests {
     #[test]
     fn composes_from_any_recorded_step_and_forgets_the_oldest() {
         let mut t = Topic::new("t");
-        let mut h = TopicHistory::new(3);
+        let mut h = TopicHistory::new(HistoryLimit::steps(3));
         for seq in 1..=5u64 {
             let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
             h.record(Seq::new(seq - 1), Seq::new(seq), &c);
@@ -94,5 +168,36 @@ mod tests {
         assert_eq!(c.to_patch(), json!({"k3": 3, "k4": 4, "k5": 5}));
         assert!(h.since(Seq::new(5), Seq::new(5)).unwrap().is_empty());
         assert!(h.since(Seq::new(7), Seq::new(5)).is_none());
+    }
+
+    #[test]
+    fn a_history_holds_no_more_bytes_than_its_bound_and_forgets_the_oldest_first() {
+        let mut t = Topic::new("t");
+        let limit = HistoryLimit {
+            steps: 1_000,
+            bytes: 4_000,
+        };
+        let mut h = TopicHistory::new(limit);
+        let big = "x".repeat(500);
+        for seq in 1..=50u64 {
+            let c = t.apply(&json!({ format!("k{seq}"): big })).unwrap();
+            h.record(Seq::new(seq - 1), Seq::new(seq), &c);
+            assert!(h.bytes() <= limit.bytes, "{} bytes after step {seq}", h.bytes());
+        }
+        assert!(
+            h.since(Seq::new(49), Seq::new(50)).is_some(),
+            "the newest step is kept"
+        );
+        assert!(
+            h.since(Seq::new(1), Seq::new(50)).is_none(),
+            "the oldest are forgotten"
+        );
+        // One step bigger than the whole bound is not kept: resuming across it is a snapshot.
+        let huge = "y".repeat(10_000);
+        let c = t.apply(&json!({ "huge": huge })).unwrap();
+        h.record(Seq::new(50), Seq::new(51), &c);
+        assert_eq!(h.bytes(), 0);
+        assert!(h.since(Seq::new(50), Seq::new(51)).is_none());
+        assert!(h.since(Seq::new(51), Seq::new(51)).unwrap().is_empty());
     }
 }

@@ -54,6 +54,7 @@ use tokio::task::JoinHandle;
 /// the relay's own benchmarks only: not a stable API.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::history::HistoryLimit;
     pub use crate::metrics::OutboxCounters;
     pub use crate::outbox::Outbox;
     pub use crate::registry::Registry;

@@ -20,6 +20,7 @@ use clonewire_suite::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
 use crate::config::{Limits, SuiteConfig};
+use crate::history::HistoryLimit;
 use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::Group;
@@ -142,7 +143,13 @@ impl SuiteLink {
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             id: id.clone(),
-            views: SubscriptionViews::new(id.clone(), limits.history_deltas),
+            views: SubscriptionViews::new(
+                id.clone(),
+                HistoryLimit {
+                    steps: limits.history_deltas,
+                    bytes: limits.history_bytes,
+                },
+            ),
             rx,
             status: status.clone(),
             stop: stop.clone(),

@@ -16,7 +16,7 @@ use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
 use clonewire_core::{Changes, Hash, Projection, Schema, Seq, Topic};
 
-use crate::history::TopicHistory;
+use crate::history::{HistoryLimit, TopicHistory};
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
 use crate::registry::{Group, GroupId};
 use frames::{bridging_delta, compile, empty, snapshot_text};
@@ -115,7 +115,7 @@ pub struct SubscriptionViews {
     views: HashMap<GroupId, SubscriptionView>,
     members: HashMap<ClientId, Member>,
     history: HashMap<String, TopicHistory>,
-    history_limit: usize,
+    history_limit: HistoryLimit,
     state: WorkflowState,
     stats: ViewStats,
     /// (view, topic, force) to install once the store is consistent with every
@@ -126,8 +126,8 @@ pub struct SubscriptionViews {
 }
 
 impl SubscriptionViews {
-    /// No views yet; `history_limit` steps are kept per topic for resume.
-    pub fn new(workflow: Arc<str>, history_limit: usize) -> SubscriptionViews {
+    /// No views yet; `history_limit` says how much history each topic keeps for resume.
+    pub fn new(workflow: Arc<str>, history_limit: HistoryLimit) -> SubscriptionViews {
         SubscriptionViews {
             workflow,
             views: HashMap::new(),

@@ -10,6 +10,7 @@ use clonewire_wasm::store::{ApplyOutcome, Store};
 use serde_json::{json, Value};
 
 use super::{ClientId, ReplicaSource, SubscriptionViews};
+use crate::history::HistoryLimit;
 use crate::metrics::OutboxCounters;
 use crate::outbox::{Outbox, Outgoing};
 use crate::registry::{Group, Registry};
@@ -147,7 +148,7 @@ fn tasks(n: usize) -> Value {
 fn clients_hold_exactly_their_projection_and_share_frames() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(5));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let status = group(&registry, "{ workflows { taskProxies { status } workflow } }");
@@ -188,7 +189,7 @@ fn clients_hold_exactly_their_projection_and_share_frames() {
 fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let (b, c) = (Client::new(), Client::new());
@@ -214,7 +215,7 @@ fn clients_sharing_a_subscription_are_sent_the_same_bytes() {
 fn a_subscription_change_sends_only_what_is_new() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(50));
     let names = group(&registry, "{ workflows { taskProxies { name } } }");
     let more = group(&registry, "{ workflows { taskProxies { name status } } }");
@@ -249,7 +250,7 @@ fn a_subscription_change_sends_only_what_is_new() {
 fn resume_sends_one_delta_when_history_and_hash_allow() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(20));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let mut a = Client::new();
@@ -308,7 +309,7 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
 fn a_new_epoch_arrives_as_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(3));
     let sub = group(&registry, "{ workflows { taskProxies } }");
     let mut a = Client::new();
@@ -331,7 +332,7 @@ fn a_new_epoch_arrives_as_a_snapshot() {
 fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 1_000);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(1_000));
     store.apply(&mut views, "taskProxies", tasks(10));
     let sub = group(&registry, "{ workflows { taskProxies { status } } }");
     let counters: Arc<OutboxCounters> = Default::default();
@@ -373,7 +374,7 @@ fn a_lagging_client_gets_one_bridging_delta_and_converges() {
 fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 5);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(5));
     store.apply(&mut views, "taskProxies", tasks(10));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
@@ -414,7 +415,7 @@ fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
 fn different_subscriptions_that_see_the_same_change_share_its_patch() {
     let registry = Registry::default();
     let mut store = Fake::new();
-    let mut views = SubscriptionViews::new(Arc::from(W), 100);
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
     store.apply(&mut views, "taskProxies", tasks(3));
     let narrow = group(&registry, "{ workflows { taskProxies { status } } }");
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
