@@ -6,6 +6,9 @@
 //!   of the store so a slow requester never delays publishing;
 //! - `answer`: what the REP socket says to each request (pure, no sockets);
 //! - `history`: the bounded per-topic delta history behind `replay`;
+//! - [`contact`]: a suite's contact file (`--contact-dir DIR`), written while it runs;
+//! - [`discovery`]: finding suites by their contact files in a directory, one
+//!   mechanism for every kind of contact file (ours, Cylc's);
 //! - `epoch`, `clock`: epoch names and the Unix-ms clock;
 //! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
 //! - `follow`: the subscriber side (join, apply, verify, repair): a sans-IO state
@@ -14,6 +17,8 @@
 
 mod answer;
 mod clock;
+pub mod contact;
+pub mod discovery;
 mod epoch;
 mod error;
 mod follow;

@@ -10,6 +10,7 @@
 //! once under the lock and carries on.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,7 @@ use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
 use crate::clock::unix_ms;
+use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
 use crate::history::{HistoryLimits, Record};
@@ -60,6 +62,10 @@ pub struct PublisherConfig {
     /// admitted (checked at the handshake by a ZAP handler); when `None`, any follower
     /// that knows the suite's public key is.
     pub curve_allowed_clients: Option<Vec<CurvePublicKey>>,
+    /// Announce the suite in this directory with a contact file (see
+    /// [`crate::contact`]) once its sockets are bound; it is removed on shutdown.
+    /// Relays started with `--discover DIR` follow every suite announced there.
+    pub contact_dir: Option<PathBuf>,
 }
 
 impl PublisherConfig {
@@ -76,6 +82,7 @@ impl PublisherConfig {
             busy_retry_ms: 500,
             curve_secret_key: None,
             curve_allowed_clients: None,
+            contact_dir: None,
         }
     }
 }
@@ -137,6 +144,8 @@ pub struct Publisher {
     threads: Vec<JoinHandle<()>>,
     /// The allow-list's handler, when there is one; stopped after the sockets close.
     zap: Option<ZapHandler>,
+    /// The suite's contact file, when it announces itself; removed first on shutdown.
+    contact: Option<ContactFile>,
 }
 
 impl Publisher {
@@ -202,14 +211,32 @@ impl Publisher {
         let curve = config.curve_secret_key.is_some();
         let allowed_clients = config.curve_allowed_clients.as_ref().map(Vec::len);
         tracing::info!(name = %config.name, %pub_endpoint, %rep_endpoint, curve, ?allowed_clients, "publisher started");
-        Ok(Publisher {
+        let mut publisher = Publisher {
             shared,
             pub_endpoint,
             rep_endpoint,
             stop_heartbeat: Some(stop_tx),
             threads,
             zap,
-        })
+            contact: None,
+        };
+        // Announced once everything is up, so a relay that reads it finds a suite; on
+        // an error the publisher drops, stopping its threads.
+        if let Some(dir) = &config.contact_dir {
+            let key = config
+                .curve_secret_key
+                .as_ref()
+                .map(CurveSecretKey::public_key)
+                .transpose()?;
+            let contact = SuiteContact::for_this_process(
+                &config.name,
+                &publisher.pub_endpoint,
+                &publisher.rep_endpoint,
+                key.as_ref(),
+            );
+            publisher.contact = Some(ContactFile::write(dir, contact)?);
+        }
+        Ok(publisher)
     }
 
     /// The endpoint the PUB socket is bound to (with the real port).
@@ -220,6 +247,11 @@ impl Publisher {
     /// The endpoint the REP socket is bound to (with the real port).
     pub fn rep_endpoint(&self) -> &str {
         &self.rep_endpoint
+    }
+
+    /// The contact file announcing the suite, when it has one.
+    pub fn contact_file(&self) -> Option<&std::path::Path> {
+        self.contact.as_ref().map(ContactFile::path)
     }
 
     /// The current epoch.
@@ -352,6 +384,8 @@ impl Publisher {
     }
 
     fn stop(&mut self) {
+        // The file goes first: a relay that sees it gone expects the goodbye.
+        drop(self.contact.take());
         {
             let mut state = self.shared.lock();
             if !state.stopped {

@@ -54,6 +54,19 @@ impl CurveSecretKey {
             .map_err(|why| Error::Config(format!("CURVE secret key file {}: {why}", path.display())))?;
         Ok(key)
     }
+
+    /// The matching public key (CURVE's keys are X25519: the public key is the
+    /// secret one times the curve's base point).
+    pub fn public_key(&self) -> Result<CurvePublicKey, Error> {
+        let bytes: [u8; 32] = z85_key(&self.0)
+            .map_err(Error::Config)?
+            .try_into()
+            .map_err(|_| Error::Config("a CURVE key is 32 bytes".into()))?;
+        let public = curve25519_dalek::MontgomeryPoint::mul_base_clamped(bytes);
+        zmq::z85_encode(public.as_bytes())
+            .map(CurvePublicKey)
+            .map_err(|e| Error::Config(format!("cannot encode a CURVE key: {e}")))
+    }
 }
 
 /// A CURVE public key (Z85, 40 characters). Not secret: a follower needs the suite's.
@@ -234,5 +247,19 @@ pub fn bind(socket: &zmq::Socket, endpoint: &str) -> Result<String, Error> {
             "bound endpoint for {endpoint} is not UTF-8"
         ))),
         Err(e) => Err(Error::zmq("read the bound endpoint", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_key_follows_from_the_secret_key_as_libzmq_makes_them() {
+        for _ in 0..4 {
+            let pair = CurveKeyPair::generate().unwrap();
+            assert_eq!(pair.secret.public_key().unwrap(), pair.public);
+        }
+        assert!(CurveSecretKey("short".into()).public_key().is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `clonewire-sim`: a simulated Cylc-like suite on a PUB and a REP socket.
 //! Prints one JSON line with the bound endpoints, logs to stderr, and on Ctrl-C or
-//! SIGTERM says goodbye (`_bye`) and exits 0.
+//! SIGTERM says goodbye (`_bye`) and exits 0. With `--contact-dir DIR` it announces
+//! itself there for relays run with `--discover DIR`, and removes the file as it stops.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,13 @@ struct Args {
     /// that knows the suite's public key is admitted.
     #[arg(long, value_name = "FILE", requires = "curve_secret_key_file")]
     curve_allow_file: Option<PathBuf>,
+    /// Announce the suite with a contact file in DIR (made if missing): DIR/NAME.json,
+    /// JSON with the name, the PUB and REP endpoints as bound, the CURVE public key (if
+    /// any), host and pid, written atomically once the sockets are bound and removed on
+    /// Ctrl-C or SIGTERM. `clonewire-relay --discover DIR` follows every suite
+    /// announced there (see docs/discovery.md).
+    #[arg(long, value_name = "DIR")]
+    contact_dir: Option<PathBuf>,
 }
 
 fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
@@ -89,6 +97,7 @@ fn config(args: Args) -> Result<SimConfig, String> {
     Ok(SimConfig {
         curve_secret_key,
         curve_allowed_clients,
+        contact_dir: args.contact_dir,
         busy_every: args.busy_every.map(|s| seconds("busy-every", s)).transpose()?,
         busy_for: seconds("busy-for", args.busy_for)?,
         restart_every: args
@@ -141,7 +150,7 @@ fn main() -> ExitCode {
     };
     println!(
         "{}",
-        serde_json::json!({"name": sim.name(), "pub": sim.pub_endpoint(), "rep": sim.rep_endpoint()})
+        serde_json::json!({"name": sim.name(), "pub": sim.pub_endpoint(), "rep": sim.rep_endpoint(), "contact": sim.contact_file()})
     );
     let _ = rx.recv();
     tracing::info!("stopping");

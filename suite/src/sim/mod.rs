@@ -18,6 +18,7 @@
 pub mod calendar;
 pub mod workflow;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -70,6 +71,9 @@ pub struct SimConfig {
     /// With a key: admit only followers with these CURVE public keys (see
     /// [`PublisherConfig::curve_allowed_clients`]).
     pub curve_allowed_clients: Option<Vec<CurvePublicKey>>,
+    /// Announce the suite with a contact file in this directory (see
+    /// [`PublisherConfig::contact_dir`]).
+    pub contact_dir: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -90,6 +94,7 @@ impl SimConfig {
             history: HistoryLimits::default(),
             curve_secret_key: None,
             curve_allowed_clients: None,
+            contact_dir: None,
         }
     }
 
@@ -141,10 +146,12 @@ impl Simulator {
             rep_endpoint: config.rep_endpoint.clone(),
             curve_secret_key: config.curve_secret_key.clone(),
             curve_allowed_clients: config.curve_allowed_clients.clone(),
+            contact_dir: config.contact_dir.clone(),
             ..PublisherConfig::new(config.name.clone())
         })?;
         let pub_endpoint = publisher.pub_endpoint().to_owned();
         let rep_endpoint = publisher.rep_endpoint().to_owned();
+        let contact_file = publisher.contact_file().map(PathBuf::from);
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SimCounters::default());
         let player = Player {
@@ -164,6 +171,7 @@ impl Simulator {
             name,
             pub_endpoint,
             rep_endpoint,
+            contact_file,
             stop,
             counters,
             thread: Some(thread),
@@ -176,6 +184,7 @@ pub struct SimHandle {
     name: String,
     pub_endpoint: String,
     rep_endpoint: String,
+    contact_file: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     counters: Arc<SimCounters>,
     thread: Option<JoinHandle<()>>,
@@ -195,6 +204,11 @@ impl SimHandle {
     /// The bound REP endpoint (real port).
     pub fn rep_endpoint(&self) -> &str {
         &self.rep_endpoint
+    }
+
+    /// Its contact file, when it announces itself (`contact_dir`).
+    pub fn contact_file(&self) -> Option<&std::path::Path> {
+        self.contact_file.as_deref()
     }
 
     /// What it has done so far.
