@@ -1,24 +1,27 @@
-//! Finding the running workflows under a run directory (`~/cylc-run`, say).
+//! Finding the running workflows under a run directory (`~/cylc-run`, say): the
+//! Cylc kind of [`clonewire_suite::discovery`], the one mechanism `--cylc-run` and
+//! `--discover` share.
 //!
 //! A workflow is running while its run directory holds `.service/contact`. Ids may
 //! be nested (`demo/run1`); a workflow's id is its run directory's path relative to
-//! the root. The scan is cheap and bounded: a few `stat`s per directory, at most
-//! [`MAX_DEPTH`] levels, never into a run directory's own `log/`, `share/`, `work/`
-//! or `.service/`, and never through `runN` (the link to the latest run, which is
-//! found under its real name), so each run is followed once. Calling
-//! [`Discovery::scan`] every [`SCAN_INTERVAL`] sees a workflow start or stop within
-//! that time.
+//! the root, and the run directory is its key ([`Found::path`]). The look is cheap
+//! and bounded: a few `stat`s per directory, at most [`MAX_DEPTH`] levels, never into
+//! a run directory's own `log/`, `share/`, `work/` or `.service/`, and never through
+//! `runN` (the link to the latest run, which is found under its real name), so each
+//! run is followed once. Calling [`Discovery::scan`] every [`SCAN_INTERVAL`] sees a
+//! workflow start or stop within that time.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use clonewire_suite::discovery::{Announcement, Change, Finder, Found, Process, Scan};
 
 use crate::contact::{Contact, ContactError, CONTACT_FILE, SERVICE_DIR};
 
+pub use clonewire_suite::discovery::SCAN_INTERVAL;
+
 /// How deep ids may be (Cylc's default `[install]max depth`).
 pub const MAX_DEPTH: usize = 4;
-/// How often to scan so a new workflow shows up within about a second.
-pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// Directories scanned per call at most: a runaway tree costs a bounded scan.
 const MAX_DIRS: usize = 100_000;
 /// Names never descended into: Cylc's own directories in a run directory, and the
@@ -28,96 +31,53 @@ const SKIPPED: [&str; 6] = ["runN", "_cylc-install", "log", "share", "work", SER
 /// not look for workflows inside it.
 const WORKFLOW_MARKERS: [&str; 3] = ["flow.cylc", "suite.rc", "log"];
 
-/// A change in the set of running workflows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DiscoveryEvent {
-    /// A workflow is running (or runs again, as a new run).
-    Added {
-        /// Its id, relative to the root (`demo/run1`).
-        id: String,
-        /// Its run directory.
-        run_dir: PathBuf,
-        /// What its contact file says.
-        contact: Contact,
-    },
-    /// A workflow is no longer running (its contact file went, or was replaced by a
-    /// new run's, which is `Added` next).
-    Removed {
-        /// Its id.
-        id: String,
-    },
-}
-
 /// The running workflows under one root, as last scanned.
-#[derive(Debug)]
-pub struct Discovery {
-    root: PathBuf,
-    running: BTreeMap<String, Contact>,
-}
+pub type Discovery = clonewire_suite::discovery::Discovery<RunDir>;
 
-impl Discovery {
-    /// Follows the workflows under `root` (which need not exist yet).
-    pub fn new(root: impl Into<PathBuf>) -> Discovery {
-        Discovery {
-            root: root.into(),
-            running: BTreeMap::new(),
-        }
+/// A change in the set of running workflows: `Added` when a workflow runs (or runs
+/// again, as a new run), `Removed` when its contact file went (or was replaced by a
+/// new run's, which is `Added` next), `Unreadable` for a contact file that stays
+/// unreadable.
+pub type DiscoveryEvent = Change<Contact>;
+
+impl Announcement for Contact {
+    fn same_run(&self, other: &Contact) -> bool {
+        Contact::same_run(self, other)
     }
 
-    /// The root.
-    pub fn root(&self) -> &Path {
+    fn process(&self) -> Option<Process> {
+        let pid = self.fields.get("CYLC_WORKFLOW_PID")?.parse().ok()?;
+        Some(Process {
+            host: self.host.clone(),
+            pid,
+        })
+    }
+}
+
+/// A Cylc run directory tree (`~/cylc-run`): the [`Finder`] for `--cylc-run DIR`.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Looks under `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> RunDir {
+        RunDir { root: root.into() }
+    }
+}
+
+impl Finder for RunDir {
+    type Contact = Contact;
+
+    fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The workflows running at the last scan, by id.
-    pub fn running(&self) -> &BTreeMap<String, Contact> {
-        &self.running
-    }
-
-    /// Looks again and says what changed since the last scan: `Removed` before
-    /// `Added`, each in id order.
-    pub fn scan(&mut self) -> Vec<DiscoveryEvent> {
-        let (found, unreadable) = self.find();
-        let mut events = Vec::new();
-        let mut added = Vec::new();
-        for (id, (run_dir, contact)) in &found {
-            match self.running.get(id) {
-                Some(known) if known.same_run(contact) => {}
-                Some(_) => {
-                    events.push(DiscoveryEvent::Removed { id: id.clone() });
-                    added.push((id, run_dir, contact));
-                }
-                None => added.push((id, run_dir, contact)),
-            }
-        }
-        for id in self.running.keys() {
-            // A contact file being rewritten keeps its workflow until it reads well.
-            if !found.contains_key(id) && !unreadable.contains(id) {
-                events.push(DiscoveryEvent::Removed { id: id.clone() });
-            }
-        }
-        for (id, run_dir, contact) in added {
-            events.push(DiscoveryEvent::Added {
-                id: id.clone(),
-                run_dir: run_dir.clone(),
-                contact: contact.clone(),
-            });
-        }
-        events.sort_by_key(|e| !matches!(e, DiscoveryEvent::Removed { .. }));
-        self.running
-            .retain(|id, _| found.contains_key(id) || unreadable.contains(id));
-        for (id, (_, contact)) in found {
-            self.running.insert(id, contact);
-        }
-        events
-    }
-
-    /// Running workflows by id, and the ids whose contact file exists but cannot be
-    /// read yet.
-    #[allow(clippy::type_complexity)]
-    fn find(&self) -> (BTreeMap<String, (PathBuf, Contact)>, HashSet<String>) {
-        let mut found = BTreeMap::new();
-        let mut unreadable = HashSet::new();
+    /// Running workflows by run directory, and the run directories whose contact file
+    /// exists but cannot be read (yet).
+    fn find(&self) -> Scan<Contact> {
+        let mut scan = Scan::default();
         let mut seen = HashSet::new();
         let mut queue = VecDeque::from([(self.root.clone(), 0usize)]);
         let mut dirs = 0;
@@ -155,10 +115,15 @@ impl Discovery {
                 if path.join(SERVICE_DIR).join(CONTACT_FILE).exists() {
                     match Contact::load(&path) {
                         Ok(contact) => {
-                            found.insert(id, (path, contact));
+                            let found = Found {
+                                id,
+                                path: path.clone(),
+                                contact,
+                            };
+                            scan.found.insert(path, found);
                         }
-                        Err(ContactError::Read { .. } | ContactError::Bad { .. }) => {
-                            unreadable.insert(id);
+                        Err(e @ (ContactError::Read { .. } | ContactError::Bad { .. })) => {
+                            scan.unreadable.insert(path, e.to_string());
                         }
                     }
                 } else if WORKFLOW_MARKERS.iter().any(|m| path.join(m).exists()) {
@@ -168,7 +133,7 @@ impl Discovery {
                 }
             }
         }
-        (found, unreadable)
+        scan
     }
 }
 
@@ -197,8 +162,9 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                DiscoveryEvent::Added { id, .. } => format!("+{id}"),
-                DiscoveryEvent::Removed { id } => format!("-{id}"),
+                DiscoveryEvent::Added(found) => format!("+{}", found.id),
+                DiscoveryEvent::Removed { id, .. } => format!("-{id}"),
+                DiscoveryEvent::Unreadable { path, .. } => format!("!{}", path.display()),
             })
             .collect()
     }
@@ -213,7 +179,7 @@ mod tests {
     #[test]
     fn finds_nested_running_workflows_once_and_sees_them_go() {
         let root = temp_root("nested");
-        let mut discovery = Discovery::new(&root);
+        let mut discovery = Discovery::new(RunDir::new(&root));
         assert!(discovery.scan().is_empty());
 
         start(&root, "flat", 5000, "a");
@@ -225,11 +191,12 @@ mod tests {
         start(&root, "flat/work/1/foo", 5020, "c");
         let events = discovery.scan();
         assert_eq!(ids(&events), ["+demo/run1", "+flat"]);
-        let DiscoveryEvent::Added { run_dir, contact, .. } = &events[0] else {
+        let DiscoveryEvent::Added(found) = &events[0] else {
             unreachable!()
         };
-        assert_eq!(run_dir, &run1);
-        assert_eq!(contact.req_endpoint(), "tcp://localhost:5010");
+        assert_eq!(found.path, run1);
+        assert_eq!(found.contact.req_endpoint(), "tcp://localhost:5010");
+        assert_eq!(found.contact.process(), None, "no CYLC_WORKFLOW_PID");
         assert!(discovery.scan().is_empty(), "nothing changed");
 
         std::fs::remove_file(root.join("flat/.service/contact")).unwrap();
@@ -245,7 +212,7 @@ mod tests {
     #[test]
     fn a_half_written_contact_file_neither_adds_nor_removes() {
         let root = temp_root("partial");
-        let mut discovery = Discovery::new(&root);
+        let mut discovery = Discovery::new(RunDir::new(&root));
         let dir = start(&root, "w", 5000, "a");
         std::fs::write(dir.join(".service/contact"), "CYLC_WORKFLOW_HOST=loc").unwrap();
         assert!(discovery.scan().is_empty());
@@ -259,12 +226,25 @@ mod tests {
     }
 
     #[test]
+    fn the_schedulers_host_and_pid_are_its_process() {
+        let root = temp_root("pid");
+        let dir = start(&root, "w", 5000, "a");
+        let text = contact_text(5000, "a") + "CYLC_WORKFLOW_PID=4242\n";
+        std::fs::write(dir.join(".service/contact"), text).unwrap();
+        let mut discovery = Discovery::new(RunDir::new(&root));
+        assert_eq!(ids(&discovery.scan()), ["+w"]);
+        let process = discovery.running()[&dir].contact.process().unwrap();
+        assert_eq!((process.host.as_str(), process.pid), ("localhost", 4242));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn depth_is_bounded() {
         let root = temp_root("deep");
         start(&root, "a/b/c/d", 5000, "x");
         start(&root, "a/b/c/d/e", 5010, "y");
         start(&root, "p/q/r/s/t", 5020, "z");
-        let mut discovery = Discovery::new(&root);
+        let mut discovery = Discovery::new(RunDir::new(&root));
         assert_eq!(ids(&discovery.scan()), ["+a/b/c/d"]);
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -272,7 +252,7 @@ mod tests {
     #[test]
     fn a_missing_root_is_empty_until_it_appears() {
         let root = temp_root("late").join("cylc-run");
-        let mut discovery = Discovery::new(&root);
+        let mut discovery = Discovery::new(RunDir::new(&root));
         assert!(discovery.scan().is_empty());
         start(&root, "w", 5000, "a");
         assert_eq!(ids(&discovery.scan()), ["+w"]);

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::discovery::{Discovery, DiscoveryEvent, SCAN_INTERVAL};
+use clonewire_cylc::discovery::{Discovery, DiscoveryEvent, RunDir, SCAN_INTERVAL};
 use clonewire_cylc::testing::{Sandbox, SMALL_FLOW};
+use clonewire_suite::discovery::Announcement;
 
 /// Scans every `SCAN_INTERVAL` until an event comes, or `limit` passes.
 fn next_events(discovery: &mut Discovery, limit: Duration) -> Vec<DiscoveryEvent> {
@@ -20,7 +21,7 @@ fn next_events(discovery: &mut Discovery, limit: Duration) -> Vec<DiscoveryEvent
 #[test]
 fn a_workflow_started_later_appears_and_its_stop_is_seen() {
     let mut sandbox = Sandbox::new();
-    let mut discovery = Discovery::new(sandbox.run_dir());
+    let mut discovery = Discovery::new(RunDir::new(sandbox.run_dir()));
     // A workflow installed but not running is not followed.
     sandbox.install("idle", SMALL_FLOW);
     assert!(discovery.scan().is_empty());
@@ -34,22 +35,25 @@ fn a_workflow_started_later_appears_and_its_stop_is_seen() {
         "{:?}",
         started.elapsed()
     );
-    let [DiscoveryEvent::Added { id, run_dir, contact }] = &events[..] else {
+    let [DiscoveryEvent::Added(found)] = &events[..] else {
         panic!("{events:?}")
     };
     assert_eq!(
-        id, "late/run1",
+        found.id, "late/run1",
         "the id is relative to the run directory, runN not counted"
     );
-    assert_eq!(run_dir, &run);
-    assert_eq!(contact.version, "8.5.4");
+    assert_eq!(found.path, run);
+    assert_eq!(found.contact.version, "8.5.4");
+    let process = found.contact.process().expect("Cylc writes its pid");
+    assert!(!process.is_gone(), "the scheduler runs here: {process:?}");
 
     sandbox.stop("late/run1");
     let events = next_events(&mut discovery, Duration::from_secs(5));
     assert_eq!(
         events,
         [DiscoveryEvent::Removed {
-            id: "late/run1".into()
+            id: "late/run1".into(),
+            path: run,
         }]
     );
 }

@@ -39,6 +39,12 @@ pub struct Config {
     /// How long a Cylc workflow that stopped stays listed (as `stopped`) before it
     /// is `removed`.
     pub cylc_linger_secs: u64,
+    /// Follow every clonewire suite that announces itself with a contact file in
+    /// these folders (`clonewire-sim --contact-dir DIR`; see docs/discovery.md).
+    pub discover: Vec<PathBuf>,
+    /// How long a discovered suite whose contact file went (or is stale) stays
+    /// listed (as `stopped`, or `stale`) before it is `removed`.
+    pub discover_linger_secs: u64,
 }
 
 impl Default for Config {
@@ -55,6 +61,8 @@ impl Default for Config {
             curve_key_file: None,
             cylc_run: None,
             cylc_linger_secs: 60,
+            discover: Vec::new(),
+            discover_linger_secs: 60,
         }
     }
 }
@@ -500,6 +508,14 @@ impl Config {
                 )));
             }
         }
+        for dir in &self.discover {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "discover {}: not a folder",
+                    dir.display()
+                )));
+            }
+        }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
@@ -555,6 +571,26 @@ mod tests {
             .to_string();
         assert!(
             missing.contains("cylc_run /nonexistent/cylc-run: not a folder"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn discover_folders_are_settings_that_must_exist() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "discover = [{:?}]\ndiscover_linger_secs = 5\n",
+            dir.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.discover, [dir]);
+        assert_eq!(config.discover_linger_secs, 5);
+        assert_eq!(Config::default().discover_linger_secs, 60);
+        let missing = Config::from_toml("discover = ['/nonexistent/suites']")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("discover /nonexistent/suites: not a folder"),
             "{missing}"
         );
     }

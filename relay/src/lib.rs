@@ -7,8 +7,8 @@
 //!   workflow's `views`, so apply → verify → project → queue happens in order;
 //! - `upstream`: what a link thread follows (a clonewire suite, through its
 //!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
-//!   with `--cylc-run`, a thread adds and removes Cylc workflows as they start and
-//!   stop;
+//!   `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
+//!   and removes workflows as their contact files come and go;
 //! - `views`: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - `registry`: interned subscriptions (one `Group` per distinct one);
@@ -27,8 +27,8 @@
 mod auth;
 mod compress;
 pub mod config;
-mod cylc_run;
 mod demo;
+mod discovery;
 mod history;
 mod http;
 mod listener;
@@ -154,17 +154,33 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
-    let cylc = config.cylc_run.clone().map(|dir| {
-        (
-            dir,
-            config.limits.clone(),
-            Duration::from_secs(config.cylc_linger_secs),
-        )
-    });
+    let context = |linger_secs| discovery::LinkContext {
+        limits: config.limits.clone(),
+        curve_keys: curve_keys.clone(),
+        metrics: metrics.clone(),
+        linger: Duration::from_secs(linger_secs),
+    };
+    let cylc = config
+        .cylc_run
+        .clone()
+        .map(|dir| (dir, context(config.cylc_linger_secs)));
+    let suites = (config.discover.clone(), context(config.discover_linger_secs));
     let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
-    if let Some((dir, limits, linger)) = cylc {
-        // The thread ends by itself when the relay shuts down.
-        cylc_run::spawn(relay.clone(), dir, limits, linger, metrics)?;
+    // The threads end by themselves when the relay shuts down.
+    if let Some((dir, context)) = cylc {
+        discovery::spawn(
+            relay.clone(),
+            clonewire_cylc::discovery::RunDir::new(dir),
+            context,
+        )?;
+    }
+    let (dirs, context) = suites;
+    for dir in dirs {
+        discovery::spawn(
+            relay.clone(),
+            clonewire_suite::contact::ContactDir::new(dir),
+            context.clone(),
+        )?;
     }
     let app = http::router(relay.clone(), auth);
     let limits = relay.config().limits.clone();

@@ -32,6 +32,15 @@ struct Args {
     /// ~/cylc-run), started before or after the relay. Overrides cylc_run.
     #[arg(long, value_name = "DIR")]
     cylc_run: Option<PathBuf>,
+    /// Follow every clonewire suite announced by a contact file in DIR (repeatable;
+    /// added to discover): suites run with `--contact-dir DIR` (or the library's
+    /// contact_dir) write DIR/NAME.json with their endpoints, CURVE public key, host
+    /// and pid. New ones are followed within about a second; one whose file goes is
+    /// shown stopped, then removed after discover_linger_secs; a stale file (its
+    /// process gone, nothing answering) is reported, then dropped. See
+    /// docs/discovery.md.
+    #[arg(long = "discover", value_name = "DIR")]
+    discover: Vec<PathBuf>,
     /// Serve the page from this folder instead of the copy built into the binary.
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
@@ -73,6 +82,11 @@ fn config(args: Args) -> Result<Config, String> {
     if let Some(dir) = args.cylc_run {
         config.cylc_run = Some(dir);
     }
+    for dir in args.discover {
+        if !config.discover.contains(&dir) {
+            config.discover.push(dir);
+        }
+    }
     if let Some(www) = args.www {
         if !www.is_dir() {
             return Err(format!("--www {}: not a folder", www.display()));
@@ -90,9 +104,9 @@ fn config(args: Args) -> Result<Config, String> {
     if let Some(file) = args.curve_key_file {
         config.curve_key_file = Some(file);
     }
-    if config.suites.is_empty() && !config.demo && config.cylc_run.is_none() {
+    if config.suites.is_empty() && !config.demo && config.cylc_run.is_none() && config.discover.is_empty() {
         return Err(
-            "nothing to follow: give --suite NAME=PUB,REP (or --config FILE), --cylc-run DIR, or --demo"
+            "nothing to follow: give --suite NAME=PUB,REP (or --config FILE), --cylc-run DIR, --discover DIR, or --demo"
                 .into(),
         );
     }

@@ -74,6 +74,9 @@ pub struct Metrics {
     pub repairs: Family<KindLabel, Counter>,
     /// Problems on suite links by kind (gap, mismatch, malformed, timeout, busy).
     pub suite_problems: Family<KindLabel, Counter>,
+    /// Contact files in watched directories (`--cylc-run`, `--discover`) by kind:
+    /// followed, stale, unreadable.
+    pub contact_files: Family<KindLabel, Gauge>,
     /// Messages from clients that were refused.
     pub bad_client_messages: Counter,
     /// `subscribe` and `resync` messages refused for exceeding a connection's rate.
@@ -117,6 +120,7 @@ impl Metrics {
             overflows: Counter::default(),
             repairs: Family::default(),
             suite_problems: Family::default(),
+            contact_files: Family::default(),
             bad_client_messages: Counter::default(),
             rate_limited: Counter::default(),
             accept_errors: Counter::default(),
@@ -177,6 +181,11 @@ impl Metrics {
             "suite_problems",
             "Problems on suite links by kind",
             m.suite_problems.clone(),
+        );
+        registry.register(
+            "contact_files",
+            "Contact files in watched directories by kind: followed, stale (its process is gone and nothing answers), unreadable",
+            m.contact_files.clone(),
         );
         registry.register(
             "bad_client_messages",

@@ -27,7 +27,7 @@ struct Subscriber {
 /// Shared by the HTTP handlers and every session.
 pub struct Relay {
     config: Config,
-    /// Links come and go at run time (`--cylc-run` discovers workflows).
+    /// Links come and go at run time (`--cylc-run` and `--discover` find workflows).
     links: RwLock<BTreeMap<Arc<str>, Arc<SuiteLink>>>,
     /// Each subscribed client's current subscription, so a link added later
     /// serves it too.

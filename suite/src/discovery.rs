@@ -180,6 +180,14 @@ impl<F: Finder> Discovery<F> {
         &self.running
     }
 
+    /// The contact files reported [`Change::Unreadable`] that are still so.
+    pub fn unreadable(&self) -> impl Iterator<Item = &Path> {
+        self.unreadable
+            .iter()
+            .filter(|(_, said)| **said)
+            .map(|(p, _)| p.as_path())
+    }
+
     /// Looks again and says what changed: `Removed` first, then `Added`, then
     /// `Unreadable`, each in path order.
     pub fn scan(&mut self) -> Vec<Change<F::Contact>> {
@@ -325,8 +333,10 @@ mod tests {
         );
         assert!(changes(&mut d).is_empty());
         assert_eq!(d.running().len(), 1);
+        assert_eq!(d.unreadable().count(), 2);
         set(&d, &[("a.json", "a", 1)], &[]);
         assert!(changes(&mut d).is_empty(), "reads well again: the same run");
+        assert_eq!(d.unreadable().count(), 0);
         set(&d, &[], &[]);
         assert_eq!(changes(&mut d), ["-a"]);
     }
