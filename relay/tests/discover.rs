@@ -268,3 +268,38 @@ fn the_relay_explains_discover_and_refuses_a_missing_folder() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cylc_contact_file_is_dropped_the_same_way() {
+    // A Cylc run directory whose scheduler died without removing its contact file.
+    let root = contact_dir("cylc");
+    let run = root.join("dead/run1");
+    std::fs::create_dir_all(run.join(".service")).unwrap();
+    std::fs::write(run.join("flow.cylc"), "").unwrap();
+    let port = |e: String| e.rsplit(':').next().unwrap().to_owned();
+    let contact = format!(
+        "CYLC_WORKFLOW_HOST=localhost\nCYLC_WORKFLOW_PORT={}\nCYLC_WORKFLOW_PUBLISH_PORT={}\n\
+         CYLC_WORKFLOW_UUID=0f0f\nCYLC_WORKFLOW_PID={}\n",
+        port(unused_endpoint()),
+        port(unused_endpoint()),
+        dead_pid()
+    );
+    std::fs::write(run.join(".service/contact"), contact).unwrap();
+    let mut config = common::relay_config(Vec::new());
+    config.cylc_run = Some(root.clone());
+    config.cylc_linger_secs = 2;
+    let relay = clonewire_relay::start(config).await.unwrap();
+    let addr = relay.local_addr();
+    let reported = eventually(Duration::from_secs(20), || async {
+        contact_files(addr, "stale").await == 1.0
+    })
+    .await;
+    assert!(reported, "{}", common::http_get(addr, "/metrics").await);
+    let dropped = eventually(Duration::from_secs(10), || async {
+        health(addr, "dead/run1").await.is_null()
+    })
+    .await;
+    assert!(dropped, "{}", health(addr, "dead/run1").await);
+    relay.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+}

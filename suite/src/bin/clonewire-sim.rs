@@ -148,10 +148,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!(
-        "{}",
-        serde_json::json!({"name": sim.name(), "pub": sim.pub_endpoint(), "rep": sim.rep_endpoint(), "contact": sim.contact_file()})
-    );
+    let mut announced =
+        serde_json::json!({"name": sim.name(), "pub": sim.pub_endpoint(), "rep": sim.rep_endpoint()});
+    if let Some(file) = sim.contact_file() {
+        announced["contact"] = file.display().to_string().into();
+    }
+    println!("{announced}");
     let _ = rx.recv();
     tracing::info!("stopping");
     sim.stop();
