@@ -213,7 +213,8 @@ where
                 }
             }
         }
-        for found in std::mem::take(&mut self.waiting).into_values() {
+        let waiting: Vec<_> = self.waiting.values().cloned().collect();
+        for found in waiting {
             self.follow(found);
         }
         self.find_stale();
@@ -241,12 +242,13 @@ where
             None => self.relay.link(&id).is_some(),
         };
         if taken {
-            if !self.waiting.contains_key(&found.path) {
-                tracing::warn!(workflow = %id, path = %found.path.display(), "a {} has the name of a workflow already followed; not followed while that one is", F::Contact::KIND);
+            let path = found.path.clone();
+            if self.waiting.insert(path.clone(), found).is_none() {
+                tracing::warn!(workflow = %id, path = %path.display(), "a {} has the name of a workflow already followed; not followed while that one is", F::Contact::KIND);
             }
-            self.waiting.insert(found.path.clone(), found);
             return;
         }
+        self.waiting.remove(&found.path);
         let vanished = Arc::new(AtomicBool::new(false));
         match F::Contact::open(&found, &self.context, vanished.clone()) {
             Ok(link) => {

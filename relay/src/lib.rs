@@ -7,7 +7,7 @@
 //!   workflow's `views`, so apply → verify → project → queue happens in order;
 //! - `upstream`: what a link thread follows (a clonewire suite, through its
 //!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
-//!   `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
+//! - `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
 //!   and removes workflows as their contact files come and go;
 //! - `views`: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;

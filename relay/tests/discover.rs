@@ -303,3 +303,46 @@ async fn a_stale_cylc_contact_file_is_dropped_the_same_way() {
     relay.shutdown().await.unwrap();
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_already_followed_is_not_followed_twice() {
+    let dir = contact_dir("clash");
+    let (configured, follow) = common::suite("dup");
+    let mut config = common::relay_config(vec![follow]);
+    config.discover = vec![dir.clone()];
+    let relay = clonewire_relay::start(config).await.unwrap();
+    let addr = relay.local_addr();
+    let announced = tokio::task::block_in_place(|| suite("dup", &dir, None));
+    let mut client = TestClient::connect(addr).await;
+    client.subscribe(QUERY, None).await;
+    let (mut a, mut b) = (Document::new(), Document::new());
+    publish(
+        &configured,
+        &mut a,
+        "taskProxies",
+        json!({"1/x": {"status": "configured"}}),
+    );
+    publish(
+        &announced,
+        &mut b,
+        "taskProxies",
+        json!({"1/x": {"status": "announced"}}),
+    );
+    let copied = client
+        .pump_until(Duration::from_secs(10), |c| {
+            c.copy("dup", "taskProxies") == json!({"1/x": {"status": "configured"}})
+        })
+        .await;
+    assert!(copied, "{}", client.copy("dup", "taskProxies"));
+    // Several looks later, the configured suite is still the one followed.
+    client.pump(Duration::from_secs(3)).await;
+    assert_eq!(
+        client.copy("dup", "taskProxies"),
+        json!({"1/x": {"status": "configured"}})
+    );
+    assert_eq!(contact_files(addr, "followed").await, 0.0);
+    tokio::task::block_in_place(|| announced.shutdown());
+    client.close().await;
+    relay.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
