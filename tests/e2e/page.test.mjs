@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inflateRawSync } from 'node:zlib';
 
 import { CHROMIUM_PATH, launchChromium } from '../../scripts/lib/browser.mjs';
 
@@ -34,6 +35,8 @@ let scratch; // temporary folders, removed at the end
 const problems = []; // console errors, page errors, failed requests
 /** Frames the page's websocket received: { text, binary } counts. */
 const frames = { text: 0, binary: 0 };
+/** Deflated deltas and snapshots the page received, by `${workflow}\n${topic}`: { frames, bytes }. */
+const deflated = new Map();
 /**
  * Frames of at least this many bytes go out deflated: low enough that the demo's
  * snapshots do (the page inflates them before its checks) and its deltas mostly not.
@@ -124,6 +127,12 @@ before(async () => {
   page.on('websocket', (ws) =>
     ws.on('framereceived', ({ payload }) => {
       frames[typeof payload === 'string' ? 'text' : 'binary'] += 1;
+      if (typeof payload === 'string') return;
+      const frame = JSON.parse(inflateRawSync(payload).toString());
+      if (frame.type !== 'delta' && frame.type !== 'snapshot') return;
+      const key = `${frame.workflow}\n${frame.topic}`;
+      const seen = deflated.get(key) ?? { frames: 0, bytes: 0 };
+      deflated.set(key, { frames: seen.frames + 1, bytes: seen.bytes + payload.length });
     }),
   );
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
@@ -239,6 +248,25 @@ test('the inspector shows every copy verified and the merged query confirmed', a
   // The wire meter reads every frame with the module's frameTopic(): live topics show a rate.
   await waitInPage('a message rate for some live topic', () =>
     [...document.querySelectorAll('#topics tbody tr td:nth-child(6)')].some((c) => Number.parseFloat(c.textContent) > 0),
+  );
+  // ... deflated frames too, under their topics and at their compressed size.
+  const sent = Object.fromEntries(deflated);
+  assert.ok(Object.keys(sent).length > 0, 'some deltas or snapshots came deflated');
+  await waitInPage(
+    'the wire meter to count every deflated frame under its topic',
+    (expected) =>
+      Object.entries(expected).every(([key, { frames, bytes }]) => {
+        const [workflow, topic] = key.split('\n');
+        const counted = globalThis.clonewire.meter.totals(workflow, topic);
+        return counted.deflated >= frames && counted.deflatedBytes >= bytes;
+      }),
+    sent,
+  );
+  assert.equal(await page.evaluate(() => globalThis.clonewire.meter.unreadable), 0);
+  await waitInPage('the inspector to show a topic that came deflated', () =>
+    [...document.querySelectorAll('#topics tbody tr td:nth-child(7)')].some(
+      (c) => Number(c.dataset.deflated) > 0 && / deflated: /.test(c.title),
+    ),
   );
   await page.screenshot({ path: join(artifacts, 'page-1280x800.png') });
 });
