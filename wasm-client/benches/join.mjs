@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Joining a large workflow in Chromium, compressed frames versus text: a simulated
-// suite (`clonewire-sim --tasks N`) held still after its first event (so every join
-// receives the same workflow), a relay following it, and the page's module loaded
+// suite (`clonewire-sim --tasks N --still`: its first state, then no events, so every
+// join receives the same workflow), a relay following it, and the page's module loaded
 // from the relay; each round connects a fresh client, subscribes to every task's name,
 // state and cycle point, and times until that copy is verified. Bytes are what the websocket
 // received (Chromium's own count, through the DevTools protocol). Rounds run on
@@ -69,11 +69,11 @@ let sim;
 let relay;
 let browser;
 try {
-  // One event per 10,000 s: the first comes at start, the next long after the run.
+  // The first state and then no events: every join receives the same workflow.
   sim = await start(bin('clonewire-sim'), [
-    '--name', 'big', '--tasks', String(tasks), '--rate', '0.0001',
+    '--name', 'big', '--tasks', String(tasks), '--still',
     '--pub', `tcp://127.0.0.1:${pubPort}`, '--rep', `tcp://127.0.0.1:${repPort}`,
-  ], /./);
+  ], /holding still/);
   relay = await start(bin('clonewire-relay'), [
     '--listen', '127.0.0.1:0', '--suite', `big=tcp://127.0.0.1:${pubPort},tcp://127.0.0.1:${repPort}`,
     '--log', 'warn,clonewire_relay=info',
@@ -139,8 +139,8 @@ try {
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
   // The relay follows a topic only while some client wants it: the first join is cold.
-  // The simulator publishes its first state as one large delta per cycle, which takes
-  // it a while at 100K tasks: wait until that copy's seq has held for 5 s.
+  // The simulator's first state is one large delta per cycle, which the relay takes a
+  // while to follow at 100K tasks: wait until the copy's seq has held for 5 s.
   const settled = await page.evaluate(
     async ({ entry, query }) => {
       const { connect } = await import(`/${entry}`);
