@@ -75,13 +75,13 @@ impl NoPage {
     fn reason(self) -> &'static str {
         match self {
             NoPage::Without => {
-                "this clonewire relay was built without its web page (--no-default-features), \
+                "This clonewire relay was built without its web page (--no-default-features), \
                  so it serves no page and no /pkg/ module files. To have the page, build the \
                  relay with it (at the repository's root: `npm ci && npm run build`, then \
                  `cargo install --path relay`), or give it a built page with --www DIR."
             }
             NoPage::NotBuilt => {
-                "the page of this clonewire relay is not built yet (no dist/site/), so it \
+                "The page of this clonewire relay is not built yet (no dist/site/), so it \
                  serves no page and no /pkg/ module files. Run `npm ci && npm run build` at \
                  the repository's root, then reload (a debug build reads the page from there)."
             }
@@ -118,7 +118,7 @@ impl NoPage {
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            format!("not found: /{path}: {}\n", self.reason()),
+            format!("not found: /{path}. {}\n", self.reason()),
         )
             .into_response()
     }
@@ -146,7 +146,7 @@ impl FromRef<App> for Arc<Auth> {
 /// The router for a relay; `auth` guards `/ws` and what `/healthz` names.
 pub fn router(relay: Arc<Relay>, auth: Arc<Auth>) -> Router {
     if let (Some(no_page), None) = (NoPage::now(), &relay.config().www) {
-        tracing::warn!("no page: {}", no_page.reason());
+        tracing::warn!("{}", no_page.reason());
     }
     Router::new()
         .route("/ws", get(websocket))
@@ -448,7 +448,7 @@ mod tests {
             assert_eq!(file.status(), StatusCode::NOT_FOUND);
             let text = body_text(file).await;
             assert!(
-                text.starts_with("not found: /pkg/index.0123456789abcdef.js: "),
+                text.starts_with("not found: /pkg/index.0123456789abcdef.js. This "),
                 "{text}"
             );
             assert!(
