@@ -448,7 +448,8 @@ mod tests {
             assert_eq!(file.status(), StatusCode::NOT_FOUND);
             let text = body_text(file).await;
             assert!(
-                text.starts_with("not found: /pkg/index.0123456789abcdef.js. This "),
+                text.starts_with("not found: /pkg/index.0123456789abcdef.js. ")
+                    && text.contains(no_page.reason()),
                 "{text}"
             );
             assert!(
