@@ -266,5 +266,5 @@ function pickDefault() {
 client.on('workflow', onWorkflow);
 for (const [workflow, { state }] of Object.entries(client.workflows())) onWorkflow({ workflow, state });
 
-// For tests and the curious: the live client, from the devtools console.
-globalThis.clonewire = { client, open };
+// For tests and the curious: the live client and the wire meter, from the devtools console.
+globalThis.clonewire = { client, open, meter };

@@ -39,7 +39,7 @@ export class Inspector {
       ['hash', 'projection hash of this copy'],
       ['ok', 'hash verified after every message'],
       ['msg/s', 'messages per second, last 5 s'],
-      ['B/s', 'bytes per second, last 5 s'],
+      ['B/s', 'bytes per second over the wire (deflated frames at their compressed size), last 5 s'],
       ['latency', 'median time from the suite publishing to a view being told, last 5 s'],
     ]) {
       const th = el('th', '', title);
@@ -124,6 +124,14 @@ export class Inspector {
       setAttr(row, 'data-verified', String(t.verified));
       setText(c[5], rates.messagesPerSecond.toFixed(1));
       setText(c[6], formatBytes(rates.bytesPerSecond));
+      const totals = this.meter.totals(t.workflow, t.topic);
+      setAttr(c[6], 'data-deflated', totals.deflated);
+      setAttr(
+        c[6],
+        'title',
+        `since the page opened: ${totals.messages} messages, ${formatBytes(totals.bytes)} over the wire` +
+          (totals.deflated ? ` (${totals.deflated} deflated: ${formatBytes(totals.deflatedBytes)})` : ''),
+      );
       setText(c[7], rates.latencyMs === null ? '–' : `${rates.latencyMs.toFixed(0)} ms`);
     }
     for (const [key, row] of this.topicRows) {

@@ -6,6 +6,10 @@
 //! content-hashed names. A request gets the smallest form its `Accept-Encoding`
 //! allows, a strong ETag per form (`If-None-Match` → 304), and `Cache-Control`:
 //! `immutable` for hashed names, `no-cache` (revalidate) for the rest.
+//!
+//! A relay built without the `page` feature (or a debug build before `npm run build`)
+//! has no page: `/` answers with a short page saying so and how to get one, and
+//! every other missing file with a 404 that says the same (`relay/page_build.rs`).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+#[cfg(feature = "page")]
 use rust_embed::RustEmbed;
 use serde_json::json;
 
@@ -25,11 +30,99 @@ use crate::listener::ConnGuard;
 use crate::relay::Relay;
 
 /// The page and the module as served, precompressed and hashed (`npm run build`;
-/// `--www` serves a folder instead).
+/// `--www` serves a folder instead). Embedded in release builds; debug builds read the
+/// folder when asked.
+#[cfg(feature = "page")]
 #[derive(RustEmbed)]
 #[folder = "../dist/site/"]
 #[allow_missing = true]
 struct Site;
+
+/// A file of the built page.
+#[cfg(feature = "page")]
+fn site_get(path: &str) -> Option<rust_embed::EmbeddedFile> {
+    Site::get(path)
+}
+
+/// A relay built without its page has none of its files.
+#[cfg(not(feature = "page"))]
+fn site_get(_path: &str) -> Option<rust_embed::EmbeddedFile> {
+    None
+}
+
+/// Why a relay has no page, for what it answers instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoPage {
+    /// Built without the `page` feature.
+    Without,
+    /// A debug build whose `dist/site/` is not built (yet).
+    NotBuilt,
+}
+
+impl NoPage {
+    /// Why this relay has no page, or `None` when it has one.
+    fn now() -> Option<NoPage> {
+        if !cfg!(feature = "page") {
+            Some(NoPage::Without)
+        } else if site_get("index.html").is_none() {
+            Some(NoPage::NotBuilt)
+        } else {
+            None
+        }
+    }
+
+    /// One sentence: why there is no page and how to get one.
+    fn reason(self) -> &'static str {
+        match self {
+            NoPage::Without => {
+                "This clonewire relay was built without its web page (--no-default-features), \
+                 so it serves no page and no /pkg/ module files. To have the page, build the \
+                 relay with it (at the repository's root: `npm ci && npm run build`, then \
+                 `cargo install --path relay`), or give it a built page with --www DIR."
+            }
+            NoPage::NotBuilt => {
+                "The page of this clonewire relay is not built yet (no dist/site/), so it \
+                 serves no page and no /pkg/ module files. Run `npm ci && npm run build` at \
+                 the repository's root, then reload (a debug build reads the page from there)."
+            }
+        }
+    }
+
+    /// `/` on a relay without its page: a page saying so (404, as there is none).
+    fn index(self) -> Response {
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>clonewire relay: no page</title></head><body>\n\
+             <h1>This relay has no page</h1>\n<p>{}</p>\n\
+             <p>The relay itself works: clients connect to <code>/ws</code> (the npm module \
+             <code>clonewire</code>), and <a href=\"/healthz\">/healthz</a> and \
+             <a href=\"/metrics\">/metrics</a> answer.</p>\n</body></html>\n",
+            self.reason().replace('&', "&amp;").replace('<', "&lt;")
+        );
+        (
+            StatusCode::NOT_FOUND,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            html,
+        )
+            .into_response()
+    }
+
+    /// Any other file on a relay without its page: a 404 that says why.
+    fn file(self, path: &str) -> Response {
+        (
+            StatusCode::NOT_FOUND,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            format!("not found: /{path}. {}\n", self.reason()),
+        )
+            .into_response()
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -52,6 +145,9 @@ impl FromRef<App> for Arc<Auth> {
 
 /// The router for a relay; `auth` guards `/ws` and what `/healthz` names.
 pub fn router(relay: Arc<Relay>, auth: Arc<Auth>) -> Router {
+    if let (Some(no_page), None) = (NoPage::now(), &relay.config().www) {
+        tracing::warn!("{}", no_page.reason());
+    }
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
@@ -153,15 +249,12 @@ async fn static_file(State(relay): State<Arc<Relay>>, uri: Uri, headers: HeaderM
     if let Some(response) = site_file(&path, &headers) {
         return response;
     }
-    if path == "index.html" {
-        // Not a page whose module is missing without a word: say how to build it.
-        return (
-            StatusCode::NOT_FOUND,
-            "this relay was built without its page: run `npm run build`, then build the relay again",
-        )
-            .into_response();
+    // Never a page whose module is missing without a word: say why and what to do.
+    match NoPage::now() {
+        Some(no_page) if path == "index.html" => no_page.index(),
+        Some(no_page) => no_page.file(&path),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
-    (StatusCode::NOT_FOUND, "not found").into_response()
 }
 
 fn file(path: &str, bytes: Vec<u8>) -> Response {
@@ -263,7 +356,7 @@ fn site_file(path: &str, headers: &HeaderMap) -> Option<Response> {
     if path.ends_with(".br") || path.ends_with(".gz") {
         return None;
     }
-    let raw = Site::get(path)?;
+    let raw = site_get(path)?;
     let text = |name| {
         headers
             .get(name)
@@ -271,10 +364,10 @@ fn site_file(path: &str, headers: &HeaderMap) -> Option<Response> {
     };
     let has_forms = [Coding::Brotli, Coding::Gzip]
         .iter()
-        .any(|c| Site::get(&format!("{path}{}", c.suffix())).is_some());
+        .any(|c| site_get(&format!("{path}{}", c.suffix())).is_some());
     let chosen = accepted_codings(text(header::ACCEPT_ENCODING))
         .into_iter()
-        .find_map(|c| Site::get(&format!("{path}{}", c.suffix())).map(|f| (c, f)));
+        .find_map(|c| site_get(&format!("{path}{}", c.suffix())).map(|f| (c, f)));
     let hash: String = raw.metadata.sha256_hash()[..12]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -326,9 +419,47 @@ fn safe_path(path: &str) -> Option<PathBuf> {
         .then(|| p.to_owned())
 }
 
+/// The build script's decision about the page, tested with the relay's unit tests.
+#[cfg(test)]
+#[path = "../page_build.rs"]
+mod page_build;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_relay_without_its_page_says_why_on_the_page_and_on_every_missing_file() {
+        for no_page in [NoPage::Without, NoPage::NotBuilt] {
+            let index = no_page.index();
+            assert_eq!(index.status(), StatusCode::NOT_FOUND);
+            assert_eq!(index.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+            let html = body_text(index).await;
+            assert!(html.contains("This relay has no page"), "{html}");
+            assert!(html.contains("npm ci &amp;&amp; npm run build"), "{html}");
+            assert!(html.contains("/ws") && html.contains("/healthz"), "{html}");
+
+            let file = no_page.file("pkg/index.0123456789abcdef.js");
+            assert_eq!(file.status(), StatusCode::NOT_FOUND);
+            let text = body_text(file).await;
+            assert!(
+                text.starts_with("not found: /pkg/index.0123456789abcdef.js. ")
+                    && text.contains(no_page.reason()),
+                "{text}"
+            );
+            assert!(
+                text.contains("no /pkg/ module files") && text.contains("npm run build"),
+                "{text}"
+            );
+        }
+        assert!(NoPage::Without.reason().contains("--no-default-features"));
+        assert!(NoPage::Without.reason().contains("--www DIR"));
+    }
 
     #[test]
     fn accept_encoding_picks_brotli_then_gzip_and_honours_q_zero() {

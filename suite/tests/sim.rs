@@ -175,3 +175,31 @@ fn sim_binary_says_goodbye_and_exits_0_on_sigterm() {
     assert!(body["epoch"].is_string());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_still_simulator_publishes_its_first_state_and_then_nothing() {
+    let sim = Simulator::start(SimConfig {
+        still: true,
+        ..quick("still")
+    })
+    .unwrap();
+    // The first state: the workflow, definitions, one delta per live cycle per topic.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut first = 0;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = sim.counters().deltas.load(std::sync::atomic::Ordering::Relaxed);
+        if now > 0 && now == first {
+            break;
+        }
+        first = now;
+    }
+    assert!(first > 3, "the first state was published: {first} deltas");
+    // At 300 deltas/s a moving simulator would publish about 150 more by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sim.counters().deltas.load(std::sync::atomic::Ordering::Relaxed),
+        first
+    );
+    sim.stop();
+}

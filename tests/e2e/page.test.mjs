@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inflateRawSync } from 'node:zlib';
 
 import { CHROMIUM_PATH, launchChromium } from '../../scripts/lib/browser.mjs';
 
@@ -34,6 +35,8 @@ let scratch; // temporary folders, removed at the end
 const problems = []; // console errors, page errors, failed requests
 /** Frames the page's websocket received: { text, binary } counts. */
 const frames = { text: 0, binary: 0 };
+/** Deflated deltas and snapshots the page received, by `${workflow}\n${topic}`: { frames, bytes }. */
+const deflated = new Map();
 /**
  * Frames of at least this many bytes go out deflated: low enough that the demo's
  * snapshots do (the page inflates them before its checks) and its deltas mostly not.
@@ -124,6 +127,12 @@ before(async () => {
   page.on('websocket', (ws) =>
     ws.on('framereceived', ({ payload }) => {
       frames[typeof payload === 'string' ? 'text' : 'binary'] += 1;
+      if (typeof payload === 'string') return;
+      const frame = JSON.parse(inflateRawSync(payload).toString());
+      if (frame.type !== 'delta' && frame.type !== 'snapshot') return;
+      const key = `${frame.workflow}\n${frame.topic}`;
+      const seen = deflated.get(key) ?? { frames: 0, bytes: 0 };
+      deflated.set(key, { frames: seen.frames + 1, bytes: seen.bytes + payload.length });
     }),
   );
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
@@ -240,6 +249,25 @@ test('the inspector shows every copy verified and the merged query confirmed', a
   await waitInPage('a message rate for some live topic', () =>
     [...document.querySelectorAll('#topics tbody tr td:nth-child(6)')].some((c) => Number.parseFloat(c.textContent) > 0),
   );
+  // ... deflated frames too, under their topics and at their compressed size.
+  const sent = Object.fromEntries(deflated);
+  assert.ok(Object.keys(sent).length > 0, 'some deltas or snapshots came deflated');
+  await waitInPage(
+    'the wire meter to count every deflated frame under its topic',
+    (expected) =>
+      Object.entries(expected).every(([key, { frames, bytes }]) => {
+        const [workflow, topic] = key.split('\n');
+        const counted = globalThis.clonewire.meter.totals(workflow, topic);
+        return counted.deflated >= frames && counted.deflatedBytes >= bytes;
+      }),
+    sent,
+  );
+  assert.equal(await page.evaluate(() => globalThis.clonewire.meter.unreadable), 0);
+  await waitInPage('the inspector to show a topic that came deflated', () =>
+    [...document.querySelectorAll('#topics tbody tr td:nth-child(7)')].some(
+      (c) => Number(c.dataset.deflated) > 0 && / deflated: /.test(c.title),
+    ),
+  );
   await page.screenshot({ path: join(artifacts, 'page-1280x800.png') });
 });
 
@@ -303,6 +331,73 @@ test('the page fits a narrow window', async () => {
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
   await page.screenshot({ path: join(artifacts, 'page-420x900.png'), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+/** What a browser downloads for the page and its module on a first visit (the wasm ≤ 160 KB of it). */
+const FIRST_LOAD_BYTES = 250_000;
+
+/** Loads `url` in the page and resolves with what each HTTP request cost: { url, status, cached, encoding, bytes }. */
+async function loadCounted(cdp, go) {
+  const requests = new Map();
+  const sent = ({ requestId, request }) => requests.set(requestId, { url: request.url, bytes: 0, cached: false });
+  const received = ({ requestId, response }) => {
+    const r = requests.get(requestId);
+    if (!r) return;
+    r.status = response.status;
+    r.cached ||= Boolean(response.fromDiskCache || response.fromPrefetchCache);
+    r.encoding = response.headers['content-encoding'] ?? response.headers['Content-Encoding'];
+  };
+  const fromCache = ({ requestId }) => {
+    const r = requests.get(requestId);
+    if (r) r.cached = true;
+  };
+  const finished = ({ requestId, encodedDataLength }) => {
+    const r = requests.get(requestId);
+    if (r) r.bytes = encodedDataLength;
+  };
+  cdp.on('Network.requestWillBeSent', sent);
+  cdp.on('Network.responseReceived', received);
+  cdp.on('Network.requestServedFromCache', fromCache);
+  cdp.on('Network.loadingFinished', finished);
+  try {
+    await go();
+    await page.locator('#connection[data-status="open"]').waitFor({ timeout: LIVE_TIMEOUT });
+    await waitInPage('the page to show its tasks', () => document.querySelectorAll('.vlist-row:not([hidden])').length > 3);
+  } finally {
+    cdp.off('Network.requestWillBeSent', sent);
+    cdp.off('Network.responseReceived', received);
+    cdp.off('Network.requestServedFromCache', fromCache);
+    cdp.off('Network.loadingFinished', finished);
+  }
+  return [...requests.values()].filter((r) => r.url.startsWith('http'));
+}
+
+/** `--www` serves files as they are: no compressed forms, no hashed names. */
+const built = process.env.E2E_STAGE_WWW ? 'SKIPPED: E2E_STAGE_WWW serves www/ as it is, not the built page' : false;
+
+test('a first visit downloads the page compressed; a reload downloads no module file again', { skip: built }, async (t) => {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.clearBrowserCache');
+  await page.goto('about:blank');
+  const first = await loadCounted(cdp, () => page.goto(relay.url));
+  const sum = (list) => list.reduce((n, r) => n + r.bytes, 0);
+  const wasm = first.find((r) => /\/pkg\/clonewire_wasm_bg\.[0-9a-f]{16}\.wasm$/.test(r.url));
+  assert.ok(wasm, `the page loaded its wasm: ${first.map((r) => r.url).join(', ')}`);
+  assert.equal(wasm.encoding, 'br', 'Chromium asks for brotli and gets it');
+  assert.ok(wasm.bytes <= 160_000, `the wasm cost ${wasm.bytes} B`);
+  assert.ok(sum(first) <= FIRST_LOAD_BYTES, `a first visit cost ${sum(first)} B: ${JSON.stringify(first)}`);
+
+  const again = await loadCounted(cdp, () => page.reload());
+  const module = again.filter((r) => /\/pkg\//.test(r.url));
+  // Immutable, content-hashed: served from the cache without asking the relay.
+  assert.ok(module.every((r) => r.cached || r.status === undefined), `module files on reload: ${JSON.stringify(module)}`);
+  // The page's own files revalidate (304s): a few hundred bytes each.
+  assert.ok(again.filter((r) => r.status === 304).length >= 5, JSON.stringify(again));
+  assert.ok(again.every((r) => r.bytes < 2_000), JSON.stringify(again));
+  assert.ok(sum(again) < 25_000, `a reload cost ${sum(again)} B: ${JSON.stringify(again)}`);
+  t.diagnostic(`first visit ${sum(first)} B over ${first.length} requests (wasm ${wasm.bytes} B); reload ${sum(again)} B`);
+  await cdp.detach();
 });
 
 test('no console errors, page errors or failed requests', () => {

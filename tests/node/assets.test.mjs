@@ -110,6 +110,8 @@ test('hashed module files are immutable; the page revalidates', { skip }, async 
   const page = await get('/', { 'accept-encoding': 'br' });
   assert.equal(page.status, 200);
   assert.equal(page.headers['cache-control'], 'no-cache');
+  assert.equal(page.headers['content-encoding'], 'br');
+  assert.equal(page.headers.vary, 'accept-encoding', 'caches keep one form per Accept-Encoding');
   assert.match(page.headers['content-type'], /^text\/html/);
   const html = brotliDecompressSync(page.body).toString();
   assert.match(html, /<script type="module" src="app.js">/);

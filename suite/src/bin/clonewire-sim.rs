@@ -51,6 +51,10 @@ struct Args {
     /// Every SECS seconds, restart: a new epoch, a fresh store, seqs from 1.
     #[arg(long, value_name = "SECS")]
     restart_every: Option<f64>,
+    /// Publish the first state, then no events (heartbeats go on): a workflow of
+    /// fixed size, for measuring joins. Logs "holding still" once it is published.
+    #[arg(long)]
+    still: bool,
     /// Interval between `_hb` heartbeats, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     heartbeat_ms: u64,
@@ -110,6 +114,7 @@ fn config(args: Args) -> Result<SimConfig, String> {
         rate: args.rate,
         seed: args.seed,
         drop: args.drop,
+        still: args.still,
         heartbeat_ms: args.heartbeat_ms,
         ..SimConfig::new(args.name)
     })

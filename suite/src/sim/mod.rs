@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub drop: f64,
     /// Every this often, restart: a new epoch, a fresh store, seqs from 1.
     pub restart_every: Option<Duration>,
+    /// Publish the first state and then no events (heartbeats, busy periods and
+    /// restarts go on): a workflow that holds its size, for measuring joins.
+    pub still: bool,
     /// Replay history per topic.
     pub history: HistoryLimits,
     /// The CURVE server secret key: encrypted links, only to peers that know the
@@ -91,6 +94,7 @@ impl SimConfig {
             busy_for: Duration::from_secs(2),
             drop: 0.0,
             restart_every: None,
+            still: false,
             history: HistoryLimits::default(),
             curve_secret_key: None,
             curve_allowed_clients: None,
@@ -257,6 +261,9 @@ impl Player {
         let mut next_restart = self.config.restart_every.map(|e| started + e);
         let patches = self.workflow.start();
         self.publish_all(patches, false);
+        if self.config.still {
+            tracing::info!(name = %self.config.name, tasks = self.workflow.live_tasks(), "holding still: the first state is published and no events follow");
+        }
         let mut due = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
@@ -279,6 +286,10 @@ impl Player {
                     next_restart = Some(now + every);
                     self.restart();
                 }
+            }
+            if self.config.still {
+                std::thread::sleep(NAP);
+                continue;
             }
             if now < due {
                 std::thread::sleep((due - now).min(NAP));
