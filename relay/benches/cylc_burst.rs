@@ -34,6 +34,10 @@ use prost::Message;
 #[path = "../../cylc/benches/support/workload.rs"]
 mod workload;
 
+/// The relay binary's allocator (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKFLOW: &str = "burst";
 
 /// What the page's tree and table views ask for, and everything.

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cylc::clients::{Plan, Side};
-use cylc::run::{Cell, Setup};
+use cylc::run::{Cell, Probe, Setup};
 
 /// Measures clonewire-relay and cylc-uiserver on the same real Cylc workflows.
 #[derive(Parser, Debug)]
@@ -30,7 +30,9 @@ struct Args {
     /// Client counts (default 1,10,100).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
-    /// Sides to run: uis, relay (default both).
+    /// Sides to run: uis, relay, browser (default all three). `browser` is Chromium
+    /// running the wasm client with three views through the relay, on the burst and
+    /// sniffer workloads only (C = 1).
     #[arg(long, value_delimiter = ',')]
     sides: Vec<String>,
 }
@@ -174,6 +176,13 @@ fn orchestrate(args: &Args) -> ExitCode {
                     .any(|a| a == if *s == Side::Uis { "uis" } else { "relay" })
         })
         .collect();
+    for s in &args.sides {
+        if !["uis", "relay", "browser"].contains(&s.as_str()) {
+            eprintln!("error: unknown side {s} (uis, relay, browser)");
+            return ExitCode::from(2);
+        }
+    }
+    let browser = !args.quick && (args.sides.is_empty() || args.sides.iter().any(|s| s == "browser"));
     for w in &wanted {
         if !all.iter().any(|x| x.name == w) {
             eprintln!("error: unknown workload {w} (steady, burst, sniffer, isolation)");
@@ -198,14 +207,54 @@ fn orchestrate(args: &Args) -> ExitCode {
                     }
                 }
                 eprintln!("[{}] {} C={c} ...", w.name, side_name(side));
-                let cell = cylc::run::cell(&setup, w, side, c, index);
+                let cell = cylc::run::cell(&setup, w, side, c, index, Probe::Clients);
                 // Each row as soon as it is measured, so a cut run keeps its figures.
                 eprintln!("{}", cylc::table::row(w, &cell));
                 cells.push(cell);
             }
         }
     }
+    // The browser part: Chromium with the wasm client and three views, through the relay.
+    let mut pages: Vec<(&str, Result<cylc::browser::BrowserReport, String>, f64)> = Vec::new();
+    if browser {
+        let ready = setup
+            .relay
+            .clone()
+            .map(|_| ())
+            .and_then(|()| cylc::browser::available());
+        for w in all
+            .iter()
+            .filter(|w| wanted.iter().any(|n| n == w.name) && (w.name == "burst" || w.name == "sniffer"))
+        {
+            if let Err(why) = &ready {
+                pages.push((w.name, Err(format!("SKIPPED ({why})")), 0.0));
+                continue;
+            }
+            index += 1;
+            eprintln!("[{}] browser (wasm client, three views) ...", w.name);
+            let cell = cylc::run::cell(&setup, w, Side::Relay, 1, index, Probe::Browser);
+            let report = match (cell.report, cell.browser) {
+                (_, Some(b)) => Ok(b),
+                (Err(e), None) => Err(e),
+                (Ok(_), None) => Err("the browser gave no report".into()),
+            };
+            eprintln!("{}", cylc::browser::row(w.name, &report, cell.load));
+            pages.push((w.name, report, cell.load));
+        }
+    }
     cylc::table::print(&all, &cells);
+    if !pages.is_empty() {
+        println!();
+        println!("In Chromium: the wasm client with the page's tree, table and graph views, through the");
+        println!("relay; per frame, from its websocket `message` event to the last view callback it caused.");
+        println!("Burst frames tell a view of >= 200 task proxies or jobs. Goal: <= 50 ms.");
+        println!();
+        println!("{}", cylc::browser::HEADER);
+        println!("|---|---|---|---|---|---|---|---|");
+        for (name, report, load) in &pages {
+            println!("{}", cylc::browser::row(name, report, *load));
+        }
+    }
     if std::env::var_os("CLONEWIRE_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
     } else {

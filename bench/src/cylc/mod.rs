@@ -1,5 +1,6 @@
 //! The parts of `clonewire-bench-cylc`: the raw ZeroMQ subscriber that is the floor
-//! ([`floor`]), the websocket clients of both sides ([`clients`]), the orchestrator
+//! ([`floor`]), the websocket clients of both sides ([`clients`]), Chromium with the
+//! wasm client ([`browser`]), the orchestrator
 //! ([`run`]) and what they share here: how a change is named so that the same change
 //! is recognised in a scheduler's protobuf batch, in a cylc-uiserver GraphQL message
 //! and in a relay frame, and how latencies are matched batch by batch.
@@ -10,6 +11,7 @@
 //! every key that batch was the first to publish (keys a server merged away, such as
 //! a job's `submitted` when `running` followed at once, are left out).
 
+pub mod browser;
 pub mod clients;
 pub mod floor;
 pub mod proto;

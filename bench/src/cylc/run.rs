@@ -13,8 +13,18 @@ use std::time::{Duration, Instant};
 
 use clonewire_bench::{cpu_secs, now_ms, peak_rss_mib};
 
+use super::browser::BrowserReport;
 use super::clients::Side;
 use super::Report;
+
+/// What measures a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// `clonewire-bench-cylc clients` processes (and a late client).
+    Clients,
+    /// Chromium running the wasm client with three views (the relay only).
+    Browser,
+}
 
 /// One workflow of a workload: its name in `cylc-run` and its `flow.cylc`.
 pub struct Flow {
@@ -222,6 +232,8 @@ pub struct Cell {
     pub client_cpu: f64,
     /// The machine's 1-minute load average at the end of the window.
     pub load: f64,
+    /// What Chromium measured, for a [`Probe::Browser`] cell.
+    pub browser: Option<BrowserReport>,
 }
 
 /// The 1-minute load average (`/proc/loadavg`).
@@ -267,7 +279,7 @@ fn token() -> String {
 }
 
 /// Runs one cell.
-pub fn cell(setup: &Setup, w: &Workload, side: Side, clients: usize, index: usize) -> Cell {
+pub fn cell(setup: &Setup, w: &Workload, side: Side, clients: usize, index: usize, probe: Probe) -> Cell {
     let mut out = Cell {
         workload: w.name,
         side,
@@ -280,8 +292,9 @@ pub fn cell(setup: &Setup, w: &Workload, side: Side, clients: usize, index: usiz
         floor: (0, 0),
         client_cpu: 0.0,
         load: 0.0,
+        browser: None,
     };
-    out.report = cell_inner(setup, w, side, clients, index, &mut out);
+    out.report = cell_inner(setup, w, side, clients, index, probe, &mut out);
     out
 }
 
@@ -291,11 +304,12 @@ fn cell_inner(
     side: Side,
     clients: usize,
     index: usize,
+    probe: Probe,
     out: &mut Cell,
 ) -> Result<Report, String> {
     let dir = setup
         .scratch
-        .join(format!("{index:02}-{}-{side:?}-{clients}", w.name));
+        .join(format!("{index:02}-{}-{side:?}-{clients}-{probe:?}", w.name));
     let home = dir.join("home");
     let run = home.join("cylc-run");
     let io = |e: std::io::Error| e.to_string();
@@ -412,7 +426,19 @@ fn cell_inner(
         }
         cmd
     };
-    let mut clients_proc = Proc::spawn("clients", &mut client_cmd(clients, w.secs, false))?;
+    let mut clients_proc = match probe {
+        Probe::Clients => Proc::spawn("clients", &mut client_cmd(clients, w.secs, false))?,
+        Probe::Browser => {
+            let main = w
+                .flows
+                .iter()
+                .rev()
+                .find(|f| Some(f.name) != w.watch)
+                .map_or(w.name, |f| f.name);
+            let page = format!("http://127.0.0.1:{port}/");
+            Proc::spawn("browser", &mut super::browser::command(&page, main, w.secs))?
+        }
+    };
     let (tx, rx) = mpsc::channel::<String>();
     if let Some(stdout) = clients_proc.child.stdout.take() {
         std::thread::spawn(move || {
@@ -467,7 +493,7 @@ fn cell_inner(
                 }
             }
         }
-        if late.is_none() && t >= w.late_join {
+        if late.is_none() && t >= w.late_join && probe == Probe::Clients {
             if let Ok(mut p) = Proc::spawn("late client", &mut client_cmd(1, 60.0, true)) {
                 let (ltx, lrx) = mpsc::channel();
                 if let Some(stdout) = p.child.stdout.take() {
@@ -481,8 +507,18 @@ fn cell_inner(
             }
         }
         while let Ok(line) = rx.try_recv() {
-            if let Ok(r) = serde_json::from_str::<Report>(&line) {
-                report = Some(r);
+            match probe {
+                Probe::Clients => {
+                    if let Ok(r) = serde_json::from_str::<Report>(&line) {
+                        report = Some(r);
+                    }
+                }
+                Probe::Browser => {
+                    if let Ok(b) = serde_json::from_str::<BrowserReport>(&line) {
+                        out.browser = Some(b);
+                        report = Some(Report::default());
+                    }
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ impl Cell {
             floor: (0, 0),
             client_cpu: 0.0,
             load: 0.0,
+            browser: None,
         }
     }
 }
