@@ -8,7 +8,8 @@
 //! - `upstream`: what a link thread follows (a clonewire suite, through its
 //!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
 //!   with `--cylc-run`, a thread adds and removes Cylc workflows as they start and
-//!   stop;
+//!   stop; with `--follow-relay`, `follow_relay` adds and removes the workflows an
+//!   upper relay lists, each followed over its own websocket;
 //! - `views`: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - `registry`: interned subscriptions (one `Group` per distinct one);
@@ -29,6 +30,7 @@ mod compress;
 pub mod config;
 mod cylc_run;
 mod demo;
+mod follow_relay;
 mod history;
 mod http;
 mod listener;
@@ -161,7 +163,18 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
             Duration::from_secs(config.cylc_linger_secs),
         )
     });
+    let upper = config
+        .follow_relays
+        .iter()
+        .map(|url| upstream::relay::RelayUrl::parse(url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(config::ConfigError::Invalid)?;
+    let follow_limits = config.limits.clone();
     let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
+    for url in upper {
+        // Each thread ends by itself when the relay shuts down.
+        follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+    }
     if let Some((dir, limits, linger)) = cylc {
         // The thread ends by itself when the relay shuts down.
         cylc_run::spawn(relay.clone(), dir, limits, linger, metrics)?;
