@@ -57,7 +57,8 @@ step "benchmarks run briefly (they print figures and never fail on timing)"
 cargo bench -q -p clonewire-core --bench model -- --quick
 
 step "the npm module: node tests (scripted and live relay), types, the packed tarball in a Vite app"
-cargo build -q -p clonewire-relay
+# The failover tests run a simulated suite (clonewire-sim) behind several relays.
+cargo build -q -p clonewire-relay -p clonewire-suite
 npm test
 
 step "the page in headless Chromium against clonewire-relay --demo, and --cylc-run with one real Cylc workflow"
