@@ -32,7 +32,8 @@ case "${1:-}" in
 esac
 
 step "toolchain and packages (installed only when missing)"
-ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv
+# nginx: the node test of N relays behind a load balancer (tests/node/failover-nginx.test.mjs).
+ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv nginx
 ensure_wasm_target
 ensure_wasm_bindgen_cli
 ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785 websockets:websockets
