@@ -8,8 +8,8 @@
 //!
 //! In 2 and 3 one more client reads the core directly, so each tier's latency (suite
 //! publish to receipt, p50 and p99) is measured in the same window. Per process over
-//! the window: CPU seconds per second, peak RSS, and bytes read and written (all
-//! sockets, from `/proc/PID/io`); for the suite, the same, which shows what a second
+//! the window: CPU seconds per second, peak RSS, and bytes received and sent on its
+//! TCP sockets (the kernel's counters, read with `ss`); for the suite, the same, which shows what a second
 //! edge costs it. All on loopback; every child is killed on exit.
 
 use std::collections::BTreeMap;
@@ -112,16 +112,39 @@ fn wait_listening(addr: SocketAddr) -> Result<(), String> {
     Err(format!("nothing listens on {addr} after 15 s"))
 }
 
-/// Bytes read and written by a process so far (every socket and file).
-fn io_bytes(pid: u32) -> (f64, f64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
+/// Bytes each process has received and sent so far on its open TCP sockets (the
+/// kernel's per-socket counters, as `ss -tinp` prints them), by pid. Sockets that
+/// closed are not counted, so only steady connections are measured.
+fn socket_bytes() -> BTreeMap<u32, (f64, f64)> {
+    let mut out: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    let Ok(output) = Command::new("ss").args(["-tinpH"]).output() else {
+        return out;
     };
-    (field("rchar:"), field("wchar:"))
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut owners: Vec<u32> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            owners = line
+                .split("pid=")
+                .skip(1)
+                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                .collect();
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (received, sent) = (field("bytes_received:"), field("bytes_sent:"));
+        for pid in &owners {
+            let entry = out.entry(*pid).or_default();
+            entry.0 += received;
+            entry.1 += sent;
+        }
+    }
+    out
 }
 
 /// The relay's settings for the bench: room for the clients.
@@ -229,9 +252,13 @@ fn measure(
     }
     let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 150.0);
     let snap = || -> Vec<(f64, (f64, f64))> {
+        let bytes = socket_bytes();
         servers
             .iter()
-            .map(|(_, pid)| (cpu_secs(*pid).unwrap_or(0.0), io_bytes(*pid)))
+            .map(|(_, pid)| {
+                let io = bytes.get(pid).copied().unwrap_or_default();
+                (cpu_secs(*pid).unwrap_or(0.0), io)
+            })
             .collect()
     };
     let (mut start, mut end) = (None, None);
@@ -240,11 +267,12 @@ fn measure(
     let (mut started_at, mut window_end) = (Instant::now(), Instant::now());
     loop {
         match first.1.next(deadline)? {
-            Ok(event) if event == "measuring" => {
+            Ok(event) if event == "measuring" && start.is_none() => {
+                // Sampled inside the clients' window: once it ends they disconnect,
+                // and a closed socket's counters are gone.
                 start = Some(snap());
                 started_at = Instant::now();
-            }
-            Ok(event) if event == "done" => {
+                std::thread::sleep(Duration::from_secs_f64(secs * 0.9));
                 end = Some(snap());
                 window_end = Instant::now();
             }
@@ -389,7 +417,7 @@ fn print_tables(runs: &[Run]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "\nPer process over the window (bytes: all sockets, from /proc/PID/io):\n"
+        "\nPer process over the window (bytes: its TCP sockets, as `ss -tinp` counts them):\n"
     );
     let _ = writeln!(
         out,
@@ -447,12 +475,12 @@ fn print_tables(runs: &[Run]) {
         }
     }
     let suite = |run: &Run| run.usage.get("suite").cloned().unwrap_or_default();
-    let _ = writeln!(out, "\nThe suite's cost (CPU s/s, KB/s written: PUB and REP):\n");
+    let _ = writeln!(out, "\nThe suite's cost (CPU s/s, KB/s sent: PUB and REP):\n");
     for run in runs {
         let s = suite(run);
         let _ = writeln!(
             out,
-            "- {}: {:.3} CPU, {:.1} KB/s written, {:.0} s window",
+            "- {}: {:.3} CPU, {:.1} KB/s sent, {:.0} s window",
             run.name,
             s.cpu,
             s.written / 1e3,
