@@ -479,9 +479,9 @@ impl Upstream for RelayUpstream {
             return Ok(Some(event));
         }
         if !self.wants_connection() {
-            if self.connection.take().is_some() {
-                self.down_since = None;
-            }
+            // Idle: no connection is wanted, so none is missing either.
+            self.connection = None;
+            self.down_since = None;
             std::thread::sleep(max_wait);
             return Ok(None);
         }
