@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage, WorkflowState};
@@ -61,7 +62,12 @@ enum Heard {
 
 /// Serves `/healthz` (listing `w`) and `/ws`: on each websocket, `script` frames after
 /// the first `subscribe`; reports what it hears.
-async fn fake_upper(listener: TcpListener, scripts: Vec<Vec<Message>>, heard: mpsc::UnboundedSender<Heard>) {
+async fn fake_upper(
+    listener: TcpListener,
+    listed: Listed,
+    scripts: Vec<Vec<Message>>,
+    heard: mpsc::UnboundedSender<Heard>,
+) {
     let mut scripts = scripts.into_iter();
     let mut connection = 0;
     loop {
@@ -71,7 +77,7 @@ async fn fake_upper(listener: TcpListener, scripts: Vec<Vec<Message>>, heard: mp
         let mut head = [0u8; 16];
         let n = stream.peek(&mut head).await.unwrap_or(0);
         if head[..n].starts_with(b"GET /healthz") {
-            tokio::spawn(healthz(stream));
+            tokio::spawn(healthz(stream, listed.clone()));
             continue;
         }
         connection += 1;
@@ -108,10 +114,19 @@ async fn fake_upper(listener: TcpListener, scripts: Vec<Vec<Message>>, heard: mp
     }
 }
 
-async fn healthz(mut stream: TcpStream) {
+/// The workflows the fake upper relay lists on `/healthz`.
+type Listed = Arc<Mutex<Vec<&'static str>>>;
+
+async fn healthz(mut stream: TcpStream, listed: Listed) {
     let mut buf = [0u8; 1024];
     let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
-    let body = json!({"status": "ok", "workflows": {"w": {"state": "live"}}}).to_string();
+    let workflows: serde_json::Map<String, Value> = listed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|w| ((*w).to_owned(), json!({"state": "live"})))
+        .collect();
+    let body = json!({"status": "ok", "workflows": workflows}).to_string();
     let answer = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -147,7 +162,8 @@ async fn a_lying_upper_relay_changes_nothing_clients_see_and_is_resynced_and_rec
         Message::text(delta(12, 13, &v3, json!({"1/a": {"state": "succeeded"}}), true)),
     ];
     let (tx, mut heard) = mpsc::unbounded_channel();
-    tokio::spawn(fake_upper(listener, vec![first, second], tx));
+    let listed: Listed = Arc::new(Mutex::new(vec!["w"]));
+    tokio::spawn(fake_upper(listener, listed, vec![first, second], tx));
 
     let mut config = relay_config(Vec::new());
     config.follow_relays = vec![format!("ws://{upper}/ws")];
@@ -172,7 +188,13 @@ async fn a_lying_upper_relay_changes_nothing_clients_see_and_is_resynced_and_rec
         "nothing unverified reached the client: {:?}",
         client.rejected
     );
-    assert_eq!(client.states.get("w"), Some(&WorkflowState::Live));
+    assert!(
+        client
+            .pump_until(SECS(5), |c| c.states.get("w") == Some(&WorkflowState::Live))
+            .await,
+        "live again after the reconnect: {:?}",
+        client.state_history
+    );
 
     let mut log = Vec::new();
     while let Ok(h) = heard.try_recv() {
@@ -197,5 +219,49 @@ async fn a_lying_upper_relay_changes_nothing_clients_see_and_is_resynced_and_rec
         .and_then(|t| t.get("taskProxies"))
         .unwrap_or_else(|| panic!("the second connection resumes: {log:?}"));
     assert_eq!(point.seq, Seq::new(12), "from the last verified snapshot");
+    lower.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_the_upper_relay_lists_come_and_go_at_the_lower_relay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upper = listener.local_addr().unwrap();
+    let listed: Listed = Arc::new(Mutex::new(vec!["w"]));
+    let live = |w: &str| {
+        Message::text(
+            json!({"type": "workflow", "workflow": w, "state": "live", "schema": {"collections": []}})
+                .to_string(),
+        )
+    };
+    let (tx, _heard) = mpsc::unbounded_channel();
+    // The first connection is w's, the second x's.
+    tokio::spawn(fake_upper(
+        listener,
+        listed.clone(),
+        vec![vec![live("w")], vec![live("x")]],
+        tx,
+    ));
+    let mut config = relay_config(Vec::new());
+    config.follow_relays = vec![format!("ws://{upper}/ws")];
+    let lower = clonewire_relay::start(config).await.unwrap();
+    let mut client = TestClient::connect(lower.local_addr()).await;
+    client.subscribe("{ workflows { taskProxies } }", None).await;
+    assert!(
+        client
+            .pump_until(SECS(10), |c| c.states.get("w") == Some(&WorkflowState::Live))
+            .await,
+        "w is listed upstream, followed and live: {:?}",
+        client.state_history
+    );
+    *listed.lock().unwrap() = vec!["x"];
+    assert!(
+        client
+            .pump_until(SECS(10), |c| c.states.get("w") == Some(&WorkflowState::Removed)
+                && c.states.get("x") == Some(&WorkflowState::Live))
+            .await,
+        "w is removed and x appears within a scan or two: {:?}",
+        client.state_history
+    );
+    assert!(lower.status("w").is_none());
     lower.shutdown().await.unwrap();
 }
