@@ -159,9 +159,15 @@ pub trait Upstream {
     /// (the link thread tells its views). Called when clients' subscriptions change.
     fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError>;
 
+    /// True for an upstream that can follow less than whole topics (another relay):
+    /// the link thread then gives it [`Upstream::set_selection`]. Suites follow whole
+    /// topics, so the selection is not even merged for them.
+    fn follows_selections(&self) -> bool {
+        false
+    }
+
     /// The merged selection of every view of the workflow (their clients' needs), given
-    /// just before [`Upstream::set_topics`] whenever it may have changed. An upstream
-    /// that can follow less than whole topics (another relay) subscribes to it;
-    /// suites follow whole topics and ignore it.
+    /// just before [`Upstream::set_topics`] whenever it may have changed, when
+    /// [`Upstream::follows_selections`].
     fn set_selection(&mut self, _selection: &Subscription) {}
 }

@@ -564,6 +564,10 @@ impl Upstream for RelayUpstream {
         self.copies.iter().map(|(name, _)| name.clone()).collect()
     }
 
+    fn follows_selections(&self) -> bool {
+        true
+    }
+
     fn set_selection(&mut self, selection: &Subscription) {
         self.selection = selection.for_workflow(&self.workflow).cloned();
         match &self.selection {
