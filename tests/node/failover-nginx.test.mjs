@@ -183,3 +183,65 @@ test(`${RELAYS} relays behind nginx: a relay dies, its clients resume on the oth
   );
   for (const { c } of clients) c.close();
 });
+
+/** A relay's `/healthz` answer. */
+async function health(relay) {
+  const answer = await fetch(`http://${relay.address}/healthz`);
+  return answer.json();
+}
+
+test('an edge relay following cores through nginx moves to another core when its core dies', { skip, timeout: 90000 }, async () => {
+  const suite = await startSuite('demo', { tasks: 40, rate: 10 });
+  running.push(suite);
+  const cores = [];
+  for (let i = 1; i <= 2; i++) {
+    const core = await startRelay({ suites: [suite.suite], name: `core-${i}` });
+    running.push(core);
+    cores.push(core);
+  }
+  const nginx = await startNginx(cores);
+  const edge = await startRelay({ followRelays: [nginx.url], name: 'edge' });
+  running.push(edge);
+  const c = await connect(edge.url, { WebSocket, reconnectBaseMs: 100, reconnectMaxMs: 500 });
+  const view = c.view('tasks', QUERY);
+  const states = [];
+  c.on('workflow', (event) => states.push(event.state));
+  await until(
+    () => Object.keys(view.data()?.workflows.demo?.taskProxies ?? {}).length > 0,
+    20000,
+    'data at the edge through nginx',
+  );
+  // The core the edge's link uses is the one with a client.
+  let serving;
+  const looking = Date.now() + 10000;
+  while (serving === undefined) {
+    if (Date.now() > looking) throw new Error('no core serves the edge');
+    const counts = await Promise.all(cores.map(health));
+    const index = counts.findIndex((h) => h.clients > 0);
+    if (index >= 0) {
+      serving = cores[index];
+    } else {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const before = c.inspect().counters;
+  await kill(serving);
+  const other = cores.find((core) => core !== serving);
+  const deadline = Date.now() + 20000;
+  while ((await health(other)).clients === 0) {
+    if (Date.now() > deadline) throw new Error('the edge never reached the other core');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const atOther = c.inspect().counters.deltas;
+  await until(() => c.inspect().counters.deltas > atOther + 2, 20000, 'deltas again at the edge');
+  const after = c.inspect().counters;
+  assert.equal(after.reconnects, before.reconnects, "the edge's client never lost its own connection");
+  assert.equal(after.chainBreaks + after.hashMismatches + after.badMessages, 0);
+  assert.ok(after.snapshots - before.snapshots <= TOPICS.length);
+  console.log(
+    `killed the edge's core: the edge resumed at the other core through nginx; its client saw ` +
+      `${after.snapshots - before.snapshots} snapshots and ${after.deltas - before.deltas} deltas, ` +
+      `states ${[...new Set(states)].join(' → ')}`,
+  );
+  c.close();
+});
