@@ -7,7 +7,8 @@
 //! 3. two edges: suite → core relay → 2 edge relays → C/2 clients each.
 //!
 //! In 2 and 3 one more client reads the core directly, so each tier's latency (suite
-//! publish to receipt, p50 and p99) is measured in the same window. Per process over
+//! publish to receipt, p50 and p99) is measured in the same run; the client groups'
+//! windows overlap, and the servers are measured while every group is measuring. Per process over
 //! the window: CPU seconds per second, peak RSS, and bytes received and sent on its
 //! TCP sockets (the kernel's counters, read with `ss`); for the suite, the same, which shows what a second
 //! edge costs it. All on loopback; every child is killed on exit.
@@ -51,7 +52,6 @@ struct Args {
 
 /// A child process, killed when dropped.
 struct Proc {
-    name: String,
     child: Child,
 }
 
@@ -65,10 +65,7 @@ impl Proc {
             });
         }
         let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-        })
+        Ok(Proc { child })
     }
 
     fn pid(&self) -> u32 {
@@ -147,10 +144,51 @@ fn socket_bytes() -> BTreeMap<u32, (f64, f64)> {
     out
 }
 
+/// A plain HTTP GET on loopback (HTTP/1.0: the answer ends when the connection does);
+/// the body, or empty.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut answer = String::new();
+    let _ = stream.take(16 << 20).read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// What the relay that follows the suite asked of it: the topics it follows and its
+/// fetches by rung (a join is a snapshot), from its `/healthz` and `/metrics`.
+fn suite_requests(addr: SocketAddr) -> String {
+    let health: Value = serde_json::from_str(&http_get(addr, "/healthz")).unwrap_or(Value::Null);
+    let topics = health["workflows"]["tiers"]["topics"].as_u64().unwrap_or(0);
+    let metrics = http_get(addr, "/metrics");
+    let repairs: Vec<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("clonewire_repairs_total{kind=\""))
+        .filter_map(|rest| {
+            let (kind, n) = rest.split_once("\"} ")?;
+            Some(format!("{kind} {n}"))
+        })
+        .collect();
+    let repairs = if repairs.is_empty() {
+        "none".to_owned()
+    } else {
+        repairs.join(", ")
+    };
+    format!(
+        "asked by one relay, for {topics} topics; its fetches by rung (joins count as snapshot): {repairs}"
+    )
+}
+
 /// The relay's settings for the bench: room for the clients.
 const RELAY_CONFIG: &str = "[limits]\nmax_clients = 5000\nworkflow_commands = 16384\n";
 
-fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, String), String> {
+fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, String, SocketAddr), String> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = dir.join(format!("{name}.toml"));
@@ -168,51 +206,36 @@ fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, 
     }
     let proc = Proc::spawn(name, cmd.stderr(Stdio::inherit()))?;
     wait_listening(addr)?;
-    Ok((proc, format!("ws://{addr}/ws")))
+    Ok((proc, format!("ws://{addr}/ws"), addr))
 }
 
-/// One client process: its events arrive on a channel.
-struct Clients {
-    proc: Proc,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Clients {
-    fn start(url: &str, clients: usize, subs: usize, warmup: f64, secs: f64) -> Result<Clients, String> {
-        let mut proc = Proc::spawn(
-            "clients",
-            Command::new(sibling("clonewire-bench-clients")?)
-                .args(["--url", url, "--clients", &clients.to_string()])
-                .args(["--subscriptions", &subs.to_string()])
-                .args(["--warmup", &warmup.to_string(), "--secs", &secs.to_string()])
-                .stdout(Stdio::piped()),
-        )?;
-        let stdout = proc.child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+/// Starts one client process; its output lines arrive on `lines`, tagged `index`.
+fn start_clients(
+    url: &str,
+    clients: usize,
+    subs: usize,
+    (warmup, secs): (f64, f64),
+    index: usize,
+    lines: &mpsc::Sender<(usize, String)>,
+) -> Result<Proc, String> {
+    let mut proc = Proc::spawn(
+        "clients",
+        Command::new(sibling("clonewire-bench-clients")?)
+            .args(["--url", url, "--clients", &clients.to_string()])
+            .args(["--subscriptions", &subs.to_string()])
+            .args(["--warmup", &warmup.to_string(), "--secs", &secs.to_string()])
+            .stdout(Stdio::piped()),
+    )?;
+    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    let tx = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((index, line)).is_err() {
+                break;
             }
-        });
-        Ok(Clients { proc, lines })
-    }
-
-    /// Waits for the next line: `Ok(event)` for an event, `Err(report)` for the report.
-    fn next(&mut self, deadline: Instant) -> Result<Result<String, ClientReport>, String> {
-        let line = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|_| format!("{} did not report in time", self.proc.name))?;
-        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        match value.get("event").and_then(Value::as_str) {
-            Some(event) => Ok(Ok(event.to_owned())),
-            None => serde_json::from_value(value)
-                .map(Err)
-                .map_err(|e| format!("client report: {e}: {line}")),
         }
-    }
+    });
+    Ok(proc)
 }
 
 /// What one process did over the window.
@@ -228,6 +251,8 @@ struct Usage {
 struct Run {
     name: &'static str,
     usage: BTreeMap<String, Usage>,
+    /// What the suite was asked, as the relay following it counts.
+    asked: String,
     /// Per client group: (where, report).
     clients: Vec<(String, ClientReport)>,
     secs: f64,
@@ -242,15 +267,25 @@ fn measure(
     subs: usize,
     secs: f64,
 ) -> Result<Run, String> {
+    // Every group's window is longer than the servers' by PAD, so the servers are
+    // sampled while every group is measuring (they join at different times), and
+    // before any disconnects (a closed socket's counters are gone).
+    const PAD: f64 = 10.0;
     let warmup = 2.0;
-    let mut procs: Vec<(String, Clients)> = Vec::new();
-    for (label, url, clients) in groups {
-        procs.push((
-            (*label).to_owned(),
-            Clients::start(url, *clients, subs, warmup, secs)?,
-        ));
+    let (tx, lines) = mpsc::channel();
+    let mut procs = Vec::new();
+    for (index, (_, url, clients)) in groups.iter().enumerate() {
+        procs.push(start_clients(
+            url,
+            *clients,
+            subs,
+            (warmup, secs + PAD),
+            index,
+            &tx,
+        )?);
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 150.0);
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + PAD + 150.0);
     let snap = || -> Vec<(f64, (f64, f64))> {
         let bytes = socket_bytes();
         servers
@@ -262,37 +297,41 @@ fn measure(
             .collect()
     };
     let (mut start, mut end) = (None, None);
-    let mut reports = Vec::new();
-    let (first, rest) = procs.split_first_mut().ok_or("no clients")?;
     let (mut started_at, mut window_end) = (Instant::now(), Instant::now());
-    loop {
-        match first.1.next(deadline)? {
-            Ok(event) if event == "measuring" && start.is_none() => {
-                // Sampled inside the clients' window: once it ends they disconnect,
-                // and a closed socket's counters are gone.
-                start = Some(snap());
-                started_at = Instant::now();
-                std::thread::sleep(Duration::from_secs_f64(secs * 0.9));
-                end = Some(snap());
-                window_end = Instant::now();
+    let mut measuring = vec![false; groups.len()];
+    let mut reports: Vec<Option<ClientReport>> = vec![None; groups.len()];
+    while reports.iter().any(Option::is_none) {
+        let (index, line) = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| format!("{name}: the clients did not report in time"))?;
+        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        match value.get("event").and_then(Value::as_str) {
+            Some("measuring") => {
+                measuring[index] = true;
+                if start.is_none() && measuring.iter().all(|m| *m) {
+                    start = Some(snap());
+                    started_at = Instant::now();
+                    std::thread::sleep(Duration::from_secs_f64(secs));
+                    end = Some(snap());
+                    window_end = Instant::now();
+                }
             }
-            Ok(_) => {}
-            Err(report) => {
-                reports.push((first.0.clone(), report));
-                break;
+            Some(_) => {}
+            None => {
+                let report: ClientReport =
+                    serde_json::from_value(value).map_err(|e| format!("client report: {e}: {line}"))?;
+                reports[index] = Some(report);
             }
         }
     }
-    for (label, clients) in rest.iter_mut() {
-        loop {
-            if let Err(report) = clients.next(deadline)? {
-                reports.push((label.clone(), report));
-                break;
-            }
-        }
-    }
+    drop(procs);
+    let reports: Vec<(String, ClientReport)> = groups
+        .iter()
+        .zip(reports)
+        .map(|((label, _, _), r)| ((*label).to_owned(), r.unwrap_or_default()))
+        .collect();
     let (Some(start), Some(end)) = (start, end) else {
-        return Err(format!("{name}: the clients never measured"));
+        return Err(format!("{name}: the client groups were never measuring at once"));
     };
     let window = window_end.duration_since(started_at).as_secs_f64().max(1e-3);
     let usage = servers
@@ -312,6 +351,7 @@ fn measure(
         .collect();
     Ok(Run {
         name,
+        asked: String::new(),
         usage,
         clients: reports,
         secs: window,
@@ -374,31 +414,28 @@ fn run(args: &Args) -> Result<(), String> {
 
     let mut runs = Vec::new();
     {
-        let (single, url) = relay("single", &dir, &[&suite])?;
+        let (single, url, addr) = relay("single", &dir, &[&suite])?;
         let servers = [("suite", sim_pid), ("relay", single.pid())];
-        runs.push(measure(
-            "single relay",
-            &servers,
-            &[("relay", &url, clients)],
-            args.subscriptions,
-            secs,
-        )?);
+        let groups = [("relay", url.as_str(), clients)];
+        let mut run = measure("single relay", &servers, &groups, args.subscriptions, secs)?;
+        run.asked = suite_requests(addr);
+        runs.push(run);
     }
     for edges in [1usize, 2] {
-        let (core, core_url) = relay("core", &dir, &[&suite])?;
+        let (core, core_url, core_addr) = relay("core", &dir, &[&suite])?;
         let mut edge_procs = Vec::new();
         for i in 1..=edges {
             edge_procs.push(relay(&format!("edge{i}"), &dir, &[&core_url])?);
         }
         let mut servers = vec![("suite", sim_pid), ("core", core.pid())];
         let labels = ["edge 1", "edge 2"];
-        for (i, (p, _)) in edge_procs.iter().enumerate() {
+        for (i, (p, _, _)) in edge_procs.iter().enumerate() {
             servers.push((labels[i], p.pid()));
         }
         let mut groups: Vec<(&str, &str, usize)> = edge_procs
             .iter()
             .enumerate()
-            .map(|(i, (_, url))| (labels[i], url.as_str(), clients / edges))
+            .map(|(i, (_, url, _))| (labels[i], url.as_str(), clients / edges))
             .collect();
         groups.push(("core", core_url.as_str(), 1));
         let name = if edges == 1 {
@@ -406,7 +443,9 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             "core + 2 edges"
         };
-        runs.push(measure(name, &servers, &groups, args.subscriptions, secs)?);
+        let mut run = measure(name, &servers, &groups, args.subscriptions, secs)?;
+        run.asked = suite_requests(core_addr);
+        runs.push(run);
     }
     let _ = std::fs::remove_dir_all(&dir);
     print_tables(&runs);
@@ -480,11 +519,12 @@ fn print_tables(runs: &[Run]) {
         let s = suite(run);
         let _ = writeln!(
             out,
-            "- {}: {:.3} CPU, {:.1} KB/s sent, {:.0} s window",
+            "- {}: {:.3} CPU, {:.1} KB/s sent, {:.0} s window; {}",
             run.name,
             s.cpu,
             s.written / 1e3,
-            run.secs
+            run.secs,
+            run.asked
         );
     }
 }
