@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -91,11 +91,6 @@ fn sibling(name: &str) -> Result<PathBuf, String> {
             path.display()
         ))
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 fn wait_listening(addr: SocketAddr) -> Result<(), String> {
@@ -189,13 +184,13 @@ fn suite_requests(addr: SocketAddr) -> String {
 const RELAY_CONFIG: &str = "[limits]\nmax_clients = 5000\nworkflow_commands = 16384\n";
 
 fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, String, SocketAddr), String> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(&config, format!("name = {name:?}\n{RELAY_CONFIG}")).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(sibling("clonewire-relay")?);
     cmd.arg("--config").arg(&config);
-    cmd.args(["--listen", &addr.to_string(), "--log", "warn"]);
+    // Port 0, and the address read from the relay's own log line: no other process
+    // can take the port in between.
+    cmd.args(["--listen", "127.0.0.1:0", "--log", "warn,clonewire_relay=info"]);
     for up in upstream {
         cmd.arg(if up.starts_with("ws://") {
             "--follow-relay"
@@ -204,7 +199,31 @@ fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, 
         });
         cmd.arg(up);
     }
-    let proc = Proc::spawn(name, cmd.stderr(Stdio::inherit()))?;
+    // The relay logs to stdout.
+    let mut proc = Proc::spawn(name, cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()))?;
+    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    let label = name.to_owned();
+    std::thread::spawn(move || {
+        let mut told = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !told {
+                if let Some(rest) = line.split("the page at http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default();
+                    told = tx.send(addr.to_owned()).is_ok();
+                    continue;
+                }
+            }
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("{label}: {line}");
+            }
+        }
+    });
+    let addr: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .map_err(|_| format!("{name} did not say where it listens"))?
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))?;
     wait_listening(addr)?;
     Ok((proc, format!("ws://{addr}/ws"), addr))
 }
@@ -273,6 +292,7 @@ fn measure(
     const PAD: f64 = 10.0;
     let warmup = 2.0;
     let (tx, lines) = mpsc::channel();
+    let began = Instant::now();
     let mut procs = Vec::new();
     for (index, (_, url, clients)) in groups.iter().enumerate() {
         procs.push(start_clients(
@@ -307,6 +327,11 @@ fn measure(
         let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         match value.get("event").and_then(Value::as_str) {
             Some("measuring") => {
+                eprintln!(
+                    "{name}: {} measuring after {:.1} s",
+                    groups[index].0,
+                    began.elapsed().as_secs_f64()
+                );
                 measuring[index] = true;
                 if start.is_none() && measuring.iter().all(|m| *m) {
                     start = Some(snap());
