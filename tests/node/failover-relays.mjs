@@ -77,7 +77,7 @@ export async function startSuite(name, { tasks = 40, rate = 5 } = {}) {
   const endpoints = `tcp://127.0.0.1:${pub},tcp://127.0.0.1:${rep}`;
   const args = ['--name', name, '--pub', `tcp://127.0.0.1:${pub}`, '--rep', `tcp://127.0.0.1:${rep}`];
   args.push('--tasks', String(tasks), '--rate', String(rate), '--heartbeat-ms', '200');
-  const spawned = spawn(SIM, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const spawned = spawn(SIM, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   // The suite binds at once; a relay that comes first joins as soon as it answers.
   return { child: spawned, suite: `${name}=${endpoints}` };
 }
