@@ -32,7 +32,8 @@ case "${1:-}" in
 esac
 
 step "toolchain and packages (installed only when missing)"
-ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv
+# nginx: the node test of N relays behind a load balancer (tests/node/failover-nginx.test.mjs).
+ensure_apt libzmq3-dev pkg-config chromium chromium-driver rsync python3-venv nginx
 ensure_wasm_target
 ensure_wasm_bindgen_cli
 ensure_pip zmq:pyzmq xxhash:xxhash rfc8785:rfc8785 websockets:websockets
@@ -59,7 +60,8 @@ step "benchmarks run briefly (they print figures and never fail on timing)"
 cargo bench -q -p clonewire-core --bench model -- --quick
 
 step "the npm module: node tests (scripted and live relay), types, the packed tarball in a Vite app"
-cargo build -q -p clonewire-relay
+# The failover tests run a simulated suite (clonewire-sim) behind several relays.
+cargo build -q -p clonewire-relay -p clonewire-suite
 npm test
 
 step "the page in headless Chromium against clonewire-relay --demo, and --cylc-run with one real Cylc workflow"

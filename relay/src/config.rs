@@ -45,6 +45,10 @@ pub struct Config {
     /// How long a discovered suite whose contact file went (or is stale) stays
     /// listed (as `stopped`, or `stale`) before it is `removed`.
     pub discover_linger_secs: u64,
+    /// Other relays to follow as a client (relay tiers): every workflow each lists,
+    /// as `ws://host:port/ws` (a `?token=...` is sent on).
+    #[serde(rename = "follow_relay")]
+    pub follow_relays: Vec<String>,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             cylc_linger_secs: 60,
             discover: Vec::new(),
             discover_linger_secs: 60,
+            follow_relays: Vec::new(),
         }
     }
 }
@@ -516,6 +521,15 @@ impl Config {
                 )));
             }
         }
+        let mut upper = BTreeSet::new();
+        for url in &self.follow_relays {
+            crate::upstream::relay::RelayUrl::parse(url).map_err(ConfigError::Invalid)?;
+            if !upper.insert(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "follow_relay {url:?} is given twice"
+                )));
+            }
+        }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
@@ -553,6 +567,20 @@ mod tests {
         assert_eq!(config.suites[0].pub_endpoint, "tcp://127.0.0.1:5556");
         assert_eq!(config.limits.client_queue_hard_bytes, 5000);
         assert_eq!(config.limits.history_deltas, Limits::default().history_deltas);
+    }
+
+    #[test]
+    fn upper_relays_to_follow_are_ws_urls_given_once() {
+        let config = Config::from_toml("follow_relay = [\"ws://127.0.0.1:9000/ws\"]").unwrap();
+        assert_eq!(config.follow_relays, ["ws://127.0.0.1:9000/ws"]);
+        let wss = Config::from_toml("follow_relay = [\"wss://core/ws\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(wss.contains("only ws://"), "{wss}");
+        let twice = Config::from_toml("follow_relay = [\"ws://a/ws\", \"ws://a/ws\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("given twice"), "{twice}");
     }
 
     #[test]

@@ -129,11 +129,23 @@ impl TopicHistory {
 
     /// Everything that changed after `from`, composed, if the history reaches back to
     /// it; `from` equal to `current` gives no changes.
+    ///
+    /// A seq this relay never stood at is met too, as a client moving between relays
+    /// or tiers brings one (a relay following another sees only the seqs at which its
+    /// selection changed; a peer may be a little ahead): a `from` inside a step is
+    /// answered from that step's start, and a `from` past `current` with no changes.
+    /// Either is right only when the client's copy equals that state, which the caller
+    /// checks with the client's hash (the views' resume does).
     pub fn since(&self, from: Seq, current: Seq) -> Option<Changes> {
-        if from == current {
+        let last = self.steps.back().map_or(current, |s| s.seq);
+        if from == current || (from > current && from > last) {
             return Some(Changes::default());
         }
-        let start = self.steps.iter().position(|s| s.prev == from)?;
+        let start = self
+            .steps
+            .iter()
+            .position(|s| s.prev == from)
+            .or_else(|| self.steps.iter().position(|s| s.prev < from && from < s.seq))?;
         // One pass over every step's leaves (composing step by step would re-index
         // the growing result once per step).
         let leaves = self
@@ -167,7 +179,33 @@ mod tests {
         let c = h.since(Seq::new(2), Seq::new(5)).unwrap();
         assert_eq!(c.to_patch(), json!({"k3": 3, "k4": 4, "k5": 5}));
         assert!(h.since(Seq::new(5), Seq::new(5)).unwrap().is_empty());
-        assert!(h.since(Seq::new(7), Seq::new(5)).is_none());
+        // A seq ahead of the history is no change here (the caller checks the hash).
+        assert!(h.since(Seq::new(7), Seq::new(5)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_seq_inside_a_step_or_past_the_end_is_answered_from_the_step_start_or_with_nothing() {
+        let mut t = Topic::new("t");
+        let mut h = TopicHistory::new(HistoryLimit::steps(8));
+        // Steps as a relay following another relay sees them: only some seqs.
+        for (prev, seq) in [(0, 10), (10, 25), (25, 40)] {
+            let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
+            h.record(Seq::new(prev), Seq::new(seq), &c);
+        }
+        let c = h.since(Seq::new(17), Seq::new(40)).unwrap();
+        assert_eq!(
+            c.to_patch(),
+            json!({"k25": 25, "k40": 40}),
+            "from 17: the step 10→25 on"
+        );
+        assert_eq!(
+            h.since(Seq::new(10), Seq::new(40)),
+            h.since(Seq::new(17), Seq::new(40))
+        );
+        assert!(
+            h.since(Seq::new(44), Seq::new(40)).unwrap().is_empty(),
+            "ahead: nothing to send"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - `upstream`: what a link thread follows (a clonewire suite, through its
 //!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
 //! - `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
-//!   and removes workflows as their contact files come and go;
+//!   and removes workflows as their contact files come and go; with
+//!   `--follow-relay`, `follow_relay` adds and removes the workflows an upper relay
+//!   lists, each followed over its own websocket;
 //! - `views`: per workflow, each distinct subscription's projection, hash and
 //!   label, and bridging a client from what it holds to what it should hold;
 //! - `registry`: interned subscriptions (one `Group` per distinct one);
@@ -29,6 +31,7 @@ mod compress;
 pub mod config;
 mod demo;
 mod discovery;
+mod follow_relay;
 mod history;
 mod http;
 mod listener;
@@ -165,8 +168,18 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         .clone()
         .map(|dir| (dir, context(config.cylc_linger_secs)));
     let suites = (config.discover.clone(), context(config.discover_linger_secs));
+    let upper = config
+        .follow_relays
+        .iter()
+        .map(|url| upstream::relay::RelayUrl::parse(url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(config::ConfigError::Invalid)?;
+    let follow_limits = config.limits.clone();
     let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
     // The threads end by themselves when the relay shuts down.
+    for url in upper {
+        follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+    }
     if let Some((dir, context)) = cylc {
         discovery::spawn(
             relay.clone(),

@@ -46,6 +46,10 @@ struct Args {
     /// docs/discovery.md.
     #[arg(long = "discover", value_name = "DIR")]
     discover: Vec<PathBuf>,
+    /// Follow another relay as its client (relay tiers): every workflow it lists, as
+    /// ws://HOST:PORT/ws (repeatable; a ?token=... is sent on). Adds to follow_relay.
+    #[arg(long = "follow-relay", value_name = "URL")]
+    follow_relays: Vec<String>,
     /// Serve the page from this folder instead of the copy built into the binary.
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
@@ -92,6 +96,11 @@ fn config(args: Args) -> Result<Config, String> {
             config.discover.push(dir);
         }
     }
+    for url in args.follow_relays {
+        if !config.follow_relays.contains(&url) {
+            config.follow_relays.push(url);
+        }
+    }
     if let Some(www) = args.www {
         if !www.is_dir() {
             return Err(format!("--www {}: not a folder", www.display()));
@@ -109,9 +118,14 @@ fn config(args: Args) -> Result<Config, String> {
     if let Some(file) = args.curve_key_file {
         config.curve_key_file = Some(file);
     }
-    if config.suites.is_empty() && !config.demo && config.cylc_run.is_none() && config.discover.is_empty() {
+    if config.suites.is_empty()
+        && !config.demo
+        && config.cylc_run.is_none()
+        && config.discover.is_empty()
+        && config.follow_relays.is_empty()
+    {
         return Err(
-            "nothing to follow: give --suite NAME=PUB,REP (or --config FILE), --cylc-run DIR, --discover DIR, or --demo"
+            "nothing to follow: give --suite NAME=PUB,REP (or --config FILE), --cylc-run DIR, --discover DIR, --follow-relay URL, or --demo"
                 .into(),
         );
     }

@@ -441,6 +441,9 @@ impl Worker {
             wanted
         });
         let before: BTreeSet<String> = upstream.topic_names().into_iter().collect();
+        if upstream.follows_selections() {
+            upstream.set_selection(&self.views.selection());
+        }
         if let Err(e) = upstream.set_topics(target) {
             tracing::warn!(workflow = %self.id, error = %e, "cannot change upstream topics");
         }

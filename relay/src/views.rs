@@ -164,6 +164,12 @@ impl SubscriptionViews {
         Some(wanted)
     }
 
+    /// The union of every view's subscription (for an upstream that follows only what
+    /// is selected: another relay).
+    pub fn selection(&self) -> clonewire_core::Subscription {
+        clonewire_core::Subscription::merge_all(self.views.values().map(|v| &v.group.sub))
+    }
+
     fn key(&self, topic: &str) -> SharedTopicKey {
         (self.workflow.clone(), Arc::from(topic))
     }

@@ -43,6 +43,9 @@ export async function example(): Promise<void> {
     console.log(topic.workflow, topic.topic, topic.epoch, topic.seq, topic.hash, topic.verified);
   }
   console.log(report.query, report.views[0]?.query, report.counters.deltasByTopic['taskProxies']);
+  console.log(report.url, report.urls.length, report.moves);
+  const failover: Client = await connect(['ws://core-a:8080/ws', new URL('ws://core-b:8080/ws')]);
+  failover.close();
   console.log(client.status, client.workflows()['demo']?.schema);
 
   const states: WorkflowState[] = workflowStates();

@@ -133,7 +133,14 @@ export interface Counters {
 /** What `client.inspect()` returns. */
 export interface Inspection {
   status: Status;
+  /** The relay's name and version from its `hello`, once one said it. */
   relay: string | null;
+  /** The URL in use: connected, or being tried. */
+  url: string;
+  /** Every URL given to `connect`, in the order they are tried. */
+  urls: string[];
+  /** How many times the client went on to the next URL (0 with one URL). */
+  moves: number;
   views: ViewReport[];
   /** The merged query of every view (normalized). */
   query: string;
@@ -193,8 +200,11 @@ export class Client {
   [Symbol.dispose](): void;
 }
 
-/** Loads the wasm (once) and connects to a relay's WebSocket. */
-export function connect(url: string | URL, options?: ConnectOptions): Promise<Client>;
+/**
+ * Loads the wasm (once) and connects to a relay's WebSocket; with a list, to the first
+ * and, whenever a connection is lost or refused, to the next (resuming there).
+ */
+export function connect(url: string | URL | (string | URL)[], options?: ConnectOptions): Promise<Client>;
 
 /** Every workflow state the relay may report, in protocol order. Call once `connect()` has resolved. */
 export function workflowStates(): WorkflowState[];

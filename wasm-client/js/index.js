@@ -120,9 +120,13 @@ export class Client {
   /** Event kind → listeners. */
   #listeners = { status: new Set(), workflow: new Set(), error: new Set() };
 
+  /** Where the client connects: `{url, urls, moves}`. */
+  #endpoint;
+
   /** @internal */
-  constructor(makeInner) {
+  constructor(makeInner, endpoint) {
     this.#inner = makeInner((text) => this.#dispatch(text));
+    this.#endpoint = endpoint;
   }
 
   /**
@@ -219,9 +223,19 @@ export class Client {
     return out;
   }
 
-  /** Views and queries, the merged query, every (workflow, topic) copy, counters. */
+  /**
+   * Views and queries, the merged query, every (workflow, topic) copy, counters; and
+   * the relay in use: `url` (the one connected or being tried), `urls` (every one
+   * given), `moves` (how many times the client went on to the next URL).
+   */
   inspect() {
-    return JSON.parse(this.#live().inspect());
+    const report = JSON.parse(this.#live().inspect());
+    if (this.#endpoint) {
+      report.url = this.#endpoint.url;
+      report.urls = [...this.#endpoint.urls];
+      report.moves = this.#endpoint.moves;
+    }
+    return report;
   }
 
   /** Closes the connection for good and frees the client's wasm memory. */
@@ -356,6 +370,29 @@ function inflating(Base) {
   };
 }
 
+/**
+ * `Base` (a WebSocket class) that connects to `endpoint.urls[endpoint.index]`,
+ * whatever URL it is given, and moves on to the next URL (round robin) whenever a
+ * connection closes, whether it was lost or never opened (refused). A client thus stays
+ * with a relay while it serves and fails over to the next when it stops; the session
+ * resumes there from what it holds, as after any reconnect.
+ */
+function failover(Base, endpoint) {
+  return class FailoverWebSocket extends Base {
+    constructor(_url, ...rest) {
+      const url = endpoint.urls[endpoint.index];
+      super(url, ...rest);
+      endpoint.url = url;
+      this.addEventListener('close', () => {
+        if (endpoint.urls.length > 1) {
+          endpoint.index = (endpoint.index + 1) % endpoint.urls.length;
+          endpoint.moves += 1;
+        }
+      });
+    }
+  };
+}
+
 function resolveUrl(url) {
   const text = String(url);
   if (/^wss?:/i.test(text) || typeof globalThis.location === 'undefined') return text;
@@ -366,15 +403,23 @@ function resolveUrl(url) {
 
 /**
  * Connects to a relay's WebSocket (e.g. 'ws://host:port/ws', or '/ws' on a page the
- * relay serves). Resolves once the wasm is loaded and the first attempt has started;
- * the client reconnects and resumes by itself until `close()`.
+ * relay serves), or to the first of a list of relays that follow the same suites:
+ * when a connection is lost or refused, the next URL is tried (after the reconnect
+ * delay), and the client resumes there from what it holds. Resolves once the wasm is
+ * loaded and the first attempt has started; the client reconnects and resumes by
+ * itself until `close()`.
  */
 export async function connect(url, options = {}) {
+  const list = Array.isArray(url) ? url : [url];
+  if (list.length === 0) throw new TypeError('connect() needs a URL');
+  const endpoint = { urls: list.map(resolveUrl), index: 0, url: '', moves: 0 };
+  endpoint.url = endpoint.urls[0];
   await initialise(options.wasm);
   let WebSocketClass = options.WebSocket ?? globalThis.WebSocket;
   if (typeof WebSocketClass !== 'function') {
     throw new TypeError('no WebSocket here: pass options.WebSocket (in Node, the `ws` package)');
   }
+  if (endpoint.urls.length > 1) WebSocketClass = failover(WebSocketClass, endpoint);
   // Large frames come deflated when the client can inflate them (and the page allows).
   const compression = options.compression !== false && canInflate() ? COMPRESSION : undefined;
   if (compression) WebSocketClass = inflating(WebSocketClass);
@@ -385,9 +430,9 @@ export async function connect(url, options = {}) {
   };
   let inner;
   const client = new Client((dispatcher) => {
-    inner = new WasmClient(resolveUrl(url), WebSocketClass, settings, dispatcher);
+    inner = new WasmClient(endpoint.urls[0], WebSocketClass, settings, dispatcher);
     return inner;
-  });
+  }, endpoint);
   if (options.onStatus) client.on('status', options.onStatus);
   if (options.onWorkflow) client.on('workflow', options.onWorkflow);
   if (options.onError) client.on('error', options.onError);

@@ -9,18 +9,20 @@
 //! next event; every 100 ms [`Upstream::state`] is asked what clients should be told.
 //!
 //! Implementations: [`clonewire`] (a clonewire suite, through
-//! [`clonewire_suite::Follower`]) and [`cylc`] (a running Cylc 8 workflow). Another
+//! [`clonewire_suite::Follower`]), [`cylc`] (a running Cylc 8 workflow) and
+//! [`relay`] (a workflow of another clonewire relay, for relay tiers). Another
 //! kind of upstream only has to keep replicas as [`clonewire_core::Topic`]s and
 //! report their changes as leaves.
 
 pub mod clonewire;
 pub mod cylc;
+pub mod relay;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
-use clonewire_core::{Changes, Schema, Seq, Topic};
+use clonewire_core::{Changes, Schema, Seq, Subscription, Topic};
 
 /// An upstream's error: the link thread only logs it and retries a little later.
 pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
@@ -156,4 +158,16 @@ pub trait Upstream {
     /// followed topic arrives as a [`ChangeKind::Reset`]; a dropped one goes silently
     /// (the link thread tells its views). Called when clients' subscriptions change.
     fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError>;
+
+    /// True for an upstream that can follow less than whole topics (another relay):
+    /// the link thread then gives it [`Upstream::set_selection`]. Suites follow whole
+    /// topics, so the selection is not even merged for them.
+    fn follows_selections(&self) -> bool {
+        false
+    }
+
+    /// The merged selection of every view of the workflow (their clients' needs), given
+    /// just before [`Upstream::set_topics`] whenever it may have changed, when
+    /// [`Upstream::follows_selections`].
+    fn set_selection(&mut self, _selection: &Subscription) {}
 }

@@ -1,0 +1,662 @@
+//! Another clonewire relay as an [`Upstream`] (`--follow-relay ws://host:port/ws`):
+//! relay tiers. One workflow of the upper relay, followed over its own websocket as a
+//! client of that relay.
+//!
+//! - It subscribes to this workflow with the merged needs of this relay's views (the
+//!   union of their selections, given by [`Upstream::set_selection`]), plus the
+//!   selection of topics still lingering, and changes that subscription on the same
+//!   connection as views come and go (at most one `subscribe` per
+//!   [`SUBSCRIBE_INTERVAL`], within the upper relay's request rate).
+//! - Every snapshot and delta is checked as a browser checks it ([`copies`]): `prev`
+//!   chains, the projection hash matches. A failure is undone and the topic resynced.
+//! - The suite's epoch and seqs are kept as they came, so clients can resume at either
+//!   tier. A topic's copy is the upper relay's projection for the merged selection; a
+//!   view here projects it again, which gives exactly what the upper relay would have
+//!   sent it, since every leaf a view selects is in the merged selection.
+//! - The workflow state is the upper relay's (`workflow` messages), `stale` while the
+//!   connection is lost. After a loss it reconnects (with backoff) and resumes from
+//!   every copy it holds.
+//! - With nothing wanted it holds no connection; the state is then what discovery
+//!   (`crate::follow_relay`) last read from the upper relay's `/healthz`.
+//!
+//! One websocket per workflow, not one per upper relay: each workflow keeps its own
+//! link thread, so a workflow with a big snapshot or a slow burst delays only its own
+//! clients here, as with suites; the cost is one idle connection per followed workflow.
+
+mod copies;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clonewire_core::protocol::client::fast::{self, Frame};
+use clonewire_core::protocol::client::{
+    ClientMessage, RelayMessage, Resume, ResumePoint, WorkflowState, DEFLATE_RAW,
+};
+use clonewire_core::subscription::{FieldSel, Sub};
+use clonewire_core::{Schema, Seq, Subscription, Topic};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+use self::copies::{Copies, Outcome};
+use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
+
+/// The fewest milliseconds between two `subscribe` messages to the upper relay.
+pub const SUBSCRIBE_INTERVAL: Duration = Duration::from_millis(300);
+/// Connecting and the websocket handshake must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A write that blocks longer than this fails the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect delays: the first and the longest.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The largest frame taken from the upper relay, and the largest text a compressed
+/// frame may inflate to.
+const MAX_FRAME_BYTES: usize = 64 << 20;
+const MAX_TEXT_BYTES: usize = 256 << 20;
+/// Snapshots in a row that fail their hash before a topic is no longer asked for
+/// again on this connection.
+const MAX_BAD_SNAPSHOTS: u32 = 3;
+
+/// The workflow states an upper relay's `/healthz` last reported, by workflow id:
+/// shared by its discovery thread and its workflows' links.
+pub type Directory = Arc<Mutex<BTreeMap<String, WorkflowState>>>;
+
+/// An upper relay's websocket address, `ws://host:port/path?query`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayUrl {
+    text: String,
+    host: String,
+    port: u16,
+    query: Option<String>,
+}
+
+impl RelayUrl {
+    /// Parses `ws://host[:port][/path][?query]` (the port defaults to 80). `wss` is
+    /// refused: terminate TLS in front of the upper relay's network instead.
+    pub fn parse(text: &str) -> Result<RelayUrl, String> {
+        let uri: tungstenite::http::Uri = text.parse().map_err(|e| format!("follow_relay {text:?}: {e}"))?;
+        if uri.scheme_str() != Some("ws") {
+            return Err(format!("follow_relay {text:?}: only ws:// URLs are supported"));
+        }
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("follow_relay {text:?}: no host"))?;
+        Ok(RelayUrl {
+            text: text.to_owned(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port: uri.port_u16().unwrap_or(80),
+            query: uri.query().map(str::to_owned),
+        })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The `host:port` the URL names (brackets kept off IPv6 hosts).
+    pub fn host_port(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
+    /// The `/healthz` path with the URL's query (a `token` carries over).
+    pub fn healthz_path(&self) -> String {
+        match &self.query {
+            Some(q) => format!("/healthz?{q}"),
+            None => "/healthz".to_owned(),
+        }
+    }
+
+    /// A TCP connection to the upper relay, within `timeout`.
+    pub fn tcp(&self, timeout: Duration) -> std::io::Result<TcpStream> {
+        let mut last = None;
+        for addr in (self.host.as_str(), self.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the host has no address")))
+    }
+}
+
+impl std::fmt::Display for RelayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// One connection to the upper relay and what was heard on it.
+struct Connection {
+    ws: WebSocket<TcpStream>,
+    /// The state the upper relay last told on this connection.
+    state: Option<WorkflowState>,
+    /// The last query sent, as normalized text.
+    sent: Option<String>,
+    /// When the next `subscribe` may go.
+    next_subscribe: Instant,
+}
+
+/// One workflow of an upper relay.
+pub struct RelayUpstream {
+    url: RelayUrl,
+    workflow: String,
+    directory: Directory,
+    connection: Option<Connection>,
+    /// When to try connecting again, and the delay after that.
+    retry_at: Instant,
+    retry_delay: Duration,
+    /// Since when a wanted connection has been down.
+    down_since: Option<Instant>,
+    copies: Copies,
+    epoch: Option<String>,
+    schema: Schema,
+    joined: bool,
+    /// The merged selection of this relay's views for this workflow.
+    selection: Option<Sub>,
+    /// The topics followed (`None`: every topic).
+    topics: Option<BTreeSet<String>>,
+    /// Each followed topic's selection as last wanted, so a lingering topic keeps it.
+    remembered: BTreeMap<String, FieldSel>,
+    ready: VecDeque<UpstreamEvent>,
+}
+
+impl RelayUpstream {
+    /// Follows `workflow` at the relay `url`; connects once something is wanted.
+    pub fn new(url: RelayUrl, workflow: &str, directory: Directory) -> RelayUpstream {
+        RelayUpstream {
+            url,
+            workflow: workflow.to_owned(),
+            directory,
+            connection: None,
+            retry_at: Instant::now(),
+            retry_delay: RETRY_FIRST,
+            down_since: None,
+            copies: Copies::default(),
+            epoch: None,
+            schema: Schema::default(),
+            joined: false,
+            selection: None,
+            topics: Some(BTreeSet::new()),
+            remembered: BTreeMap::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The subscription to hold upstream: the views' selection, cut to the followed
+    /// topics, plus the remembered selection of lingering ones.
+    fn query(&self) -> Subscription {
+        let sub = match (&self.selection, &self.topics) {
+            (_, Some(topics)) if topics.is_empty() => None,
+            (Some(Sub::All), None) => Some(Sub::All),
+            (selection, topics) => {
+                let mut fields = match selection {
+                    Some(Sub::Fields(fields)) => fields.clone(),
+                    _ => BTreeMap::new(),
+                };
+                if let Some(topics) = topics {
+                    fields.retain(|name, _| topics.contains(name));
+                    for name in topics {
+                        if let (false, Some(old)) = (fields.contains_key(name), self.remembered.get(name)) {
+                            fields.insert(name.clone(), old.clone());
+                        }
+                    }
+                }
+                (!fields.is_empty()).then_some(Sub::Fields(fields))
+            }
+        };
+        match sub {
+            None => Subscription::empty(),
+            Some(sub) => Subscription {
+                workflows: FieldSel {
+                    every: None,
+                    ids: BTreeMap::from([(self.workflow.clone(), sub)]),
+                },
+            },
+        }
+    }
+
+    /// Where each verified copy of the current epoch stands, for `resume`.
+    fn resume(&self) -> Option<Resume> {
+        let epoch = self.epoch.as_deref()?;
+        let points: BTreeMap<String, ResumePoint> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| c.verified && c.epoch == epoch)
+            .map(|(topic, c)| {
+                (
+                    topic.clone(),
+                    ResumePoint {
+                        epoch: c.epoch.clone(),
+                        seq: c.seq,
+                        hash: c.topic.hash(),
+                    },
+                )
+            })
+            .collect();
+        (!points.is_empty()).then(|| Resume::from([(self.workflow.clone(), points)]))
+    }
+
+    fn connect(&mut self) -> Result<Connection, UpstreamError> {
+        let stream = self.url.tcp(CONNECT_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let (ws, _) = tungstenite::client::client_with_config(self.url.as_str(), stream, Some(config))
+            .map_err(|e| format!("websocket handshake with {}: {e}", self.url))?;
+        Ok(Connection {
+            ws,
+            state: None,
+            sent: None,
+            next_subscribe: Instant::now(),
+        })
+    }
+
+    /// Drops the connection; the next attempt comes after the backoff delay.
+    fn lose(&mut self, kind: Problem, detail: String) {
+        self.connection = None;
+        self.down_since.get_or_insert_with(Instant::now);
+        self.retry_at = Instant::now() + self.retry_delay;
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.ready.push_back(UpstreamEvent::Problem { kind, detail });
+    }
+
+    /// Sends `subscribe` when the query differs from the one the upper relay has and
+    /// the rate allows; the first on a connection carries `resume`.
+    fn sync_subscription(&mut self) {
+        let query = self.query();
+        let key = query.key();
+        let resume = self.resume();
+        let Some(conn) = &mut self.connection else { return };
+        if conn.sent.as_deref() == Some(key.as_str()) || Instant::now() < conn.next_subscribe {
+            return;
+        }
+        let first = conn.sent.is_none();
+        let message = ClientMessage::Subscribe {
+            query: key.clone(),
+            resume: if first { resume } else { None },
+            compression: Some(DEFLATE_RAW.to_owned()),
+        };
+        conn.sent = Some(key);
+        conn.next_subscribe = Instant::now() + SUBSCRIBE_INTERVAL;
+        let text = String::from_utf8_lossy(&clonewire_core::protocol::encode(&message)).into_owned();
+        if let Err(e) = conn.ws.send(Message::text(text)) {
+            self.lose(Problem::Timeout, format!("subscribe to {}: {e}", self.url));
+        }
+    }
+
+    fn resync(&mut self, topic: &str) {
+        let Some(conn) = &mut self.connection else { return };
+        let message = ClientMessage::Resync {
+            workflow: self.workflow.clone(),
+            topic: topic.to_owned(),
+        };
+        let text = String::from_utf8_lossy(&clonewire_core::protocol::encode(&message)).into_owned();
+        if let Err(e) = conn.ws.send(Message::text(text)) {
+            self.lose(Problem::Timeout, format!("resync to {}: {e}", self.url));
+        }
+    }
+
+    /// Reads at most one frame, waiting up to `max_wait`.
+    fn read(&mut self, max_wait: Duration) {
+        let Some(conn) = &mut self.connection else { return };
+        let wait = max_wait.max(Duration::from_millis(1));
+        if let Err(e) = conn.ws.get_ref().set_read_timeout(Some(wait)) {
+            self.lose(Problem::Timeout, format!("{}: {e}", self.url));
+            return;
+        }
+        match conn.ws.read() {
+            Ok(Message::Text(text)) => self.frame(text.as_str()),
+            Ok(Message::Binary(packed)) => {
+                let mut text = String::new();
+                let inflated = flate2::read::DeflateDecoder::new(&packed[..])
+                    .take(MAX_TEXT_BYTES as u64 + 1)
+                    .read_to_string(&mut text);
+                match inflated {
+                    Ok(n) if n <= MAX_TEXT_BYTES => self.frame(&text),
+                    Ok(_) => self.lose(
+                        Problem::Malformed,
+                        format!("{}: a frame inflates past {MAX_TEXT_BYTES} bytes", self.url),
+                    ),
+                    Err(e) => self.lose(
+                        Problem::Malformed,
+                        format!("{}: a binary frame does not inflate: {e}", self.url),
+                    ),
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                let why = frame.map_or_else(
+                    || "no reason".to_owned(),
+                    |f| format!("{} {}", u16::from(f.code), f.reason),
+                );
+                self.lose(
+                    Problem::Timeout,
+                    format!("{} closed the connection: {why}", self.url),
+                );
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => self.lose(Problem::Timeout, format!("connection to {} lost: {e}", self.url)),
+        }
+    }
+
+    /// Handles one frame's text.
+    fn frame(&mut self, text: &str) {
+        let frame = match fast::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.ready.push_back(UpstreamEvent::Problem {
+                    kind: Problem::Malformed,
+                    detail: format!("{}: {e}", self.url),
+                });
+                // A data frame that does not decode leaves its copy behind: resync it.
+                if let Some((_, workflow, topic)) = fast::data_topic(text) {
+                    if workflow == self.workflow {
+                        self.resync(&topic);
+                    }
+                }
+                return;
+            }
+        };
+        match frame {
+            Frame::Snapshot(data) | Frame::Delta(data) if !self.follows(&data.workflow, &data.topic) => {}
+            Frame::Snapshot(data) => {
+                self.new_epoch_if(&data.epoch);
+                let outcome = self
+                    .copies
+                    .snapshot(&data.topic, &data.epoch, data.seq, data.hash, &data.body);
+                self.settle(&data.topic, data.seq, None, ChangeKind::Reset, outcome);
+            }
+            Frame::Delta(data) => {
+                let outcome = self.copies.delta(
+                    &data.topic,
+                    &data.epoch,
+                    data.prev,
+                    data.seq,
+                    data.hash,
+                    data.body,
+                );
+                self.settle(&data.topic, data.seq, data.time, ChangeKind::Delta, outcome);
+            }
+            Frame::Other(message) => self.message(message),
+        }
+    }
+
+    /// A snapshot in an epoch other than the one followed: the suite restarted.
+    fn new_epoch_if(&mut self, epoch: &str) {
+        if self.epoch.as_deref() == Some(epoch) {
+            return;
+        }
+        if self.epoch.is_some() {
+            self.ready.push_back(UpstreamEvent::NewEpoch {
+                epoch: epoch.to_owned(),
+            });
+        }
+        self.epoch = Some(epoch.to_owned());
+    }
+
+    fn settle(&mut self, topic: &str, seq: Seq, time: Option<f64>, kind: ChangeKind, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied { prev, changes } => self.ready.push_back(UpstreamEvent::Changed {
+                topic: topic.to_owned(),
+                prev,
+                seq,
+                changes,
+                time,
+                kind,
+            }),
+            Outcome::Ignored => {}
+            Outcome::Rejected(why) => {
+                self.ready.push_back(UpstreamEvent::Problem {
+                    kind: Problem::Mismatch,
+                    detail: format!("{topic}: {why}; resyncing"),
+                });
+                let failures = self.copies.get(topic).map_or(0, |c| c.bad_snapshots);
+                if failures < MAX_BAD_SNAPSHOTS {
+                    self.resync(topic);
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, message: RelayMessage) {
+        match message {
+            RelayMessage::Workflow {
+                workflow,
+                state,
+                schema,
+            } if workflow == self.workflow => {
+                if let Some(conn) = &mut self.connection {
+                    conn.state = Some(state);
+                }
+                if let Some(schema) = schema {
+                    if !self.joined || schema != self.schema {
+                        self.joined = true;
+                        self.schema = schema;
+                        self.ready.push_back(UpstreamEvent::Joined {
+                            detail: format!("{} at {}", self.workflow, self.url),
+                        });
+                    }
+                }
+            }
+            RelayMessage::Error { code, message } => self.ready.push_back(UpstreamEvent::Problem {
+                kind: Problem::Refused,
+                detail: format!("{} answered {}: {message}", self.url, code.as_str()),
+            }),
+            RelayMessage::Hello { relay, .. } => self.ready.push_back(UpstreamEvent::Notice {
+                detail: format!("connected to {relay} at {}", self.url),
+            }),
+            _ => {}
+        }
+    }
+
+    /// True for a topic of this workflow that is followed (a message for one just
+    /// dropped may still be on its way).
+    fn follows(&self, workflow: &str, topic: &str) -> bool {
+        workflow == self.workflow && self.topics.as_ref().is_none_or(|t| t.contains(topic))
+    }
+
+    /// Whether a connection is wanted: some topic is followed.
+    fn wants_connection(&self) -> bool {
+        self.topics.as_ref().is_none_or(|t| !t.is_empty())
+    }
+}
+
+impl Upstream for RelayUpstream {
+    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
+        if let Some(event) = self.ready.pop_front() {
+            return Ok(Some(event));
+        }
+        if !self.wants_connection() {
+            // Idle: no connection is wanted, so none is missing either.
+            self.connection = None;
+            self.down_since = None;
+            std::thread::sleep(max_wait);
+            return Ok(None);
+        }
+        if self.connection.is_none() {
+            if Instant::now() < self.retry_at {
+                std::thread::sleep(max_wait.min(self.retry_at - Instant::now()));
+                return Ok(None);
+            }
+            match self.connect() {
+                Ok(conn) => {
+                    self.connection = Some(conn);
+                    self.down_since = None;
+                    self.retry_delay = RETRY_FIRST;
+                }
+                Err(e) => {
+                    self.lose(Problem::Timeout, format!("cannot connect to {}: {e}", self.url));
+                    return Ok(self.ready.pop_front());
+                }
+            }
+        }
+        self.sync_subscription();
+        if let Some(conn) = &mut self.connection {
+            // Finishes a send a full socket buffer held back.
+            match conn.ws.flush() {
+                Ok(()) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => self.lose(Problem::Timeout, format!("connection to {} lost: {e}", self.url)),
+            }
+        }
+        self.read(max_wait);
+        Ok(self.ready.pop_front())
+    }
+
+    fn has_pending_events(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    fn state(&self, now: Instant) -> WorkflowState {
+        let listed = || {
+            let directory = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+            directory.get(&self.workflow).copied()
+        };
+        match (&self.connection, self.down_since) {
+            (Some(conn), _) => match conn.state {
+                Some(WorkflowState::Removed) => WorkflowState::Stopped,
+                Some(state) => state,
+                None => WorkflowState::Syncing,
+            },
+            // Lost: stale once the first reconnect had its chance.
+            (None, Some(since)) if now.saturating_duration_since(since) > RETRY_FIRST * 4 => {
+                WorkflowState::Stale
+            }
+            (None, Some(_)) => WorkflowState::Syncing,
+            (None, None) => match listed() {
+                Some(WorkflowState::Removed) | None => WorkflowState::Stopped,
+                Some(state) => state,
+            },
+        }
+    }
+
+    fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
+        // A copy still in an older epoch is not this epoch's data.
+        let copy = self.copies.get(name)?;
+        (Some(copy.epoch.as_str()) == self.epoch.as_deref()).then_some((&copy.topic, copy.seq))
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.copies.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    fn follows_selections(&self) -> bool {
+        true
+    }
+
+    fn set_selection(&mut self, selection: &Subscription) {
+        self.selection = selection.for_workflow(&self.workflow).cloned();
+        match &self.selection {
+            Some(Sub::Fields(fields)) => {
+                for (name, field) in fields {
+                    self.remembered.insert(name.clone(), field.clone());
+                }
+            }
+            Some(Sub::All) => {
+                let every = FieldSel {
+                    every: Some(Sub::All),
+                    ids: BTreeMap::new(),
+                };
+                for (name, _) in self.copies.iter() {
+                    self.remembered.insert(name.clone(), every.clone());
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError> {
+        if let Some(keep) = &topics {
+            self.copies.retain(|name| keep.contains(name));
+            self.remembered.retain(|name, _| keep.contains(name));
+        }
+        self.topics = topics;
+        self.sync_subscription();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_keep_their_token_for_healthz() {
+        let url = RelayUrl::parse("ws://127.0.0.1:9000/ws?token=abc").unwrap();
+        assert_eq!(url.host_port(), ("127.0.0.1", 9000));
+        assert_eq!(url.healthz_path(), "/healthz?token=abc");
+        let url = RelayUrl::parse("ws://[::1]:81/ws").unwrap();
+        assert_eq!(url.host_port(), ("::1", 81));
+        assert_eq!(RelayUrl::parse("ws://core/ws").unwrap().host_port(), ("core", 80));
+        for bad in ["http://h/ws", "wss://h/ws", "h:1/ws", "ws:///ws", "not a url"] {
+            assert!(RelayUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn sub(text: &str) -> Subscription {
+        Subscription::parse(text, &clonewire_core::SubscriptionLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn the_query_is_the_views_selection_plus_lingering_topics_of_this_workflow_only() {
+        let directory = Directory::default();
+        let mut up = RelayUpstream::new(RelayUrl::parse("ws://h:1/ws").unwrap(), "w", directory);
+        assert!(up.query().is_empty(), "nothing wanted yet");
+        up.set_selection(&sub(
+            r#"{ workflows(ids: ["w"]) { taskProxies { name } edges } workflows(ids: ["x"]) { jobs } }"#,
+        ));
+        up.set_topics(Some(BTreeSet::from(["taskProxies".into(), "edges".into()])))
+            .unwrap();
+        assert_eq!(
+            up.query(),
+            sub(r#"{ workflows(ids: ["w"]) { taskProxies { name } edges } }"#)
+        );
+        // A client goes: edges lingers with its old selection, then goes too.
+        up.set_selection(&sub(
+            r#"{ workflows(ids: ["w"]) { taskProxies { name status } } }"#,
+        ));
+        up.set_topics(Some(BTreeSet::from(["taskProxies".into(), "edges".into()])))
+            .unwrap();
+        assert_eq!(
+            up.query(),
+            sub(r#"{ workflows(ids: ["w"]) { taskProxies { name status } edges } }"#)
+        );
+        up.set_topics(Some(BTreeSet::from(["taskProxies".into()])))
+            .unwrap();
+        assert_eq!(
+            up.query(),
+            sub(r#"{ workflows(ids: ["w"]) { taskProxies { name status } } }"#)
+        );
+        up.set_selection(&sub("{ workflows }"));
+        up.set_topics(None).unwrap();
+        assert_eq!(up.query(), sub(r#"{ workflows(ids: ["w"]) }"#));
+        up.set_selection(&Subscription::empty());
+        up.set_topics(Some(BTreeSet::new())).unwrap();
+        assert!(up.query().is_empty());
+        assert!(!up.wants_connection());
+    }
+}
