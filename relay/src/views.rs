@@ -7,14 +7,16 @@
 //!
 //! Invariant: every member of a view holds, for each topic of the view, exactly the
 //! projection of the relay's store, labelled with the view's label. A delta is
-//! projected and serialized once per view and the same bytes go to every member.
+//! projected once per topic for all views ([`SelectionTrie`]); its patch is serialized
+//! once per distinct set of selected leaves and its message once per distinct
+//! (leaves, prev, hash), and the same bytes go to every member.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
-use clonewire_core::{Changes, Hash, Projection, Schema, Seq, Topic};
+use clonewire_core::{Changes, Hash, Projection, Schema, SelectionTrie, Seq, Topic};
 
 use crate::history::{HistoryLimit, TopicHistory};
 use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
@@ -123,6 +125,12 @@ pub struct SubscriptionViews {
     pending: BTreeSet<(GroupId, String, bool)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
+    /// Per topic, the projection of every view that holds it, in one trie: kept in
+    /// step with each view's `topics` (see [`SubscriptionViews::put_topic`]).
+    selections: HashMap<String, SelectionTrie<GroupId>>,
+    /// Per topic, the store epoch for which every view topic was last checked to be
+    /// of that epoch (view topics are only ever made in the store's epoch).
+    epoch_checked: HashMap<String, Arc<str>>,
 }
 
 impl SubscriptionViews {
@@ -138,7 +146,35 @@ impl SubscriptionViews {
             stats: ViewStats::default(),
             pending: BTreeSet::new(),
             resume_wait: HashMap::new(),
+            selections: HashMap::new(),
+            epoch_checked: HashMap::new(),
         }
+    }
+
+    /// Gives view `id` its state for `topic` (replacing any), keeping the trie in step.
+    fn put_topic(&mut self, id: GroupId, topic: &str, vt: ViewTopic) {
+        let Some(view) = self.views.get_mut(&id) else {
+            return;
+        };
+        let trie = self.selections.entry(topic.to_owned()).or_default();
+        if let Some(old) = view.topics.insert(topic.to_owned(), vt) {
+            trie.remove(id, &old.proj);
+        }
+        if let Some(vt) = view.topics.get(topic) {
+            trie.insert(id, &vt.proj);
+        }
+    }
+
+    /// Takes view `id`'s state for `topic` away, keeping the trie in step.
+    fn take_topic(&mut self, id: GroupId, topic: &str) -> Option<ViewTopic> {
+        let vt = self.views.get_mut(&id)?.topics.remove(topic)?;
+        if let Some(trie) = self.selections.get_mut(topic) {
+            trie.remove(id, &vt.proj);
+            if trie.is_empty() {
+                self.selections.remove(topic);
+            }
+        }
+        Some(vt)
     }
 
     /// Counters so far (the unit tests read them).
@@ -267,6 +303,10 @@ impl SubscriptionViews {
         if let Some(view) = self.views.get_mut(&id) {
             view.members.retain(|c| *c != client);
             if view.members.is_empty() {
+                let topics: Vec<String> = view.topics.keys().cloned().collect();
+                for topic in topics {
+                    self.take_topic(id, &topic);
+                }
                 self.views.remove(&id);
             }
         }
@@ -276,30 +316,27 @@ impl SubscriptionViews {
         if self.views.contains_key(&group.id) {
             return;
         }
-        let mut view = SubscriptionView {
+        let view = SubscriptionView {
             group: group.clone(),
             members: Vec::new(),
             topics: HashMap::new(),
         };
+        self.views.insert(group.id, view);
         for name in store.topic_names() {
-            if let (Some(proj), Some((topic, seq))) = (
-                compile(&view.group, &self.workflow, &name, store),
-                store.topic(&name),
-            ) {
+            if let (Some(proj), Some((topic, seq))) =
+                (compile(group, &self.workflow, &name, store), store.topic(&name))
+            {
                 let hash = proj.project_hash(topic);
                 let epoch = Arc::from(store.epoch());
-                view.topics.insert(
-                    name,
-                    ViewTopic {
-                        proj,
-                        hash,
-                        label: Some(seq),
-                        epoch,
-                    },
-                );
+                let vt = ViewTopic {
+                    proj,
+                    hash,
+                    label: Some(seq),
+                    epoch,
+                };
+                self.put_topic(group.id, &name, vt);
             }
         }
-        self.views.insert(group.id, view);
     }
 
     /// One topic's part of a rebind.
@@ -486,61 +523,81 @@ impl SubscriptionViews {
         let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
         let key = self.key(topic);
         let head = delta_head(&self.workflow, topic, &epoch);
-        let mut patches: HashMap<Vec<bool>, (Arc<Changes>, String)> = HashMap::new();
+        // Views that do not hold the topic install it after this event (see
+        // `flush`), and so do those holding it from an older epoch: clients take a new
+        // epoch only as a snapshot, even an empty one. Both are looked for only when
+        // there can be some, so a delta costs nothing per view that it does not touch.
         let mut installs = Vec::new();
-        for (id, view) in &mut self.views {
-            let Some(vt) = view.topics.get_mut(topic) else {
-                installs.push((*id, false));
-                continue;
-            };
-            if *vt.epoch != *epoch {
-                // Clients take a new epoch only as a snapshot, even an empty one.
-                let had_label = vt.label.is_some();
-                view.topics.remove(topic);
-                installs.push((*id, had_label));
-                continue;
-            }
-            // Views whose projection selects the same changed leaves share one
-            // projected patch, serialized once; only seq, prev and hash differ.
-            let mask: Vec<bool> = changes
-                .leaves
+        if self.epoch_checked.get(topic).is_none_or(|e| **e != *epoch) {
+            let old: Vec<(GroupId, bool)> = self
+                .views
                 .iter()
-                .map(|c| vt.proj.selects(&c.path[1..]))
+                .filter_map(|(id, v)| {
+                    let vt = v.topics.get(topic)?;
+                    (*vt.epoch != *epoch).then_some((*id, vt.label.is_some()))
+                })
                 .collect();
-            if !mask.contains(&true) {
-                continue;
+            for (id, had_label) in old {
+                self.take_topic(id, topic);
+                installs.push((id, had_label));
             }
-            let (projected, patch) = patches.entry(mask).or_insert_with_key(|mask| {
-                let leaves = changes
-                    .leaves
+            self.epoch_checked.insert(topic.to_owned(), epoch_arc.clone());
+        }
+        let holders = self.selections.get(topic).map_or(0, SelectionTrie::len);
+        if holders + installs.len() < self.views.len() {
+            let known: BTreeSet<GroupId> = installs.iter().map(|(id, _)| *id).collect();
+            installs.extend(
+                self.views
                     .iter()
-                    .zip(mask)
-                    .filter(|(_, m)| **m)
-                    .map(|(c, _)| c.clone());
-                let projected = Changes {
-                    leaves: leaves.collect(),
+                    .filter(|(id, v)| !v.topics.contains_key(topic) && !known.contains(id))
+                    .map(|(id, _)| (*id, false)),
+            );
+        }
+        let groups = match self.selections.get(topic) {
+            Some(trie) => trie.select(changes),
+            None => Vec::new(),
+        };
+        for group in groups {
+            // Every view in the group selects the same changed leaves: one projected
+            // patch, serialized once; views at the same label and hash (the usual
+            // case) share one message too.
+            let projected = Arc::new(group.changes(changes));
+            let patch = projected.patch_text();
+            let mut made: Vec<Arc<SharedDelta>> = Vec::new();
+            for id in &group.members {
+                let Some(view) = self.views.get_mut(id) else {
+                    continue;
                 };
-                let patch = projected.patch_text();
-                (Arc::new(projected), patch)
-            });
-            let hash = projected.apply_to_hash(vt.hash);
-            let delta = Arc::new(SharedDelta {
-                key: key.clone(),
-                epoch: epoch_arc.clone(),
-                seq,
-                prev: vt.label,
-                hash,
-                time,
-                changes: projected.clone(),
-                text: delta_text(&head, seq, vt.label, hash, time, patch).into(),
-            });
-            vt.label = Some(seq);
-            vt.hash = hash;
-            self.stats.deltas_made += 1;
-            for client in &view.members {
-                if let Some(member) = self.members.get(client) {
-                    member.outbox.push_delta(&delta);
-                    self.stats.deltas_queued += 1;
+                let Some(vt) = view.topics.get_mut(topic) else {
+                    continue;
+                };
+                let hash = projected.apply_to_hash(vt.hash);
+                let prev = vt.label;
+                let delta = match made.iter().find(|d| d.prev == prev && d.hash == hash) {
+                    Some(delta) => delta.clone(),
+                    None => {
+                        let delta = Arc::new(SharedDelta {
+                            key: key.clone(),
+                            epoch: epoch_arc.clone(),
+                            seq,
+                            prev,
+                            hash,
+                            time,
+                            changes: projected.clone(),
+                            text: delta_text(&head, seq, prev, hash, time, &patch).into(),
+                        });
+                        made.push(delta.clone());
+                        delta
+                    }
+                };
+                vt.label = Some(seq);
+                vt.hash = hash;
+                self.stats.deltas_made += 1;
+                for client in &view.members {
+                    if let Some(member) = self.members.get(client) {
+                        member.outbox.push_delta(&delta);
+                        self.stats.deltas_queued += 1;
+                    }
                 }
             }
         }
@@ -593,9 +650,7 @@ impl SubscriptionViews {
             epoch: Arc::from(epoch.as_str()),
         };
         let Some(label) = label else {
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.insert(topic.to_owned(), vt);
-            }
+            self.put_topic(id, topic, vt);
             return;
         };
         let text = snapshot_text(&self.workflow, &epoch, topic, label, hash, value);
@@ -622,14 +677,13 @@ impl SubscriptionViews {
                 }
             }
         }
-        if let Some(view) = self.views.get_mut(&id) {
-            view.topics.insert(topic.to_owned(), vt);
-        }
+        self.put_topic(id, topic, vt);
     }
 
     /// The store no longer holds a topic (no view wants it any more).
     pub fn on_dropped(&mut self, topic: &str) {
         self.history.remove(topic);
+        self.selections.remove(topic);
         for view in self.views.values_mut() {
             view.topics.remove(topic);
         }
@@ -657,9 +711,7 @@ impl SubscriptionViews {
         }
         for (id, topic, had_label) in gone {
             let seq = store.topic(&topic).map_or(Seq::ZERO, |(_, seq)| seq);
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.remove(&topic);
-            }
+            self.take_topic(id, &topic);
             if store.topic(&topic).is_some() {
                 self.pending.insert((id, topic, had_label));
             } else if had_label {
@@ -686,10 +738,8 @@ impl SubscriptionViews {
                 .get(&id)
                 .map(|v| v.topics.keys().cloned().collect())
                 .unwrap_or_default();
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.clear();
-            }
             for topic in topics {
+                self.take_topic(id, &topic);
                 self.pending.insert((id, topic, true));
             }
         }

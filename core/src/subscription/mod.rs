@@ -14,6 +14,7 @@ mod parse;
 mod print;
 pub mod project;
 mod restrict;
+pub mod trie;
 
 use std::collections::{BTreeMap, BTreeSet};
 
