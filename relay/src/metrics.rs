@@ -36,6 +36,8 @@ pub struct OutboxCounters {
     pub bridges: AtomicU64,
     /// Times a client's hard limit dropped its pending deltas.
     pub overflows: AtomicU64,
+    /// Times a writer found its next frame a snapshot still being written.
+    pub snapshot_waits: AtomicU64,
 }
 
 impl OutboxCounters {

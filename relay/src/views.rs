@@ -11,6 +11,7 @@
 //! once per distinct set of selected leaves and its message once per distinct
 //! (leaves, prev, hash), and the same bytes go to every member.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -19,10 +20,11 @@ use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState}
 use clonewire_core::{Changes, Hash, Projection, Schema, SelectionTrie, Seq, Topic};
 
 use crate::history::{HistoryLimit, TopicHistory};
-use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
+use crate::outbox::{Outbox, SharedDelta, SharedTopicKey, SnapshotFrame};
 use crate::registry::{Group, GroupId};
 use frames::{bridging_delta, compile, empty, snapshot_text};
 pub use rebind_slot::{PendingRebind, RebindSlot};
+use snapshots::snapshot_frame;
 
 /// A websocket client, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +54,40 @@ struct ViewTopic {
     label: Option<Seq>,
     /// The epoch of the last message; a new epoch goes out as a snapshot.
     epoch: Arc<str>,
+    /// The snapshot at `label` and `hash`, once made: every client that joins before
+    /// the view's next message shares it (one projection and one text per view and
+    /// label, not one per join). Emptied whenever `label` or `hash` change.
+    snapshot: OnceCell<Arc<SnapshotFrame>>,
+}
+
+impl ViewTopic {
+    fn new(proj: Projection, hash: Hash, label: Option<Seq>, epoch: Arc<str>) -> ViewTopic {
+        ViewTopic {
+            proj,
+            hash,
+            label,
+            epoch,
+            snapshot: OnceCell::new(),
+        }
+    }
+
+    /// The snapshot of this view topic at its label (`replica` is the store's topic,
+    /// of `epoch`).
+    fn snapshot(
+        &self,
+        workflow: &str,
+        epoch: &str,
+        topic: &str,
+        replica: &Topic,
+        label: Seq,
+    ) -> Arc<SnapshotFrame> {
+        self.snapshot
+            .get_or_init(|| {
+                let (value, hash) = self.proj.project(replica);
+                snapshot_frame(workflow, epoch, topic, label, hash, value)
+            })
+            .clone()
+    }
 }
 
 /// A client's move in a rebind: from the view it is in to the view it goes to.
@@ -328,13 +364,7 @@ impl SubscriptionViews {
             {
                 let hash = proj.project_hash(topic);
                 let epoch = Arc::from(store.epoch());
-                let vt = ViewTopic {
-                    proj,
-                    hash,
-                    label: Some(seq),
-                    epoch,
-                };
-                self.put_topic(group.id, &name, vt);
+                self.put_topic(group.id, &name, ViewTopic::new(proj, hash, Some(seq), epoch));
             }
         }
     }
@@ -411,11 +441,8 @@ impl SubscriptionViews {
                     self.stats.resumed += 1;
                     resumed.into_delta()
                 } else {
-                    let (value, hash) = vt.proj.project(replica);
-                    outbox.push_snapshot(
-                        key,
-                        snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
-                    );
+                    outbox
+                        .push_snapshot_frame(key, vt.snapshot(&self.workflow, &epoch, topic, replica, label));
                     self.stats.snapshots_queued += 1;
                     None
                 };
@@ -496,6 +523,7 @@ impl SubscriptionViews {
             return;
         };
         vt.label = Some(seq);
+        vt.snapshot = OnceCell::new();
         for client in &view.members {
             if let Some(member) = self.members.get(client) {
                 member.outbox.push_snapshot(key.clone(), text.clone());
@@ -592,6 +620,7 @@ impl SubscriptionViews {
                 };
                 vt.label = Some(seq);
                 vt.hash = hash;
+                vt.snapshot = OnceCell::new();
                 self.stats.deltas_made += 1;
                 for client in &view.members {
                     if let Some(member) = self.members.get(client) {
@@ -643,17 +672,13 @@ impl SubscriptionViews {
         let holds_something = waiting.iter().any(|(_, p)| p.hash != Hash::EMPTY);
         let nonempty = value.as_object().is_some_and(|m| !m.is_empty());
         let label = (force || nonempty || holds_something).then_some(seq);
-        let vt = ViewTopic {
-            proj,
-            hash,
-            label,
-            epoch: Arc::from(epoch.as_str()),
-        };
+        let vt = ViewTopic::new(proj, hash, label, Arc::from(epoch.as_str()));
         let Some(label) = label else {
             self.put_topic(id, topic, vt);
             return;
         };
-        let text = snapshot_text(&self.workflow, &epoch, topic, label, hash, value);
+        let frame = snapshot_frame(&self.workflow, &epoch, topic, label, hash, value);
+        let _ = vt.snapshot.set(frame.clone());
         let key = self.key(topic);
         for client in &members {
             let Some(outbox) = self.members.get(client).map(|m| m.outbox.clone()) else {
@@ -672,7 +697,7 @@ impl SubscriptionViews {
                     }
                 }
                 None => {
-                    outbox.push_snapshot(key.clone(), text.clone());
+                    outbox.push_snapshot_frame(key.clone(), frame.clone());
                     self.stats.snapshots_queued += 1;
                 }
             }
@@ -788,12 +813,8 @@ impl SubscriptionViews {
         let vt = self.views.get(&id).and_then(|v| v.topics.get(topic));
         match (vt, store.topic(topic)) {
             (Some(vt), Some((replica, _))) if vt.label.is_some() => {
-                let (value, hash) = vt.proj.project(replica);
                 let label = vt.label.unwrap_or(current);
-                outbox.push_snapshot(
-                    key,
-                    snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
-                );
+                outbox.push_snapshot_frame(key, vt.snapshot(&self.workflow, &epoch, topic, replica, label));
             }
             (Some(_), Some(_)) => {
                 self.promote(&epoch, id, topic, current);
@@ -815,5 +836,6 @@ impl SubscriptionViews {
 
 mod frames;
 mod rebind_slot;
+mod snapshots;
 #[cfg(test)]
 mod tests;
