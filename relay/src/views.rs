@@ -11,7 +11,7 @@
 //! once per distinct set of selected leaves and its message once per distinct
 //! (leaves, prev, hash), and the same bytes go to every member.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use crate::outbox::{Outbox, SharedDelta, SharedTopicKey, SnapshotFrame};
 use crate::registry::{Group, GroupId};
 use frames::{bridging_delta, compile, empty, snapshot_text};
 pub use rebind_slot::{PendingRebind, RebindSlot};
-use snapshots::snapshot_frame;
+use snapshots::{sliced, snapshot_frame, Build, Head, SLICE};
 
 /// A websocket client, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,18 +73,32 @@ impl ViewTopic {
 
     /// The snapshot of this view topic at its label (`replica` is the store's topic,
     /// of `epoch`).
+    /// A big one is built a slice at a time (it joins `builds`).
     fn snapshot(
         &self,
-        workflow: &str,
-        epoch: &str,
-        topic: &str,
+        head: (&str, &str, &str),
         replica: &Topic,
         label: Seq,
+        builds: &RefCell<Vec<Build>>,
     ) -> Arc<SnapshotFrame> {
+        let (workflow, epoch, topic) = head;
         self.snapshot
             .get_or_init(|| {
+                let mut head = Head {
+                    workflow: workflow.to_owned(),
+                    epoch: epoch.to_owned(),
+                    topic: topic.to_owned(),
+                    seq: label,
+                    hash: self.hash,
+                };
+                if sliced(&self.proj, replica) {
+                    let (build, frame) = Build::start(head, &self.proj, replica);
+                    builds.borrow_mut().push(build);
+                    return frame;
+                }
                 let (value, hash) = self.proj.project(replica);
-                snapshot_frame(workflow, epoch, topic, label, hash, value)
+                head.hash = hash;
+                snapshot_frame(head, value)
             })
             .clone()
     }
@@ -167,6 +181,8 @@ pub struct SubscriptionViews {
     /// Per topic, the store epoch for which every view topic was last checked to be
     /// of that epoch (view topics are only ever made in the store's epoch).
     epoch_checked: HashMap<String, Arc<str>>,
+    /// Big snapshots being projected a slice per [`flush`](Self::flush).
+    builds: RefCell<Vec<Build>>,
 }
 
 impl SubscriptionViews {
@@ -184,6 +200,43 @@ impl SubscriptionViews {
             resume_wait: HashMap::new(),
             selections: HashMap::new(),
             epoch_checked: HashMap::new(),
+            builds: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// True while a big snapshot is being built: the link thread should come back to
+    /// [`flush`](Self::flush) without waiting.
+    pub fn building(&self) -> bool {
+        !self.builds.borrow().is_empty()
+    }
+
+    /// Projects the next slice of the snapshots being built (at most [`SLICE`]
+    /// entries in all) and hands those done to be written.
+    fn step_builds(&mut self, store: &impl ReplicaSource) {
+        let builds = self.builds.get_mut();
+        let mut budget = SLICE;
+        let mut i = 0;
+        while i < builds.len() && budget > 0 {
+            let replica = store.topic(builds[i].topic()).map(|(t, _)| t);
+            let (spent, done) = builds[i].step(replica, budget);
+            budget = budget.saturating_sub(spent);
+            if done {
+                builds.swap_remove(i).finish();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Ends every build now, as it stands (its topic's content is replaced).
+    fn cut_builds(&mut self, topic: Option<&str>) {
+        let builds = std::mem::take(self.builds.get_mut());
+        for build in builds {
+            if topic.is_none_or(|t| t == build.topic()) {
+                build.finish();
+            } else {
+                self.builds.get_mut().push(build);
+            }
         }
     }
 
@@ -441,8 +494,10 @@ impl SubscriptionViews {
                     self.stats.resumed += 1;
                     resumed.into_delta()
                 } else {
-                    outbox
-                        .push_snapshot_frame(key, vt.snapshot(&self.workflow, &epoch, topic, replica, label));
+                    outbox.push_snapshot_frame(
+                        key,
+                        vt.snapshot((&self.workflow, &epoch, topic), replica, label, &self.builds),
+                    );
                     self.stats.snapshots_queued += 1;
                     None
                 };
@@ -547,6 +602,9 @@ impl SubscriptionViews {
             .entry(topic.to_owned())
             .or_insert_with(|| TopicHistory::new(self.history_limit))
             .record(prev, seq, changes);
+        for build in self.builds.get_mut().iter_mut().filter(|b| b.topic() == topic) {
+            build.record(changes);
+        }
         let epoch = store.epoch().to_owned();
         let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
         let key = self.key(topic);
@@ -649,6 +707,7 @@ impl SubscriptionViews {
                 self.install(store, id, &topic, force);
             }
         }
+        self.step_builds(store);
     }
 
     /// A view meets a topic for the first time (or in a new epoch): its members get
@@ -663,21 +722,44 @@ impl SubscriptionViews {
             return;
         };
         let epoch = store.epoch().to_owned();
-        let (value, hash) = proj.project(replica);
+        // A big projection is built a slice at a time: only its hash now.
+        let (value, hash) = if sliced(&proj, replica) {
+            (None, proj.project_hash(replica))
+        } else {
+            let (value, hash) = proj.project(replica);
+            (Some(value), hash)
+        };
         let members = view.members.clone();
         let waiting: Vec<(ClientId, ResumePoint)> = members
             .iter()
             .filter_map(|c| Some((*c, self.resume_wait.get_mut(c)?.remove(topic)?)))
             .collect();
         let holds_something = waiting.iter().any(|(_, p)| p.hash != Hash::EMPTY);
-        let nonempty = value.as_object().is_some_and(|m| !m.is_empty());
+        let nonempty = match &value {
+            Some(value) => value.as_object().is_some_and(|m| !m.is_empty()),
+            None => hash != Hash::EMPTY,
+        };
         let label = (force || nonempty || holds_something).then_some(seq);
         let vt = ViewTopic::new(proj, hash, label, Arc::from(epoch.as_str()));
         let Some(label) = label else {
             self.put_topic(id, topic, vt);
             return;
         };
-        let frame = snapshot_frame(&self.workflow, &epoch, topic, label, hash, value);
+        let head = Head {
+            workflow: self.workflow.to_string(),
+            epoch: epoch.clone(),
+            topic: topic.to_owned(),
+            seq: label,
+            hash,
+        };
+        let frame = match value {
+            Some(value) => snapshot_frame(head, value),
+            None => {
+                let (build, frame) = Build::start(head, &vt.proj, replica);
+                self.builds.get_mut().push(build);
+                frame
+            }
+        };
         let _ = vt.snapshot.set(frame.clone());
         let key = self.key(topic);
         for client in &members {
@@ -707,6 +789,7 @@ impl SubscriptionViews {
 
     /// The store no longer holds a topic (no view wants it any more).
     pub fn on_dropped(&mut self, topic: &str) {
+        self.cut_builds(Some(topic));
         self.history.remove(topic);
         self.selections.remove(topic);
         for view in self.views.values_mut() {
@@ -716,6 +799,7 @@ impl SubscriptionViews {
 
     /// A new epoch: history cannot chain across it.
     pub fn on_new_epoch(&mut self) {
+        self.cut_builds(None);
         for history in self.history.values_mut() {
             history.clear();
         }
@@ -756,6 +840,7 @@ impl SubscriptionViews {
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
     pub fn on_schema(&mut self) {
+        self.cut_builds(None);
         let ids: Vec<GroupId> = self.views.keys().copied().collect();
         for id in ids {
             let topics: Vec<String> = self
@@ -814,7 +899,10 @@ impl SubscriptionViews {
         match (vt, store.topic(topic)) {
             (Some(vt), Some((replica, _))) if vt.label.is_some() => {
                 let label = vt.label.unwrap_or(current);
-                outbox.push_snapshot_frame(key, vt.snapshot(&self.workflow, &epoch, topic, replica, label));
+                outbox.push_snapshot_frame(
+                    key,
+                    vt.snapshot((&self.workflow, &epoch, topic), replica, label, &self.builds),
+                );
             }
             (Some(_), Some(_)) => {
                 self.promote(&epoch, id, topic, current);

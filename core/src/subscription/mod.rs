@@ -8,6 +8,7 @@
 //! - [`project`] compiles a subscription against a suite's [`Schema`](crate::Schema)
 //!   and projects documents and deltas.
 
+pub mod build;
 mod limits;
 mod merge;
 mod parse;

@@ -451,7 +451,7 @@ fn different_subscriptions_that_see_the_same_change_share_its_patch() {
 }
 
 #[test]
-fn a_big_join_written_off_the_link_thread_holds_up_only_the_joining_clients() {
+fn a_big_join_made_off_the_link_thread_holds_up_only_the_joining_clients() {
     use super::snapshots::{HOLD, OFF_THREAD_ENTRIES};
     let registry = Registry::default();
     let mut store = Fake::new();
@@ -500,6 +500,8 @@ fn a_big_join_written_off_the_link_thread_holds_up_only_the_joining_clients() {
                 std::time::Instant::now() < deadline,
                 "the snapshot is never written"
             );
+            // The link thread's turns: a big snapshot is projected a slice per turn.
+            views.flush(&store);
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(
