@@ -58,6 +58,9 @@ struct ViewTopic {
     /// the view's next message shares it (one projection and one text per view and
     /// label, not one per join). Emptied whenever `label` or `hash` change.
     snapshot: OnceCell<Arc<SnapshotFrame>>,
+    /// The last big snapshot made, with its label and hash: a client joining later
+    /// gets it plus one bridging delta from history, rather than a build of its own.
+    big: RefCell<Option<(Seq, Hash, Arc<SnapshotFrame>)>>,
 }
 
 impl ViewTopic {
@@ -68,6 +71,7 @@ impl ViewTopic {
             label,
             epoch,
             snapshot: OnceCell::new(),
+            big: RefCell::new(None),
         }
     }
 
@@ -94,6 +98,7 @@ impl ViewTopic {
                 if sliced(&self.proj, replica) {
                     let (build, frame) = Build::start(head, &self.proj, replica);
                     builds.borrow_mut().push(build);
+                    *self.big.borrow_mut() = Some((label, self.hash, frame.clone()));
                     return frame;
                 }
                 let (value, hash) = self.proj.project(replica);
@@ -493,6 +498,11 @@ impl SubscriptionViews {
                 } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
                     self.stats.resumed += 1;
                     resumed.into_delta()
+                } else if let Some((frame, resumed)) = self.reuse_big(&epoch, topic, current, vt) {
+                    // The view's last big snapshot and one delta from there.
+                    outbox.push_snapshot_frame(key, frame);
+                    self.stats.snapshots_queued += 1;
+                    resumed.into_delta()
                 } else {
                     outbox.push_snapshot_frame(
                         key,
@@ -564,6 +574,28 @@ impl SubscriptionViews {
             vt.hash,
             projected,
         )))
+    }
+
+    /// The view topic's last big snapshot, if one delta from history brings a client
+    /// holding it to the view's state (else it is forgotten).
+    fn reuse_big(
+        &self,
+        epoch: &str,
+        topic: &str,
+        current: Seq,
+        vt: &ViewTopic,
+    ) -> Option<(Arc<SnapshotFrame>, Resumed)> {
+        let (seq, hash, frame) = vt.big.borrow().clone()?;
+        let point = ResumePoint {
+            epoch: epoch.to_owned(),
+            seq,
+            hash,
+        };
+        let resumed = self.resume(epoch, topic, current, vt, &point);
+        if resumed.is_none() {
+            *vt.big.borrow_mut() = None;
+        }
+        Some((frame, resumed?))
     }
 
     /// Gives a label to a view topic that never sent anything: its members (who hold
@@ -757,6 +789,7 @@ impl SubscriptionViews {
             None => {
                 let (build, frame) = Build::start(head, &vt.proj, replica);
                 self.builds.get_mut().push(build);
+                *vt.big.borrow_mut() = Some((label, hash, frame.clone()));
                 frame
             }
         };
