@@ -11,9 +11,9 @@
 //! once per distinct set of selected leaves and its message once per distinct
 //! (leaves, prev, hash), and the same bytes go to every member.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
@@ -54,13 +54,16 @@ struct ViewTopic {
     label: Option<Seq>,
     /// The epoch of the last message; a new epoch goes out as a snapshot.
     epoch: Arc<str>,
-    /// The snapshot at `label` and `hash`, once made: every client that joins before
-    /// the view's next message shares it (one projection and one text per view and
-    /// label, not one per join). Emptied whenever `label` or `hash` change.
-    snapshot: OnceCell<Arc<SnapshotFrame>>,
-    /// The last big snapshot made, with its label and hash: a client joining later
-    /// gets it plus one bridging delta from history, rather than a build of its own.
-    big: RefCell<Option<(Seq, Hash, Arc<SnapshotFrame>)>>,
+    /// The snapshot at `label` and `hash` while some client's queue (or its build)
+    /// still holds it: every client that joins meanwhile, before the view's next
+    /// message, shares it (one projection and one text per view and label, not one
+    /// per join). Emptied whenever `label` or `hash` change; held weakly, so sent
+    /// snapshots cost no memory here.
+    snapshot: RefCell<Weak<SnapshotFrame>>,
+    /// The last big snapshot made, with its label and hash, while still held: a
+    /// client joining later gets it plus one bridging delta from history, rather
+    /// than a build of its own.
+    big: RefCell<Option<(Seq, Hash, Weak<SnapshotFrame>)>>,
 }
 
 impl ViewTopic {
@@ -70,7 +73,7 @@ impl ViewTopic {
             hash,
             label,
             epoch,
-            snapshot: OnceCell::new(),
+            snapshot: RefCell::new(Weak::new()),
             big: RefCell::new(None),
         }
     }
@@ -85,27 +88,36 @@ impl ViewTopic {
         label: Seq,
         builds: &RefCell<Vec<Build>>,
     ) -> Arc<SnapshotFrame> {
+        if let Some(frame) = self.snapshot.borrow().upgrade() {
+            return frame;
+        }
         let (workflow, epoch, topic) = head;
-        self.snapshot
-            .get_or_init(|| {
-                let mut head = Head {
-                    workflow: workflow.to_owned(),
-                    epoch: epoch.to_owned(),
-                    topic: topic.to_owned(),
-                    seq: label,
-                    hash: self.hash,
-                };
-                if sliced(&self.proj, replica) {
-                    let (build, frame) = Build::start(head, &self.proj, replica);
-                    builds.borrow_mut().push(build);
-                    *self.big.borrow_mut() = Some((label, self.hash, frame.clone()));
-                    return frame;
-                }
-                let (value, hash) = self.proj.project(replica);
-                head.hash = hash;
-                snapshot_frame(head, value)
-            })
-            .clone()
+        let mut head = Head {
+            workflow: workflow.to_owned(),
+            epoch: epoch.to_owned(),
+            topic: topic.to_owned(),
+            seq: label,
+            hash: self.hash,
+        };
+        let frame = if sliced(&self.proj, replica) {
+            let (build, frame) = Build::start(head, &self.proj, replica);
+            builds.borrow_mut().push(build);
+            *self.big.borrow_mut() = Some((label, self.hash, Arc::downgrade(&frame)));
+            frame
+        } else {
+            let (value, hash) = self.proj.project(replica);
+            head.hash = hash;
+            snapshot_frame(head, value)
+        };
+        *self.snapshot.borrow_mut() = Arc::downgrade(&frame);
+        frame
+    }
+
+    /// Forgets the snapshot at the old label.
+    fn relabel(&mut self, label: Option<Seq>, hash: Hash) {
+        self.label = label;
+        self.hash = hash;
+        *self.snapshot.get_mut() = Weak::new();
     }
 }
 
@@ -586,6 +598,10 @@ impl SubscriptionViews {
         vt: &ViewTopic,
     ) -> Option<(Arc<SnapshotFrame>, Resumed)> {
         let (seq, hash, frame) = vt.big.borrow().clone()?;
+        let Some(frame) = frame.upgrade() else {
+            *vt.big.borrow_mut() = None;
+            return None;
+        };
         let point = ResumePoint {
             epoch: epoch.to_owned(),
             seq,
@@ -609,8 +625,8 @@ impl SubscriptionViews {
         let Some(vt) = view.topics.get_mut(topic) else {
             return;
         };
-        vt.label = Some(seq);
-        vt.snapshot = OnceCell::new();
+        let hash = vt.hash;
+        vt.relabel(Some(seq), hash);
         for client in &view.members {
             if let Some(member) = self.members.get(client) {
                 member.outbox.push_snapshot(key.clone(), text.clone());
@@ -708,9 +724,7 @@ impl SubscriptionViews {
                         delta
                     }
                 };
-                vt.label = Some(seq);
-                vt.hash = hash;
-                vt.snapshot = OnceCell::new();
+                vt.relabel(Some(seq), hash);
                 self.stats.deltas_made += 1;
                 for client in &view.members {
                     if let Some(member) = self.members.get(client) {
@@ -789,11 +803,11 @@ impl SubscriptionViews {
             None => {
                 let (build, frame) = Build::start(head, &vt.proj, replica);
                 self.builds.get_mut().push(build);
-                *vt.big.borrow_mut() = Some((label, hash, frame.clone()));
+                *vt.big.borrow_mut() = Some((label, hash, Arc::downgrade(&frame)));
                 frame
             }
         };
-        let _ = vt.snapshot.set(frame.clone());
+        *vt.snapshot.borrow_mut() = Arc::downgrade(&frame);
         let key = self.key(topic);
         for client in &members {
             let Some(outbox) = self.members.get(client).map(|m| m.outbox.clone()) else {
