@@ -201,6 +201,9 @@ pub struct ClientReport {
     /// Sizes of the first delta frames one client received (a sample, for the
     /// ceiling to send frames of the same sizes).
     pub sample_sizes: Vec<usize>,
+    /// Latency by whole second of the window (where in the window the tail is).
+    #[serde(default)]
+    pub latency_by_second: Vec<Latency>,
 }
 
 impl ClientReport {

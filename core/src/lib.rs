@@ -26,4 +26,5 @@ pub use hash::{leaf_hash, Hash};
 pub use schema::Schema;
 pub use seq::Seq;
 pub use subscription::project::Projection;
+pub use subscription::trie::{Selected, SelectionTrie};
 pub use subscription::{QueryError, Subscription, SubscriptionLimits};

@@ -36,6 +36,8 @@ pub struct OutboxCounters {
     pub bridges: AtomicU64,
     /// Times a client's hard limit dropped its pending deltas.
     pub overflows: AtomicU64,
+    /// Times a writer found its next frame a snapshot still being written.
+    pub snapshot_waits: AtomicU64,
 }
 
 impl OutboxCounters {
@@ -70,6 +72,9 @@ pub struct Metrics {
     pub bridges: Counter,
     /// Times a client fell past its hard limit (set at scrape time from `outboxes`).
     pub overflows: Counter,
+    /// Times a writer found a snapshot still being written in front of its queue
+    /// (set at scrape time from `outboxes`).
+    pub snapshot_waits: Counter,
     /// Repairs of suite replicas by rung (replay, snapshot).
     pub repairs: Family<KindLabel, Counter>,
     /// Problems on suite links by kind (gap, mismatch, malformed, timeout, busy).
@@ -94,6 +99,7 @@ pub struct Metrics {
     seen_conflated: AtomicU64,
     seen_bridges: AtomicU64,
     seen_overflows: AtomicU64,
+    seen_snapshot_waits: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -118,6 +124,7 @@ impl Metrics {
             conflations: Counter::default(),
             bridges: Counter::default(),
             overflows: Counter::default(),
+            snapshot_waits: Counter::default(),
             repairs: Family::default(),
             suite_problems: Family::default(),
             contact_files: Family::default(),
@@ -131,6 +138,7 @@ impl Metrics {
             seen_conflated: AtomicU64::new(0),
             seen_bridges: AtomicU64::new(0),
             seen_overflows: AtomicU64::new(0),
+            seen_snapshot_waits: AtomicU64::new(0),
             registry: Registry::default(),
         };
         registry.register("suites", "Suites by link state", m.suites.clone());
@@ -175,6 +183,11 @@ impl Metrics {
             "overflows",
             "Times a client's queue passed its hard limit",
             m.overflows.clone(),
+        );
+        registry.register(
+            "snapshot_waits",
+            "Times a client's writer found a snapshot still being written in front of its queue",
+            m.snapshot_waits.clone(),
         );
         registry.register("repairs", "Suite replica repairs by rung", m.repairs.clone());
         registry.register(
@@ -232,6 +245,9 @@ impl Metrics {
         let total = self.outboxes.overflows.load(Ordering::Relaxed);
         let seen = self.seen_overflows.swap(total, Ordering::Relaxed);
         self.overflows.inc_by(total.saturating_sub(seen));
+        let total = self.outboxes.snapshot_waits.load(Ordering::Relaxed);
+        let seen = self.seen_snapshot_waits.swap(total, Ordering::Relaxed);
+        self.snapshot_waits.inc_by(total.saturating_sub(seen));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

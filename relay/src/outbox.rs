@@ -13,7 +13,7 @@
 //! costs O(1) per delta and at most its limits in memory, and slows nobody else.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use clonewire_core::protocol::client::{CloseCode, ResumePoint};
 use clonewire_core::{Changes, Hash, Seq};
@@ -58,6 +58,56 @@ impl SharedDelta {
     }
 }
 
+/// A snapshot's text, possibly still being written (off the link thread, see
+/// `views::snapshots`). An outbox holding one that is not ready sends nothing past it,
+/// so a client never gets a delta before the snapshot it applies to; the outboxes
+/// waiting on it are woken when it is filled.
+#[derive(Debug, Default)]
+pub struct SnapshotFrame {
+    text: OnceLock<Arc<str>>,
+    /// Outboxes to wake once the text is there.
+    waiters: Mutex<Vec<Weak<Outbox>>>,
+}
+
+impl SnapshotFrame {
+    /// A frame whose text is ready.
+    pub fn ready(text: Arc<str>) -> Arc<SnapshotFrame> {
+        let frame = SnapshotFrame::default();
+        let _ = frame.text.set(text);
+        Arc::new(frame)
+    }
+
+    /// A frame whose text comes later ([`SnapshotFrame::fill`]).
+    pub fn pending() -> Arc<SnapshotFrame> {
+        Arc::new(SnapshotFrame::default())
+    }
+
+    /// The text, once written.
+    pub fn text(&self) -> Option<&Arc<str>> {
+        self.text.get()
+    }
+
+    /// Sets the text (once; later calls change nothing) and wakes the outboxes
+    /// holding the frame.
+    pub fn fill(&self, text: Arc<str>) {
+        let _ = self.text.set(text);
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for outbox in waiters.iter().filter_map(Weak::upgrade) {
+            outbox.notify.notify_one();
+        }
+    }
+
+    /// Asks to wake `outbox` when the text is filled; false if it is already there.
+    fn wake_later(&self, outbox: &Arc<Outbox>) -> bool {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if self.text.get().is_some() {
+            return false;
+        }
+        waiters.push(Arc::downgrade(outbox));
+        true
+    }
+}
+
 /// One (workflow, topic) of a lagging client: what it holds, and whether its link
 /// thread was asked for the bridging delta yet.
 #[derive(Debug)]
@@ -86,7 +136,7 @@ pub enum Outgoing {
 
 enum Item {
     Text(Arc<str>),
-    Snapshot(SharedTopicKey, Arc<str>),
+    Snapshot(SharedTopicKey, Arc<SnapshotFrame>),
     Delta(Arc<SharedDelta>),
     /// A bridging delta: catch-up data like a snapshot, so never dropped for the limits
     /// (else one larger than the hard limit would be dropped and asked for forever).
@@ -183,6 +233,19 @@ impl Outbox {
     /// Queues a snapshot, which supersedes everything still queued for its key and
     /// ends its lag.
     pub fn push_snapshot(&self, key: SharedTopicKey, text: Arc<str>) {
+        self.push_frame(key, SnapshotFrame::ready(text));
+    }
+
+    /// Queues a snapshot whose text may still be being written, as
+    /// [`push_snapshot`](Self::push_snapshot) does; nothing queued after it is sent
+    /// before it. Until its text is there it counts as no bytes (snapshots never count
+    /// against the limits).
+    pub fn push_snapshot_frame(self: &Arc<Self>, key: SharedTopicKey, frame: Arc<SnapshotFrame>) {
+        frame.wake_later(self);
+        self.push_frame(key, frame);
+    }
+
+    fn push_frame(&self, key: SharedTopicKey, frame: Arc<SnapshotFrame>) {
         let mut inner = self.lock();
         if inner.closed {
             return;
@@ -201,8 +264,8 @@ impl Outbox {
         inner.snapshot_bytes -= freed_snapshots;
         inner.bytes -= freed;
         inner.lagging.remove(&key);
-        let len = text.len();
-        inner.items.push_back((Item::Snapshot(key, text), len));
+        let len = frame.text().map_or(0, |t| t.len());
+        inner.items.push_back((Item::Snapshot(key, frame), len));
         inner.bytes += len;
         inner.snapshot_bytes += len;
         self.settle(inner);
@@ -318,17 +381,26 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Takes the next thing to send, or `None` when the queue is empty.
+    /// Takes the next thing to send, or `None` when the queue is empty or its front is
+    /// a snapshot still being written ([`Outbox::ready`] wakes when it is done).
     pub fn pop(&self) -> Option<Outgoing> {
         let mut inner = self.lock();
         loop {
+            if let Some((Item::Snapshot(_, frame), _)) = inner.items.front() {
+                if frame.text().is_none() {
+                    OutboxCounters::bump(&self.counters.snapshot_waits);
+                    return None;
+                }
+            }
             let (item, len) = inner.items.pop_front()?;
             inner.bytes -= len;
             return Some(match item {
                 Item::Text(text) => Outgoing::Text(text),
-                Item::Snapshot(_, text) => {
+                Item::Snapshot(_, frame) => {
                     inner.snapshot_bytes -= len;
-                    Outgoing::Snapshot(text)
+                    // Checked at the front above; a filled frame stays filled.
+                    let Some(text) = frame.text() else { continue };
+                    Outgoing::Snapshot(text.clone())
                 }
                 Item::Delta(delta) => Outgoing::Delta(delta),
                 Item::Bridge(delta) => {
@@ -372,7 +444,7 @@ mod tests {
     use super::*;
     use clonewire_core::{HashedLeaf, LeafChange};
     use serde_json::json;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     fn key(t: &str) -> SharedTopicKey {
         (Arc::from("w"), Arc::from(t))
@@ -554,5 +626,43 @@ mod tests {
         ));
         out.push_text(Arc::from("late"));
         assert!(out.pop().is_none());
+    }
+
+    #[test]
+    fn nothing_passes_a_snapshot_still_being_written_and_filling_it_wakes_the_writer() {
+        let counters = Arc::new(OutboxCounters::default());
+        let out = Arc::new(Outbox::new(150, 1_000, counters.clone()));
+        let frame = SnapshotFrame::pending();
+        out.push_snapshot_frame(key("t"), frame.clone());
+        out.push_delta(&delta("t", 2, "a", 2));
+        out.push_text(Arc::from("later"));
+        assert!(out.pop().is_none(), "the snapshot is not written yet");
+        // Deltas queued behind it stay bounded: past the soft limit the key lags.
+        out.push_delta(&delta("t", 3, "a", 3));
+        assert_eq!(out.lagging(), 1);
+        assert!(out.pop().is_none());
+        assert_eq!(counters.snapshot_waits.load(Ordering::Relaxed), 2);
+        let woken = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            // Take the wake-up the pushes left, so only filling can wake the writer.
+            out.ready().await;
+            let waiter = {
+                let (out, woken) = (out.clone(), woken.clone());
+                tokio::spawn(async move {
+                    out.ready().await;
+                    woken.store(true, Ordering::Relaxed);
+                })
+            };
+            tokio::task::yield_now().await;
+            assert!(!woken.load(Ordering::Relaxed), "nothing to send yet");
+            frame.fill(Arc::from("snap"));
+            waiter.await.unwrap();
+        });
+        assert!(woken.load(Ordering::Relaxed));
+        assert!(matches!(out.pop(), Some(Outgoing::Snapshot(t)) if &*t == "snap"));
+        assert!(matches!(out.pop(), Some(Outgoing::Delta(d)) if d.seq == Seq::new(2)));
+        assert!(matches!(out.pop(), Some(Outgoing::Text(t)) if &*t == "later"));
+        assert!(matches!(out.pop(), Some(Outgoing::Bridge(_))));
     }
 }

@@ -287,7 +287,13 @@ impl Worker {
                     self.follow_upstream(&mut upstream);
                 }
             }
-            match upstream.next_event(TICK) {
+            // While a big snapshot is built a slice per turn, turns do not wait.
+            let wait = if self.views.building() {
+                Duration::ZERO
+            } else {
+                TICK
+            };
+            match upstream.next_event(wait) {
                 Ok(Some(event)) => self.event(&upstream, event),
                 Ok(None) => {}
                 Err(e) => {

@@ -7,20 +7,24 @@
 //!
 //! Invariant: every member of a view holds, for each topic of the view, exactly the
 //! projection of the relay's store, labelled with the view's label. A delta is
-//! projected and serialized once per view and the same bytes go to every member.
+//! projected once per topic for all views ([`SelectionTrie`]); its patch is serialized
+//! once per distinct set of selected leaves and its message once per distinct
+//! (leaves, prev, hash), and the same bytes go to every member.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
-use clonewire_core::{Changes, Hash, Projection, Schema, Seq, Topic};
+use clonewire_core::{Changes, Hash, Projection, Schema, SelectionTrie, Seq, Topic};
 
 use crate::history::{HistoryLimit, TopicHistory};
-use crate::outbox::{Outbox, SharedDelta, SharedTopicKey};
+use crate::outbox::{Outbox, SharedDelta, SharedTopicKey, SnapshotFrame};
 use crate::registry::{Group, GroupId};
 use frames::{bridging_delta, compile, empty, snapshot_text};
 pub use rebind_slot::{PendingRebind, RebindSlot};
+use snapshots::{sliced, snapshot_frame, Build, Head, SLICE};
 
 /// A websocket client, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +54,71 @@ struct ViewTopic {
     label: Option<Seq>,
     /// The epoch of the last message; a new epoch goes out as a snapshot.
     epoch: Arc<str>,
+    /// The snapshot at `label` and `hash` while some client's queue (or its build)
+    /// still holds it: every client that joins meanwhile, before the view's next
+    /// message, shares it (one projection and one text per view and label, not one
+    /// per join). Emptied whenever `label` or `hash` change; held weakly, so sent
+    /// snapshots cost no memory here.
+    snapshot: RefCell<Weak<SnapshotFrame>>,
+    /// The last big snapshot made, with its label and hash, while still held: a
+    /// client joining later gets it plus one bridging delta from history, rather
+    /// than a build of its own.
+    big: RefCell<Option<(Seq, Hash, Weak<SnapshotFrame>)>>,
+}
+
+impl ViewTopic {
+    fn new(proj: Projection, hash: Hash, label: Option<Seq>, epoch: Arc<str>) -> ViewTopic {
+        ViewTopic {
+            proj,
+            hash,
+            label,
+            epoch,
+            snapshot: RefCell::new(Weak::new()),
+            big: RefCell::new(None),
+        }
+    }
+
+    /// The snapshot of this view topic at its label (`replica` is the store's topic,
+    /// of `epoch`).
+    /// A big one is built a slice at a time (it joins `builds`).
+    fn snapshot(
+        &self,
+        head: (&str, &str, &str),
+        replica: &Topic,
+        label: Seq,
+        builds: &RefCell<Vec<Build>>,
+    ) -> Arc<SnapshotFrame> {
+        if let Some(frame) = self.snapshot.borrow().upgrade() {
+            return frame;
+        }
+        let (workflow, epoch, topic) = head;
+        let mut head = Head {
+            workflow: workflow.to_owned(),
+            epoch: epoch.to_owned(),
+            topic: topic.to_owned(),
+            seq: label,
+            hash: self.hash,
+        };
+        let frame = if sliced(&self.proj, replica) {
+            let (build, frame) = Build::start(head, &self.proj, replica);
+            builds.borrow_mut().push(build);
+            *self.big.borrow_mut() = Some((label, self.hash, Arc::downgrade(&frame)));
+            frame
+        } else {
+            let (value, hash) = self.proj.project(replica);
+            head.hash = hash;
+            snapshot_frame(head, value)
+        };
+        *self.snapshot.borrow_mut() = Arc::downgrade(&frame);
+        frame
+    }
+
+    /// Forgets the snapshot at the old label.
+    fn relabel(&mut self, label: Option<Seq>, hash: Hash) {
+        self.label = label;
+        self.hash = hash;
+        *self.snapshot.get_mut() = Weak::new();
+    }
 }
 
 /// A client's move in a rebind: from the view it is in to the view it goes to.
@@ -123,6 +192,14 @@ pub struct SubscriptionViews {
     pending: BTreeSet<(GroupId, String, bool)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
+    /// Per topic, the projection of every view that holds it, in one trie: kept in
+    /// step with each view's `topics` (see [`SubscriptionViews::put_topic`]).
+    selections: HashMap<String, SelectionTrie<GroupId>>,
+    /// Per topic, the store epoch for which every view topic was last checked to be
+    /// of that epoch (view topics are only ever made in the store's epoch).
+    epoch_checked: HashMap<String, Arc<str>>,
+    /// Big snapshots being projected a slice per [`flush`](Self::flush).
+    builds: RefCell<Vec<Build>>,
 }
 
 impl SubscriptionViews {
@@ -138,7 +215,72 @@ impl SubscriptionViews {
             stats: ViewStats::default(),
             pending: BTreeSet::new(),
             resume_wait: HashMap::new(),
+            selections: HashMap::new(),
+            epoch_checked: HashMap::new(),
+            builds: RefCell::new(Vec::new()),
         }
+    }
+
+    /// True while a big snapshot is being built: the link thread should come back to
+    /// [`flush`](Self::flush) without waiting.
+    pub fn building(&self) -> bool {
+        !self.builds.borrow().is_empty()
+    }
+
+    /// Projects the next slice of the snapshots being built (at most [`SLICE`]
+    /// entries in all) and hands those done to be written.
+    fn step_builds(&mut self, store: &impl ReplicaSource) {
+        let builds = self.builds.get_mut();
+        let mut budget = SLICE;
+        let mut i = 0;
+        while i < builds.len() && budget > 0 {
+            let replica = store.topic(builds[i].topic()).map(|(t, _)| t);
+            let (spent, done) = builds[i].step(replica, budget);
+            budget = budget.saturating_sub(spent);
+            if done {
+                builds.swap_remove(i).finish();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Ends every build now, as it stands (its topic's content is replaced).
+    fn cut_builds(&mut self, topic: Option<&str>) {
+        let builds = std::mem::take(self.builds.get_mut());
+        for build in builds {
+            if topic.is_none_or(|t| t == build.topic()) {
+                build.finish();
+            } else {
+                self.builds.get_mut().push(build);
+            }
+        }
+    }
+
+    /// Gives view `id` its state for `topic` (replacing any), keeping the trie in step.
+    fn put_topic(&mut self, id: GroupId, topic: &str, vt: ViewTopic) {
+        let Some(view) = self.views.get_mut(&id) else {
+            return;
+        };
+        let trie = self.selections.entry(topic.to_owned()).or_default();
+        if let Some(old) = view.topics.insert(topic.to_owned(), vt) {
+            trie.remove(id, &old.proj);
+        }
+        if let Some(vt) = view.topics.get(topic) {
+            trie.insert(id, &vt.proj);
+        }
+    }
+
+    /// Takes view `id`'s state for `topic` away, keeping the trie in step.
+    fn take_topic(&mut self, id: GroupId, topic: &str) -> Option<ViewTopic> {
+        let vt = self.views.get_mut(&id)?.topics.remove(topic)?;
+        if let Some(trie) = self.selections.get_mut(topic) {
+            trie.remove(id, &vt.proj);
+            if trie.is_empty() {
+                self.selections.remove(topic);
+            }
+        }
+        Some(vt)
     }
 
     /// Counters so far (the unit tests read them).
@@ -273,6 +415,10 @@ impl SubscriptionViews {
         if let Some(view) = self.views.get_mut(&id) {
             view.members.retain(|c| *c != client);
             if view.members.is_empty() {
+                let topics: Vec<String> = view.topics.keys().cloned().collect();
+                for topic in topics {
+                    self.take_topic(id, &topic);
+                }
                 self.views.remove(&id);
             }
         }
@@ -282,30 +428,21 @@ impl SubscriptionViews {
         if self.views.contains_key(&group.id) {
             return;
         }
-        let mut view = SubscriptionView {
+        let view = SubscriptionView {
             group: group.clone(),
             members: Vec::new(),
             topics: HashMap::new(),
         };
+        self.views.insert(group.id, view);
         for name in store.topic_names() {
-            if let (Some(proj), Some((topic, seq))) = (
-                compile(&view.group, &self.workflow, &name, store),
-                store.topic(&name),
-            ) {
+            if let (Some(proj), Some((topic, seq))) =
+                (compile(group, &self.workflow, &name, store), store.topic(&name))
+            {
                 let hash = proj.project_hash(topic);
                 let epoch = Arc::from(store.epoch());
-                view.topics.insert(
-                    name,
-                    ViewTopic {
-                        proj,
-                        hash,
-                        label: Some(seq),
-                        epoch,
-                    },
-                );
+                self.put_topic(group.id, &name, ViewTopic::new(proj, hash, Some(seq), epoch));
             }
         }
-        self.views.insert(group.id, view);
     }
 
     /// One topic's part of a rebind.
@@ -379,11 +516,15 @@ impl SubscriptionViews {
                 } else if let Some(resumed) = point.and_then(|p| self.resume(&epoch, topic, current, vt, p)) {
                     self.stats.resumed += 1;
                     resumed.into_delta()
+                } else if let Some((frame, resumed)) = self.reuse_big(&epoch, topic, current, vt) {
+                    // The view's last big snapshot and one delta from there.
+                    outbox.push_snapshot_frame(key, frame);
+                    self.stats.snapshots_queued += 1;
+                    resumed.into_delta()
                 } else {
-                    let (value, hash) = vt.proj.project(replica);
-                    outbox.push_snapshot(
+                    outbox.push_snapshot_frame(
                         key,
-                        snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
+                        vt.snapshot((&self.workflow, &epoch, topic), replica, label, &self.builds),
                     );
                     self.stats.snapshots_queued += 1;
                     None
@@ -453,6 +594,32 @@ impl SubscriptionViews {
         )))
     }
 
+    /// The view topic's last big snapshot, if one delta from history brings a client
+    /// holding it to the view's state (else it is forgotten).
+    fn reuse_big(
+        &self,
+        epoch: &str,
+        topic: &str,
+        current: Seq,
+        vt: &ViewTopic,
+    ) -> Option<(Arc<SnapshotFrame>, Resumed)> {
+        let (seq, hash, frame) = vt.big.borrow().clone()?;
+        let Some(frame) = frame.upgrade() else {
+            *vt.big.borrow_mut() = None;
+            return None;
+        };
+        let point = ResumePoint {
+            epoch: epoch.to_owned(),
+            seq,
+            hash,
+        };
+        let resumed = self.resume(epoch, topic, current, vt, &point);
+        if resumed.is_none() {
+            *vt.big.borrow_mut() = None;
+        }
+        Some((frame, resumed?))
+    }
+
     /// Gives a label to a view topic that never sent anything: its members (who hold
     /// nothing) get an empty snapshot labelled `seq`.
     fn promote(&mut self, epoch: &str, id: GroupId, topic: &str, seq: Seq) {
@@ -464,7 +631,8 @@ impl SubscriptionViews {
         let Some(vt) = view.topics.get_mut(topic) else {
             return;
         };
-        vt.label = Some(seq);
+        let hash = vt.hash;
+        vt.relabel(Some(seq), hash);
         for client in &view.members {
             if let Some(member) = self.members.get(client) {
                 member.outbox.push_snapshot(key.clone(), text.clone());
@@ -488,65 +656,87 @@ impl SubscriptionViews {
             .entry(topic.to_owned())
             .or_insert_with(|| TopicHistory::new(self.history_limit))
             .record(prev, seq, changes);
+        for build in self.builds.get_mut().iter_mut().filter(|b| b.topic() == topic) {
+            build.record(changes);
+        }
         let epoch = store.epoch().to_owned();
         let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
         let key = self.key(topic);
         let head = delta_head(&self.workflow, topic, &epoch);
-        let mut patches: HashMap<Vec<bool>, (Arc<Changes>, String)> = HashMap::new();
+        // Views that do not hold the topic install it after this event (see
+        // `flush`), and so do those holding it from an older epoch: clients take a new
+        // epoch only as a snapshot, even an empty one. Both are looked for only when
+        // there can be some, so a delta costs nothing per view that it does not touch.
         let mut installs = Vec::new();
-        for (id, view) in &mut self.views {
-            let Some(vt) = view.topics.get_mut(topic) else {
-                installs.push((*id, false));
-                continue;
-            };
-            if *vt.epoch != *epoch {
-                // Clients take a new epoch only as a snapshot, even an empty one.
-                let had_label = vt.label.is_some();
-                view.topics.remove(topic);
-                installs.push((*id, had_label));
-                continue;
-            }
-            // Views whose projection selects the same changed leaves share one
-            // projected patch, serialized once; only seq, prev and hash differ.
-            let mask: Vec<bool> = changes
-                .leaves
+        if self.epoch_checked.get(topic).is_none_or(|e| **e != *epoch) {
+            let old: Vec<(GroupId, bool)> = self
+                .views
                 .iter()
-                .map(|c| vt.proj.selects(&c.path[1..]))
+                .filter_map(|(id, v)| {
+                    let vt = v.topics.get(topic)?;
+                    (*vt.epoch != *epoch).then_some((*id, vt.label.is_some()))
+                })
                 .collect();
-            if !mask.contains(&true) {
-                continue;
+            for (id, had_label) in old {
+                self.take_topic(id, topic);
+                installs.push((id, had_label));
             }
-            let (projected, patch) = patches.entry(mask).or_insert_with_key(|mask| {
-                let leaves = changes
-                    .leaves
+            self.epoch_checked.insert(topic.to_owned(), epoch_arc.clone());
+        }
+        let holders = self.selections.get(topic).map_or(0, SelectionTrie::len);
+        if holders + installs.len() < self.views.len() {
+            let known: BTreeSet<GroupId> = installs.iter().map(|(id, _)| *id).collect();
+            installs.extend(
+                self.views
                     .iter()
-                    .zip(mask)
-                    .filter(|(_, m)| **m)
-                    .map(|(c, _)| c.clone());
-                let projected = Changes {
-                    leaves: leaves.collect(),
+                    .filter(|(id, v)| !v.topics.contains_key(topic) && !known.contains(id))
+                    .map(|(id, _)| (*id, false)),
+            );
+        }
+        let groups = match self.selections.get(topic) {
+            Some(trie) => trie.select(changes),
+            None => Vec::new(),
+        };
+        for group in groups {
+            // Every view in the group selects the same changed leaves: one projected
+            // patch, serialized once; views at the same label and hash (the usual
+            // case) share one message too.
+            let projected = Arc::new(group.changes(changes));
+            let patch = projected.patch_text();
+            let mut made: Vec<Arc<SharedDelta>> = Vec::new();
+            for id in &group.members {
+                let Some(view) = self.views.get_mut(id) else {
+                    continue;
                 };
-                let patch = projected.patch_text();
-                (Arc::new(projected), patch)
-            });
-            let hash = projected.apply_to_hash(vt.hash);
-            let delta = Arc::new(SharedDelta {
-                key: key.clone(),
-                epoch: epoch_arc.clone(),
-                seq,
-                prev: vt.label,
-                hash,
-                time,
-                changes: projected.clone(),
-                text: delta_text(&head, seq, vt.label, hash, time, patch).into(),
-            });
-            vt.label = Some(seq);
-            vt.hash = hash;
-            self.stats.deltas_made += 1;
-            for client in &view.members {
-                if let Some(member) = self.members.get(client) {
-                    member.outbox.push_delta(&delta);
-                    self.stats.deltas_queued += 1;
+                let Some(vt) = view.topics.get_mut(topic) else {
+                    continue;
+                };
+                let hash = projected.apply_to_hash(vt.hash);
+                let prev = vt.label;
+                let delta = match made.iter().find(|d| d.prev == prev && d.hash == hash) {
+                    Some(delta) => delta.clone(),
+                    None => {
+                        let delta = Arc::new(SharedDelta {
+                            key: key.clone(),
+                            epoch: epoch_arc.clone(),
+                            seq,
+                            prev,
+                            hash,
+                            time,
+                            changes: projected.clone(),
+                            text: delta_text(&head, seq, prev, hash, time, &patch).into(),
+                        });
+                        made.push(delta.clone());
+                        delta
+                    }
+                };
+                vt.relabel(Some(seq), hash);
+                self.stats.deltas_made += 1;
+                for client in &view.members {
+                    if let Some(member) = self.members.get(client) {
+                        member.outbox.push_delta(&delta);
+                        self.stats.deltas_queued += 1;
+                    }
                 }
             }
         }
@@ -569,6 +759,7 @@ impl SubscriptionViews {
                 self.install(store, id, &topic, force);
             }
         }
+        self.step_builds(store);
     }
 
     /// A view meets a topic for the first time (or in a new epoch): its members get
@@ -583,28 +774,46 @@ impl SubscriptionViews {
             return;
         };
         let epoch = store.epoch().to_owned();
-        let (value, hash) = proj.project(replica);
+        // A big projection is built a slice at a time: only its hash now.
+        let (value, hash) = if sliced(&proj, replica) {
+            (None, proj.project_hash(replica))
+        } else {
+            let (value, hash) = proj.project(replica);
+            (Some(value), hash)
+        };
         let members = view.members.clone();
         let waiting: Vec<(ClientId, ResumePoint)> = members
             .iter()
             .filter_map(|c| Some((*c, self.resume_wait.get_mut(c)?.remove(topic)?)))
             .collect();
         let holds_something = waiting.iter().any(|(_, p)| p.hash != Hash::EMPTY);
-        let nonempty = value.as_object().is_some_and(|m| !m.is_empty());
-        let label = (force || nonempty || holds_something).then_some(seq);
-        let vt = ViewTopic {
-            proj,
-            hash,
-            label,
-            epoch: Arc::from(epoch.as_str()),
+        let nonempty = match &value {
+            Some(value) => value.as_object().is_some_and(|m| !m.is_empty()),
+            None => hash != Hash::EMPTY,
         };
+        let label = (force || nonempty || holds_something).then_some(seq);
+        let vt = ViewTopic::new(proj, hash, label, Arc::from(epoch.as_str()));
         let Some(label) = label else {
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.insert(topic.to_owned(), vt);
-            }
+            self.put_topic(id, topic, vt);
             return;
         };
-        let text = snapshot_text(&self.workflow, &epoch, topic, label, hash, value);
+        let head = Head {
+            workflow: self.workflow.to_string(),
+            epoch: epoch.clone(),
+            topic: topic.to_owned(),
+            seq: label,
+            hash,
+        };
+        let frame = match value {
+            Some(value) => snapshot_frame(head, value),
+            None => {
+                let (build, frame) = Build::start(head, &vt.proj, replica);
+                self.builds.get_mut().push(build);
+                *vt.big.borrow_mut() = Some((label, hash, Arc::downgrade(&frame)));
+                frame
+            }
+        };
+        *vt.snapshot.borrow_mut() = Arc::downgrade(&frame);
         let key = self.key(topic);
         for client in &members {
             let Some(outbox) = self.members.get(client).map(|m| m.outbox.clone()) else {
@@ -623,19 +832,19 @@ impl SubscriptionViews {
                     }
                 }
                 None => {
-                    outbox.push_snapshot(key.clone(), text.clone());
+                    outbox.push_snapshot_frame(key.clone(), frame.clone());
                     self.stats.snapshots_queued += 1;
                 }
             }
         }
-        if let Some(view) = self.views.get_mut(&id) {
-            view.topics.insert(topic.to_owned(), vt);
-        }
+        self.put_topic(id, topic, vt);
     }
 
     /// The store no longer holds a topic (no view wants it any more).
     pub fn on_dropped(&mut self, topic: &str) {
+        self.cut_builds(Some(topic));
         self.history.remove(topic);
+        self.selections.remove(topic);
         for view in self.views.values_mut() {
             view.topics.remove(topic);
         }
@@ -643,6 +852,7 @@ impl SubscriptionViews {
 
     /// A new epoch: history cannot chain across it.
     pub fn on_new_epoch(&mut self) {
+        self.cut_builds(None);
         for history in self.history.values_mut() {
             history.clear();
         }
@@ -663,9 +873,7 @@ impl SubscriptionViews {
         }
         for (id, topic, had_label) in gone {
             let seq = store.topic(&topic).map_or(Seq::ZERO, |(_, seq)| seq);
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.remove(&topic);
-            }
+            self.take_topic(id, &topic);
             if store.topic(&topic).is_some() {
                 self.pending.insert((id, topic, had_label));
             } else if had_label {
@@ -685,6 +893,7 @@ impl SubscriptionViews {
     /// The schema changed (a new epoch may bring one): recompile every view and send
     /// its members fresh snapshots.
     pub fn on_schema(&mut self) {
+        self.cut_builds(None);
         let ids: Vec<GroupId> = self.views.keys().copied().collect();
         for id in ids {
             let topics: Vec<String> = self
@@ -692,10 +901,8 @@ impl SubscriptionViews {
                 .get(&id)
                 .map(|v| v.topics.keys().cloned().collect())
                 .unwrap_or_default();
-            if let Some(view) = self.views.get_mut(&id) {
-                view.topics.clear();
-            }
             for topic in topics {
+                self.take_topic(id, &topic);
                 self.pending.insert((id, topic, true));
             }
         }
@@ -744,11 +951,10 @@ impl SubscriptionViews {
         let vt = self.views.get(&id).and_then(|v| v.topics.get(topic));
         match (vt, store.topic(topic)) {
             (Some(vt), Some((replica, _))) if vt.label.is_some() => {
-                let (value, hash) = vt.proj.project(replica);
                 let label = vt.label.unwrap_or(current);
-                outbox.push_snapshot(
+                outbox.push_snapshot_frame(
                     key,
-                    snapshot_text(&self.workflow, &epoch, topic, label, hash, value),
+                    vt.snapshot((&self.workflow, &epoch, topic), replica, label, &self.builds),
                 );
             }
             (Some(_), Some(_)) => {
@@ -771,5 +977,6 @@ impl SubscriptionViews {
 
 mod frames;
 mod rebind_slot;
+mod snapshots;
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,12 @@ struct Args {
     /// of each.
     #[arg(long, default_value_t = 1)]
     workflows: usize,
+    /// The subscription of every client instead of the S distinct queries.
+    #[arg(long)]
+    query: Option<String>,
+    /// The topic whose snapshot (of every workflow) means a client has joined.
+    #[arg(long, default_value = "taskProxies")]
+    join_topic: String,
 }
 
 /// The fields of a naive relay's frame that say what it is about.
@@ -101,6 +107,8 @@ struct Tally {
     bytes: u64,
     snapshots: u64,
     latencies: Vec<f32>,
+    /// The same latencies by whole second of the window.
+    by_second: Vec<Vec<f32>>,
     join_ms: Option<f32>,
     join_bytes: u64,
     sizes: Vec<usize>,
@@ -116,13 +124,19 @@ async fn client(
     joined: Arc<AtomicUsize>,
     permit: Option<OwnedSemaphorePermit>,
     judge: Arc<Mutex<Judge>>,
+    window_opened: Arc<std::sync::OnceLock<Instant>>,
 ) -> Tally {
     let mut tally = Tally::default();
     let connect = tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(url));
     let Ok(Ok((mut ws, _))) = connect.await else {
         return tally;
     };
-    let subscribe = json!({"type": "subscribe", "query": query(index % args.subscriptions.max(1))});
+    let text = args
+        .query
+        .clone()
+        .unwrap_or_else(|| query(index % args.subscriptions.max(1)));
+    let subscribe = json!({"type": "subscribe", "query": text});
+    let join_topic = format!("\"topic\":\"{}\"", args.join_topic);
     if ws
         .send(Message::Text(subscribe.to_string().into()))
         .await
@@ -159,7 +173,7 @@ async fn client(
         }
         if tally.join_ms.is_none() {
             before_join += text.len() as u64;
-            if kind == "snapshot" && text.contains("\"topic\":\"taskProxies\"") {
+            if kind == "snapshot" && text.contains(&join_topic) {
                 task_snapshots += 1;
             }
             if task_snapshots >= args.workflows || args.server == Server::Ceiling {
@@ -186,7 +200,16 @@ async fn client(
                 if needed {
                     tally.useful += 1;
                     if let Some(time) = frame_time(text) {
-                        tally.latencies.push((now_ms() - time) as f32);
+                        let latency = (now_ms() - time) as f32;
+                        tally.latencies.push(latency);
+                        let second = window_opened
+                            .get()
+                            .map_or(0, |t| t.elapsed().as_secs() as usize)
+                            .min(600);
+                        if tally.by_second.len() <= second {
+                            tally.by_second.resize_with(second + 1, Vec::new);
+                        }
+                        tally.by_second[second].push(latency);
                     }
                 }
             }
@@ -223,6 +246,7 @@ async fn run(args: Arc<Args>) -> ClientReport {
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let judge = Arc::new(Mutex::new(Judge::new()));
     let joined = Arc::new(AtomicUsize::new(0));
+    let window_opened = Arc::new(std::sync::OnceLock::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Connect in bounded bursts so the accept queue never overflows.
     let gate = Arc::new(Semaphore::new(64));
@@ -240,6 +264,7 @@ async fn run(args: Arc<Args>) -> ClientReport {
             joined.clone(),
             permit,
             judge.clone(),
+            window_opened.clone(),
         )));
         if index % 64 == 63 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -251,6 +276,7 @@ async fn run(args: Arc<Args>) -> ClientReport {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let _ = window_opened.set(Instant::now());
     phase.store(MEASURING, Ordering::Relaxed);
     println!("{}", json!({"event": "measuring"}));
     let started = Instant::now();
@@ -264,6 +290,7 @@ async fn run(args: Arc<Args>) -> ClientReport {
         ..ClientReport::default()
     };
     let mut latencies = Vec::new();
+    let mut by_second: Vec<Vec<f32>> = Vec::new();
     let mut joins = Vec::new();
     let mut join_bytes = 0u64;
     for task in tasks {
@@ -281,6 +308,12 @@ async fn run(args: Arc<Args>) -> ClientReport {
         report.bytes += t.bytes;
         report.snapshots += t.snapshots;
         latencies.extend(t.latencies);
+        if by_second.len() < t.by_second.len() {
+            by_second.resize_with(t.by_second.len(), Vec::new);
+        }
+        for (all, mine) in by_second.iter_mut().zip(t.by_second) {
+            all.extend(mine);
+        }
         joins.extend(t.join_ms);
         join_bytes += t.join_bytes;
         if report.sample_sizes.len() < t.sizes.len() {
@@ -288,6 +321,7 @@ async fn run(args: Arc<Args>) -> ClientReport {
         }
     }
     report.latency_ms = Latency::of(&mut latencies);
+    report.latency_by_second = by_second.iter_mut().map(|l| Latency::of(l)).collect();
     report.join_ms = Latency::of(&mut joins);
     report.join_bytes = join_bytes as f64 / report.connected.max(1) as f64;
     report

@@ -8,12 +8,14 @@
 //! - [`project`] compiles a subscription against a suite's [`Schema`](crate::Schema)
 //!   and projects documents and deltas.
 
+pub mod build;
 mod limits;
 mod merge;
 mod parse;
 mod print;
 pub mod project;
 mod restrict;
+pub mod trie;
 
 use std::collections::{BTreeMap, BTreeSet};
 

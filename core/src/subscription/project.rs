@@ -63,6 +63,38 @@ impl Projection {
         (value, hash)
     }
 
+    /// The selection of the top-level entry or field `key` (`None`: not selected).
+    pub fn for_entry(&self, key: &str) -> Option<&Projection> {
+        match self {
+            Projection::All => Some(self),
+            Projection::Fields(fields) => fields.get(key),
+            Projection::Entries { every, ids } => ids.get(key).or(every.as_deref()),
+        }
+    }
+
+    /// The top-level keys of `topic` that [`project`](Self::project) visits, for
+    /// projecting a big topic a slice at a time ([`super::build::SnapshotBuild`]).
+    pub fn entry_keys(&self, topic: &Topic) -> Vec<String> {
+        let root = topic.root();
+        match self {
+            Projection::All | Projection::Entries { every: Some(_), .. } => {
+                root.iter().map(|(k, _)| k.to_owned()).collect()
+            }
+            Projection::Fields(fields) => fields.keys().filter(|k| root.get(k).is_some()).cloned().collect(),
+            Projection::Entries { every: None, ids } => {
+                ids.keys().filter(|k| root.get(k).is_some()).cloned().collect()
+            }
+        }
+    }
+
+    /// What [`project`](Self::project) puts under the top-level `key` of `topic`
+    /// (`None`: nothing).
+    pub fn project_entry(&self, topic: &Topic, key: &str) -> Option<Value> {
+        let node = topic.root().get(key)?;
+        let mut hash = Hash::EMPTY;
+        project_node(node, self.for_entry(key)?, &mut hash)
+    }
+
     /// The projection hash alone, without building the projected value.
     pub fn project_hash(&self, topic: &Topic) -> Hash {
         Hash(hash_object(topic.root(), self))

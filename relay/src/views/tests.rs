@@ -449,3 +449,78 @@ fn different_subscriptions_that_see_the_same_change_share_its_patch() {
     assert!(a.outbox.pop().is_none());
     assert!(matches!(b.outbox.pop(), Some(Outgoing::Delta(_))));
 }
+
+#[test]
+fn a_big_join_made_off_the_link_thread_holds_up_only_the_joining_clients() {
+    use super::snapshots::{HOLD, OFF_THREAD_ENTRIES};
+    let registry = Registry::default();
+    let mut store = Fake::new();
+    let mut views = SubscriptionViews::new(Arc::from(W), HistoryLimit::steps(100));
+    store.apply(&mut views, "taskProxies", tasks(OFF_THREAD_ENTRIES + 10));
+    let few = group(
+        &registry,
+        r#"{ workflows { taskProxies(ids: ["1/t0", "1/t1"]) { status } } }"#,
+    );
+    let all = group(&registry, "{ workflows { taskProxies { name status } } }");
+    let mut a = Client::new();
+    views.rebind(&store, ClientId(1), a.outbox.clone(), Some(few.clone()), None);
+    a.drain();
+    assert_eq!(a.copy("taskProxies"), projection(&store, &few, "taskProxies"));
+
+    // The big snapshot cannot be finished while the test holds the writers.
+    let held = HOLD.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut b, mut c) = (Client::new(), Client::new());
+    views.rebind(&store, ClientId(2), b.outbox.clone(), Some(all.clone()), None);
+    for (i, status) in ["running", "succeeded", "failed"].iter().enumerate() {
+        store.apply(
+            &mut views,
+            "taskProxies",
+            json!({ format!("1/t{}", i % 2): {"status": status} }),
+        );
+        if i == 1 {
+            // Another client joins the same view before the first snapshot is written.
+            views.rebind(&store, ClientId(3), c.outbox.clone(), Some(all.clone()), None);
+        }
+        // The connected client keeps getting every delta, in order, meanwhile.
+        assert_eq!(a.drain(), 1, "one delta for a");
+        assert_eq!(a.copy("taskProxies"), projection(&store, &few, "taskProxies"));
+    }
+    for joining in [&mut b, &mut c] {
+        assert_eq!(joining.drain(), 1, "only the workflow frame before the snapshot");
+        assert_eq!(joining.copy("taskProxies"), json!({}));
+    }
+    drop(held);
+
+    // Once written, each joining client gets its snapshot first, then the deltas
+    // queued behind it (every message is checked by the client's own store).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for joining in [&mut b, &mut c] {
+        while joining.drain() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the snapshot is never written"
+            );
+            // The link thread's turns: a big snapshot is projected a slice per turn.
+            views.flush(&store);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            joining.copy("taskProxies"),
+            projection(&store, &all, "taskProxies")
+        );
+    }
+    assert!(
+        b.frames[1].starts_with(r#"{"type":"snapshot""#),
+        "{}",
+        &b.frames[1][..40]
+    );
+    assert_eq!(b.frames.len(), 2 + 3, "workflow, snapshot, three deltas");
+    // The second join, two deltas later, shares the first one's snapshot (one build
+    // per view) and gets one bridging delta from it, then the last delta.
+    assert_eq!(
+        c.frames.len(),
+        2 + 2,
+        "workflow, snapshot, bridging delta, the last delta"
+    );
+    assert_eq!(b.frames[1], c.frames[1]);
+}

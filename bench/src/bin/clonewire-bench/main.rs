@@ -30,6 +30,7 @@ use clap::Parser;
 use clonewire_bench::{cpu_secs, peak_rss_mib, ClientReport};
 use serde_json::Value;
 
+mod probe;
 mod scale;
 mod stalled;
 
@@ -270,6 +271,8 @@ struct Sample {
     suites_cpu: f64,
     clients_cpu: f64,
     peak_rss: f64,
+    /// The relay's own figures over the window (relay side only).
+    relay: Option<probe::Window>,
 }
 
 struct Bench {
@@ -356,16 +359,27 @@ impl Bench {
         };
         let mut pids = vec![server.pid()];
         pids.extend(self.suites.iter().map(|s| s.proc.pid()));
-        let sample = run_clients(
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut readings: Vec<probe::Reading> = Vec::new();
+        let mut on_event = |_: &str| {
+            if side == Side::Relay {
+                readings.push(probe::Reading::take(addr));
+            }
+        };
+        let sample = run_clients_with(
             &format!("ws://127.0.0.1:{port}/ws"),
-            self.suites.len(),
-            clients,
-            subs,
+            (self.suites.len(), clients, subs),
             self.warmup(clients),
             self.secs(),
             server_kind,
             &pids,
+            &[],
+            &mut on_event,
         )?;
+        let relay = match readings.as_slice() {
+            [open, close] => Some(probe::Window::between(open, close)),
+            _ => None,
+        };
         let peak_rss = peak_rss_mib(server.pid()).unwrap_or(0.0);
         drop(server);
         let suites_cpu = sample.cpu[1..].iter().sum();
@@ -375,6 +389,7 @@ impl Bench {
             clients_cpu: sample.clients_cpu,
             peak_rss,
             report: sample.report,
+            relay,
         }))
     }
 }
@@ -402,6 +417,23 @@ fn run_clients(
     server: &str,
     pids: &[u32],
 ) -> Result<ClientRun, String> {
+    let shape = (workflows, clients, subs);
+    run_clients_with(url, shape, warmup, secs, server, pids, &[], &mut |_| {})
+}
+
+/// [`run_clients`] with more arguments for the client process, calling `on_event`
+/// with `measuring` when the window opens and `done` when it closes.
+#[allow(clippy::too_many_arguments)]
+fn run_clients_with(
+    url: &str,
+    (workflows, clients, subs): (usize, usize, usize),
+    warmup: f64,
+    secs: f64,
+    server: &str,
+    pids: &[u32],
+    extra: &[&str],
+    on_event: &mut dyn FnMut(&str),
+) -> Result<ClientRun, String> {
     let mut proc = Proc::spawn(
         "clients",
         Command::new(sibling("clonewire-bench-clients")?)
@@ -420,6 +452,7 @@ fn run_clients(
                 &subs.to_string(),
             ])
             .args(["--warmup", &warmup.to_string(), "--secs", &secs.to_string()])
+            .args(extra)
             .stdout(Stdio::piped()),
     )?;
     let own = proc.pid();
@@ -445,8 +478,12 @@ fn run_clients(
             .map_err(|_| "the client process did not report in time".to_owned())?;
         let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         match value.get("event").and_then(Value::as_str) {
-            Some("measuring") => start = Some((cpu_all(pids), cpu_secs(own).unwrap_or(0.0))),
+            Some("measuring") => {
+                start = Some((cpu_all(pids), cpu_secs(own).unwrap_or(0.0)));
+                on_event("measuring");
+            }
             Some("done") => {
+                on_event("done");
                 if let Some((before, own_before)) = &start {
                     let after = cpu_all(pids);
                     cpu = after.iter().zip(before).map(|(a, b)| a - b).collect();
@@ -542,6 +579,7 @@ fn grid(bench: &mut Bench) -> Result<(), String> {
     println!("| C | S | side | useful msg/s | MB/s | latency p50 / p99 / max ms | join p50 / max ms | server CPU s/s | suites CPU s/s | peak RSS MiB | vs relay |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let sides = [Side::Relay, Side::Ceiling, Side::Naive];
+    let mut runs_table: Vec<String> = Vec::new();
     for (clients, subs) in cells {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sides.len()];
         for round in 0..rounds {
@@ -562,6 +600,7 @@ fn grid(bench: &mut Bench) -> Result<(), String> {
             }
         }
         let ours = summary(&samples[0]);
+        runs_table.extend(per_run_rows(clients, subs, &samples[0], &samples[1]));
         for (side, runs) in sides.iter().zip(&samples) {
             if runs.is_empty() {
                 continue;
@@ -604,7 +643,61 @@ fn grid(bench: &mut Bench) -> Result<(), String> {
             }
         }
     }
+    println!("\n### Every run: relay against the ceiling (rounds in order)\n");
+    println!(
+        "| C | S | round | relay latency p50 / p99 / max ms | ceiling p50 / p99 / max ms | p99 relay / ceiling | relay p99 by second of the window ms | relay-side p50 / p99 ms | relay join p50 / max ms | conflations / overflows / bridges / snapshots / snapshot waits in window | queued at open KiB (max client) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in runs_table {
+        println!("{row}");
+    }
+    println!(
+        "\n(relay-side: suite time to the frame's send, from the relay's histogram; the upper \
+         bound of its bucket, buckets double from 0.5 ms. The rest of a client's latency is \
+         the client process and the kernel, which the ceiling has too.)"
+    );
     Ok(())
+}
+
+/// One row per round: the relay's and the ceiling's latency in that round, their p99
+/// ratio, and the relay's own figures over its window.
+fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample]) -> Vec<String> {
+    let lat = |l: &clonewire_bench::Latency| format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max);
+    relay
+        .iter()
+        .enumerate()
+        .map(|(round, r)| {
+            let c = ceiling.get(round);
+            let ratio = c.map_or("-".to_owned(), |c| {
+                format!("{:.2}", r.report.latency_ms.p99 / c.report.latency_ms.p99.max(1e-9))
+            });
+            let by_second: Vec<String> = r
+                .report
+                .latency_by_second
+                .iter()
+                .map(|l| format!("{:.0}", l.p99))
+                .collect();
+            let w = r.relay.unwrap_or_default();
+            format!(
+                "| {clients} | {subs} | {} | {} | {} | {ratio} | {} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} | {:.0} ({:.0}) |",
+                round + 1,
+                lat(&r.report.latency_ms),
+                c.map_or("-".to_owned(), |c| lat(&c.report.latency_ms)),
+                by_second.join(" "),
+                w.relay_p50,
+                w.relay_p99,
+                r.report.join_ms.p50,
+                r.report.join_ms.max,
+                w.conflations,
+                w.overflows,
+                w.bridges,
+                w.snapshots,
+                w.snapshot_waits,
+                w.queued_at_open / 1024.0,
+                w.queued_max_at_open / 1024.0,
+            )
+        })
+        .collect()
 }
 
 /// Reads a counter from the relay's `/metrics`.

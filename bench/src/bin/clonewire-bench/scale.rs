@@ -7,7 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{free_port, median, metric, run_clients, sibling, wait_listening, Bench, ClientRun, Proc, Suite};
+use crate::{
+    free_port, median, metric, run_clients, run_clients_with, sibling, wait_listening, Bench, ClientRun,
+    Proc, Suite,
+};
+
+/// A client that needs little of a workflow: its state and totals, the families'
+/// states, and one task id no suite has (which keeps `taskProxies` followed, so
+/// another client's join of it is warm).
+const BYSTANDER: &str = r#"subscription { workflows { workflow { status stateTotals } familyProxies { state } taskProxies(ids: ["-"]) { state } } }"#;
 
 /// The scale part: per-delta relay cost on a 1K- and a large suite side by side, a
 /// new client's projection, and repairing one lost delta by replay vs a snapshot.
@@ -128,6 +136,7 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
             run.report.join_ms.max, run.report.join_bytes
         );
     }
+    bystander(bench, &relays)?;
     // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
     println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
     println!("|---|---|---|---|---|---|");
@@ -162,5 +171,52 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
         );
     }
     drop(relays);
+    Ok(())
+}
+
+/// One client that needs little of each workflow, measured alone and then while
+/// another client joins the whole `taskProxies` of the same workflow (a warm join:
+/// the topic is followed for the first client).
+fn bystander(bench: &Bench, relays: &[(Proc, SocketAddr)]) -> Result<(), String> {
+    let secs = if bench.args.quick { 3.0 } else { 8.0 };
+    println!("\n| another client of the workflow (small query) | alone: latency p50 / p99 / max ms | while a client joins all tasks: p50 / p99 / max ms | that join ms | its bytes |");
+    println!("|---|---|---|---|---|");
+    let extra = ["--query", BYSTANDER, "--join-topic", "workflow"];
+    for (label, (_, addr)) in ["1K", "large"].iter().zip(relays) {
+        let url = format!("ws://{addr}/ws");
+        let alone = run_clients_with(
+            &url,
+            (1, 1, 1),
+            0.5,
+            secs / 2.0,
+            "relay",
+            &[],
+            &extra,
+            &mut |_| {},
+        )?;
+        let joiner = {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                // Into the bystander's window (it opens about 0.5 s after it joins).
+                std::thread::sleep(Duration::from_secs_f64(1.5));
+                run_clients(&url, 1, 1, 1, 0.2, 0.2, "relay", &[])
+            })
+        };
+        let during = run_clients_with(&url, (1, 1, 1), 0.5, secs, "relay", &[], &extra, &mut |_| {})?;
+        let join = joiner
+            .join()
+            .map_err(|_| "the joining client's thread panicked")??;
+        let lat = |r: &ClientRun| {
+            let l = r.report.latency_ms;
+            format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
+        };
+        println!(
+            "| {label} | {} | {} | {:.0} | {:.0} |",
+            lat(&alone),
+            lat(&during),
+            join.report.join_ms.max,
+            join.report.join_bytes
+        );
+    }
     Ok(())
 }

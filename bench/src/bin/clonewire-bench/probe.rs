@@ -1,0 +1,127 @@
+//! What the relay itself says about a measuring window: read from its `/metrics` when
+//! the window opens and when it closes. The relay-side latency (suite time to the
+//! frame's send, `delta_latency_seconds`) tells the relay's part of the tail from the
+//! client process's and the kernel's; the counters tell which mechanism was at work
+//! (conflation, hard-limit overflows, snapshots still being sent, snapshot writes).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// What the relay's metric names start with.
+const PREFIX: &str = "clonewire_";
+
+/// One reading of the relay's metrics.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Reading {
+    /// `(name with labels, value)` of every sample line.
+    samples: Vec<(String, f64)>,
+}
+
+impl Reading {
+    /// Reads `/metrics` (nothing when the relay does not answer within seconds).
+    pub(crate) fn take(addr: SocketAddr) -> Reading {
+        let text = scrape(addr).unwrap_or_default();
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Reading { samples }
+    }
+
+    /// A sample by its name without the relay's `clonewire_` prefix.
+    fn get(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .find(|(n, _)| n.strip_prefix(PREFIX) == Some(name))
+            .map_or(0.0, |(_, v)| *v)
+    }
+
+    /// The latency histogram's cumulative buckets: (upper bound in ms, count).
+    fn buckets(&self) -> Vec<(f64, f64)> {
+        let prefix = format!("{PREFIX}delta_latency_seconds_bucket{{le=\"");
+        let mut out: Vec<(f64, f64)> = self
+            .samples
+            .iter()
+            .filter_map(|(n, v)| {
+                let le = n.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse::<f64>().ok()? * 1e3
+                };
+                Some((le, *v))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+}
+
+fn scrape(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The relay's figures over one window.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Window {
+    /// Relay-side latency (suite time to send) p50 and p99, in ms: the upper bound of
+    /// the histogram bucket holding it (buckets double from 0.5 ms).
+    pub relay_p50: f64,
+    pub relay_p99: f64,
+    /// Deltas not queued for clients behind on their topic.
+    pub conflations: f64,
+    /// Times a client's queue passed its hard limit.
+    pub overflows: f64,
+    /// Bridging deltas queued after a lag.
+    pub bridges: f64,
+    /// Snapshot frames sent.
+    pub snapshots: f64,
+    /// Times a client's writer found a snapshot still being written in front.
+    pub snapshot_waits: f64,
+    /// Bytes queued for all clients, and for the most backed-up one, when the window
+    /// opened.
+    pub queued_at_open: f64,
+    pub queued_max_at_open: f64,
+}
+
+impl Window {
+    /// The figures between two readings.
+    pub(crate) fn between(open: &Reading, close: &Reading) -> Window {
+        let d = |name: &str| close.get(name) - open.get(name);
+        let (a, b) = (open.buckets(), close.buckets());
+        let counts: Vec<(f64, f64)> = b
+            .iter()
+            .map(|(le, n)| (*le, n - a.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1)))
+            .collect();
+        let total = counts.last().map_or(0.0, |x| x.1);
+        let at = |q: f64| {
+            counts
+                .iter()
+                .find(|(_, n)| *n >= q * total && total > 0.0)
+                .map_or(0.0, |x| x.0)
+        };
+        Window {
+            relay_p50: at(0.5),
+            relay_p99: at(0.99),
+            conflations: d("conflations_total"),
+            overflows: d("overflows_total"),
+            bridges: d("bridges_total"),
+            snapshots: d("messages_out_total{kind=\"snapshot\"}"),
+            snapshot_waits: d("snapshot_waits_total"),
+            queued_at_open: open.get("queue_bytes"),
+            queued_max_at_open: open.get("queue_bytes_max"),
+        }
+    }
+}
