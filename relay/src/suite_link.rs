@@ -213,8 +213,8 @@ impl SuiteLink {
 }
 
 /// The upstream's replicas, as the views read them (with the schema the views were
-/// last told about).
-struct Replicas<'a, U>(&'a U, &'a Schema);
+/// last told about, and whether it is known yet).
+struct Replicas<'a, U>(&'a U, &'a Schema, bool);
 
 impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
     fn epoch(&self) -> &str {
@@ -222,6 +222,9 @@ impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
     }
     fn schema(&self) -> &Schema {
         self.1
+    }
+    fn schema_known(&self) -> bool {
+        self.2
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.0.topic(name)
@@ -273,7 +276,8 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             // Views read the replicas only when they reflect every event handled.
             if !upstream.has_pending_events() {
-                self.views.flush(&Replicas(&upstream, &self.schema));
+                self.views
+                    .flush(&Replicas(&upstream, &self.schema, self.schema_known));
                 let mut rebound = false;
                 for _ in 0..COMMANDS_PER_TURN {
                     match self.rx.try_recv() {
@@ -324,7 +328,7 @@ impl Worker {
 
     /// Handles a client's command; true when the wanted topics may have changed.
     fn command(&mut self, upstream: &impl Upstream, command: Command) -> bool {
-        let store = Replicas(upstream, &self.schema);
+        let store = Replicas(upstream, &self.schema, self.schema_known);
         match command {
             Command::Rebind {
                 client,
@@ -383,7 +387,7 @@ impl Worker {
                 if kind == ChangeKind::Delta {
                     self.metrics.deltas_in.inc();
                 }
-                let store = Replicas(upstream, &self.schema);
+                let store = Replicas(upstream, &self.schema, self.schema_known);
                 self.views.on_changes(&store, &topic, prev, seq, &changes, time);
             }
             UpstreamEvent::Joined { detail } => {
@@ -396,7 +400,7 @@ impl Worker {
                 // Subscriptions are checked against the published schema: publish it
                 // before any client can see the joined suite's data.
                 self.publish_status(Some(upstream), upstream.state(Instant::now()));
-                let store = Replicas(upstream, &self.schema);
+                let store = Replicas(upstream, &self.schema, self.schema_known);
                 self.views.after_join(&store);
             }
             UpstreamEvent::NewEpoch { epoch } => {
@@ -472,7 +476,8 @@ impl Worker {
             self.follow_upstream(upstream);
         }
         let state = upstream.state(now);
-        self.views.set_state(state, &self.schema);
+        self.views
+            .set_state(state, self.schema_known.then_some(&self.schema));
         self.publish_status(Some(&*upstream), state);
     }
 

@@ -40,8 +40,13 @@ impl std::fmt::Display for ClientId {
 pub trait ReplicaSource {
     /// The suite epoch being followed.
     fn epoch(&self) -> &str;
-    /// The suite's schema.
+    /// The suite's schema (empty until it is known).
     fn schema(&self) -> &Schema;
+    /// Whether the schema is known (the suite has been joined); until then clients
+    /// are told no schema rather than an empty one.
+    fn schema_known(&self) -> bool {
+        true
+    }
     /// A topic's replica and seq.
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)>;
     /// The topics held.
@@ -316,18 +321,18 @@ impl SubscriptionViews {
         (self.workflow.clone(), Arc::from(topic))
     }
 
-    fn workflow_text(&self, state: WorkflowState, schema: &Schema) -> Arc<str> {
+    fn workflow_text(&self, state: WorkflowState, schema: Option<&Schema>) -> Arc<str> {
         RelayMessage::Workflow {
             workflow: self.workflow.to_string(),
             state,
-            schema: Some(schema.clone()),
+            schema: schema.cloned(),
         }
         .to_text()
         .into()
     }
 
-    /// Tells every member about a new state (and the schema), if it changed.
-    pub fn set_state(&mut self, state: WorkflowState, schema: &Schema) {
+    /// Tells every member about a new state (and the schema, once known), if it changed.
+    pub fn set_state(&mut self, state: WorkflowState, schema: Option<&Schema>) {
         if state == self.state {
             return;
         }
@@ -371,7 +376,8 @@ impl SubscriptionViews {
         }
         if old.is_none() && new.is_some() {
             // The workflow's state and schema come before its data.
-            outbox.push_text(self.workflow_text(self.state, store.schema()));
+            let schema = store.schema_known().then(|| store.schema());
+            outbox.push_text(self.workflow_text(self.state, schema));
         }
         self.resume_wait.remove(&client);
         for topic in &topics {
@@ -396,7 +402,8 @@ impl SubscriptionViews {
             }
             None => {
                 if old.is_some() {
-                    outbox.push_text(self.workflow_text(WorkflowState::Removed, store.schema()));
+                    let schema = store.schema_known().then(|| store.schema());
+                    outbox.push_text(self.workflow_text(WorkflowState::Removed, schema));
                 }
                 self.members.remove(&client);
             }

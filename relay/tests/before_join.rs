@@ -57,6 +57,16 @@ async fn a_query_with_ids_made_before_the_suite_is_joined_is_accepted_and_served
             .await
     );
     assert!(d.errors.is_empty(), "{:?}", d.errors);
+    // Told about the workflow, but not an empty schema it would check `ids` against.
+    assert!(
+        c.pump_until(SECS(5), |c| !c.schema_history.is_empty()).await,
+        "the relay tells the client about the workflow before it is joined"
+    );
+    assert_eq!(
+        c.schema_history[0],
+        ("a".to_owned(), None),
+        "before the join the relay does not know the schema and says none"
+    );
 
     // The suite starts; once joined, the client gets what its query selects.
     let mut config = PublisherConfig::new("a");
@@ -115,6 +125,11 @@ async fn a_query_with_ids_made_before_the_suite_is_joined_is_accepted_and_served
         json!({"1/t0": {"status": "waiting"}, "1/t2": {"status": "running"}})
     );
     assert!(c.rejected.is_empty(), "every message verifies: {:?}", c.rejected);
+    assert_eq!(
+        c.schema_history.last().and_then(|(_, s)| s.clone()),
+        Some(schema()),
+        "once joined, the workflow message carries the suite's schema"
+    );
     assert!(
         d.pump_until(SECS(10), |d| d.copy("a", "edges")
             == projection(&mirror, odd, "a", "edges"))

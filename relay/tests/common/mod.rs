@@ -82,6 +82,8 @@ pub struct TestClient {
     pub states: HashMap<String, WorkflowState>,
     /// Every workflow state told, in order.
     pub state_history: Vec<(String, WorkflowState)>,
+    /// The schema each `workflow` message carried, in order (`None`: left out).
+    pub schema_history: Vec<(String, Option<clonewire_core::Schema>)>,
     /// Messages that failed a check (each also sent a resync).
     pub rejected: Vec<String>,
     /// Every message type received, with its size.
@@ -115,6 +117,7 @@ impl TestClient {
             store: Store::new(),
             states: HashMap::new(),
             state_history: Vec::new(),
+            schema_history: Vec::new(),
             rejected: Vec::new(),
             received: Vec::new(),
             errors: Vec::new(),
@@ -206,9 +209,14 @@ impl TestClient {
         };
         self.received.push((message.kind().to_owned(), text.len()));
         match &message {
-            RelayMessage::Workflow { workflow, state, .. } => {
+            RelayMessage::Workflow {
+                workflow,
+                state,
+                schema,
+            } => {
                 self.states.insert(workflow.clone(), *state);
                 self.state_history.push((workflow.clone(), *state));
+                self.schema_history.push((workflow.clone(), schema.clone()));
             }
             RelayMessage::Error { code, message } => self.errors.push((format!("{code:?}"), message.clone())),
             RelayMessage::Subscribed { query } => self.subscribed.push(query.clone()),
