@@ -48,6 +48,8 @@ async function follow({ workflow }) {
   const kinds = await Promise.all(['tree', 'table', 'graph'].map(async (n) => (await import(`/views/${n}.js`))[n]));
 
   const frames = [];
+  /** Frames whose handling threw, and the first such error. */
+  const failed = { n: 0, first: null };
   /** The frame being handed to the client, while it is. */
   let current = null;
 
@@ -101,7 +103,11 @@ async function follow({ workflow }) {
           frame.views = frame.views.size;
           frames.push(frame);
         })
-        .catch(() => {});
+        .catch((error) => {
+          current = null;
+          failed.n += 1;
+          failed.first ??= String(error?.message ?? error);
+        });
     }
   }
 
@@ -128,7 +134,7 @@ async function follow({ workflow }) {
   }
   window.benchResult = () => {
     const { counters } = client.inspect();
-    return { frames: frames.filter((f) => f.views > 0), counters };
+    return { frames: frames.filter((f) => f.views > 0), received: frames.length, failed, counters };
   };
   return id;
 }
@@ -151,7 +157,7 @@ try {
   const id = await page.evaluate(follow, { workflow: args.workflow });
   const left = secs * 1000 - (Date.now() - started);
   if (left > 0) await new Promise((r) => setTimeout(r, left));
-  const { frames, counters } = await page.evaluate(() => window.benchResult());
+  const { frames, received, failed, counters } = await page.evaluate(() => window.benchResult());
   // A burst frame tells a view about at least this many task proxies or jobs
   // (the bench's burst is a batch of at least 200 changes).
   const bursts = frames.filter((f) => f.entries >= 200);
@@ -165,6 +171,8 @@ try {
     biggest: frames.reduce((m, f) => Math.max(m, f.textBytes), 0),
     biggestEntries: frames.reduce((m, f) => Math.max(m, f.entries), 0),
     views: 3,
+    received,
+    failed,
     counters: {
       deltas: counters.deltas,
       snapshots: counters.snapshots,

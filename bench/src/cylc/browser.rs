@@ -36,6 +36,16 @@ pub struct Counters {
     pub hash_mismatches: u64,
 }
 
+/// Frames whose handling threw in the page.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Failed {
+    /// How many.
+    pub n: usize,
+    /// The first error's message.
+    pub first: Option<String>,
+}
+
 /// What the script prints: one JSON line.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -52,6 +62,10 @@ pub struct BrowserReport {
     pub biggest_entries: usize,
     /// The client's counters.
     pub counters: Counters,
+    /// Frames the socket received.
+    pub received: usize,
+    /// Frames whose handling threw.
+    pub failed: Failed,
     /// Why nothing was measured (the script's SKIPPED).
     pub skipped: Option<String>,
     /// Why the script failed.
@@ -121,6 +135,12 @@ pub fn row(workload: &str, report: &Result<BrowserReport, String>, load: f64) ->
         Ok(r) => match (&r.skipped, &r.error) {
             (Some(why), _) => format!("| {workload} | SKIPPED ({why}) | | | | | | |"),
             (_, Some(e)) => format!("| {workload} | error: {e} | | | | | | |"),
+            _ if r.failed.n > 0 => format!(
+                "| {workload} | {} of {} frames threw: {} | | | | | | {load:.1} |",
+                r.failed.n,
+                r.received,
+                r.failed.first.as_deref().unwrap_or("?")
+            ),
             _ => format!(
                 "| {workload} | {} | {} | {} | {:.2} MB | {} | {}, {}, {}, {} | {load:.1} |",
                 ms(r.burst.as_ref()),
