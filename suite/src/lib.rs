@@ -34,5 +34,8 @@ pub use error::Error;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
-pub use follow::{FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig, Phase, Rung};
+pub use follow::{
+    ArrivedReply, DecodedReply, FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig,
+    Phase, Rung,
+};
 pub use sim::{SimConfig, SimHandle, Simulator};

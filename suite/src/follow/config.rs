@@ -34,11 +34,16 @@ pub struct FollowerConfig {
     /// Encrypted links to a CURVE suite: its public key and ours. A suite with CURVE
     /// never answers a follower without it (nor one with a wrong server key).
     pub curve: Option<sockets::CurveClient>,
+    /// Answers this big or bigger (big snapshots) are decoded, built and hash-checked
+    /// on a thread of the follower's own, one at a time, while the stream keeps being
+    /// read and the other topics' deltas applied.
+    pub decode_elsewhere_bytes: usize,
 }
 
 impl FollowerConfig {
     /// Follows every topic, with a 5 s request deadline, 100 ms..5 s backoff, 10,000
-    /// deltas or 16 MiB queued per topic under repair, and a 64 MiB intake.
+    /// deltas or 16 MiB queued per topic under repair, a 64 MiB intake, and answers
+    /// of 1 MiB or more decoded off the follower's thread.
     pub fn new(sub_endpoint: impl Into<String>, rep_endpoint: impl Into<String>) -> FollowerConfig {
         FollowerConfig {
             sub_endpoint: sub_endpoint.into(),
@@ -51,6 +56,7 @@ impl FollowerConfig {
             max_queued_bytes: 16 << 20,
             intake_bytes: 64 << 20,
             curve: None,
+            decode_elsewhere_bytes: 1 << 20,
         }
     }
 

@@ -6,8 +6,16 @@
 //! The SUB socket is read promptly, on every call, into an intake bounded in bytes
 //! (its own queue is kept short, [`sockets::SUB_HWM`] messages); a message that does
 //! not fit is dropped and reported to the machine as a gap, which it repairs.
+//!
+//! An answer of [`FollowerConfig::decode_elsewhere_bytes`] or more (a big snapshot)
+//! is decoded, built and hash-checked on a thread of the follower's own ([`Decoder`]),
+//! one at a time, while this thread keeps reading the stream and applying the other
+//! topics' deltas (the fetched topic's are queued by the machine, as during any
+//! fetch); the result is used as soon as it is back, and the request's deadline does
+//! not run meanwhile.
 
 use std::collections::BTreeSet;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::encode;
@@ -16,12 +24,16 @@ use clonewire_core::{Schema, Seq, Topic};
 
 use super::intake::Intake;
 use super::machine::Machine;
-use super::{FollowEvent, FollowStats, FollowerConfig};
+use super::{ArrivedReply, DecodedReply, FollowEvent, FollowStats, FollowerConfig};
 use crate::error::Error;
 use crate::sockets;
 
 /// SUB messages handled per wake-up before events are handed out.
 const SUB_BATCH: usize = 1000;
+
+/// How often a decoded answer is looked for while one is being decoded (the poll
+/// cannot wait on the decoding thread).
+const DECODE_POLL_MS: i64 = 2;
 
 /// A replica of a suite's topics kept in sync over the suite link.
 ///
@@ -36,6 +48,8 @@ pub struct Follower {
     req: Option<zmq::Socket>,
     /// PUB messages read and not yet handed to the machine.
     intake: Intake,
+    /// The thread that decodes big answers (started on the first one).
+    decoder: Option<Decoder>,
 }
 
 impl Follower {
@@ -69,6 +83,7 @@ impl Follower {
             ctx,
             sub,
             req: None,
+            decoder: None,
         })
     }
 
@@ -222,6 +237,7 @@ impl Follower {
         loop {
             // Even while events wait, the stream is read (and what does not fit dropped).
             self.receive_stream();
+            self.collect_decoded();
             if let Some(event) = self.machine.poll_event() {
                 return Ok(Some(event));
             }
@@ -239,7 +255,11 @@ impl Follower {
                 return Ok(None);
             }
             let wake = self.machine.poll_timeout().map_or(end, |t| t.min(end));
-            let timeout = i64::try_from(wake.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);
+            let mut timeout =
+                i64::try_from(wake.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);
+            if self.machine.decoding() {
+                timeout = timeout.min(DECODE_POLL_MS);
+            }
             let (sub_ready, req_ready) = self.poll(timeout.max(if wake > now { 1 } else { 0 }))?;
             if sub_ready {
                 self.receive_stream();
@@ -303,12 +323,62 @@ impl Follower {
             return;
         };
         match req.recv_bytes(zmq::DONTWAIT) {
+            Ok(bytes) if bytes.len() >= self.config.decode_elsewhere_bytes => self.decode_elsewhere(bytes),
             Ok(bytes) => self.machine.handle_reply(&bytes, Instant::now()),
             Err(zmq::Error::EAGAIN) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "REQ receive failed; reopening");
                 self.req = None;
                 self.machine.handle_lost();
+            }
+        }
+    }
+
+    /// Hands a big answer to the decoding thread (here, if that thread cannot run).
+    fn decode_elsewhere(&mut self, bytes: Vec<u8>) {
+        let Some(arrived) = self.machine.take_reply() else {
+            return;
+        };
+        if self.decoder.is_none() {
+            self.decoder = Decoder::start();
+        }
+        let job = match &self.decoder {
+            Some(decoder) => match decoder.jobs.send((arrived, bytes)) {
+                Ok(()) => return,
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => (arrived, bytes),
+        };
+        // No decoding thread: decode here, as without one.
+        self.decoder = None;
+        let (arrived, bytes) = job;
+        self.machine
+            .handle_decoded(arrived.decode(&bytes), Instant::now());
+    }
+
+    /// Uses the decoding thread's result, if it is back.
+    fn collect_decoded(&mut self) {
+        let Some(decoder) = &self.decoder else {
+            return;
+        };
+        if !self.machine.decoding() {
+            return;
+        }
+        match decoder.results.try_recv() {
+            Ok((decoded, took)) => {
+                let started = Instant::now();
+                self.machine.handle_decoded(decoded, started);
+                tracing::debug!(
+                    decode_ms = took.as_millis() as u64,
+                    use_ms = started.elapsed().as_millis() as u64,
+                    "big answer decoded off the follower's thread, then used"
+                );
+            }
+            Err(mpsc::TryRecvError::Empty) => {}
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.decoder = None;
+                self.machine
+                    .handle_undecoded("an answer's decoding thread failed".into(), Instant::now());
             }
         }
     }
@@ -347,5 +417,43 @@ impl Follower {
         req.connect(&self.config.rep_endpoint)
             .map_err(|e| Error::zmq(format!("connect {}", self.config.rep_endpoint), e))?;
         Ok(req)
+    }
+}
+
+/// A big answer and its bytes, to decode.
+type Job = (ArrivedReply, Vec<u8>);
+
+/// The follower's decoding thread: one answer at a time (the machine has at most one
+/// taken out), so it holds at most one answer's bytes and what they decode to.
+struct Decoder {
+    jobs: mpsc::SyncSender<Job>,
+    results: mpsc::Receiver<(DecodedReply, Duration)>,
+}
+
+impl Decoder {
+    /// Starts the thread; `None` if it cannot be started. It ends when the follower
+    /// drops its end (after the answer in hand, if any).
+    fn start() -> Option<Decoder> {
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(1);
+        let (result_tx, results) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("clonewire-decode".into())
+            .spawn(move || {
+                while let Ok((arrived, bytes)) = job_rx.recv() {
+                    let started = Instant::now();
+                    let decoded = arrived.decode(&bytes);
+                    drop(bytes);
+                    if result_tx.send((decoded, started.elapsed())).is_err() {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Decoder { jobs, results }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a decoding thread; decoding on the follower's");
+                None
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! and takes from it the requests to send, the next deadline and the events.
 //!
 //! - in: [`Machine::handle_stream`] (one PUB message), [`Machine::handle_reply`] (the
-//!   answer to the request out), [`Machine::handle_timeout`] (time passed),
+//!   answer to the request out; or [`Machine::take_reply`], decoding it elsewhere,
+//!   and [`Machine::handle_decoded`]), [`Machine::handle_timeout`] (time passed),
 //!   [`Machine::handle_unsent`] / [`Machine::handle_lost`] (the request could not be
 //!   sent / its socket broke), [`Machine::handle_dropped`] (a PUB message the driver
 //!   had no room for: a gap);
@@ -21,6 +22,7 @@ use clonewire_core::protocol::DecodeError;
 use clonewire_core::{Hash, Schema, Seq, Topic};
 use serde_json::Value;
 
+use super::arrived::{ArrivedReply, DecodedReply};
 use super::config::MachineConfig;
 use super::followed_topic::{FollowedTopic, Queued};
 use super::request::{Pending, Requests};
@@ -274,12 +276,39 @@ impl Machine {
         }
     }
 
-    /// The answer to the request out, received at `now`.
+    /// The answer to the request out, received at `now`: decoded and used at once.
+    /// A driver that would rather decode a big answer elsewhere, while the stream
+    /// keeps being applied, uses [`take_reply`](Self::take_reply) and
+    /// [`handle_decoded`](Self::handle_decoded) instead.
     pub fn handle_reply(&mut self, bytes: &[u8], now: Instant) {
-        let Some(inflight) = self.requests.answered() else {
-            return;
-        };
-        match inflight.pending.decode(bytes) {
+        if let Some(arrived) = self.take_reply() {
+            self.handle_decoded(arrived.decode(bytes), now);
+        }
+    }
+
+    /// The answer to the request out has arrived: it is taken out to be decoded
+    /// (with [`ArrivedReply::decode`], anywhere), and until its result comes back by
+    /// [`handle_decoded`](Self::handle_decoded) the request cannot time out and no
+    /// other request is sent. Stream messages are handled meanwhile as usual (a
+    /// topic being fetched keeps queueing its deltas). `None` if no request was out.
+    pub fn take_reply(&mut self) -> Option<ArrivedReply> {
+        let inflight = self.requests.arrived()?;
+        Some(ArrivedReply { inflight })
+    }
+
+    /// True while an answer taken by [`take_reply`](Self::take_reply) has not been
+    /// handed back.
+    pub fn decoding(&self) -> bool {
+        self.requests.decoding()
+    }
+
+    /// Uses a decoded answer (from [`ArrivedReply::decode`]) at `now`, as
+    /// [`handle_reply`](Self::handle_reply) would have: a bad one is reported and
+    /// changes nothing.
+    pub fn handle_decoded(&mut self, decoded: DecodedReply, now: Instant) {
+        self.requests.decoded();
+        let DecodedReply { inflight, result } = decoded;
+        match result {
             Err(DecodeError { what, reason }) => {
                 self.malformed(format!("{what}: {reason}"));
                 self.requests.back_off(now);
@@ -290,6 +319,15 @@ impl Machine {
                 self.on_reply(inflight.pending, reply, now);
             }
         }
+    }
+
+    /// An answer taken by [`take_reply`](Self::take_reply) could not be decoded at
+    /// all (its decoding thread failed): reported, changes nothing, and the next
+    /// request backs off.
+    pub fn handle_undecoded(&mut self, reason: String, now: Instant) {
+        self.requests.decoded();
+        self.malformed(reason);
+        self.requests.back_off(now);
     }
 
     /// A PUB message on `topic` (its first frame) that the driver received at `now`

@@ -7,12 +7,14 @@
 //! Split like quinn-proto and quinn:
 //! - [`Machine`] ([`machine`], with [`repair`] and the request slot in `request`): the
 //!   whole protocol, with no sockets and no clock: frames, replies and the current
-//!   `Instant` in; requests, deadlines and [`FollowEvent`]s out;
+//!   `Instant` in; requests, deadlines and [`FollowEvent`]s out; [`arrived`]: an answer
+//!   taken out of it to be decoded (and a snapshot built) anywhere, then handed back;
 //! - [`Follower`] ([`driver`]): the thin ZeroMQ driver (SUB + REQ, CURVE, Lazy Pirate
 //!   reopening on timeout) that most users want, with its intake of PUB messages
-//!   bounded in bytes (`intake`);
+//!   bounded in bytes (`intake`) and a thread that decodes big answers;
 //! - [`config`]: [`FollowerConfig`]; [`event`]: [`FollowEvent`], [`Rung`], [`FollowStats`].
 
+pub mod arrived;
 pub mod config;
 pub mod driver;
 pub mod event;
@@ -22,6 +24,7 @@ pub mod machine;
 pub mod repair;
 mod request;
 
+pub use arrived::{ArrivedReply, DecodedReply};
 pub use config::{FollowerConfig, MachineConfig};
 pub use driver::Follower;
 pub use event::{FollowEvent, FollowStats, Rung};

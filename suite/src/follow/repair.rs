@@ -5,12 +5,11 @@
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::encode;
-use clonewire_core::protocol::suite::{
-    ErrorCode, ErrorReply, GetReply, HashesReply, ReplayReply, SnapshotReply,
-};
+use clonewire_core::protocol::suite::{ErrorCode, ErrorReply, GetReply, HashesReply, ReplayReply};
 use clonewire_core::{Changes, Hash, Seq, Topic};
 use serde_json::Value;
 
+use super::arrived::{build, BuiltSnapshot, Fresh};
 use super::machine::{Machine, Phase};
 use super::request::{Pending, Reply};
 use super::{FollowEvent, Rung};
@@ -92,6 +91,13 @@ impl Machine {
             // Answers from before a new epoch was noticed describe nothing we hold.
             _ if !same_epoch => {}
             Reply::Snapshot(snapshot) => {
+                let requested = match pending {
+                    Pending::Snapshot { topics } => topics,
+                    _ => None,
+                };
+                self.on_snapshot(build(snapshot), requested, now);
+            }
+            Reply::Built(snapshot) => {
                 let requested = match pending {
                     Pending::Snapshot { topics } => topics,
                     _ => None,
@@ -229,7 +235,7 @@ impl Machine {
         self.drain_queue(topic);
     }
 
-    fn on_snapshot(&mut self, snapshot: SnapshotReply, requested: Option<Vec<String>>, now: Instant) {
+    fn on_snapshot(&mut self, snapshot: BuiltSnapshot, requested: Option<Vec<String>>, now: Instant) {
         let join = !self.phase.joined();
         let mut bad = false;
         // Topics asked for but not in the reply hold nothing (seq 0), and so do, on a
@@ -244,32 +250,36 @@ impl Machine {
             if !self.wants(&name) {
                 continue;
             }
-            let topic = match Topic::from_value(name.clone(), &snap.value) {
-                Ok(topic) => topic,
+            let fresh = match snap.topic {
+                Ok(fresh) => fresh,
                 Err(e) => {
                     self.malformed(format!("snapshot of {name}: {e}"));
                     bad = true;
                     continue;
                 }
             };
-            if topic.hash() != snap.hash {
+            if fresh.topic.hash() != snap.hash {
                 self.stats.mismatches += 1;
                 self.events.push_back(FollowEvent::Mismatch {
                     topic: name.clone(),
                     seq: snap.seq,
                     expected: snap.hash,
-                    got: topic.hash(),
+                    got: fresh.topic.hash(),
                     changes: Changes::default(),
                 });
                 self.replica(&name).distrust(Rung::Snapshot);
                 bad = true;
                 continue;
             }
-            self.restore(&name, topic, snap.seq, join);
+            self.restore(&name, fresh, snap.seq, join);
         }
         absent.retain(|n| self.wants(n));
         for name in absent {
-            self.restore(&name, Topic::new(name.clone()), Seq::ZERO, join);
+            let fresh = Fresh {
+                topic: Topic::new(name.clone()),
+                added: Changes::default(),
+            };
+            self.restore(&name, fresh, Seq::ZERO, join);
         }
         if join {
             self.phase = match self.phase {
@@ -289,11 +299,17 @@ impl Machine {
     }
 
     /// Installs a topic's value at `seq`, then applies what was queued after it.
-    fn restore(&mut self, name: &str, topic: Topic, seq: Seq, join: bool) {
+    fn restore(&mut self, name: &str, fresh: Fresh, seq: Seq, join: bool) {
         let replica = self.replica(name);
         let was_trusted = replica.trusted && !join;
         let prev = replica.seq;
-        let changes = replica.topic.replace_with(topic);
+        let changes = if replica.topic.root().is_empty() {
+            // What replacing would report: every leaf of the fresh value, added.
+            replica.topic = fresh.topic;
+            fresh.added
+        } else {
+            replica.topic.replace_with(fresh.topic)
+        };
         replica.trust(seq);
         self.events.push_back(FollowEvent::Reset {
             topic: name.to_owned(),

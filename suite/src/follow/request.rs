@@ -9,6 +9,8 @@ use clonewire_core::protocol::suite::{
 use clonewire_core::protocol::DecodeError;
 use clonewire_core::{Hash, Seq};
 
+use super::arrived::BuiltSnapshot;
+
 /// How far the request deadline may grow after timeouts in a row.
 const MAX_TIMEOUT_FACTOR: u32 = 16;
 
@@ -81,7 +83,9 @@ impl Pending {
 /// A successful answer.
 pub(super) enum Reply {
     Hello(HelloReply),
+    /// As decoded; [`ArrivedReply::decode`](super::arrived::ArrivedReply::decode) builds it into [`Reply::Built`].
     Snapshot(SnapshotReply),
+    Built(BuiltSnapshot),
     Replay(ReplayReply),
     Hashes(HashesReply),
     Get(GetReply),
@@ -93,6 +97,7 @@ impl Reply {
         match self {
             Reply::Hello(r) => &r.epoch,
             Reply::Snapshot(r) => &r.epoch,
+            Reply::Built(r) => &r.epoch,
             Reply::Replay(r) => &r.epoch,
             Reply::Hashes(r) => &r.epoch,
             Reply::Get(r) => &r.epoch,
@@ -117,6 +122,9 @@ enum Slot {
     BackingOff { until: Instant },
     /// A request is out.
     Out(InFlight),
+    /// Its answer has arrived and is being decoded elsewhere (see
+    /// [`Requests::arrived`]): no deadline runs, and the next request waits for it.
+    Decoding,
 }
 
 /// The request slot, its deadlines and its backoff.
@@ -189,6 +197,28 @@ impl Requests {
         }
     }
 
+    /// The answer to the request out has arrived, to be decoded elsewhere: it is no
+    /// longer out (its deadline no longer runs) and deadlines go back to normal, but
+    /// the next request waits until [`decoded`](Self::decoded).
+    pub(super) fn arrived(&mut self) -> Option<InFlight> {
+        let inflight = self.answered()?;
+        self.slot = Slot::Decoding;
+        Some(inflight)
+    }
+
+    /// The answer taken by [`arrived`](Self::arrived) has been decoded: the slot is
+    /// free again (unless something else already set it).
+    pub(super) fn decoded(&mut self) {
+        if matches!(self.slot, Slot::Decoding) {
+            self.slot = Slot::Idle;
+        }
+    }
+
+    /// True while an answer taken by [`arrived`](Self::arrived) is being decoded.
+    pub(super) fn decoding(&self) -> bool {
+        matches!(self.slot, Slot::Decoding)
+    }
+
     /// The request out never got its answer and never will (its socket is gone).
     pub(super) fn lost(&mut self) {
         if matches!(self.slot, Slot::Out(_)) {
@@ -220,7 +250,7 @@ impl Requests {
 
     /// The next request waits until `until`.
     pub(super) fn wait_until(&mut self, until: Instant) {
-        if !matches!(self.slot, Slot::Out(_)) {
+        if !matches!(self.slot, Slot::Out(_) | Slot::Decoding) {
             self.slot = Slot::BackingOff { until };
         }
     }
@@ -239,7 +269,7 @@ impl Requests {
     /// backoff.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         match &self.slot {
-            Slot::Idle => None,
+            Slot::Idle | Slot::Decoding => None,
             Slot::BackingOff { until } => Some(*until),
             Slot::Out(inflight) => Some(inflight.deadline),
         }

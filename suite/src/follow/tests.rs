@@ -518,3 +518,114 @@ fn a_message_dropped_unread_is_a_gap_repaired_by_replay() {
     assert_eq!(repaired(&events(&mut m)), [Rung::Replay]);
     assert!(holds(&m, &suite, "tasks"));
 }
+
+/// The `Delta` events' (topic, seq, patch of the changes) in order.
+fn deltas(events: &[FollowEvent]) -> Vec<(String, Seq, Value)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FollowEvent::Delta {
+                topic, seq, changes, ..
+            } => Some((topic.clone(), *seq, changes.to_patch())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn other_topics_deltas_flow_while_a_fetched_snapshot_is_decoded_elsewhere() {
+    let t0 = Instant::now();
+    let mut suite = Suite::new("e1");
+    suite.publish("b", json!({"n": 0}));
+    for i in 0..2000 {
+        suite.publish("a", json!({ format!("t{i}"): {"state": "waiting", "i": i} }));
+    }
+    let mut m = machine(t0);
+    m.set_topics(Some(["b".to_owned()].into()));
+    settle(&mut m, &suite, t0);
+    assert!(m.is_synced() && holds(&m, &suite, "b"));
+
+    // A client wants "a" too: it is fetched by snapshot, and its answer is taken out
+    // of the machine to be decoded elsewhere.
+    m.set_topics(Some(["a".to_owned(), "b".to_owned()].into()));
+    let request = m.poll_request(t0).unwrap();
+    assert_eq!(
+        request,
+        Request::Snapshot {
+            topics: Some(vec!["a".into()])
+        }
+    );
+    let reply = suite.answer(&request);
+    let fetched = suite.topics["a"].0.to_value();
+    let arrived = m.take_reply().unwrap();
+    assert!(m.decoding() && !m.request_out());
+
+    // Meanwhile both topics keep publishing, far past the request's deadline.
+    let mut published_b = Vec::new();
+    for n in 1..=5u64 {
+        let b = suite.publish("b", json!({ "n": n }));
+        let a = suite.publish("a", json!({ "t0": {"state": format!("s{n}")} }));
+        let now = t0 + TIMEOUT * n as u32;
+        m.handle_stream(&a, now);
+        m.handle_stream(&b, now);
+        assert!(
+            !m.handle_timeout(now),
+            "no deadline runs while the answer is decoded"
+        );
+        assert_eq!(m.poll_request(now), None, "nothing else is asked meanwhile");
+        published_b.push(("b".to_owned(), Seq(n + 1), json!({ "n": n })));
+    }
+    let during = events(&mut m);
+    assert_eq!(deltas(&during), published_b, "b's deltas, in order, as published");
+    assert!(during.iter().all(|e| !matches!(e, FollowEvent::Timeout { .. })));
+    assert!(holds(&m, &suite, "b"));
+
+    // The decoded answer comes back: "a" is installed, then its queued deltas.
+    let later = t0 + TIMEOUT * 6;
+    m.handle_decoded(arrived.decode(&reply), later);
+    let after = events(&mut m);
+    let FollowEvent::Reset {
+        topic, seq, changes, ..
+    } = &after[0]
+    else {
+        panic!("{:?}", after[0]);
+    };
+    assert_eq!((topic.as_str(), *seq), ("a", Seq(2000)));
+    assert_eq!(changes.to_patch(), fetched, "every leaf of the snapshot, added");
+    let a_seqs: Vec<Seq> = deltas(&after).iter().map(|d| d.1).collect();
+    assert_eq!(a_seqs, (2001..=2005).map(Seq).collect::<Vec<_>>());
+    assert!(!m.decoding() && m.is_synced());
+    assert!(holds(&m, &suite, "a") && holds(&m, &suite, "b"));
+}
+
+#[test]
+fn a_bad_answer_decoded_elsewhere_is_reported_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut suite = Suite::new("e1");
+    suite.publish("a", json!({"x": 1}));
+    suite.publish("b", json!({"y": 1}));
+    let mut m = machine(t0);
+    m.set_topics(Some(["b".to_owned()].into()));
+    settle(&mut m, &suite, t0);
+    m.set_topics(Some(["a".to_owned(), "b".to_owned()].into()));
+    assert!(m.poll_request(t0).is_some());
+    let arrived = m.take_reply().unwrap();
+    m.handle_decoded(
+        arrived.decode(b"{\"epoch\":\"e1\",\"topics\":{\"a\":{\"seq\":9"),
+        t0,
+    );
+    let seen = events(&mut m);
+    assert!(
+        matches!(&seen[..], [FollowEvent::Malformed { reason }] if reason.contains("snapshot reply")),
+        "{seen:?}"
+    );
+    assert_eq!(m.seq("a"), Some(Seq::ZERO));
+    assert!(m.topic("a").is_some_and(|t| t.root().iter().next().is_none()));
+    assert!(!m.decoding() && m.untrusted() == ["a"]);
+    // Asked again after the backoff, and joined then.
+    let events = settle(&mut m, &suite, t0 + Duration::from_secs(60));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, FollowEvent::Reset { topic, .. } if topic == "a")));
+    assert!(m.is_synced() && holds(&m, &suite, "a"));
+}

@@ -17,6 +17,11 @@ use crate::{
 /// another client's join of it is warm).
 const BYSTANDER: &str = r#"subscription { workflows { workflow { status stateTotals } familyProxies { state } taskProxies(ids: ["-"]) { state } } }"#;
 
+/// The same client without `taskProxies`, so another client's join of it is cold:
+/// the relay fetches the topic's snapshot from the suite first.
+const COLD_BYSTANDER: &str =
+    r#"subscription { workflows { workflow { status stateTotals } familyProxies { state } } }"#;
+
 /// The scale part: per-delta relay cost on a 1K- and a large suite side by side, a
 /// new client's projection, and repairing one lost delta by replay vs a snapshot.
 pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
@@ -137,6 +142,7 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
         );
     }
     bystander(bench, &relays)?;
+    cold_bystander(bench, &config, &big)?;
     // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
     println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
     println!("|---|---|---|---|---|---|");
@@ -206,17 +212,60 @@ fn bystander(bench: &Bench, relays: &[(Proc, SocketAddr)]) -> Result<(), String>
         let join = joiner
             .join()
             .map_err(|_| "the joining client's thread panicked")??;
-        let lat = |r: &ClientRun| {
-            let l = r.report.latency_ms;
-            format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
-        };
         println!(
             "| {label} | {} | {} | {:.0} | {:.0} |",
-            lat(&alone),
-            lat(&during),
+            latency(&alone),
+            latency(&during),
             join.report.join_ms.max,
             join.report.join_bytes
         );
     }
+    Ok(())
+}
+
+fn latency(run: &ClientRun) -> String {
+    let l = run.report.latency_ms;
+    format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
+}
+
+/// The same on a fresh relay of the large suite, whose client does not follow
+/// `taskProxies`: the other client's join is cold (the relay fetches, decodes and
+/// builds the topic's snapshot), and the first client's deltas of the workflow are
+/// measured meanwhile.
+fn cold_bystander(bench: &Bench, config: &std::path::Path, big: &Suite) -> Result<(), String> {
+    let secs = if bench.args.quick { 3.0 } else { 8.0 };
+    let port = free_port()?;
+    let relay = Proc::spawn(
+        "clonewire-relay",
+        Command::new(sibling("clonewire-relay")?)
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+            .args(["--suite", &big.flag()]),
+    )?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_listening(addr, "clonewire-relay")?;
+    let url = format!("ws://{addr}/ws");
+    let extra = ["--query", COLD_BYSTANDER, "--join-topic", "workflow"];
+    let joiner = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(1.5));
+            run_clients(&url, 1, 1, 1, 0.2, 0.2, "relay", &[])
+        })
+    };
+    let during = run_clients_with(&url, (1, 1, 1), 0.5, secs, "relay", &[], &extra, &mut |_| {})?;
+    let join = joiner
+        .join()
+        .map_err(|_| "the joining client's thread panicked")??;
+    println!("\n| another client of the workflow (small query), large suite, fresh relay | while a client joins all tasks (cold): p50 / p99 / max ms | that join ms | its bytes |");
+    println!("|---|---|---|---|");
+    println!(
+        "| large | {} | {:.0} | {:.0} |",
+        latency(&during),
+        join.report.join_ms.max,
+        join.report.join_bytes
+    );
+    drop(relay);
     Ok(())
 }
