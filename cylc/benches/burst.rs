@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use clonewire_cylc::{CylcStore, Kind};
+use clonewire_cylc::CylcStore;
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -151,18 +151,6 @@ fn report(label: &str, base: &CylcStore, batches: &[Vec<u8>]) {
     );
 }
 
-/// The topics the page's tree, table and graph views follow.
-const PAGE_TOPICS: [Kind; 5] = [
-    Kind::Workflow,
-    Kind::TaskProxies,
-    Kind::FamilyProxies,
-    Kind::Jobs,
-    Kind::Edges,
-];
-
-/// The topics `clonewire-bench-cylc`'s clients follow.
-const BENCH_TOPICS: [Kind; 3] = [Kind::Workflow, Kind::TaskProxies, Kind::Jobs];
-
 fn main() {
     println!("a run of batches applied in turn to one replica: ms of this thread's CPU time (mean of the");
     println!("batches) and \"wall\" time (median; a shared machine inflates it); \"decode\" is wall time;");
@@ -177,18 +165,8 @@ fn main() {
             continue;
         }
         let (snapshot, bursts) = workload(n, rounds);
-        let mut store = CylcStore::from_entire_workflow(&snapshot).expect("the workload loads");
+        let store = CylcStore::from_entire_workflow(&snapshot).expect("the workload loads");
         report(&format!("{n}-task burst (synthetic)"), &store, &bursts);
-        // Only the topics a relay's clients follow are mapped: the page's views,
-        // then the Cylc bench's clients.
-        for (followed, label) in [
-            (&PAGE_TOPICS[..], "page's topics"),
-            (&BENCH_TOPICS[..], "3 topics"),
-        ] {
-            store.map_only(Some(followed)).expect("maps");
-            report(&format!("{n}-task burst, {label}"), &store, &bursts);
-            store.map_only(None).expect("maps");
-        }
     }
     if !only_big {
         // One task changing in a 1,000- and a 10,000-task workflow: the cost follows

@@ -40,11 +40,6 @@ impl CylcReplica {
         &self.store
     }
 
-    /// Keeps only the topics of `kinds` (`None`: all); see [`CylcStore::map_only`].
-    pub fn map_only(&mut self, kinds: Option<&[Kind]>) -> Result<Applied, CylcError> {
-        self.store.map_only(kinds)
-    }
-
     /// Whether a snapshot has been loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded

@@ -18,9 +18,7 @@
 //! - after the batch, each type's `checksum` is compared with the store's.
 //!
 //! Every change also becomes a merge patch on the element's topic, built from the
-//! elements the batch touched only, so a batch costs O(its size). Only the topics
-//! someone follows are kept ([`CylcStore::map_only`]): the others' types are still
-//! applied and checksummed, but not mapped, which is most of a batch's cost.
+//! elements the batch touched only, so a batch costs O(its size).
 
 use prost::Message;
 use serde_json::Value;
@@ -127,8 +125,6 @@ pub struct CylcStore {
     jobs: Table<PbJob>,
     edges: Table<PbEdge>,
     topics: [Topic; 7],
-    /// Which topics are kept (by slot); an unmapped topic is held empty.
-    mapped: [bool; 7],
 }
 
 /// The kinds by topic slot.
@@ -190,14 +186,6 @@ fn note_time(applied: &mut Applied, time: Option<f64>) {
 impl CylcStore {
     /// A replica holding a `pb_entire_workflow` reply.
     pub fn from_entire_workflow(snapshot: &PbEntireWorkflow) -> Result<CylcStore, CylcError> {
-        CylcStore::from_entire_workflow_mapped(snapshot, [true; 7])
-    }
-
-    /// [`CylcStore::from_entire_workflow`] keeping only the `mapped` topics.
-    fn from_entire_workflow_mapped(
-        snapshot: &PbEntireWorkflow,
-        mapped: [bool; 7],
-    ) -> Result<CylcStore, CylcError> {
         let workflow = without_element_lists(snapshot.workflow.clone().ok_or(CylcError::NoWorkflow)?);
         let mut store = CylcStore {
             workflow,
@@ -208,14 +196,9 @@ impl CylcStore {
             jobs: Table::from_elements(snapshot.jobs.iter().cloned()),
             edges: Table::from_elements(snapshot.edges.iter().cloned()),
             topics: Kind::APPLY_ORDER.map(|_| Topic::new("")),
-            mapped,
         };
         for kind in Kind::APPLY_ORDER {
-            store.topics[slot(kind)] = if mapped[slot(kind)] {
-                Topic::from_value(kind.topic(), &store.topic_value(kind))?
-            } else {
-                Topic::new(kind.topic())
-            };
+            store.topics[slot(kind)] = Topic::from_value(kind.topic(), &store.topic_value(kind))?;
         }
         Ok(store)
     }
@@ -228,7 +211,7 @@ impl CylcStore {
     /// Replaces the whole replica with a fresh `pb_entire_workflow` reply (e.g.
     /// after a reconnect) and reports exactly the leaves that differ per topic.
     pub fn replace_all(&mut self, snapshot: &PbEntireWorkflow) -> Result<Applied, CylcError> {
-        let mut fresh = CylcStore::from_entire_workflow_mapped(snapshot, self.mapped)?;
+        let mut fresh = CylcStore::from_entire_workflow(snapshot)?;
         let mut applied = Applied {
             time: fresh.workflow.last_updated,
             ..Applied::default()
@@ -246,35 +229,7 @@ impl CylcStore {
         Ok(applied)
     }
 
-    /// Keeps exactly the topics of `kinds` (`None`: all seven) from now on. A topic
-    /// newly kept is built from the store (O(its type)) and reported whole, even when
-    /// empty, as the change from an empty topic; one no longer kept is emptied and
-    /// not reported. Checksums are unaffected: they are the tables'.
-    pub fn map_only(&mut self, kinds: Option<&[Kind]>) -> Result<Applied, CylcError> {
-        let mut applied = Applied::default();
-        for kind in Kind::APPLY_ORDER {
-            let s = slot(kind);
-            let want = kinds.is_none_or(|k| k.contains(&kind));
-            if want && !self.mapped[s] {
-                self.mapped[s] = true;
-                let mut topic = Topic::new(kind.topic());
-                let changes = topic.replace(&self.topic_value(kind))?;
-                self.topics[s] = topic;
-                applied.topics.push((kind.topic(), changes));
-            } else if !want && self.mapped[s] {
-                self.mapped[s] = false;
-                self.topics[s] = Topic::new(kind.topic());
-            }
-        }
-        Ok(applied)
-    }
-
-    /// Whether the topic of `kind` is kept ([`CylcStore::map_only`]).
-    pub fn is_mapped(&self, kind: Kind) -> bool {
-        self.mapped[slot(kind)]
-    }
-
-    /// The topic that shows `kind` (empty when it is not kept).
+    /// The topic that shows `kind`.
     pub fn topic(&self, kind: Kind) -> &Topic {
         &self.topics[slot(kind)]
     }
@@ -421,19 +376,16 @@ impl CylcStore {
             pruned,
             reloaded,
         } = d.into_parts();
-        // A reloaded type's topic is replaced at the end; an unmapped one is left empty.
-        let quiet = reloaded || !self.mapped[s];
         let (table, topic) = D::Element::held(self);
         begin(table, reloaded);
-        merge_elements(table, topic, &mut batches[s], added, updated, quiet)?;
+        merge_elements(table, topic, &mut batches[s], added, updated, reloaded)?;
         for id in &pruned {
             self.unlink_from_parents(D::Element::KIND, id, batches)?;
             let (table, topic) = D::Element::held(self);
-            drop_element(table, topic, &mut batches[s], id, quiet)?;
+            drop_element(table, topic, &mut batches[s], id, reloaded)?;
         }
-        let mapped = self.mapped[s];
         let (table, topic) = D::Element::held(self);
-        end(table, topic, &mut batches[s], reloaded && mapped)
+        end(table, topic, &mut batches[s], reloaded)
     }
 
     /// Before the element `id` of `kind` is pruned, removes its id from its
@@ -484,19 +436,13 @@ impl CylcStore {
         child: &str,
     ) -> Result<(), CylcError> {
         let batch = &mut batches[slot(T::KIND)];
-        let quiet = !self.mapped[slot(T::KIND)];
         let (table, topic) = T::held(self);
-        unlink(table, topic, batch, parent, field, child, quiet)
+        unlink(table, topic, batch, parent, field, child)
     }
 
     fn apply_workflow(&mut self, d: WDeltas, batch: &mut TopicBatch) -> Result<(), CylcError> {
-        let mapped = self.mapped[slot(Kind::Workflow)];
         let topic = &mut self.topics[slot(Kind::Workflow)];
-        let before = if mapped {
-            to_object(&self.workflow)
-        } else {
-            Default::default()
-        };
+        let before = to_object(&self.workflow);
         if d.reloaded == Some(true) {
             self.workflow = PbWorkflow::default();
         }
@@ -514,9 +460,6 @@ impl CylcStore {
         }
         if d.pruned.is_some() {
             self.workflow.pruned = Some(true);
-        }
-        if !mapped {
-            return Ok(());
         }
         let patch = diff_objects(&before, &to_object(&self.workflow));
         if !patch.is_empty() {

@@ -166,38 +166,3 @@ fn garbage_is_refused_and_changes_nothing() {
     let err = CylcStore::from_entire_workflow_bytes(b"{\"error\": \"no\"}").unwrap_err();
     assert!(!err.to_string().is_empty());
 }
-
-#[test]
-fn a_topic_not_followed_is_not_mapped_and_comes_back_whole() {
-    let frames = frames(&path("all.frames"));
-    let mut replica = store(&path("entire-before.pb"));
-    let followed = [Kind::Workflow, Kind::TaskProxies, Kind::Jobs];
-    let applied = replica.map_only(Some(&followed)).unwrap();
-    assert!(
-        applied.topics.is_empty(),
-        "nothing newly followed: {:?}",
-        applied.topics
-    );
-    for (i, frame) in frames.iter().enumerate() {
-        let applied = replica.apply_bytes(frame).unwrap();
-        // The checksums of every type still verify: the tables are all kept.
-        assert!(
-            applied.checks.iter().all(|c| c.ok()),
-            "frame {i}: {:?}",
-            applied.checks
-        );
-        for (topic, _) in &applied.topics {
-            assert!(
-                followed.iter().any(|k| k.topic() == *topic),
-                "frame {i} reported {topic}, which is not followed"
-            );
-        }
-    }
-    assert!(!replica.is_mapped(Kind::Edges));
-    assert_eq!(replica.topic(Kind::Edges).to_value(), serde_json::json!({}));
-    // Following every topic again reports each newly followed one whole.
-    let applied = replica.map_only(None).unwrap();
-    let reported: Vec<&str> = applied.topics.iter().map(|(t, _)| *t).collect();
-    assert_eq!(reported, ["edges", "families", "familyProxies", "tasks"]);
-    assert_same(&replica, &store(&path("entire-after.pb")));
-}

@@ -199,7 +199,7 @@ pub(super) fn append_missing(field: &mut Vec<String>, ids: Vec<String>) -> Map<S
 }
 
 /// Removes `child` from the id set `field` of `parent` (every copy), as Cylc does
-/// when it prunes `child`; unless `quiet`, the topic loses that one key.
+/// when it prunes `child`; the topic loses that one key.
 pub(super) fn unlink<T: Element>(
     table: &mut Table<T>,
     topic: &mut Topic,
@@ -207,7 +207,6 @@ pub(super) fn unlink<T: Element>(
     parent: &str,
     field: &'static str,
     child: &str,
-    quiet: bool,
 ) -> Result<(), CylcError> {
     let removed = table.modify(parent, |element| {
         let mut sets = element.id_sets();
@@ -218,7 +217,7 @@ pub(super) fn unlink<T: Element>(
         ids.retain(|id| id != child);
         ids.len() != before
     });
-    if removed == Some(true) && !quiet {
+    if removed == Some(true) {
         let patch = json!({ field: { relative_id(child): null } });
         batch.put(topic, relative_id(parent), patch)?;
     }

@@ -4,11 +4,8 @@
 //! (`workflow`, `tasks`, `taskProxies`, `families`, `familyProxies`, `jobs`,
 //! `edges`) are what clients see (see `docs/cylc.md`).
 //!
-//! The scheduler always sends every change of its store in one `all` stream, and the
-//! replica applies all of it (its checksums cover every type); but only the topics
-//! some client follows are mapped to the clonewire model ([`Upstream::set_topics`]),
-//! which is most of a batch's cost. A topic newly followed is built from the replica
-//! and handed out as a reset.
+//! The scheduler always sends every change of its store in one `all` stream, so
+//! every topic is followed all the time: [`Upstream::set_topics`] changes nothing.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -204,7 +201,7 @@ impl Upstream for CylcUpstream {
         // Nothing to show before the first snapshot: an empty replica is not the
         // workflow's data (a client gets the topic when the link joins).
         let replica = self.driver.link().store();
-        if !replica.is_loaded() || !replica.store().is_mapped(kind) {
+        if !replica.is_loaded() {
             return None;
         }
         let store = replica.store();
@@ -212,34 +209,10 @@ impl Upstream for CylcUpstream {
     }
 
     fn topic_names(&self) -> Vec<String> {
-        let store = self.driver.link().store().store();
-        Kind::APPLY_ORDER
-            .iter()
-            .filter(|k| store.is_mapped(**k))
-            .map(|k| k.topic().to_owned())
-            .collect()
+        Kind::APPLY_ORDER.iter().map(|k| k.topic().to_owned()).collect()
     }
 
-    fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError> {
-        let kinds: Option<Vec<Kind>> = topics.map(|names| {
-            Kind::APPLY_ORDER
-                .into_iter()
-                .filter(|k| names.contains(k.topic()))
-                .collect()
-        });
-        let replica = self.driver.link_mut().store_mut();
-        let loaded = replica.is_loaded();
-        match replica.map_only(kinds.as_deref()) {
-            // Before the first snapshot there is nothing to hand out: the snapshot
-            // brings every followed topic.
-            Ok(applied) if loaded => self.changed(applied, ChangeKind::Reset),
-            Ok(_) => {}
-            // Building a topic from the replica cannot fail short of a bug here.
-            Err(e) => self.ready.push_back(UpstreamEvent::Problem {
-                kind: Problem::Malformed,
-                detail: format!("cannot map the replica: {e}"),
-            }),
-        }
+    fn set_topics(&mut self, _topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError> {
         Ok(())
     }
 }
