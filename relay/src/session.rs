@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use clonewire_core::protocol::client::{
@@ -315,6 +315,18 @@ fn rate_limited(bucket: &TokenBucket) -> Arc<str> {
     error(ClientErrorCode::RateLimited, message)
 }
 
+/// Most frames fed to a client's socket before one flush, and most bytes: whatever is
+/// queued when the writer wakes goes out in one write, as far as these allow.
+const BATCH_FRAMES: usize = 64;
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// A frame fed but not yet flushed: what to count once it is out.
+struct Fed {
+    kind: &'static str,
+    bytes: usize,
+    time: Option<f64>,
+}
+
 async fn write(
     relay: Arc<Relay>,
     client: ClientId,
@@ -328,21 +340,44 @@ async fn write(
     let frame = |text| frame(text, compress_min, &deflate);
     let mut shutdown = relay.shutdown_signal();
     let metrics = relay.metrics().clone();
-    loop {
-        let Some(next) = outbox.pop() else {
-            tokio::select! {
-                _ = outbox.ready() => continue,
-                _ = shutdown.changed() => {
-                    let frame = CloseFrame { code: CloseCode::GoingAway.code(), reason: Utf8Bytes::from_static("relay shutting down") };
-                    let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(Message::Close(Some(frame)))).await;
+    let mut fed: Vec<Fed> = Vec::with_capacity(BATCH_FRAMES);
+    // Taken from the outbox while a batch was filling, handled after its flush.
+    let mut held: Option<Outgoing> = None;
+    'run: loop {
+        let next = match held.take().or_else(|| outbox.pop()) {
+            Some(next) => next,
+            None if fed.is_empty() => {
+                tokio::select! {
+                    _ = outbox.ready() => continue,
+                    _ = shutdown.changed() => {
+                        let frame = CloseFrame { code: CloseCode::GoingAway.code(), reason: Utf8Bytes::from_static("relay shutting down") };
+                        let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(Message::Close(Some(frame)))).await;
+                        break;
+                    }
+                }
+            }
+            None => {
+                // Nothing more ready: what was fed goes out in one write.
+                if flush(&mut sink, timeout, client).await.is_err() {
                     break;
                 }
+                count_sent(&metrics, &mut fed);
+                continue;
             }
         };
         let (message, kind, time) = match next {
             Outgoing::Text(t) => (frame(t).await, "other", None),
             Outgoing::Snapshot(t) => (frame(t).await, "snapshot", None),
             Outgoing::Delta(d) => (frame(d.text.clone()).await, "delta", d.time),
+            other @ (Outgoing::Bridge(_) | Outgoing::Close(..)) if !fed.is_empty() => {
+                // Frames before it go out first.
+                held = Some(other);
+                if flush(&mut sink, timeout, client).await.is_err() {
+                    break;
+                }
+                count_sent(&metrics, &mut fed);
+                continue;
+            }
             Outgoing::Bridge(asks) => {
                 // One request per workflow; the link thread answers into the outbox.
                 let mut by_workflow: BTreeMap<Arc<str>, Vec<(String, Option<ResumePoint>)>> = BTreeMap::new();
@@ -380,25 +415,51 @@ async fn write(
             Message::Binary(b) => b.len(),
             _ => 0,
         };
-        match tokio::time::timeout(timeout, sink.send(message)).await {
-            Ok(Ok(())) => {
-                metrics.messages_out.get_or_create(&KindLabel::of(kind)).inc();
-                metrics.bytes_out.inc_by(bytes as u64);
-                if let Some(time) = time {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
-                    metrics.latency.observe(((now - time) / 1e3).max(0.0));
-                }
-            }
-            Ok(Err(_)) => break,
+        match tokio::time::timeout(timeout, sink.feed(message)).await {
+            Ok(Ok(())) => fed.push(Fed { kind, bytes, time }),
+            Ok(Err(_)) => break 'run,
             Err(_) => {
                 tracing::info!(%client, "send timed out; disconnecting");
+                break 'run;
+            }
+        }
+        let batch_bytes: usize = fed.iter().map(|f| f.bytes).sum();
+        if fed.len() >= BATCH_FRAMES || batch_bytes >= BATCH_BYTES {
+            if flush(&mut sink, timeout, client).await.is_err() {
                 break;
             }
+            count_sent(&metrics, &mut fed);
         }
     }
     let _ = done.send(true);
+}
+
+/// Flushes what was fed to the client's socket, waiting at most `timeout`; an error
+/// when the connection failed or the client does not read (it is then dropped).
+async fn flush(
+    sink: &mut SplitSink<WebSocket, Message>,
+    timeout: Duration,
+    client: ClientId,
+) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, sink.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            tracing::info!(%client, "send timed out; disconnecting");
+            Err(())
+        }
+    }
+}
+
+/// Counts frames that went out, and the suite-to-send latency of deltas.
+fn count_sent(metrics: &crate::metrics::Metrics, fed: &mut Vec<Fed>) {
+    for f in fed.drain(..) {
+        metrics.messages_out.get_or_create(&KindLabel::of(f.kind)).inc();
+        metrics.bytes_out.inc_by(f.bytes as u64);
+        if let Some(time) = f.time {
+            metrics.latency.observe(crate::suite_link::seconds_since(time));
+        }
+    }
 }
 
 /// A frame as it goes out: deflated (binary) when the client asked for that and it is

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
 use clonewire_core::{Schema, Seq, Topic};
@@ -234,6 +234,15 @@ impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
     }
 }
 
+/// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
+/// when `ms` is in the future (clocks of other hosts).
+pub(crate) fn seconds_since(ms: f64) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    ((now - ms) / 1e3).max(0.0)
+}
+
 /// How long one wait for suite messages lasts before commands are looked at again.
 const TICK: Duration = Duration::from_millis(10);
 /// How often the state, lingering topics and status are looked at.
@@ -384,11 +393,18 @@ impl Worker {
                 time,
                 kind,
             } => {
+                let published = time.filter(|_| kind == ChangeKind::Delta);
                 if kind == ChangeKind::Delta {
                     self.metrics.deltas_in.inc();
                 }
+                if let Some(t) = published {
+                    self.metrics.arrival.observe(seconds_since(t));
+                }
                 let store = Replicas(upstream, &self.schema, self.schema_known);
                 self.views.on_changes(&store, &topic, prev, seq, &changes, time);
+                if let Some(t) = published {
+                    self.metrics.queued.observe(seconds_since(t));
+                }
             }
             UpstreamEvent::Joined { detail } => {
                 tracing::info!(workflow = %id, %detail, "joined");

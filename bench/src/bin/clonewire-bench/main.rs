@@ -645,16 +645,17 @@ fn grid(bench: &mut Bench) -> Result<(), String> {
     }
     println!("\n### Every run: relay against the ceiling (rounds in order)\n");
     println!(
-        "| C | S | round | relay latency p50 / p99 / max ms | ceiling p50 / p99 / max ms | p99 relay / ceiling | relay p99 by second of the window ms | relay-side p50 / p99 ms | relay join p50 / max ms | conflations / overflows / bridges / snapshots / snapshot waits in window | queued at open KiB (max client) |"
+        "| C | S | round | relay latency p50 / p99 / max ms | ceiling p50 / p99 / max ms | p99 relay / ceiling | relay p99 by second of the window ms | relay-side p50 / p99 ms: arrived, queued, sent | relay join p50 / max ms | conflations / overflows / bridges / snapshots / snapshot waits in window | queued at open KiB (max client) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in runs_table {
         println!("{row}");
     }
     println!(
-        "\n(relay-side: suite time to the frame's send, from the relay's histogram; the upper \
-         bound of its bucket, buckets double from 0.5 ms. The rest of a client's latency is \
-         the client process and the kernel, which the ceiling has too.)"
+        "\n(relay-side, from the relay's histograms: suite time to the delta reaching its link \
+         thread, to its being queued for every client, and to the frame's send; each the upper \
+         bound of its bucket, buckets grow by 1.5x from 0.25 ms. The rest of a client's latency \
+         is the client process and the kernel, which the ceiling has too.)"
     );
     Ok(())
 }
@@ -679,13 +680,14 @@ fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample
                 .collect();
             let w = r.relay.unwrap_or_default();
             format!(
-                "| {clients} | {subs} | {} | {} | {} | {ratio} | {} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} | {:.0} ({:.0}) |",
+                "| {clients} | {subs} | {} | {} | {} | {ratio} | {} | {}, {}, {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} | {:.0} ({:.0}) |",
                 round + 1,
                 lat(&r.report.latency_ms),
                 c.map_or("-".to_owned(), |c| lat(&c.report.latency_ms)),
                 by_second.join(" "),
-                w.relay_p50,
-                w.relay_p99,
+                w.arrived,
+                w.queued,
+                w.sent,
                 r.report.join_ms.p50,
                 r.report.join_ms.max,
                 w.conflations,

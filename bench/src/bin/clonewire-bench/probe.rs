@@ -41,9 +41,9 @@ impl Reading {
             .map_or(0.0, |(_, v)| *v)
     }
 
-    /// The latency histogram's cumulative buckets: (upper bound in ms, count).
-    fn buckets(&self) -> Vec<(f64, f64)> {
-        let prefix = format!("{PREFIX}delta_latency_seconds_bucket{{le=\"");
+    /// A latency histogram's cumulative buckets: (upper bound in ms, count).
+    fn buckets(&self, histogram: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{PREFIX}{histogram}_bucket{{le=\"");
         let mut out: Vec<(f64, f64)> = self
             .samples
             .iter()
@@ -73,13 +73,50 @@ fn scrape(addr: SocketAddr) -> Option<String> {
     Some(text)
 }
 
+/// p50 and p99 of a relay latency histogram over a window, in ms: the upper bound of
+/// the bucket holding each (buckets grow by 1.5× from 0.25 ms).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Quantiles {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl Quantiles {
+    fn between(open: &Reading, close: &Reading, histogram: &str) -> Quantiles {
+        let (a, b) = (open.buckets(histogram), close.buckets(histogram));
+        let counts: Vec<(f64, f64)> = b
+            .iter()
+            .map(|(le, n)| (*le, n - a.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1)))
+            .collect();
+        let total = counts.last().map_or(0.0, |x| x.1);
+        let at = |q: f64| {
+            counts
+                .iter()
+                .find(|(_, n)| *n >= q * total && total > 0.0)
+                .map_or(0.0, |x| x.0)
+        };
+        Quantiles {
+            p50: at(0.5),
+            p99: at(0.99),
+        }
+    }
+}
+
+impl std::fmt::Display for Quantiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} / {:.1}", self.p50, self.p99)
+    }
+}
+
 /// The relay's figures over one window.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Window {
-    /// Relay-side latency (suite time to send) p50 and p99, in ms: the upper bound of
-    /// the histogram bucket holding it (buckets double from 0.5 ms).
-    pub relay_p50: f64,
-    pub relay_p99: f64,
+    /// Suite time to the delta reaching its link thread.
+    pub arrived: Quantiles,
+    /// Suite time to the delta queued for every client.
+    pub queued: Quantiles,
+    /// Suite time to the frame's send to a client.
+    pub sent: Quantiles,
     /// Deltas not queued for clients behind on their topic.
     pub conflations: f64,
     /// Times a client's queue passed its hard limit.
@@ -100,21 +137,10 @@ impl Window {
     /// The figures between two readings.
     pub(crate) fn between(open: &Reading, close: &Reading) -> Window {
         let d = |name: &str| close.get(name) - open.get(name);
-        let (a, b) = (open.buckets(), close.buckets());
-        let counts: Vec<(f64, f64)> = b
-            .iter()
-            .map(|(le, n)| (*le, n - a.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1)))
-            .collect();
-        let total = counts.last().map_or(0.0, |x| x.1);
-        let at = |q: f64| {
-            counts
-                .iter()
-                .find(|(_, n)| *n >= q * total && total > 0.0)
-                .map_or(0.0, |x| x.0)
-        };
         Window {
-            relay_p50: at(0.5),
-            relay_p99: at(0.99),
+            arrived: Quantiles::between(open, close, "delta_arrival_seconds"),
+            queued: Quantiles::between(open, close, "delta_queued_seconds"),
+            sent: Quantiles::between(open, close, "delta_latency_seconds"),
             conflations: d("conflations_total"),
             overflows: d("overflows_total"),
             bridges: d("bridges_total"),
