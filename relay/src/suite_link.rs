@@ -413,9 +413,12 @@ impl Worker {
                     self.schema = upstream.schema().clone();
                     self.views.on_schema();
                 }
-                // Subscriptions are checked against the published schema: publish it
-                // before any client can see the joined suite's data.
-                self.publish_status(Some(upstream), upstream.state(Instant::now()));
+                // Subscriptions are checked against the published schema, and clients
+                // read data through it: publish it, and tell the members, before any
+                // client can see the joined suite's data.
+                let state = upstream.state(Instant::now());
+                self.views.set_state(state, Some(&self.schema));
+                self.publish_status(Some(upstream), state);
                 let store = Replicas(upstream, &self.schema, self.schema_known);
                 self.views.after_join(&store);
             }

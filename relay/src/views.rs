@@ -191,6 +191,8 @@ pub struct SubscriptionViews {
     history: HashMap<String, TopicHistory>,
     history_limit: HistoryLimit,
     state: WorkflowState,
+    /// The schema members were last told about (`None`: not known yet).
+    told_schema: Option<Schema>,
     stats: ViewStats,
     /// (view, topic, force) to install once the store is consistent with every
     /// event handled (see [`SubscriptionViews::flush`]).
@@ -217,6 +219,7 @@ impl SubscriptionViews {
             history: HashMap::new(),
             history_limit,
             state: WorkflowState::Syncing,
+            told_schema: None,
             stats: ViewStats::default(),
             pending: BTreeSet::new(),
             resume_wait: HashMap::new(),
@@ -331,12 +334,15 @@ impl SubscriptionViews {
         .into()
     }
 
-    /// Tells every member about a new state (and the schema, once known), if it changed.
+    /// Tells every member about a new state or schema, if either changed. Call it with
+    /// a newly known schema before any data projected with it is queued: a client
+    /// reads the data through the schema (which fields are collections).
     pub fn set_state(&mut self, state: WorkflowState, schema: Option<&Schema>) {
-        if state == self.state {
+        if state == self.state && schema == self.told_schema.as_ref() {
             return;
         }
         self.state = state;
+        self.told_schema = schema.cloned();
         let text = self.workflow_text(state, schema);
         for member in self.members.values() {
             member.outbox.push_text(text.clone());

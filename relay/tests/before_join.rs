@@ -125,6 +125,26 @@ async fn a_query_with_ids_made_before_the_suite_is_joined_is_accepted_and_served
         json!({"1/t0": {"status": "waiting"}, "1/t2": {"status": "running"}})
     );
     assert!(c.rejected.is_empty(), "every message verifies: {:?}", c.rejected);
+    // A client reads data through the schema (which fields are collections): the
+    // schema comes before the first data.
+    let mut told = 0;
+    let mut schema_before_data = None;
+    for (kind, _) in &c.received {
+        match kind.as_str() {
+            "workflow" => told += 1,
+            "snapshot" | "delta" => {
+                schema_before_data = Some(c.schema_history[..told].iter().any(|(_, s)| s.is_some()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        schema_before_data,
+        Some(true),
+        "the schema is told before the first data: {:?}",
+        c.received
+    );
     assert_eq!(
         c.schema_history.last().and_then(|(_, s)| s.clone()),
         Some(schema()),

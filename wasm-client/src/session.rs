@@ -284,8 +284,13 @@ impl Session {
     ) {
         if let Some(schema) = &schema {
             if self.schemas.get(&workflow) != Some(schema) {
-                self.schemas.insert(workflow.clone(), schema.clone());
-                self.views.schema_changed(&workflow);
+                let old = self.schemas.insert(workflow.clone(), schema.clone());
+                let shown = self
+                    .views
+                    .schema_changed(&workflow, old.as_ref(), &self.store, &self.schemas);
+                for touched in shown {
+                    effects.touch(touched);
+                }
             }
         }
         let schema = schema.or_else(|| self.schemas.get(&workflow).cloned());
@@ -301,8 +306,8 @@ impl Session {
                 self.views.select(&mut touched, &self.schemas);
                 effects.touch(touched);
             }
-            self.count_notifications(effects);
         }
+        self.count_notifications(effects);
     }
 
     fn settle(

@@ -171,11 +171,38 @@ impl Views {
         self.views.iter().map(|(id, v)| (*id, v))
     }
 
-    /// A workflow's schema arrived or changed: recompile its projections lazily.
-    pub fn schema_changed(&mut self, workflow: &str) {
-        for view in self.views.values_mut() {
+    /// A workflow's schema arrived or changed (`old` is the one its projections were
+    /// compiled against; `schemas` holds the new one): recompile them, and return per
+    /// view and (workflow, topic) what it shows differently now (the schema says which
+    /// fields are collections, so it changes what a query selects), so that a view's
+    /// changes always add up to its data.
+    pub fn schema_changed(
+        &mut self,
+        workflow: &str,
+        old: Option<&Schema>,
+        store: &Store,
+        schemas: &Schemas,
+    ) -> Vec<Touched> {
+        let old = old.unwrap_or(&NO_SCHEMA);
+        let mut out = Vec::new();
+        for (id, view) in &mut self.views {
             view.projections.remove(workflow);
+            for ((w, topic), replica) in store.iter() {
+                if w != workflow {
+                    continue;
+                }
+                let was = view
+                    .subscription
+                    .for_topic(workflow, topic)
+                    .and_then(|f| Projection::compile(f, topic, old));
+                let now = view.projection(workflow, topic, schemas);
+                if let Some(touched) = shown_changes(*id, workflow, topic, was.as_ref(), now, &replica.topic)
+                {
+                    out.push(touched);
+                }
+            }
         }
+        out
     }
 
     /// Marks, for each view, the changed leaves of `touched` its query selects
@@ -241,19 +268,33 @@ impl Views {
                 .for_topic(workflow, topic)
                 .and_then(|f| Projection::compile(f, topic, schema_of(schemas, workflow)));
             let now = view.projection(workflow, topic, schemas);
-            let changes = match (was, now) {
-                (None, None) => continue,
-                (was, now) => {
-                    let mut shown = projected_topic(was.as_ref(), &replica.topic);
-                    shown.replace_with(projected_topic(now, &replica.topic))
-                }
-            };
-            let mut touched = Touched::new(workflow, topic, None, changes);
-            touched.select(id, |_| true);
-            out.push(touched);
+            if let Some(touched) = shown_changes(id, workflow, topic, was.as_ref(), now, &replica.topic) {
+                out.push(touched);
+            }
         }
         out
     }
+}
+
+/// What view `id` is told when its projection of a (workflow, topic) turns from `was`
+/// into `now`: the leaves one selects and the other does not (`None`: nothing, or
+/// neither projects the topic).
+fn shown_changes(
+    id: ViewId,
+    workflow: &str,
+    topic: &str,
+    was: Option<&Projection>,
+    now: Option<&Projection>,
+    replica: &Topic,
+) -> Option<Touched> {
+    if was.is_none() && now.is_none() {
+        return None;
+    }
+    let mut shown = projected_topic(was, replica);
+    let changes = shown.replace_with(projected_topic(now, replica));
+    let mut touched = Touched::new(workflow, topic, None, changes);
+    touched.select(id, |_| true);
+    Some(touched)
 }
 
 fn projected_topic(projection: Option<&Projection>, topic: &Topic) -> Topic {

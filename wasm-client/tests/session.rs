@@ -298,6 +298,41 @@ fn changing_a_query_tells_the_view_what_it_now_shows() {
 }
 
 #[test]
+fn a_schema_that_arrives_after_the_data_tells_views_what_they_now_show() {
+    let mut session = Session::new(SubscriptionLimits::default());
+    session.connecting();
+    session.opened();
+    let mut relay = FakeRelay::new();
+    session.receive(&relay.hello());
+    // Told about the workflow before the relay knows its schema.
+    session.receive(&json!({"type": "workflow", "workflow": "demo", "state": "syncing"}).to_string());
+    let view = session.add_view("tasks", TASKS).unwrap();
+    sent(&mut session);
+    // Without a schema `taskProxies` is no collection, so the query selects nothing
+    // of this snapshot.
+    let early = session.receive(&relay.snapshot(
+        "demo",
+        "taskProxies",
+        1,
+        json!({"1/foo": {"name": "foo", "status": "waiting"}}),
+    ));
+    assert!(told(&early).is_empty());
+    assert_eq!(session.view_data(view), Some(json!({"workflows": {}})));
+    // The schema arrives: what the view shows changes, and it is told so.
+    let effects = session.receive(&relay.workflow("demo", "live"));
+    assert_eq!(
+        told(&effects),
+        vec![(view, vec![json!({"1/foo": {"status": "waiting"}})])]
+    );
+    assert_eq!(
+        session.view_data(view),
+        Some(json!({"workflows": {"demo": {"taskProxies": {"1/foo": {"status": "waiting"}}}}}))
+    );
+    // Told the same schema again, nothing changes.
+    assert!(told(&session.receive(&relay.workflow("demo", "live"))).is_empty());
+}
+
+#[test]
 fn lost_connections_reconnect_with_backoff_and_resume() {
     let (mut session, mut relay) = connected();
     session.add_view("tasks", TASKS).unwrap();
