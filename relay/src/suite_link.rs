@@ -243,6 +243,9 @@ pub(crate) fn seconds_since(ms: f64) -> f64 {
     ((now - ms) / 1e3).max(0.0)
 }
 
+/// Changes of at least this many leaves are freed off the link thread.
+const DROP_ELSEWHERE_LEAVES: usize = 10_000;
+
 /// How long one wait for suite messages lasts before commands are looked at again.
 const TICK: Duration = Duration::from_millis(10);
 /// How often the state, lingering topics and status are looked at.
@@ -404,6 +407,11 @@ impl Worker {
                 self.views.on_changes(&store, &topic, prev, seq, &changes, time);
                 if let Some(t) = published {
                     self.metrics.queued.observe(seconds_since(t));
+                }
+                if changes.leaves.len() >= DROP_ELSEWHERE_LEAVES {
+                    // A reset of a big topic: freeing its leaves here would hold up
+                    // the workflow's next deltas.
+                    clonewire_suite::background::drop_elsewhere(changes);
                 }
             }
             UpstreamEvent::Joined { detail } => {

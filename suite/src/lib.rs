@@ -10,12 +10,14 @@
 //! - [`discovery`]: finding suites by their contact files in a directory, one
 //!   mechanism for every kind of contact file (ours, Cylc's);
 //! - `epoch`, `clock`: epoch names and the Unix-ms clock;
+//! - [`background`]: a lower priority for threads doing bulk work that can wait;
 //! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
 //! - `follow`: the subscriber side (join, apply, verify, repair): a sans-IO state
 //!   machine and its ZeroMQ driver [`Follower`], used by the relay and the tap;
 //! - [`sim`]: a simulator that plays realistic Cylc-like workflows through a publisher.
 
 mod answer;
+pub mod background;
 mod clock;
 pub mod contact;
 pub mod discovery;

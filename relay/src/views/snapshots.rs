@@ -46,7 +46,11 @@ fn pool() -> Option<&'static SyncSender<Job>> {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("snapshot writer {i}"))
-                .spawn(move || work(&rx));
+                .spawn(move || {
+                    // Snapshots wait for these threads; live deltas do not.
+                    clonewire_suite::background::lower_this_thread();
+                    work(&rx)
+                });
             started += usize::from(spawned.is_ok());
         }
         (started > 0).then_some(tx)

@@ -439,6 +439,9 @@ impl Decoder {
         let spawned = std::thread::Builder::new()
             .name("clonewire-decode".into())
             .spawn(move || {
+                // Big answers are decoded here while the follower's thread keeps
+                // delivering the workflow's deltas: those come first.
+                crate::background::lower_this_thread();
                 while let Ok((arrived, bytes)) = job_rx.recv() {
                     let started = Instant::now();
                     let decoded = arrived.decode(&bytes);
