@@ -3,6 +3,8 @@
 //! - [`document`]: leaf-set documents; merge-patch apply that reports changed leaves
 //!   and keeps the topic hash up to date in O(changed leaves);
 //! - [`changes`]: changed leaves, their exact composition and the patch they make;
+//! - [`checked_copy`]: a copy of one topic kept from a relay's snapshots and deltas,
+//!   each checked (chain, epoch, hash) before it is kept;
 //! - [`hash`]: the leaf hash (XXH3-64 over JCS bytes) and node-hash sums;
 //! - [`schema`]: which objects are keyed collections;
 //! - [`subscription`]: parse, merge, print and project GraphQL-like selections;
@@ -13,6 +15,7 @@
 //! on wasm32.
 
 pub mod changes;
+pub mod checked_copy;
 pub mod document;
 pub mod hash;
 pub mod protocol;
@@ -21,6 +24,7 @@ pub mod seq;
 pub mod subscription;
 
 pub use changes::{Changes, HashedLeaf, LeafChange};
+pub use checked_copy::CheckedCopy;
 pub use document::{Document, Node, Object, PatchError, Topic};
 pub use hash::{leaf_hash, Hash};
 pub use schema::Schema;

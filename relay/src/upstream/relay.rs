@@ -231,7 +231,7 @@ impl RelayUpstream {
                 (
                     topic.clone(),
                     ResumePoint {
-                        epoch: c.epoch.clone(),
+                        epoch: c.epoch.to_owned(),
                         seq: c.seq,
                         hash: c.topic.hash(),
                     },
@@ -557,7 +557,7 @@ impl Upstream for RelayUpstream {
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         // A copy still in an older epoch is not this epoch's data.
         let copy = self.copies.get(name)?;
-        (Some(copy.epoch.as_str()) == self.epoch.as_deref()).then_some((&copy.topic, copy.seq))
+        (Some(copy.epoch) == self.epoch.as_deref()).then_some((copy.topic, copy.seq))
     }
 
     fn topic_names(&self) -> Vec<String> {

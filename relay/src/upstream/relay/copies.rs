@@ -1,28 +1,51 @@
 //! The copies a relay following another relay keeps of one workflow's topics: each is
-//! the upper relay's projection for this relay's merged subscription, checked like a
-//! browser checks its copies. A delta applies only when its `prev` chains to the
-//! copy's seq, in the copy's epoch; afterwards the copy's hash (suite-root paths, so
-//! it is the projection hash the upper relay computed) must equal the message's.
-//! A message that fails is undone, and the copy waits for a snapshot.
+//! the upper relay's projection for this relay's merged subscription, a
+//! [`CheckedCopy`] checked as a browser checks its copies. A delta applies only when
+//! its `prev` chains to the copy's seq, in the copy's epoch; afterwards the copy's hash
+//! (suite-root paths, so it is the projection hash the upper relay computed) must equal
+//! the message's. A message that fails is undone, and the copy waits for a snapshot.
+//!
+//! Unlike the browser's store, a copy is made only by a message that can start one: a
+//! snapshot that checks, or a delta with `prev: null` (which starts it in that delta's
+//! epoch). A copy's seq before its first message reads as zero here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use clonewire_core::{Changes, Hash, Seq, Topic};
+use clonewire_core::checked_copy::{ApplyOutcome, Chain, Reject};
+use clonewire_core::{Changes, CheckedCopy, Hash, Seq, Topic};
 use serde_json::Value;
 
-/// One topic's copy.
-#[derive(Debug)]
-pub struct Copy {
+/// How one topic's copy stands.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyView<'a> {
     /// The projected value.
-    pub topic: Topic,
-    /// The suite epoch of the last message applied.
-    pub epoch: String,
-    /// The suite seq of the last message applied.
+    pub topic: &'a Topic,
+    /// The suite epoch of the last message applied (before any: the one that made it).
+    pub epoch: &'a str,
+    /// The suite seq of the last message applied (zero before any).
     pub seq: Seq,
     /// False from a failed check until the next good snapshot (deltas are dropped).
     pub verified: bool,
     /// Snapshots in a row whose hash did not check.
     pub bad_snapshots: u32,
+}
+
+impl<'a> CopyView<'a> {
+    fn of(copy: &'a CheckedCopy) -> CopyView<'a> {
+        CopyView {
+            topic: &copy.topic,
+            epoch: &copy.epoch,
+            seq: seq_of(copy),
+            verified: copy.verified,
+            bad_snapshots: copy.bad_snapshots,
+        }
+    }
+}
+
+/// A copy's seq as this relay reports it: zero before its first message.
+fn seq_of(copy: &CheckedCopy) -> Seq {
+    copy.seq.unwrap_or(Seq::ZERO)
 }
 
 /// What became of one message.
@@ -37,26 +60,37 @@ pub enum Outcome {
         changes: Changes,
     },
     /// A check failed; the copy is as before and awaits a snapshot.
-    Rejected(String),
+    Rejected(Reject),
     /// A delta for a copy that awaits a snapshot: dropped.
     Ignored,
+}
+
+impl Outcome {
+    /// The outcome of a message to a copy that stood at `prev`.
+    fn after(prev: Seq, outcome: ApplyOutcome) -> Outcome {
+        match outcome {
+            ApplyOutcome::Applied(changes) => Outcome::Applied { prev, changes },
+            ApplyOutcome::Rejected(reject) => Outcome::Rejected(reject),
+            ApplyOutcome::Ignored => Outcome::Ignored,
+        }
+    }
 }
 
 /// Every topic copy of one workflow.
 #[derive(Debug, Default)]
 pub struct Copies {
-    copies: BTreeMap<String, Copy>,
+    copies: BTreeMap<String, CheckedCopy>,
 }
 
 impl Copies {
     /// A copy, if held.
-    pub fn get(&self, topic: &str) -> Option<&Copy> {
-        self.copies.get(topic)
+    pub fn get(&self, topic: &str) -> Option<CopyView<'_>> {
+        self.copies.get(topic).map(CopyView::of)
     }
 
     /// Every copy by topic.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Copy)> {
-        self.copies.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&String, CopyView<'_>)> {
+        self.copies.iter().map(|(name, copy)| (name, CopyView::of(copy)))
     }
 
     /// Keeps only the copies for which `keep` is true.
@@ -65,41 +99,24 @@ impl Copies {
     }
 
     /// Replaces a copy with a snapshot's value when its hash checks (a snapshot is
-    /// taken whatever came before, in any epoch).
+    /// taken whatever came before, in any epoch). A snapshot that fails for a topic
+    /// not held makes no copy.
     pub fn snapshot(&mut self, topic: &str, epoch: &str, seq: Seq, hash: Hash, value: &Value) -> Outcome {
-        let fresh = match Topic::from_value(topic, value) {
-            Ok(fresh) if fresh.hash() == hash => fresh,
-            Ok(fresh) => {
-                return self.bad_snapshot(topic, format!("snapshot hash {} is not {hash}", fresh.hash()))
-            }
-            Err(e) => return self.bad_snapshot(topic, format!("snapshot value: {e}")),
-        };
-        let copy = self.copies.entry(topic.to_owned()).or_insert_with(|| Copy {
-            topic: Topic::new(topic),
-            epoch: epoch.to_owned(),
-            seq: Seq::ZERO,
-            verified: true,
-            bad_snapshots: 0,
-        });
-        let prev = copy.seq;
-        let changes = copy.topic.replace_with(fresh);
-        copy.epoch = epoch.to_owned();
-        copy.seq = seq;
-        copy.verified = true;
-        copy.bad_snapshots = 0;
-        Outcome::Applied { prev, changes }
-    }
-
-    fn bad_snapshot(&mut self, topic: &str, why: String) -> Outcome {
         if let Some(copy) = self.copies.get_mut(topic) {
-            copy.verified = false;
-            copy.bad_snapshots += 1;
+            let prev = seq_of(copy);
+            return Outcome::after(prev, copy.snapshot(epoch, seq, hash, value));
         }
-        Outcome::Rejected(why)
+        let mut copy = CheckedCopy::new(topic, epoch);
+        let outcome = copy.snapshot(epoch, seq, hash, value);
+        if matches!(outcome, ApplyOutcome::Applied(_)) {
+            self.copies.insert(topic.to_owned(), copy);
+        }
+        Outcome::after(Seq::ZERO, outcome)
     }
 
     /// Applies a delta that chains to the copy (`prev` is its seq, or `None` on a copy
-    /// not yet sent anything) in its epoch, when its hash checks afterwards.
+    /// not yet sent anything) in its epoch, when its hash checks afterwards. A delta
+    /// with a `prev` for a topic not held is refused and makes no copy.
     pub fn delta(
         &mut self,
         topic: &str,
@@ -111,49 +128,20 @@ impl Copies {
     ) -> Outcome {
         let copy = match self.copies.get_mut(topic) {
             Some(copy) => copy,
-            None if prev.is_none() => self.copies.entry(topic.to_owned()).or_insert_with(|| Copy {
-                topic: Topic::new(topic),
-                epoch: epoch.to_owned(),
-                seq: Seq::ZERO,
-                verified: true,
-                bad_snapshots: 0,
-            }),
-            None => return Outcome::Rejected(format!("delta from {prev:?} for a topic never sent")),
-        };
-        if !copy.verified {
-            return Outcome::Ignored;
-        }
-        let chains = match prev {
-            Some(prev) => prev == copy.seq && copy.epoch == epoch,
-            None => copy.topic.root().is_empty(),
-        };
-        if !chains {
-            copy.verified = false;
-            return Outcome::Rejected(format!(
-                "delta {epoch}/{prev:?}→{seq} does not follow {}/{}",
-                copy.epoch, copy.seq
-            ));
-        }
-        let changes = match copy.topic.apply_owned(patch) {
-            Ok(changes) => changes,
-            Err(e) => {
-                copy.verified = false;
-                return Outcome::Rejected(format!("delta patch: {e}"));
+            None if prev.is_none() => self
+                .copies
+                .entry(topic.to_owned())
+                .or_insert_with(|| CheckedCopy::new(topic, epoch)),
+            None => {
+                return Outcome::Rejected(Reject::WrongPrev {
+                    expected: None,
+                    got: prev,
+                })
             }
         };
-        let got = copy.topic.hash();
-        if got != hash {
-            copy.topic.apply_changes(&changes.inverse());
-            copy.verified = false;
-            return Outcome::Rejected(format!("delta hash {got} is not {hash}"));
-        }
-        let before = copy.seq;
-        copy.epoch = epoch.to_owned();
-        copy.seq = seq;
-        Outcome::Applied {
-            prev: before,
-            changes,
-        }
+        let before = seq_of(copy);
+        let outcome = copy.delta(epoch, Chain { prev, seq }, hash, Cow::Owned(patch));
+        Outcome::after(before, outcome)
     }
 }
 
