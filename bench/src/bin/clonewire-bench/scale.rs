@@ -2,15 +2,13 @@
 //! run side by side under the same load.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clonewire_bench::process::{free_port, Proc};
+use clonewire_bench::suite::Suite;
 use serde_json::Value;
 
-use crate::{
-    free_port, median, metric, run_clients, run_clients_with, sibling, wait_listening, Bench, ClientRun,
-    Proc, Suite,
-};
+use crate::{median, metric, run_clients, run_clients_with, Bench, ClientRun};
 
 /// A client that needs little of a workflow: its state and totals, the families'
 /// states, and one task id no suite has (which keeps `taskProxies` followed, so
@@ -61,21 +59,9 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("suites up in {:.1} s", started.elapsed().as_secs_f64());
-    let config = bench.dir.join("relay.toml");
     let mut relays = Vec::new();
     for suite in [&small, &big] {
-        let port = free_port()?;
-        let proc = Proc::spawn(
-            "clonewire-relay",
-            Command::new(sibling("clonewire-relay")?)
-                .arg("--config")
-                .arg(&config)
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
-                .args(["--suite", &suite.flag()]),
-        )?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        wait_listening(addr, "clonewire-relay")?;
-        relays.push((proc, addr));
+        relays.push(relay_of(bench, suite)?);
     }
     // Both relays under the same load at the same time, so noise hits both.
     let warmup = if bench.args.quick { 3.0 } else { 8.0 };
@@ -142,7 +128,7 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
         );
     }
     bystander(bench, &relays)?;
-    cold_bystander(bench, &config, &big)?;
+    cold_bystander(bench, &big)?;
     // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
     println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
     println!("|---|---|---|---|---|---|");
@@ -178,6 +164,13 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
     }
     drop(relays);
     Ok(())
+}
+
+/// A relay of its own for `suite`, on a free loopback port.
+fn relay_of(bench: &Bench, suite: &Suite) -> Result<(Proc, SocketAddr), String> {
+    let port = free_port()?;
+    let proc = bench.start_relay(port, [suite])?;
+    Ok((proc, ([127, 0, 0, 1], port).into()))
 }
 
 /// One client that needs little of each workflow, measured alone and then while
@@ -232,19 +225,9 @@ fn latency(run: &ClientRun) -> String {
 /// `taskProxies`: the other client's join is cold (the relay fetches, decodes and
 /// builds the topic's snapshot), and the first client's deltas of the workflow are
 /// measured meanwhile.
-fn cold_bystander(bench: &Bench, config: &std::path::Path, big: &Suite) -> Result<(), String> {
+fn cold_bystander(bench: &Bench, big: &Suite) -> Result<(), String> {
     let secs = if bench.args.quick { 3.0 } else { 8.0 };
-    let port = free_port()?;
-    let relay = Proc::spawn(
-        "clonewire-relay",
-        Command::new(sibling("clonewire-relay")?)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
-            .args(["--suite", &big.flag()]),
-    )?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_listening(addr, "clonewire-relay")?;
+    let (relay, addr) = relay_of(bench, big)?;
     let url = format!("ws://{addr}/ws");
     let extra = ["--query", COLD_BYSTANDER, "--join-topic", "workflow"];
     let joiner = {
