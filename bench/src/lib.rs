@@ -12,7 +12,13 @@
 //!   unfiltered, to every client, and a full snapshot to each joining client.
 //!
 //! This library holds what those binaries share: the queries, what makes a message
-//! useful to a client, the report format, percentiles and `/proc` readings.
+//! useful to a client, the report format, percentiles and `/proc` readings; their
+//! child processes ([`process`]), the simulated suites they start ([`suite`]) and the
+//! HTTP GET that reads a relay's `/metrics` and `/healthz` ([`http`]).
+
+pub mod http;
+pub mod process;
+pub mod suite;
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -14,16 +14,16 @@
 //! edge costs it. All on loopback; every child is killed on exit.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use clonewire_bench::{cpu_secs, peak_rss_mib, ClientReport};
+use clonewire_bench::process::{each_line, sibling, wait_listening, Proc};
+use clonewire_bench::suite::Suite;
+use clonewire_bench::{cpu_secs, http, peak_rss_mib, ClientReport};
 use serde_json::Value;
 
 /// Measures relay tiers against a single relay, in one run.
@@ -48,60 +48,6 @@ struct Args {
     /// Measuring window per topology, in seconds.
     #[arg(long)]
     secs: Option<f64>,
-}
-
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &str, command: &mut Command) -> Result<Proc, String> {
-        // SAFETY: prctl is async-signal-safe; the kernel kills the child if we die.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Proc { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = exe.with_file_name(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: cargo build --release -p clonewire-relay -p clonewire-suite -p clonewire-bench",
-            path.display()
-        ))
-    }
-}
-
-fn wait_listening(addr: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("nothing listens on {addr} after 15 s"))
 }
 
 /// Bytes each process has received and sent so far on its open TCP sockets (the
@@ -139,29 +85,13 @@ fn socket_bytes() -> BTreeMap<u32, (f64, f64)> {
     out
 }
 
-/// A plain HTTP GET on loopback (HTTP/1.0: the answer ends when the connection does);
-/// the body, or empty.
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::Read;
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut answer = String::new();
-    let _ = stream.take(16 << 20).read_to_string(&mut answer);
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
-}
-
 /// What the relay that follows the suite asked of it: the topics it follows and its
 /// fetches by rung (a join is a snapshot), from its `/healthz` and `/metrics`.
 fn suite_requests(addr: SocketAddr) -> String {
-    let health: Value = serde_json::from_str(&http_get(addr, "/healthz")).unwrap_or(Value::Null);
+    let get = |path| http::get(addr, path).unwrap_or_default();
+    let health: Value = serde_json::from_str(&get("/healthz")).unwrap_or(Value::Null);
     let topics = health["workflows"]["tiers"]["topics"].as_u64().unwrap_or(0);
-    let metrics = http_get(addr, "/metrics");
+    let metrics = get("/metrics");
     let repairs: Vec<String> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("clonewire_repairs_total{kind=\""))
@@ -199,32 +129,32 @@ fn relay(name: &str, dir: &std::path::Path, upstream: &[&str]) -> Result<(Proc, 
         });
         cmd.arg(up);
     }
-    // The relay logs to stdout.
-    let mut proc = Proc::spawn(name, cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()))?;
-    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    // The relay logs to stdout. Killed at once when dropped, as each topology ends.
+    let mut proc =
+        Proc::spawn(name, cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()))?.with_grace(Duration::ZERO);
+    let stdout = proc.stdout().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
     let label = name.to_owned();
-    std::thread::spawn(move || {
-        let mut told = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !told {
-                if let Some(rest) = line.split("the page at http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default();
-                    told = tx.send(addr.to_owned()).is_ok();
-                    continue;
-                }
-            }
-            if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("{label}: {line}");
+    let mut told = false;
+    each_line(stdout, move |line| {
+        if !told {
+            if let Some(rest) = line.split("the page at http://").nth(1) {
+                let addr = rest.split('/').next().unwrap_or_default();
+                told = tx.send(addr.to_owned()).is_ok();
+                return true;
             }
         }
+        if line.contains("WARN") || line.contains("ERROR") {
+            eprintln!("{label}: {line}");
+        }
+        true
     });
     let addr: SocketAddr = rx
         .recv_timeout(Duration::from_secs(15))
         .map_err(|_| format!("{name} did not say where it listens"))?
         .parse()
         .map_err(|e| format!("{name}: {e}"))?;
-    wait_listening(addr)?;
+    wait_listening(addr, name)?;
     Ok((proc, format!("ws://{addr}/ws"), addr))
 }
 
@@ -244,16 +174,11 @@ fn start_clients(
             .args(["--subscriptions", &subs.to_string()])
             .args(["--warmup", &warmup.to_string(), "--secs", &secs.to_string()])
             .stdout(Stdio::piped()),
-    )?;
-    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    )?
+    .with_grace(Duration::ZERO);
+    let stdout = proc.stdout().ok_or("no stdout")?;
     let tx = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send((index, line)).is_err() {
-                break;
-            }
-        }
-    });
+    each_line(stdout, move |line| tx.send((index, line)).is_ok());
     Ok(proc)
 }
 
@@ -402,35 +327,9 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let dir = std::env::temp_dir().join(format!("clonewire-bench-tiers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let mut sim = Proc::spawn(
-        "suite",
-        Command::new(sibling("clonewire-sim")?)
-            .args([
-                "--name",
-                "tiers",
-                "--pub",
-                "tcp://127.0.0.1:0",
-                "--rep",
-                "tcp://127.0.0.1:0",
-            ])
-            .args([
-                "--tasks",
-                &args.tasks.to_string(),
-                "--rate",
-                &args.rate.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
-    )?;
-    let mut line = String::new();
-    let stdout = sim.child.stdout.take().ok_or("no stdout")?;
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let info: Value = serde_json::from_str(&line).map_err(|e| format!("suite: {e}: {line:?}"))?;
-    let endpoint = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let suite = format!("tiers={},{}", endpoint("pub"), endpoint("rep"));
+    // The suite's default seed.
+    let sim = Suite::start("tiers", args.tasks, args.rate, 1)?;
+    let suite = sim.flag();
     let sim_pid = sim.pid();
     println!(
         "clonewire-bench-tiers: one suite ({} tasks, {} deltas/s), {clients} clients, {} subscriptions, {secs} s windows",

@@ -4,13 +4,12 @@
 //! samples the server's CPU and memory from `/proc`, releases the burst, starts a late
 //! client to time a join, then stops everything and prints one table.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use clonewire_bench::process::{free_port, wait_for, Proc};
 use clonewire_bench::{cpu_secs, now_ms, peak_rss_mib};
 
 use super::browser::BrowserReport;
@@ -115,64 +114,6 @@ pub fn workloads(quick: bool) -> Vec<Workload> {
     ]
 }
 
-/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped, and killed
-/// by the kernel if this process dies.
-pub struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    /// Starts `command`.
-    pub fn spawn(name: &str, command: &mut Command) -> Result<Proc, String> {
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
-        // child when this process dies, so no child outlives the benchmark.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-        })
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True once it has exited.
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.exited() {
-            return;
-        }
-        // A scheduler shuts down on SIGTERM within seconds; give it some grace.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.exited() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("  ({} did not stop on SIGTERM; killed)", self.name);
-    }
-}
-
 /// Where things are.
 pub struct Setup {
     /// The Python venv holding cylc-flow and cylc-uiserver.
@@ -256,22 +197,17 @@ fn cylc(setup: &Setup, home: &Path) -> Command {
     cmd
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+/// How long a scheduler (or any other child of a cell) has to stop after SIGTERM: a
+/// scheduler shuts down within seconds.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Starts a child of a cell (see [`GRACE`]).
+fn start_child(name: &str, command: &mut Command) -> Result<Proc, String> {
+    Proc::spawn(name, command).map(|p| p.with_grace(GRACE))
 }
 
-/// Waits (bounded) until `ready` holds.
-fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("{what} not ready after {secs} s"))
-}
+/// How often a bounded wait asks again.
+const POLL: Duration = Duration::from_millis(200);
 
 /// A random-enough token for cylc-uiserver (loopback only, one run).
 fn token() -> String {
@@ -335,14 +271,17 @@ fn cell_inner(
             cmd.arg("--pause");
         }
         cmd.arg(f.name).stdout(log.try_clone().map_err(io)?).stderr(log);
-        schedulers.push(Proc::spawn(&format!("scheduler {}", f.name), &mut cmd)?);
+        schedulers.push(start_child(&format!("scheduler {}", f.name), &mut cmd)?);
     }
     let mut owner = String::from("root");
     for f in &w.flows {
         let wd = run.join(f.name);
-        wait_for(&format!("scheduler {}", f.name), 120, || {
-            super::floor::contact(&wd).is_ok_and(|c| c.contains_key("CYLC_WORKFLOW_PUBLISH_PORT"))
-        })?;
+        wait_for(
+            &format!("scheduler {}", f.name),
+            Duration::from_secs(120),
+            POLL,
+            || super::floor::contact(&wd).is_ok_and(|c| c.contains_key("CYLC_WORKFLOW_PUBLISH_PORT")),
+        )?;
         if let Some(o) = super::floor::contact(&wd)?.get("CYLC_WORKFLOW_OWNER") {
             owner.clone_from(o);
         }
@@ -358,7 +297,8 @@ fn cell_inner(
     for f in &w.flows {
         cmd.arg("--run-dir").arg(run.join(f.name));
     }
-    let mut floor = Proc::spawn("floor", cmd.stdin(Stdio::null()))?;
+    // Killed at once when dropped: its file is complete by then.
+    let floor = Proc::spawn("floor", cmd.stdin(Stdio::null()))?.with_grace(Duration::ZERO);
     // The server.
     let port = free_port()?;
     let tok = token();
@@ -378,9 +318,9 @@ fn cell_inner(
             .arg(format!("--IdentityProvider.token={tok}"))
             .stdout(log.try_clone().map_err(io)?)
             .stderr(log);
-            let p = Proc::spawn("cylc-uiserver", &mut cmd)?;
+            let p = start_child("cylc-uiserver", &mut cmd)?;
             // It scans cylc-run; wait until it has connected every workflow.
-            wait_for("cylc-uiserver", 120, || {
+            wait_for("cylc-uiserver", Duration::from_secs(120), POLL, || {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 ids.iter()
                     .all(|id| log.contains(&format!("connect_workflow('{id}'")))
@@ -397,8 +337,8 @@ fn cell_inner(
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(io)?)
                 .stderr(log);
-            let p = Proc::spawn("clonewire-relay", &mut cmd)?;
-            wait_for("clonewire-relay", 30, || {
+            let p = start_child("clonewire-relay", &mut cmd)?;
+            wait_for("clonewire-relay", Duration::from_secs(30), POLL, || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             })?;
             (p, format!("ws://127.0.0.1:{port}/ws"))
@@ -427,7 +367,7 @@ fn cell_inner(
         cmd
     };
     let mut clients_proc = match probe {
-        Probe::Clients => Proc::spawn("clients", &mut client_cmd(clients, w.secs, false))?,
+        Probe::Clients => start_child("clients", &mut client_cmd(clients, w.secs, false))?,
         Probe::Browser => {
             let main = w
                 .flows
@@ -436,19 +376,10 @@ fn cell_inner(
                 .find(|f| Some(f.name) != w.watch)
                 .map_or(w.name, |f| f.name);
             let page = format!("http://127.0.0.1:{port}/");
-            Proc::spawn("browser", &mut super::browser::command(&page, main, w.secs))?
+            start_child("browser", &mut super::browser::command(&page, main, w.secs))?
         }
     };
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(stdout) = clients_proc.child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    let rx = clients_proc.lines().ok_or("no stdout")?;
     // The window: sample CPU each second, release the burst, start the late client.
     let start = Instant::now();
     let server_pid = server.pid();
@@ -481,9 +412,9 @@ fn cell_inner(
                         Release::Resume(wf) => cmd.args(["play", wf]),
                     };
                     // In the background: the command takes a second or two.
-                    if let Ok(p) = Proc::spawn("release", cmd.stdout(Stdio::null()).stderr(Stdio::null())) {
+                    if let Ok(mut p) = start_child("release", cmd.stdout(Stdio::null()).stderr(Stdio::null()))
+                    {
                         std::thread::spawn(move || {
-                            let mut p = p;
                             let deadline = Instant::now() + Duration::from_secs(60);
                             while Instant::now() < deadline && !p.exited() {
                                 std::thread::sleep(Duration::from_millis(100));
@@ -494,16 +425,10 @@ fn cell_inner(
             }
         }
         if late.is_none() && t >= w.late_join && probe == Probe::Clients {
-            if let Ok(mut p) = Proc::spawn("late client", &mut client_cmd(1, 60.0, true)) {
-                let (ltx, lrx) = mpsc::channel();
-                if let Some(stdout) = p.child.stdout.take() {
-                    std::thread::spawn(move || {
-                        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                            let _ = ltx.send(line);
-                        }
-                    });
+            if let Ok(mut p) = start_child("late client", &mut client_cmd(1, 60.0, true)) {
+                if let Some(lrx) = p.lines() {
+                    late = Some((p, lrx));
                 }
-                late = Some((p, lrx));
             }
         }
         while let Ok(line) = rx.try_recv() {
@@ -546,6 +471,6 @@ fn cell_inner(
     // The floor's file is complete once it says so; it was read by the clients.
     let batches = super::read_batches(&floor_file, Duration::from_secs(1));
     out.floor = (batches.len(), batches.iter().map(|b| b.bytes).max().unwrap_or(0));
-    let _ = floor.child.kill();
+    drop(floor);
     report.ok_or_else(|| "the client process gave no report".to_owned())
 }

@@ -19,15 +19,15 @@
 //! kernel if this process dies), every wait is bounded, and all traffic stays on
 //! loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use clonewire_bench::{cpu_secs, peak_rss_mib, ClientReport};
+use clonewire_bench::process::{free_port, sibling, wait_listening, Proc};
+use clonewire_bench::suite::Suite;
+use clonewire_bench::{cpu_secs, http, peak_rss_mib, ClientReport};
 use serde_json::Value;
 
 mod probe;
@@ -78,155 +78,6 @@ struct Args {
     /// Measuring window of each side of the stalled-clients part, in seconds.
     #[arg(long)]
     stalled_secs: Option<f64>,
-}
-
-/// A child process that is killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &str, command: &mut Command) -> Result<Proc, String> {
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
-        // child when this process dies, so no child outlives the benchmark.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SIGTERM first (a suite says goodbye), then SIGKILL after a short grace.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("  ({} did not stop on SIGTERM; killed)", self.name);
-    }
-}
-
-/// Where the sibling binaries are (the same folder as this one).
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = exe.with_file_name(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: build it first with \
-             cargo build --release -p clonewire-relay -p clonewire-suite -p clonewire-bench",
-            path.display()
-        ))
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-/// Waits until something accepts connections on `addr`.
-fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("{what} did not listen on {addr} within 15 s"))
-}
-
-/// One simulated suite in its own process.
-struct Suite {
-    name: String,
-    pub_endpoint: String,
-    rep_endpoint: String,
-    proc: Proc,
-}
-
-impl Suite {
-    fn start(name: &str, tasks: usize, rate: f64, seed: u64) -> Result<Suite, String> {
-        let mut proc = Proc::spawn(
-            name,
-            Command::new(sibling("clonewire-sim")?)
-                .args([
-                    "--name",
-                    name,
-                    "--pub",
-                    "tcp://127.0.0.1:0",
-                    "--rep",
-                    "tcp://127.0.0.1:0",
-                ])
-                .args(["--tasks", &tasks.to_string(), "--rate", &rate.to_string()])
-                .args(["--seed", &seed.to_string()])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
-        )?;
-        let mut line = String::new();
-        let stdout = proc.stdout().ok_or("no stdout")?;
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let info: Value = serde_json::from_str(&line).map_err(|e| format!("{name}: {e}: {line:?}"))?;
-        let endpoint = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
-        let (Some(pub_endpoint), Some(rep_endpoint)) = (endpoint("pub"), endpoint("rep")) else {
-            return Err(format!("{name} printed no endpoints: {line:?}"));
-        };
-        Ok(Suite {
-            name: name.to_owned(),
-            pub_endpoint,
-            rep_endpoint,
-            proc,
-        })
-    }
-
-    fn flag(&self) -> String {
-        format!("{}={},{}", self.name, self.pub_endpoint, self.rep_endpoint)
-    }
-
-    /// Sends one request to the suite's REP socket: (reply, bytes, milliseconds).
-    fn request(&self, ctx: &zmq::Context, body: &str) -> Result<(Value, usize, f64), String> {
-        let req = ctx.socket(zmq::REQ).map_err(|e| e.to_string())?;
-        let _ = req.set_linger(0);
-        let _ = req.set_rcvtimeo(60_000);
-        req.connect(&self.rep_endpoint).map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        req.send(body.as_bytes(), 0).map_err(|e| e.to_string())?;
-        let reply = req
-            .recv_bytes(0)
-            .map_err(|e| format!("{}: {body}: {e}", self.name))?;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-        Ok((value, reply.len(), ms))
-    }
 }
 
 /// The limits the bench raises (written to the relay's `--config` file).
@@ -299,17 +150,7 @@ impl Bench {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let listen = addr.to_string();
         let proc = match side {
-            Side::Relay => {
-                let config = self.dir.join("relay.toml");
-                let mut cmd = Command::new(sibling("clonewire-relay")?);
-                cmd.arg("--config")
-                    .arg(&config)
-                    .args(["--listen", &listen, "--log", "warn"]);
-                for suite in &self.suites {
-                    cmd.args(["--suite", &suite.flag()]);
-                }
-                Proc::spawn("clonewire-relay", cmd.stderr(Stdio::inherit()))?
-            }
+            Side::Relay => return self.start_relay(port, &self.suites).map(Some),
             Side::Ceiling => {
                 let Some((rate, sizes)) = &self.calibration else {
                     return Ok(None);
@@ -346,6 +187,29 @@ impl Bench {
         Ok(Some(proc))
     }
 
+    /// Starts `clonewire-relay` with the bench's settings on loopback `port`,
+    /// following `suites`, and waits until it listens.
+    fn start_relay<'a>(
+        &self,
+        port: u16,
+        suites: impl IntoIterator<Item = &'a Suite>,
+    ) -> Result<Proc, String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(sibling("clonewire-relay")?);
+        cmd.arg("--config").arg(self.dir.join("relay.toml")).args([
+            "--listen",
+            &addr.to_string(),
+            "--log",
+            "warn",
+        ]);
+        for suite in suites {
+            cmd.args(["--suite", &suite.flag()]);
+        }
+        let relay = Proc::spawn("clonewire-relay", cmd.stderr(Stdio::inherit()))?;
+        wait_listening(addr, Side::Relay.name())?;
+        Ok(relay)
+    }
+
     /// Runs one side for one round of one cell.
     fn run_side(&self, side: Side, clients: usize, subs: usize) -> Result<Option<Sample>, String> {
         let port = free_port()?;
@@ -358,7 +222,7 @@ impl Bench {
             Side::Naive => "naive",
         };
         let mut pids = vec![server.pid()];
-        pids.extend(self.suites.iter().map(|s| s.proc.pid()));
+        pids.extend(self.suites.iter().map(Suite::pid));
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut readings: Vec<probe::Reading> = Vec::new();
         let mut on_event = |_: &str| {
@@ -456,16 +320,7 @@ fn run_clients_with(
             .stdout(Stdio::piped()),
     )?;
     let own = proc.pid();
-    let stdout = proc.stdout().ok_or("no stdout")?;
-    // Lines are read on a thread so a stuck client process cannot hang the bench.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = proc.lines().ok_or("no stdout")?;
     let deadline = Instant::now() + Duration::from_secs_f64(warmup + secs + 150.0);
     let cpu_all = |pids: &[u32]| -> Vec<f64> { pids.iter().map(|p| cpu_secs(*p).unwrap_or(0.0)).collect() };
     let mut start: Option<(Vec<f64>, f64)> = None;
@@ -704,14 +559,8 @@ fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample
 
 /// Reads a counter from the relay's `/metrics`.
 fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.lines()
+    http::get(addr, "/metrics")?
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| l.split_whitespace().next().is_some_and(|n| n.contains(name)))
         .and_then(|l| l.split_whitespace().last())

@@ -4,9 +4,9 @@
 //! client process's and the kernel's; the counters tell which mechanism was at work
 //! (conflation, hard-limit overflows, snapshots still being sent, snapshot writes).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
+
+use clonewire_bench::http;
 
 /// What the relay's metric names start with.
 const PREFIX: &str = "clonewire_";
@@ -21,7 +21,7 @@ pub(crate) struct Reading {
 impl Reading {
     /// Reads `/metrics` (nothing when the relay does not answer within seconds).
     pub(crate) fn take(addr: SocketAddr) -> Reading {
-        let text = scrape(addr).unwrap_or_default();
+        let text = http::get(addr, "/metrics").unwrap_or_default();
         let samples = text
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -60,17 +60,6 @@ impl Reading {
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
         out
     }
-}
-
-fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text)
 }
 
 /// p50 and p99 of a relay latency histogram over a window, in ms: the upper bound of

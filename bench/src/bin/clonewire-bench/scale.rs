@@ -2,15 +2,13 @@
 //! run side by side under the same load.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clonewire_bench::process::{free_port, Proc};
+use clonewire_bench::suite::Suite;
 use serde_json::Value;
 
-use crate::{
-    free_port, median, metric, run_clients, run_clients_with, sibling, wait_listening, Bench, ClientRun,
-    Proc, Suite,
-};
+use crate::{median, metric, run_clients, run_clients_with, Bench, ClientRun};
 
 /// A client that needs little of a workflow: its state and totals, the families'
 /// states, and one task id no suite has (which keeps `taskProxies` followed, so
@@ -61,21 +59,9 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("suites up in {:.1} s", started.elapsed().as_secs_f64());
-    let config = bench.dir.join("relay.toml");
     let mut relays = Vec::new();
     for suite in [&small, &big] {
-        let port = free_port()?;
-        let proc = Proc::spawn(
-            "clonewire-relay",
-            Command::new(sibling("clonewire-relay")?)
-                .arg("--config")
-                .arg(&config)
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
-                .args(["--suite", &suite.flag()]),
-        )?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        wait_listening(addr, "clonewire-relay")?;
-        relays.push((proc, addr));
+        relays.push(relay_of(bench, suite)?);
     }
     // Both relays under the same load at the same time, so noise hits both.
     let warmup = if bench.args.quick { 3.0 } else { 8.0 };
@@ -141,8 +127,15 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
             run.report.join_ms.max, run.report.join_bytes
         );
     }
-    bystander(bench, &relays)?;
-    cold_bystander(bench, &config, &big)?;
+    let warm: Vec<(&str, SocketAddr)> = ["1K", "large"]
+        .into_iter()
+        .zip(relays.iter().map(|(_, addr)| *addr))
+        .collect();
+    bystander(bench, Join::Warm, &warm)?;
+    // The cold join on a fresh relay of the large suite.
+    let (fresh, addr) = relay_of(bench, &big)?;
+    bystander(bench, Join::Cold, &[("large", addr)])?;
+    drop(fresh);
     // Repairing one lost delta: replay (what the relay asks first) vs a snapshot.
     println!("\n| repair one lost delta of taskProxies | replay bytes | replay ms | snapshot bytes | snapshot ms | snapshot / replay bytes |");
     println!("|---|---|---|---|---|---|");
@@ -180,44 +173,73 @@ pub(crate) fn scale(bench: &Bench) -> Result<(), String> {
     Ok(())
 }
 
-/// One client that needs little of each workflow, measured alone and then while
-/// another client joins the whole `taskProxies` of the same workflow (a warm join:
-/// the topic is followed for the first client).
-fn bystander(bench: &Bench, relays: &[(Proc, SocketAddr)]) -> Result<(), String> {
+/// A relay of its own for `suite`, on a free loopback port.
+fn relay_of(bench: &Bench, suite: &Suite) -> Result<(Proc, SocketAddr), String> {
+    let port = free_port()?;
+    let proc = bench.start_relay(port, [suite])?;
+    Ok((proc, ([127, 0, 0, 1], port).into()))
+}
+
+/// How the relay stands to the topic another client joins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Join {
+    /// The relay already follows `taskProxies` (the small client keeps it followed).
+    Warm,
+    /// A fresh relay, whose small client does not follow `taskProxies`: the join
+    /// fetches, decodes and builds the topic's snapshot.
+    Cold,
+}
+
+impl Join {
+    /// The small client's subscription.
+    fn query(self) -> &'static str {
+        match self {
+            Join::Warm => BYSTANDER,
+            Join::Cold => COLD_BYSTANDER,
+        }
+    }
+
+    /// The table's header and separator lines.
+    fn header(self) -> &'static str {
+        match self {
+            Join::Warm => "| another client of the workflow (small query) | alone: latency p50 / p99 / max ms | while a client joins all tasks: p50 / p99 / max ms | that join ms | its bytes |\n|---|---|---|---|---|",
+            Join::Cold => "| another client of the workflow (small query), large suite, fresh relay | while a client joins all tasks (cold): p50 / p99 / max ms | that join ms | its bytes |\n|---|---|---|---|",
+        }
+    }
+}
+
+/// One client that needs little of each workflow, measured while another client joins
+/// the whole `taskProxies` of the same workflow, on each of `relays` (labelled); on
+/// a warm relay it is measured alone first.
+fn bystander(bench: &Bench, join: Join, relays: &[(&str, SocketAddr)]) -> Result<(), String> {
     let secs = if bench.args.quick { 3.0 } else { 8.0 };
-    println!("\n| another client of the workflow (small query) | alone: latency p50 / p99 / max ms | while a client joins all tasks: p50 / p99 / max ms | that join ms | its bytes |");
-    println!("|---|---|---|---|---|");
-    let extra = ["--query", BYSTANDER, "--join-topic", "workflow"];
-    for (label, (_, addr)) in ["1K", "large"].iter().zip(relays) {
+    println!("\n{}", join.header());
+    let extra = ["--query", join.query(), "--join-topic", "workflow"];
+    let small =
+        |url: &str, secs: f64| run_clients_with(url, (1, 1, 1), 0.5, secs, "relay", &[], &extra, &mut |_| {});
+    for (label, addr) in relays {
         let url = format!("ws://{addr}/ws");
-        let alone = run_clients_with(
-            &url,
-            (1, 1, 1),
-            0.5,
-            secs / 2.0,
-            "relay",
-            &[],
-            &extra,
-            &mut |_| {},
-        )?;
+        let alone = match join {
+            Join::Warm => format!("{} | ", latency(&small(&url, secs / 2.0)?)),
+            Join::Cold => String::new(),
+        };
         let joiner = {
             let url = url.clone();
             std::thread::spawn(move || {
-                // Into the bystander's window (it opens about 0.5 s after it joins).
+                // Into the small client's window (it opens about 0.5 s after it joins).
                 std::thread::sleep(Duration::from_secs_f64(1.5));
                 run_clients(&url, 1, 1, 1, 0.2, 0.2, "relay", &[])
             })
         };
-        let during = run_clients_with(&url, (1, 1, 1), 0.5, secs, "relay", &[], &extra, &mut |_| {})?;
-        let join = joiner
+        let during = small(&url, secs)?;
+        let joined = joiner
             .join()
             .map_err(|_| "the joining client's thread panicked")??;
         println!(
-            "| {label} | {} | {} | {:.0} | {:.0} |",
-            latency(&alone),
+            "| {label} | {alone}{} | {:.0} | {:.0} |",
             latency(&during),
-            join.report.join_ms.max,
-            join.report.join_bytes
+            joined.report.join_ms.max,
+            joined.report.join_bytes
         );
     }
     Ok(())
@@ -226,46 +248,4 @@ fn bystander(bench: &Bench, relays: &[(Proc, SocketAddr)]) -> Result<(), String>
 fn latency(run: &ClientRun) -> String {
     let l = run.report.latency_ms;
     format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
-}
-
-/// The same on a fresh relay of the large suite, whose client does not follow
-/// `taskProxies`: the other client's join is cold (the relay fetches, decodes and
-/// builds the topic's snapshot), and the first client's deltas of the workflow are
-/// measured meanwhile.
-fn cold_bystander(bench: &Bench, config: &std::path::Path, big: &Suite) -> Result<(), String> {
-    let secs = if bench.args.quick { 3.0 } else { 8.0 };
-    let port = free_port()?;
-    let relay = Proc::spawn(
-        "clonewire-relay",
-        Command::new(sibling("clonewire-relay")?)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
-            .args(["--suite", &big.flag()]),
-    )?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_listening(addr, "clonewire-relay")?;
-    let url = format!("ws://{addr}/ws");
-    let extra = ["--query", COLD_BYSTANDER, "--join-topic", "workflow"];
-    let joiner = {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(1.5));
-            run_clients(&url, 1, 1, 1, 0.2, 0.2, "relay", &[])
-        })
-    };
-    let during = run_clients_with(&url, (1, 1, 1), 0.5, secs, "relay", &[], &extra, &mut |_| {})?;
-    let join = joiner
-        .join()
-        .map_err(|_| "the joining client's thread panicked")??;
-    println!("\n| another client of the workflow (small query), large suite, fresh relay | while a client joins all tasks (cold): p50 / p99 / max ms | that join ms | its bytes |");
-    println!("|---|---|---|---|");
-    println!(
-        "| large | {} | {:.0} | {:.0} |",
-        latency(&during),
-        join.report.join_ms.max,
-        join.report.join_bytes
-    );
-    drop(relay);
-    Ok(())
 }

@@ -3,10 +3,12 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, metric, run_clients, sibling, wait_listening, Bench, Proc, Suite};
+use clonewire_bench::process::free_port;
+use clonewire_bench::suite::Suite;
+
+use crate::{metric, run_clients, Bench};
 
 /// Resident memory now in MiB (`VmRSS`).
 fn rss_mib(pid: u32) -> Option<f64> {
@@ -63,19 +65,8 @@ pub(crate) fn stalled(bench: &Bench) -> Result<(), String> {
         Suite::start("busy1", tasks, rate, 12)?,
     ];
     let port = free_port()?;
-    let mut cmd = Command::new(sibling("clonewire-relay")?);
-    cmd.arg("--config").arg(bench.dir.join("relay.toml")).args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--log",
-        "warn",
-    ]);
-    for suite in &suites {
-        cmd.args(["--suite", &suite.flag()]);
-    }
-    let relay = Proc::spawn("clonewire-relay", &mut cmd)?;
+    let relay = bench.start_relay(port, &suites)?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_listening(addr, "clonewire-relay")?;
     let url = format!("ws://{addr}/ws");
     let window = |label: &str| -> Result<(f64, f64, f64, f64), String> {
         let before = metric(addr, "deltas_in").unwrap_or(0.0);
