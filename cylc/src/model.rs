@@ -1,6 +1,6 @@
 //! The clonewire model of a Cylc store (documented in `docs/cylc.md`).
 //!
-//! - One topic per element type ([`Kind::topic`]); the keyed topics hold
+//! - One topic per element type ([`Kind::topic`](crate::element::Kind::topic)); the keyed topics hold
 //!   `{relative id: element}`, the relative id being the part of the Cylc id after
 //!   `//` (`1/foo`); the `workflow` topic is the workflow element itself.
 //! - An element is its protobuf message in serde form: lowerCamelCase names, unset

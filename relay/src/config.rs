@@ -199,7 +199,7 @@ impl Serialize for Secret {
 }
 
 /// Authentication and origin rules for `/ws` (the `[auth]` table); see
-/// [`crate::auth`]. Without a secret, `/ws` needs no token and every client sees
+/// the `auth` module. Without a secret, `/ws` needs no token and every client sees
 /// every workflow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

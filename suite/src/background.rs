@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 /// How much lower than the process's priority (nice steps; 19 is the lowest).
 const STEPS: i32 = 10;
 
-/// Lowers the calling thread's priority by [`STEPS`] nice steps (Linux, where nice is
+/// Lowers the calling thread's priority by ten nice steps (Linux, where nice is
 /// per thread; elsewhere nothing). Best effort: on failure the thread keeps its
 /// priority, which is only slower for others, and the reason is logged.
 pub fn lower_this_thread() {

@@ -1,5 +1,5 @@
 //! The clonewire browser client. The protocol logic is plain Rust, testable natively;
-//! only [`binding`] knows about wasm and the browser.
+//! only `binding` (built for wasm32 only) knows about wasm and the browser.
 //!
 //! - [`store`]: the one store of (workflow, topic) copies, checking `prev` and the
 //!   projection hash on every message and undoing a message that fails;
