@@ -46,6 +46,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The relay without its page (`cargo install --path relay --no-default-features`).
 cargo clippy -p clonewire-relay --no-default-features --lib --bins --quiet -- -D warnings
 cargo clippy -p clonewire-core -p clonewire-wasm --target wasm32-unknown-unknown --quiet -- -D warnings
+# Doc comments are read as docs: their links must resolve.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "the npm module: build (cargo → wasm-bindgen → wasm-opt → wasm-client/dist/, and the relay's page in dist/site/)"
 npm run --silent build
