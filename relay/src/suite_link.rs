@@ -250,9 +250,12 @@ const DROP_ELSEWHERE_LEAVES: usize = 10_000;
 const TICK: Duration = Duration::from_millis(10);
 /// How often the state, lingering topics and status are looked at.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// Client commands served between two reads of the upstream, so a burst of them never
-/// keeps the suite's stream (and its heartbeats) waiting.
+/// Client commands served between two reads of the upstream at most, and the time
+/// they may take: a storm of joins (each first member of a view makes its snapshots
+/// here) is paced so that it never keeps the suite's stream, and so the clients
+/// already connected, waiting for more than a few milliseconds.
 const COMMANDS_PER_TURN: usize = 64;
+const COMMAND_TIME_PER_TURN: Duration = Duration::from_millis(3);
 
 struct Worker {
     id: Arc<str>,
@@ -286,15 +289,25 @@ impl Worker {
         };
         let mut last_housekeeping = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            // True when commands may be left for the next turn.
+            let mut more_commands = false;
             // Views read the replicas only when they reflect every event handled.
             if !upstream.has_pending_events() {
                 self.views
                     .flush(&Replicas(&upstream, &self.schema, self.schema_known));
                 let mut rebound = false;
+                let started = Instant::now();
+                more_commands = true;
                 for _ in 0..COMMANDS_PER_TURN {
+                    if started.elapsed() >= COMMAND_TIME_PER_TURN {
+                        break;
+                    }
                     match self.rx.try_recv() {
                         Ok(command) => rebound |= self.command(&upstream, command),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            more_commands = false;
+                            break;
+                        }
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
@@ -303,8 +316,9 @@ impl Worker {
                     self.follow_upstream(&mut upstream);
                 }
             }
-            // While a big snapshot is built a slice per turn, turns do not wait.
-            let wait = if self.views.building() {
+            // While a big snapshot is built a slice per turn, or commands wait, turns
+            // do not wait.
+            let wait = if self.views.building() || more_commands {
                 Duration::ZERO
             } else {
                 TICK

@@ -9,6 +9,9 @@
 //!    the relay's per-client rate (measured in the first cell);
 //! 3. the naive Python relay, `bench/naive_relay.py`.
 //!
+//! Then the join-storm part: 100 clients measured alone and while 1,000 more join the
+//! same relay (S = 3, then 100), against the same K suites.
+//!
 //! Then the scale part: a 100K-task and a 1K-task suite, each with a relay of its own
 //! run side by side: per-delta relay cost, a new client's projection, and repairing
 //! one lost delta by replay vs a snapshot.
@@ -33,9 +36,11 @@ use serde_json::Value;
 mod probe;
 mod scale;
 mod stalled;
+mod storm;
 
 use scale::scale;
 use stalled::stalled;
+use storm::storm;
 
 /// Measures the relay against a bare websocket server and a naive relay, in one run.
 #[derive(Parser, Debug, Clone)]
@@ -72,6 +77,9 @@ struct Args {
     /// Tasks of the large suite in the scale part (the small one has 1K).
     #[arg(long)]
     scale_tasks: Option<usize>,
+    /// Skip the join-storm part (clients measured while 1,000 others join).
+    #[arg(long)]
+    no_storm: bool,
     /// Skip the stalled-clients part.
     #[arg(long)]
     no_stalled: bool,
@@ -608,6 +616,9 @@ fn run(args: Args) -> Result<(), String> {
     if let Some((rate, sizes)) = &bench.calibration {
         let mean = sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64;
         println!("\n(ceiling: {rate:.1} frames/s per client of the relay's sizes, mean {mean:.0} B)");
+    }
+    if !args.no_storm {
+        storm(&bench)?;
     }
     bench.suites.clear();
     if !args.no_scale {
