@@ -164,6 +164,13 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl std::fmt::Display for Latency {
+    /// `p50 / p99 / max`, as the benchmarks' tables print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1} / {:.1} / {:.0}", self.p50, self.p99, self.max)
+    }
+}
+
 impl Latency {
     /// The figures of `samples` (milliseconds); zeros when there are none.
     pub fn of(samples: &mut [f32]) -> Latency {
@@ -221,6 +228,16 @@ impl ClientReport {
     /// Bytes per second.
     pub fn byte_rate(&self) -> f64 {
         self.bytes as f64 / self.window_secs.max(1e-9)
+    }
+
+    /// The p99 of each second of the window, in ms, space-separated (a table cell).
+    pub fn p99_by_second(&self) -> String {
+        let p99s: Vec<String> = self
+            .latency_by_second
+            .iter()
+            .map(|l| format!("{:.0}", l.p99))
+            .collect();
+        p99s.join(" ")
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
 use clonewire_core::{Schema, Seq, Topic};
@@ -237,10 +237,7 @@ impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
 /// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
 /// when `ms` is in the future (clocks of other hosts).
 pub(crate) fn seconds_since(ms: f64) -> f64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
-    ((now - ms) / 1e3).max(0.0)
+    ((clonewire_suite::unix_ms() - ms) / 1e3).max(0.0)
 }
 
 /// Changes of at least this many leaves are freed off the link thread.

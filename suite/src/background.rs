@@ -24,8 +24,10 @@ pub fn lower_this_thread() {
     }
 }
 
-/// Values waiting to be dropped at most; past that they are dropped by the caller.
-const DROP_QUEUE: usize = 8;
+/// Values waiting to be dropped at most; past that they are dropped by the caller. The
+/// memory they hold was already in use, and waits for at most two drops before it is
+/// freed.
+const DROP_QUEUE: usize = 2;
 
 /// Drops `value` on a background thread (of lowered priority), or here when that
 /// thread is busy with others or cannot be started. For big values whose drop would

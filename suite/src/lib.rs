@@ -31,6 +31,7 @@ pub mod sim;
 pub mod sockets;
 mod zap;
 
+pub use clock::unix_ms;
 pub use error::Error;
 
 pub use history::HistoryLimits;

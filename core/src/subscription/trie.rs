@@ -433,22 +433,38 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn selects_what_each_projection_selects() {
-        let projs: Vec<Projection> = QUERIES.iter().map(|q| projection(q)).collect();
+    /// A trie holding `projs`, member i being `projs[i]`.
+    fn trie_of(projs: &[Projection]) -> SelectionTrie<usize> {
         let mut trie = SelectionTrie::new();
         for (member, proj) in projs.iter().enumerate() {
             trie.insert(member, proj);
         }
-        assert_eq!(trie.len(), QUERIES.len());
+        trie
+    }
+
+    /// Applies every patch to a fresh replica and checks that the trie meets, for each,
+    /// exactly the members `projs` (walked one by one) say are touched.
+    fn meets_as_one_by_one(trie: &SelectionTrie<usize>, projs: &[Projection]) {
         let mut replica = topic();
         for patch in patches() {
             let changes = replica.apply(&patch).expect("an object");
             assert_eq!(
                 sorted(trie.select(&changes)),
-                one_by_one(&projs, &changes),
+                one_by_one(projs, &changes),
                 "{patch}"
             );
+        }
+    }
+
+    #[test]
+    fn selects_what_each_projection_selects() {
+        let projs: Vec<Projection> = QUERIES.iter().map(|q| projection(q)).collect();
+        let trie = trie_of(&projs);
+        assert_eq!(trie.len(), QUERIES.len());
+        meets_as_one_by_one(&trie, &projs);
+        let mut replica = topic();
+        for patch in patches() {
+            let changes = replica.apply(&patch).expect("an object");
             for group in trie.select(&changes) {
                 for member in &group.members {
                     assert_eq!(group.changes(&changes), projs[*member].project_changes(&changes));
@@ -460,10 +476,7 @@ mod tests {
     #[test]
     fn removed_members_are_no_longer_met_and_empty_nodes_go() {
         let projs: Vec<Projection> = QUERIES.iter().map(|q| projection(q)).collect();
-        let mut trie = SelectionTrie::new();
-        for (member, proj) in projs.iter().enumerate() {
-            trie.insert(member, proj);
-        }
+        let mut trie = trie_of(&projs);
         for (member, proj) in projs.iter().enumerate().filter(|(m, _)| m % 2 == 0) {
             trie.remove(member, proj);
         }
@@ -479,11 +492,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut replica = topic();
-        for patch in patches() {
-            let changes = replica.apply(&patch).expect("an object");
-            assert_eq!(sorted(trie.select(&changes)), one_by_one(&kept, &changes));
-        }
+        meets_as_one_by_one(&trie, &kept);
         for (member, proj) in projs.iter().enumerate().filter(|(m, _)| m % 2 == 1) {
             trie.remove(member, proj);
         }
@@ -503,19 +512,8 @@ mod tests {
             ids,
         };
         let projs = vec![narrow, projection(QUERIES[1])];
-        let mut trie = SelectionTrie::new();
-        for (member, proj) in projs.iter().enumerate() {
-            trie.insert(member, proj);
-        }
-        let mut replica = topic();
-        for patch in patches() {
-            let changes = replica.apply(&patch).expect("an object");
-            assert_eq!(
-                sorted(trie.select(&changes)),
-                one_by_one(&projs, &changes),
-                "{patch}"
-            );
-        }
+        let mut trie = trie_of(&projs);
+        meets_as_one_by_one(&trie, &projs);
         trie.remove(0, &projs[0]);
         assert_eq!(trie.len(), 1);
     }

@@ -526,7 +526,6 @@ fn grid(bench: &mut Bench) -> Result<(), String> {
 /// One row per round: the relay's and the ceiling's latency in that round, their p99
 /// ratio, and the relay's own figures over its window.
 fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample]) -> Vec<String> {
-    let lat = |l: &clonewire_bench::Latency| format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max);
     relay
         .iter()
         .enumerate()
@@ -535,19 +534,13 @@ fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample
             let ratio = c.map_or("-".to_owned(), |c| {
                 format!("{:.2}", r.report.latency_ms.p99 / c.report.latency_ms.p99.max(1e-9))
             });
-            let by_second: Vec<String> = r
-                .report
-                .latency_by_second
-                .iter()
-                .map(|l| format!("{:.0}", l.p99))
-                .collect();
             let w = r.relay.unwrap_or_default();
             format!(
                 "| {clients} | {subs} | {} | {} | {} | {ratio} | {} | {}, {}, {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} | {:.0} ({:.0}) |",
                 round + 1,
-                lat(&r.report.latency_ms),
-                c.map_or("-".to_owned(), |c| lat(&c.report.latency_ms)),
-                by_second.join(" "),
+                r.report.latency_ms,
+                c.map_or("-".to_owned(), |c| c.report.latency_ms.to_string()),
+                r.report.p99_by_second(),
                 w.arrived,
                 w.queued,
                 w.sent,

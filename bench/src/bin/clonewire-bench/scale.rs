@@ -220,7 +220,7 @@ fn bystander(bench: &Bench, join: Join, relays: &[(&str, SocketAddr)]) -> Result
     for (label, addr) in relays {
         let url = format!("ws://{addr}/ws");
         let alone = match join {
-            Join::Warm => format!("{} | ", latency(&small(&url, secs / 2.0)?)),
+            Join::Warm => format!("{} | ", small(&url, secs / 2.0)?.report.latency_ms),
             Join::Cold => String::new(),
         };
         let joiner = {
@@ -237,15 +237,8 @@ fn bystander(bench: &Bench, join: Join, relays: &[(&str, SocketAddr)]) -> Result
             .map_err(|_| "the joining client's thread panicked")??;
         println!(
             "| {label} | {alone}{} | {:.0} | {:.0} |",
-            latency(&during),
-            joined.report.join_ms.max,
-            joined.report.join_bytes
+            during.report.latency_ms, joined.report.join_ms.max, joined.report.join_bytes
         );
     }
     Ok(())
-}
-
-fn latency(run: &ClientRun) -> String {
-    let l = run.report.latency_ms;
-    format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
 }

@@ -32,15 +32,15 @@ pub(crate) fn storm(bench: &Bench) -> Result<(), String> {
         let url = format!("ws://127.0.0.1:{port}/ws");
         let workflows = bench.suites.len();
         let shape = (workflows, living, living_subs);
-        let alone = run_clients_with(
+        let alone = run_clients(
             &url,
-            shape,
+            workflows,
+            living,
+            living_subs,
             bench.warmup(living),
             secs,
             "relay",
             &[],
-            &[],
-            &mut |_| {},
         )?;
         let mut storm: Option<std::thread::JoinHandle<Result<ClientRun, String>>> = None;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -75,26 +75,15 @@ pub(crate) fn storm(bench: &Bench) -> Result<(), String> {
             }
             _ => "-".to_owned(),
         };
-        let by_second: Vec<String> = during
-            .report
-            .latency_by_second
-            .iter()
-            .map(|l| format!("{:.0}", l.p99))
-            .collect();
         println!(
             "| {joiners} | {subs} | {} | {} | {} | {relay_side} | {:.0} / {:.0} |",
-            latency(&alone),
-            latency(&during),
-            by_second.join(" "),
+            alone.report.latency_ms,
+            during.report.latency_ms,
+            during.report.p99_by_second(),
             storm.report.join_ms.p50,
             storm.report.join_ms.max
         );
         drop(relay);
     }
     Ok(())
-}
-
-fn latency(run: &ClientRun) -> String {
-    let l = run.report.latency_ms;
-    format!("{:.1} / {:.1} / {:.0}", l.p50, l.p99, l.max)
 }
