@@ -392,6 +392,16 @@ impl Serialize for Object {
 pub struct Topic {
     name: String,
     root: Object,
+    /// Leaves in `root`, kept from every change reported.
+    leaves: usize,
+}
+
+/// How many leaves `changes` add (positive) or remove (negative), net.
+fn net_leaves(changes: &[LeafChange]) -> isize {
+    changes
+        .iter()
+        .map(|c| isize::from(c.new.is_some()) - isize::from(c.old.is_some()))
+        .sum()
 }
 
 impl Topic {
@@ -400,6 +410,7 @@ impl Topic {
         Topic {
             name: name.into(),
             root: Object::default(),
+            leaves: 0,
         }
     }
 
@@ -447,7 +458,13 @@ impl Topic {
             Value::Number(_) => return Err(PatchError::NotAnObject("a number")),
             Value::Bool(_) => return Err(PatchError::NotAnObject("a boolean")),
         }
+        self.count(&changes);
         Ok(Changes { leaves: changes })
+    }
+
+    /// Keeps the leaf count in step with changes just made.
+    fn count(&mut self, changes: &[LeafChange]) {
+        self.leaves = self.leaves.saturating_add_signed(net_leaves(changes));
     }
 
     /// [`Topic::apply`] of a patch the caller no longer needs: its keys and values
@@ -458,6 +475,7 @@ impl Topic {
                 let mut changes = Vec::new();
                 let mut path = vec![self.name.clone()];
                 self.root.merge_owned(map, &mut path, &mut changes);
+                self.count(&changes);
                 Ok(Changes { leaves: changes })
             }
             other => self.apply(&other),
@@ -482,6 +500,7 @@ impl Topic {
             &mut changes,
         );
         self.root = fresh.root;
+        self.leaves = fresh.leaves;
         Changes { leaves: changes }
     }
 
@@ -503,11 +522,9 @@ impl Topic {
         self.root.at(path)
     }
 
-    /// How many leaves the topic holds (walks the topic: not for hot paths).
+    /// How many leaves the topic holds (kept up to date: O(1)).
     pub fn leaf_count(&self) -> usize {
-        let mut n = 0;
-        self.root.for_each_leaf(&mut Vec::new(), &mut |_, _| n += 1);
-        n
+        self.leaves
     }
 }
 
@@ -538,6 +555,11 @@ impl Document {
     /// Topics by name (empty ones included until they are applied to again).
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
         self.topics.values()
+    }
+
+    /// Leaves over every topic (O(topics)).
+    pub fn leaf_count(&self) -> usize {
+        self.topics.values().map(Topic::leaf_count).sum()
     }
 
     /// Applies a patch to one topic, creating it if needed; an emptied topic is removed.

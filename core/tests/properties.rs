@@ -141,6 +141,7 @@ proptest! {
             let changes = t.apply(p).unwrap();
             prop_assert_eq!(t.hash(), t.recompute_hash());
             prop_assert_eq!(changes.apply_to_hash(before), t.hash());
+            prop_assert_eq!(t.leaf_count(), leaf_paths(&t).len());
         }
     }
 
@@ -191,6 +192,7 @@ proptest! {
         prop_assert_eq!(patched.to_value(), t.to_value());
         prop_assert_eq!(changes.apply_to_hash(before), t.hash());
         prop_assert_eq!(t.hash(), t.recompute_hash());
+        prop_assert_eq!(t.leaf_count(), leaf_paths(&t).len());
     }
 
     #[test]
@@ -225,6 +227,7 @@ proptest! {
             let want = borrowed.apply(&p).unwrap();
             let got = owned.apply_owned(p).unwrap();
             prop_assert_eq!(got, want);
+            prop_assert_eq!(owned.leaf_count(), leaf_paths(&owned).len());
             prop_assert_eq!(owned.to_value(), borrowed.to_value());
             prop_assert_eq!(owned.hash(), borrowed.hash());
         }

@@ -17,8 +17,11 @@ pub const HEARTBEAT_TOPIC: &str = "_hb";
 pub const BYE_TOPIC: &str = "_bye";
 
 /// A delta on the PUB socket (frame 0 is the topic).
+///
+/// `P` is how the patch is held: a parsed [`Value`] by default; a publisher that keeps
+/// patches as JSON text (`serde_json::value::RawValue`) encodes the same bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Delta {
+pub struct Delta<P = Value> {
     /// Changes every time the suite process starts.
     pub epoch: String,
     /// Per (epoch, topic): 1 for the first delta, +1 for each next.
@@ -29,7 +32,7 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<f64>,
     /// The RFC 7386 merge patch for the topic's value.
-    pub patch: Value,
+    pub patch: P,
 }
 
 /// A heartbeat (`_hb`): the latest seq of every topic.
@@ -221,9 +224,9 @@ pub struct VerifyReply {
     pub topics: BTreeMap<String, TopicState>,
 }
 
-/// One delta in a replay reply.
+/// One delta in a replay reply (`P` as in [`Delta`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReplayedDelta {
+pub struct ReplayedDelta<P = Value> {
     /// Its seq.
     pub seq: Seq,
     /// Topic hash after it.
@@ -232,16 +235,16 @@ pub struct ReplayedDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<f64>,
     /// The merge patch.
-    pub patch: Value,
+    pub patch: P,
 }
 
-/// Reply to `replay`.
+/// Reply to `replay` (`P` as in [`Delta`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReplayReply {
+pub struct ReplayReply<P = Value> {
     /// The current epoch.
     pub epoch: String,
     /// Deltas in seq order from the requested seq on.
-    pub deltas: Vec<ReplayedDelta>,
+    pub deltas: Vec<ReplayedDelta<P>>,
 }
 
 /// Reply to `hashes`.
