@@ -202,7 +202,7 @@ fn replay(replica: &ServedState, topic: &str, from: Seq) -> Vec<u8> {
                     seq: r.seq,
                     hash: r.hash,
                     time: r.time,
-                    patch: r.patch.clone(),
+                    patch: &*r.patch,
                 })
                 .collect(),
         }),
@@ -284,13 +284,7 @@ mod tests {
         let hash = document.topic("taskProxies").unwrap().hash();
         history.push(
             "taskProxies",
-            Arc::new(Record {
-                seq: Seq::new(1),
-                hash,
-                time: Some(1.5),
-                patch,
-                bytes: 10,
-            }),
+            Arc::new(Record::new(Seq::new(1), hash, Some(1.5), &patch)),
         );
         ServedState {
             name: "demo".into(),

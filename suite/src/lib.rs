@@ -6,6 +6,7 @@
 //!   of the store so a slow requester never delays publishing;
 //! - `answer`: what the REP socket says to each request (pure, no sockets);
 //! - `history`: the bounded per-topic delta history behind `replay`;
+//! - `held`: what a publisher holds, in bytes ([`Held`]), for long-running suites;
 //! - [`contact`]: a suite's contact file (`--contact-dir DIR`), written while it runs;
 //! - [`discovery`]: finding suites by their contact files in a directory, one
 //!   mechanism for every kind of contact file (ours, Cylc's);
@@ -24,6 +25,7 @@ pub mod discovery;
 mod epoch;
 mod error;
 mod follow;
+mod held;
 mod history;
 mod publisher;
 mod responder;
@@ -34,6 +36,7 @@ mod zap;
 pub use clock::unix_ms;
 pub use error::Error;
 
+pub use held::Held;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 

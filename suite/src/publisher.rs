@@ -26,13 +26,16 @@ use crate::clock::unix_ms;
 use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
+use crate::held::{Held, HeldCounters};
 use crate::history::{HistoryLimits, Record};
 use crate::responder::{self, Feed};
 use crate::sockets::{self, CurvePublicKey, CurveSecretKey};
 use crate::zap::ZapHandler;
 
-/// Deltas that may wait for the responder thread before it must copy the store afresh.
-const FEED_CAPACITY: usize = 65_536;
+/// Deltas that may wait for the responder thread before it must copy the store afresh...
+const FEED_CAPACITY: usize = 16_384;
+/// ...or bytes of them ([`Record::held_bytes`]), whichever comes first.
+const FEED_MAX_BYTES: usize = 16 << 20;
 /// How long the goodbye may take to leave before the PUB socket is closed anyway.
 const BYE_LINGER_MS: i32 = 250;
 
@@ -124,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) resync: AtomicBool,
     /// Threads stop when set.
     pub(crate) stop: AtomicBool,
+    /// What the responder's structures and the feed hold.
+    pub(crate) held: HeldCounters,
 }
 
 impl Shared {
@@ -192,6 +197,7 @@ impl Publisher {
             busy: AtomicBool::new(false),
             resync: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            held: HeldCounters::default(),
         });
         let responder = responder::Responder::new(rep_socket, feed_rx, Arc::clone(&shared), &config, epoch);
         let (stop_tx, stop_rx) = mpsc::sync_channel(1);
@@ -296,29 +302,25 @@ impl Publisher {
         if changes.is_empty() {
             return Ok(None);
         }
+
         let seq = {
             let seq = state.seqs.entry(topic.to_owned()).or_default();
             *seq = seq.next();
             *seq
         };
         let hash = state.document.topic(topic).map_or(Hash::EMPTY, |t| t.hash());
-        let delta = Delta {
+        // The patch is serialized once: the history keeps that text, and the body
+        // embeds it.
+        let record = Arc::new(Record::new(seq, hash, Some(unix_ms()), &patch));
+        let body = encode(&Delta {
             epoch: state.epoch.clone(),
             seq,
             hash,
-            time: Some(unix_ms()),
-            patch,
-        };
-        let body = encode(&delta);
+            time: record.time,
+            patch: &*record.patch,
+        });
         let bytes = body.len();
         if !state.feed_lost {
-            let record = Arc::new(Record {
-                seq,
-                hash,
-                time: delta.time,
-                patch: delta.patch,
-                bytes,
-            });
             self.feed(
                 state,
                 Feed::Delta {
@@ -344,19 +346,39 @@ impl Publisher {
         }))
     }
 
-    /// Passes `item` to the responder, or, if its queue is full, has it copy the store.
+    /// What the publisher holds now: its store's size, its history and its feed.
+    pub fn held(&self) -> Held {
+        let leaves = self.shared.lock().document.leaf_count();
+        self.shared.held.read(leaves)
+    }
+
+    /// Passes `item` to the responder, or, if its queue is full (in count or bytes),
+    /// has it copy the store.
     fn feed(&self, state: &mut PubState, item: Feed) {
         if state.feed_lost {
             return;
         }
+        let bytes = item.bytes();
+        let queued = &self.shared.held.feed_bytes;
+        if queued.load(Ordering::Relaxed) + bytes > FEED_MAX_BYTES {
+            tracing::warn!("responder fell behind by {FEED_MAX_BYTES} bytes; it will copy the store afresh");
+            state.feed_lost = true;
+            self.shared.resync.store(true, Ordering::Release);
+            return;
+        }
+        queued.fetch_add(bytes, Ordering::Relaxed);
         match state.feed.try_send(item) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                queued.fetch_sub(bytes, Ordering::Relaxed);
                 tracing::warn!("responder fell behind; it will copy the store afresh");
                 state.feed_lost = true;
                 self.shared.resync.store(true, Ordering::Release);
             }
-            Err(TrySendError::Disconnected(_)) => state.feed_lost = true,
+            Err(TrySendError::Disconnected(_)) => {
+                queued.fetch_sub(bytes, Ordering::Relaxed);
+                state.feed_lost = true;
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use clonewire_core::Document;
+use serde_json::Value;
 
 use crate::answer::{self, ServedState};
 use crate::history::{History, Record};
@@ -18,10 +19,21 @@ const POLL_MS: i64 = 25;
 
 /// What the publisher tells the responder's replica, in publishing order.
 pub(crate) enum Feed {
-    /// A delta was applied.
+    /// A delta was applied: its record, whose patch the copy applies and the history
+    /// keeps.
     Delta { topic: String, record: Arc<Record> },
     /// A new epoch began with an empty store.
     Restart { epoch: String },
+}
+
+impl Feed {
+    /// What it counts as against the feed's byte bound.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Feed::Delta { topic, record } => topic.len() + record.held_bytes(),
+            Feed::Restart { epoch } => epoch.len(),
+        }
+    }
 }
 
 pub(crate) struct Responder {
@@ -101,12 +113,22 @@ impl Responder {
         if self.shared.resync.load(Ordering::Acquire) {
             self.resync();
         }
+        let mut took = 0;
         while let Ok(feed) = self.feed.try_recv() {
+            took += feed.bytes();
             match feed {
                 Feed::Delta { topic, record } => {
-                    if let Err(e) = self.replica.document.apply(&topic, &record.patch) {
-                        // Cannot happen: the publisher applied this patch to the same state.
-                        tracing::error!(error = %e, "replica refused a published patch");
+                    // The publisher made this text from a patch it had just applied to
+                    // the same state: neither step can fail.
+                    let applied = serde_json::from_str::<Value>(record.patch.get())
+                        .map_err(|e| e.to_string())
+                        .and_then(|patch| {
+                            (self.replica.document)
+                                .apply(&topic, &patch)
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(error) = applied {
+                        tracing::error!(%error, "replica refused a published patch");
                     }
                     self.replica.seqs.insert(topic.clone(), record.seq);
                     self.replica.history.push(&topic, record);
@@ -119,6 +141,19 @@ impl Responder {
                 }
             }
         }
+        if took > 0 {
+            self.shared.held.feed_bytes.fetch_sub(took, Ordering::Relaxed);
+        }
+        self.report_held();
+    }
+
+    /// Publishes the history's figures for [`crate::Publisher::held`].
+    fn report_held(&self) {
+        let held = &self.shared.held;
+        held.history_bytes
+            .store(self.replica.history.bytes(), Ordering::Relaxed);
+        held.history_deltas
+            .store(self.replica.history.deltas(), Ordering::Relaxed);
     }
 
     /// Copies the publisher's store under its lock. O(store), so only after the feed
@@ -126,12 +161,15 @@ impl Responder {
     fn resync(&mut self) {
         let mut state = self.shared.lock();
         while self.feed.try_recv().is_ok() {}
+        // Under the lock nothing is fed: the queue is empty now.
+        self.shared.held.feed_bytes.store(0, Ordering::Relaxed);
         self.replica.epoch = state.epoch.clone();
         self.replica.document = state.document.clone();
         self.replica.seqs = state.seqs.clone();
         self.replica.history.clear();
         state.feed_lost = false;
         self.shared.resync.store(false, Ordering::Release);
+        self.report_held();
         tracing::debug!(epoch = %state.epoch, "responder copied the store");
     }
 }

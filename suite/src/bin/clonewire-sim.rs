@@ -3,6 +3,7 @@
 //! SIGTERM says goodbye (`_bye`) and exits 0. With `--contact-dir DIR` it announces
 //! itself there for relays run with `--discover DIR`, and removes the file as it stops.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -76,6 +77,11 @@ struct Args {
     /// announced there (see docs/discovery.md).
     #[arg(long, value_name = "DIR")]
     contact_dir: Option<PathBuf>,
+    /// Every SECS seconds, print what the publisher holds as one JSON line on stdout,
+    /// `{"held": {"store_leaves", "history_bytes", "history_deltas", "feed_bytes"}}`,
+    /// and log it.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    report_every: f64,
 }
 
 fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
@@ -85,7 +91,8 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
         .ok_or_else(|| format!("--{flag} must be a positive number of seconds, got {secs}"))
 }
 
-fn config(args: Args) -> Result<SimConfig, String> {
+fn config(args: Args) -> Result<(SimConfig, Duration), String> {
+    let report_every = seconds("report-every", args.report_every)?;
     let curve_secret_key = args
         .curve_secret_key_file
         .as_deref()
@@ -98,7 +105,7 @@ fn config(args: Args) -> Result<SimConfig, String> {
         .map(CurvePublicKey::list_from_file)
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok(SimConfig {
+    let config = SimConfig {
         curve_secret_key,
         curve_allowed_clients,
         contact_dir: args.contact_dir,
@@ -117,7 +124,8 @@ fn config(args: Args) -> Result<SimConfig, String> {
         still: args.still,
         heartbeat_ms: args.heartbeat_ms,
         ..SimConfig::new(args.name)
-    })
+    };
+    Ok((config, report_every))
 }
 
 fn main() -> ExitCode {
@@ -128,7 +136,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = match config(Args::parse()) {
+    let (config, report_every) = match config(Args::parse()) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("error: {message}");
@@ -159,7 +167,16 @@ fn main() -> ExitCode {
         announced["contact"] = file.display().to_string().into();
     }
     println!("{announced}");
-    let _ = rx.recv();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(report_every) {
+        let held = sim.held();
+        tracing::info!(%held, "held");
+        // A reader that went away is not the suite's problem: the line is dropped.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::json!({ "held": held })
+        );
+    }
     tracing::info!("stopping");
     sim.stop();
     ExitCode::SUCCESS

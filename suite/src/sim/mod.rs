@@ -20,7 +20,7 @@ pub mod workflow;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use clonewire_core::Schema;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::held::Held;
 use crate::history::HistoryLimits;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::sockets::{CurvePublicKey, CurveSecretKey};
@@ -37,6 +38,8 @@ pub use workflow::Workflow;
 const NAP: Duration = Duration::from_millis(20);
 /// Falling further behind the rate than this resets the schedule instead of bursting.
 const MAX_LAG: Duration = Duration::from_secs(1);
+/// How often the player looks at what its publisher holds.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// How to run a simulated suite.
 #[derive(Clone, Debug)]
@@ -133,6 +136,8 @@ pub struct SimCounters {
     pub restarts: AtomicU64,
     /// Busy periods begun.
     pub busy_periods: AtomicU64,
+    /// What its publisher held when last looked at (about once a second).
+    held: Mutex<Held>,
 }
 
 /// Starts simulators.
@@ -220,6 +225,11 @@ impl SimHandle {
         &self.counters
     }
 
+    /// What its publisher held about a second ago or less (see [`Publisher::held`]).
+    pub fn held(&self) -> Held {
+        *self.counters.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Stops playing, sends `_bye` and closes the sockets.
     pub fn stop(mut self) {
         self.halt();
@@ -265,8 +275,13 @@ impl Player {
             tracing::info!(name = %self.config.name, tasks = self.workflow.live_tasks(), "holding still: the first state is published and no events follow");
         }
         let mut due = Instant::now();
+        let mut next_look = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
+            if now >= next_look {
+                next_look = now + LOOK_EVERY;
+                *self.counters.held.lock().unwrap_or_else(|p| p.into_inner()) = self.publisher.held();
+            }
             if busy_until.is_some_and(|t| now >= t) {
                 busy_until = None;
                 self.publisher.set_busy(false);
