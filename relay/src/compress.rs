@@ -47,6 +47,17 @@ impl std::fmt::Debug for FrameDeflater {
 }
 
 impl FrameDeflater {
+    /// Bytes of compressed frames held (entries of frames gone are dropped first).
+    pub fn held_bytes(&self) -> usize {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, e| e.frame.strong_count() > 0);
+        entries
+            .values()
+            .filter_map(|e| e.packed.get().and_then(Option::as_ref))
+            .map(Bytes::len)
+            .sum()
+    }
+
     /// `frame` as raw DEFLATE (RFC 1951), compressed once however many clients ask;
     /// `None` if compressing failed (the frame then goes out as text).
     pub async fn deflate(&self, frame: &Arc<str>) -> Option<Bytes> {

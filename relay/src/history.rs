@@ -86,8 +86,7 @@ impl TopicHistory {
     }
 
     /// The bytes held, as counted against the bound.
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Connections closed while still in their handshake to admit newer ones.
     pub handshakes_evicted: Counter,
+    /// Bytes held by each kind of long-lived structure (refreshed at scrape time).
+    pub held_bytes: Family<KindLabel, Gauge>,
+    /// Leaves held in the workflows' replicas (refreshed at scrape time).
+    pub replica_leaves: Gauge,
     /// Seconds from the suite's `time` to the frame's send to a client.
     pub latency: Histogram,
     /// Seconds from the suite's `time` to the delta reaching its link thread (the
@@ -140,6 +144,8 @@ impl Metrics {
             accept_errors: Counter::default(),
             connections_refused: Counter::default(),
             handshakes_evicted: Counter::default(),
+            held_bytes: Family::default(),
+            replica_leaves: Gauge::default(),
             latency: latency_histogram(),
             arrival: latency_histogram(),
             queued: latency_histogram(),
@@ -172,6 +178,16 @@ impl Metrics {
             "queue_bytes",
             "Bytes queued for all clients",
             m.queue_bytes.clone(),
+        );
+        registry.register(
+            "held_bytes",
+            "Bytes held, by kind of structure: client queues (outboxes), resume history, compressed frames",
+            m.held_bytes.clone(),
+        );
+        registry.register(
+            "replica_leaves",
+            "Leaves held in the replicas of every followed workflow",
+            m.replica_leaves.clone(),
         );
         registry.register(
             "queue_bytes_max",

@@ -214,12 +214,30 @@ impl Relay {
             .filter(|s| *s != WorkflowState::Removed)
             .map(|s| (s.as_str(), 0))
             .collect();
+        let (mut leaves, mut history) = (0, 0);
         for link in self.links() {
-            *by_state.entry(link.status().state.as_str()).or_default() += 1;
+            let status = link.status();
+            *by_state.entry(status.state.as_str()).or_default() += 1;
+            leaves += status.replica_leaves;
+            history += status.history_bytes;
         }
         for (state, n) in by_state {
             self.metrics.suites.get_or_create(&KindLabel::of(state)).set(n);
         }
+        let held = [
+            ("outboxes", total),
+            ("history", history),
+            ("compressed_frames", crate::compress::SHARED.held_bytes()),
+        ];
+        for (kind, bytes) in held {
+            self.metrics
+                .held_bytes
+                .get_or_create(&KindLabel::of(kind))
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        self.metrics
+            .replica_leaves
+            .set(i64::try_from(leaves).unwrap_or(i64::MAX));
         self.metrics.encode()
     }
 

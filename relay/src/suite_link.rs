@@ -93,6 +93,10 @@ pub struct LinkStatus {
     pub topics: usize,
     /// Clients that see the workflow.
     pub clients: usize,
+    /// Leaves in the replica's topics.
+    pub replica_leaves: usize,
+    /// Bytes the views' resume histories hold.
+    pub history_bytes: usize,
 }
 
 /// A handle on one suite's link thread.
@@ -139,6 +143,8 @@ impl SuiteLink {
             epoch: None,
             topics: 0,
             clients: 0,
+            replica_leaves: 0,
+            history_bytes: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
@@ -524,7 +530,16 @@ impl Worker {
         status.state = state;
         status.schema = self.schema_known.then(|| self.schema.clone());
         status.epoch = upstream.and_then(|u| u.epoch().map(str::to_owned));
-        status.topics = upstream.map_or(0, |u| u.topic_names().len());
+        let names = upstream.map(Upstream::topic_names).unwrap_or_default();
+        status.topics = names.len();
+        status.replica_leaves = upstream.map_or(0, |u| {
+            names
+                .iter()
+                .filter_map(|name| u.topic(name))
+                .map(|(topic, _)| topic.leaf_count())
+                .sum()
+        });
         status.clients = self.views.member_count();
+        status.history_bytes = self.views.history_bytes();
     }
 }

@@ -989,6 +989,7 @@ impl SubscriptionViews {
 }
 
 mod frames;
+mod held;
 mod rebind_slot;
 mod snapshots;
 #[cfg(test)]
