@@ -19,6 +19,15 @@ pub fn get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(body.to_owned())
 }
 
+/// The value of the series `name` (with its labels, e.g. `clonewire_held_bytes{kind="history"}`,
+/// or a bare name) in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        (series == name).then(|| value.parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +59,16 @@ mod tests {
             Some("asked GET /metrics HTTP/1.0")
         );
         server.join().expect("server");
+    }
+
+    #[test]
+    fn a_series_is_found_by_its_whole_name() {
+        let text = "# HELP x\nclonewire_held_bytes{kind=\"history\"} 12\nclonewire_held_bytes{kind=\"outboxes\"} 7\nclonewire_clients 3\n";
+        assert_eq!(
+            metric_value(text, "clonewire_held_bytes{kind=\"outboxes\"}"),
+            Some(7.0)
+        );
+        assert_eq!(metric_value(text, "clonewire_clients"), Some(3.0));
+        assert_eq!(metric_value(text, "clonewire_client"), None);
     }
 }

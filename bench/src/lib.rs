@@ -16,6 +16,7 @@
 //! child processes ([`process`]), the simulated suites they start ([`suite`]) and the
 //! HTTP GET that reads a relay's `/metrics` and `/healthz` ([`http`]).
 
+pub mod cylc_home;
 pub mod http;
 pub mod process;
 pub mod suite;
@@ -290,10 +291,37 @@ fn clock_ticks() -> f64 {
 
 /// Peak resident memory in MiB (`VmHWM` in `/proc/PID/status`).
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_field(pid, "VmHWM:").map(|kib| kib / 1024.0)
+}
+
+/// A number field of `/proc/PID/status` (e.g. `VmRSS:` in KiB, `Threads:`).
+fn status_field(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What a long-running process holds now, from `/proc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Footprint {
+    /// Resident memory, MiB (`VmRSS`).
+    pub rss_mib: f64,
+    /// Threads.
+    pub threads: u32,
+    /// Open file descriptors.
+    pub fds: u32,
+}
+
+/// The footprint of process `pid`, or `None` once it is gone.
+pub fn footprint(pid: u32) -> Option<Footprint> {
+    let rss_kib = status_field(pid, "VmRSS:")?;
+    let threads = status_field(pid, "Threads:")?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some(Footprint {
+        rss_mib: rss_kib / 1024.0,
+        threads: threads as u32,
+        fds: u32::try_from(fds).unwrap_or(u32::MAX),
+    })
 }
 
 #[cfg(test)]

@@ -3,11 +3,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::process::{sibling, Proc};
+use crate::process::{each_line, sibling, Proc};
+
+/// Lines of a suite's output kept for its reader at most; later ones are dropped.
+const LINES_KEPT: usize = 64;
 
 /// A running `clonewire-sim`, stopped when dropped.
 pub struct Suite {
@@ -15,6 +19,7 @@ pub struct Suite {
     pub_endpoint: String,
     rep_endpoint: String,
     proc: Proc,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Suite {
@@ -22,6 +27,17 @@ impl Suite {
     /// per second, its choices played from `seed`; returns once it has said where it
     /// publishes and answers.
     pub fn start(name: &str, tasks: usize, rate: f64, seed: u64) -> Result<Suite, String> {
+        Suite::start_with(name, tasks, rate, seed, &[])
+    }
+
+    /// [`Suite::start`] with more of `clonewire-sim`'s flags.
+    pub fn start_with(
+        name: &str,
+        tasks: usize,
+        rate: f64,
+        seed: u64,
+        more: &[&str],
+    ) -> Result<Suite, String> {
         let mut proc = Proc::spawn(
             name,
             Command::new(sibling("clonewire-sim")?)
@@ -35,15 +51,18 @@ impl Suite {
                 ])
                 .args(["--tasks", &tasks.to_string(), "--rate", &rate.to_string()])
                 .args(["--seed", &seed.to_string()])
+                .args(more)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit()),
         )?;
         let mut line = String::new();
-        let stdout = proc.stdout().ok_or("no stdout")?;
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        let mut stdout = BufReader::new(proc.stdout().ok_or("no stdout")?);
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let (tx, lines) = mpsc::sync_channel(LINES_KEPT);
+        each_line(stdout, move |line| {
+            !matches!(tx.try_send(line), Err(mpsc::TrySendError::Disconnected(_)))
+        });
         let info: Value = serde_json::from_str(&line).map_err(|e| format!("{name}: {e}: {line:?}"))?;
         let endpoint = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
         let (Some(pub_endpoint), Some(rep_endpoint)) = (endpoint("pub"), endpoint("rep")) else {
@@ -54,7 +73,19 @@ impl Suite {
             pub_endpoint,
             rep_endpoint,
             proc,
+            lines,
         })
+    }
+
+    /// The lines it has printed after its first (its endpoints) since the last call;
+    /// while 64 wait unread, later ones are dropped.
+    pub fn new_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Its process id.

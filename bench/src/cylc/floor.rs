@@ -4,27 +4,16 @@
 //! the server's public key (`.service/server.key`), SUB topic `all`. Each batch is
 //! written as one [`Batch`] JSON line with its receipt time.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clonewire_bench::cylc_home::contact;
 use clonewire_bench::now_ms;
 use prost::Message;
 
 use super::proto::AllDeltas;
 use super::{key, Batch};
-
-/// `KEY=value` lines of a workflow's `.service/contact` file.
-pub fn contact(run_dir: &Path) -> Result<HashMap<String, String>, String> {
-    let path = run_dir.join(".service/contact");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect())
-}
 
 /// The Z85 text of `name = "..."` in a ZeroMQ certificate file, decoded.
 fn cert_key(path: &Path, name: &str) -> Result<Vec<u8>, String> {

@@ -4,11 +4,12 @@
 //! samples the server's CPU and memory from `/proc`, releases the burst, starts a late
 //! client to time a join, then stops everything and prints one table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use clonewire_bench::cylc_home::{CylcHome, GRACE};
 use clonewire_bench::process::{free_port, wait_for, Proc};
 use clonewire_bench::{cpu_secs, now_ms, peak_rss_mib};
 
@@ -185,22 +186,6 @@ fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The environment of a Cylc command in `home`.
-fn cylc(setup: &Setup, home: &Path) -> Command {
-    let mut cmd = Command::new(setup.venv.join("bin/cylc"));
-    let path = std::env::var("PATH").unwrap_or_default();
-    cmd.env("HOME", home)
-        .env("CYLC_CONF_PATH", home.join("conf"))
-        .env("PATH", format!("{}:{path}", setup.venv.join("bin").display()))
-        .env_remove("CYLC_WORKFLOW_ID")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// How long a scheduler (or any other child of a cell) has to stop after SIGTERM: a
-/// scheduler shuts down within seconds.
-const GRACE: Duration = Duration::from_secs(10);
-
 /// Starts a child of a cell (see [`GRACE`]).
 fn start_child(name: &str, command: &mut Command) -> Result<Proc, String> {
     Proc::spawn(name, command).map(|p| p.with_grace(GRACE))
@@ -246,45 +231,18 @@ fn cell_inner(
     let dir = setup
         .scratch
         .join(format!("{index:02}-{}-{side:?}-{clients}-{probe:?}", w.name));
-    let home = dir.join("home");
-    let run = home.join("cylc-run");
     let io = |e: std::io::Error| e.to_string();
-    std::fs::create_dir_all(home.join("conf")).map_err(io)?;
-    std::fs::write(
-        home.join("conf/global.cylc"),
-        format!(
-            "[platforms]\n    [[localhost]]\n        cylc path = {}\n",
-            setup.venv.join("bin").display()
-        ),
-    )
-    .map_err(io)?;
+    let cylc_home = CylcHome::new(&dir.join("home"), &setup.venv)?;
+    let run = cylc_home.run_dir();
     // Schedulers first: they take seconds to start.
     let mut schedulers = Vec::new();
     for f in &w.flows {
-        let wd = run.join(f.name);
-        std::fs::create_dir_all(&wd).map_err(io)?;
-        std::fs::write(wd.join("flow.cylc"), f.text).map_err(io)?;
-        let log = std::fs::File::create(dir.join(format!("{}.log", f.name))).map_err(io)?;
-        let mut cmd = cylc(setup, &home);
-        cmd.args(["play", "--no-detach", "--mode=simulation"]);
-        if f.paused {
-            cmd.arg("--pause");
-        }
-        cmd.arg(f.name).stdout(log.try_clone().map_err(io)?).stderr(log);
-        schedulers.push(start_child(&format!("scheduler {}", f.name), &mut cmd)?);
+        let log = dir.join(format!("{}.log", f.name));
+        schedulers.push(cylc_home.play(f.name, f.text, f.paused, &log)?);
     }
     let mut owner = String::from("root");
     for f in &w.flows {
-        let wd = run.join(f.name);
-        wait_for(
-            &format!("scheduler {}", f.name),
-            Duration::from_secs(120),
-            POLL,
-            || super::floor::contact(&wd).is_ok_and(|c| c.contains_key("CYLC_WORKFLOW_PUBLISH_PORT")),
-        )?;
-        if let Some(o) = super::floor::contact(&wd)?.get("CYLC_WORKFLOW_OWNER") {
-            owner.clone_from(o);
-        }
+        owner = cylc_home.wait_publishing(f.name)?;
     }
     let ids: Vec<String> = w.flows.iter().map(|f| format!("~{owner}/{}", f.name)).collect();
     // The floor, for the whole cell.
@@ -306,7 +264,7 @@ fn cell_inner(
         Side::Uis => {
             let log_path = dir.join("uiserver.log");
             let log = std::fs::File::create(&log_path).map_err(io)?;
-            let mut cmd = cylc(setup, &home);
+            let mut cmd = cylc_home.cylc();
             cmd.args([
                 "gui",
                 "--new",
@@ -406,7 +364,7 @@ fn cell_inner(
                 if t >= *at {
                     released = true;
                     let _ = std::fs::write(dir.join("mark"), format!("{}", now_ms()));
-                    let mut cmd = cylc(setup, &home);
+                    let mut cmd = cylc_home.cylc();
                     match what {
                         Release::Set(arg) => cmd.args(["set", arg]),
                         Release::Resume(wf) => cmd.args(["play", wf]),

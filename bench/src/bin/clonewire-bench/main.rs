@@ -558,14 +558,9 @@ fn per_run_rows(clients: usize, subs: usize, relay: &[Sample], ceiling: &[Sample
         .collect()
 }
 
-/// Reads a counter from the relay's `/metrics`.
+/// Reads the counter `clonewire_<name>_total` from the relay's `/metrics`.
 fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    http::get(addr, "/metrics")?
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.split_whitespace().next().is_some_and(|n| n.contains(name)))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
+    http::metric_value(&http::get(addr, "/metrics")?, &format!("clonewire_{name}_total"))
 }
 
 fn main() -> ExitCode {
