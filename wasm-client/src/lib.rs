@@ -10,7 +10,7 @@
 //! - [`events`]: status, workflow and error events for the page;
 //! - [`inspect`]: the report behind `client.inspect()`.
 
-pub mod backoff;
+pub use clonewire_core::client::backoff;
 pub mod effects;
 pub mod events;
 pub mod inspect;
