@@ -158,6 +158,12 @@ impl<T: Moment> ClientLink<T> {
         &mut self.commands
     }
 
+    /// Names `compression` in every `subscribe` from now on (the driver inflates it),
+    /// or none.
+    pub fn set_compression(&mut self, compression: Option<String>) {
+        self.config.compression = compression;
+    }
+
     /// Sets the reconnect delays: the first, and the longest (milliseconds).
     pub fn set_reconnect_delays(&mut self, base_ms: u32, max_ms: u32) {
         self.backoff.base_ms = base_ms.max(1);
