@@ -199,7 +199,7 @@ fn resume_points_cover_verified_copies_only() {
         &relay.snapshot("demo", "jobs", 5, json!({"j": {"s": 1}})),
     );
     store.distrust("demo", "jobs");
-    let resume = store.resume_points(|_, _| true);
+    let resume = store.resume_points();
     let point = &resume["demo"]["workflow"];
     assert_eq!((point.epoch.as_str(), point.seq), ("e1", Seq(3)));
     assert_eq!(point.hash, store.get("demo", "workflow").unwrap().topic.hash());

@@ -205,9 +205,13 @@ impl Copies {
             .collect()
     }
 
-    /// Where each verified copy stands, for `subscribe` with `resume`: those for which
-    /// `offer(workflow, copy)` is true.
-    pub fn resume_points(&self, mut offer: impl FnMut(&str, &CheckedCopy) -> bool) -> Resume {
+    /// Where each verified copy stands, for `subscribe` with `resume`.
+    pub fn resume_points(&self) -> Resume {
+        self.resume_points_where(|_, _| true)
+    }
+
+    /// Where each verified copy for which `offer(workflow, copy)` is true stands.
+    pub fn resume_points_where(&self, mut offer: impl FnMut(&str, &CheckedCopy) -> bool) -> Resume {
         let mut resume = Resume::new();
         for ((workflow, topic), copy) in self.iter() {
             let Some(seq) = copy.seq else { continue };

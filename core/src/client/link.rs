@@ -393,10 +393,10 @@ impl<T: Moment> ClientLink<T> {
 
     fn resume_points(&self) -> crate::protocol::client::Resume {
         match self.config.resume {
-            ResumeFrom::EveryVerifiedCopy => self.copies.resume_points(|_, _| true),
-            ResumeFrom::LatestEpochOnly => self
-                .copies
-                .resume_points(|workflow, copy| self.latest_epoch(workflow) == Some(copy.epoch.as_str())),
+            ResumeFrom::EveryVerifiedCopy => self.copies.resume_points(),
+            ResumeFrom::LatestEpochOnly => self.copies.resume_points_where(|workflow, copy| {
+                self.latest_epoch(workflow) == Some(copy.epoch.as_str())
+            }),
         }
     }
 

@@ -265,7 +265,7 @@ fn resume_sends_one_delta_when_history_and_hash_allow() {
             json!({ format!("1/t{i}"): {"status": "running"} }),
         );
     }
-    let points = a.store.resume_points(|_, _| true);
+    let points = a.store.resume_points();
     let mut back = Client {
         outbox: Arc::new(Outbox::new(1 << 20, 8 << 20, Default::default())),
         store: a.store.clone(),
