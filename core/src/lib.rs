@@ -5,6 +5,8 @@
 //! - [`changes`]: changed leaves, their exact composition and the patch they make;
 //! - [`checked_copy`]: a copy of one topic kept from a relay's snapshots and deltas,
 //!   each checked (chain, epoch, hash) before it is kept;
+//! - [`client`]: the client of the client link, sans-IO: subscribe, resume, resync
+//!   and the checked copies, for the browser and for relay tiers;
 //! - [`hash`]: the leaf hash (XXH3-64 over JCS bytes) and node-hash sums;
 //! - [`schema`]: which objects are keyed collections;
 //! - [`subscription`]: parse, merge, print and project GraphQL-like selections;
@@ -16,6 +18,7 @@
 
 pub mod changes;
 pub mod checked_copy;
+pub mod client;
 pub mod document;
 pub mod hash;
 pub mod protocol;

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use clonewire_core::client::Millis;
 use clonewire_core::protocol::client::{fast, CloseCode, WorkflowState};
 use clonewire_core::{QueryError, SubscriptionLimits};
 use js_sys::{Array, Function, Reflect};
@@ -130,6 +131,7 @@ fn connect(shared: &Shared) -> Result<(), JsValue> {
         if let Some(old) = inner.detach() {
             let _ = old.close();
         }
+        tell_time(&mut inner);
         let effects = inner.session.connecting();
         let args = Array::of1(&JsValue::from_str(&inner.url));
         let socket: WebSocket = Reflect::construct(&inner.constructor, &args)?.unchecked_into();
@@ -151,6 +153,7 @@ fn lost(shared: &Shared) {
     let effects = {
         let mut inner = shared.borrow_mut();
         inner.detach();
+        tell_time(&mut inner);
         let (effects, delay) = inner.session.closed(js_sys::Math::random());
         if let (Some(ms), Some(h)) = (delay, &inner.handlers) {
             let id = set_timeout(h.timer.as_ref().unchecked_ref(), ms.min(i32::MAX as u32) as i32);
@@ -159,6 +162,11 @@ fn lost(shared: &Shared) {
         effects
     };
     dispatch(shared, effects);
+}
+
+/// Tells the session the page's time (for the link's deadlines).
+fn tell_time(inner: &mut Inner) {
+    inner.session.set_time(Millis::from_f64(js_sys::Date::now()));
 }
 
 /// A socket handler that acts on events from the current socket only, then dispatches.
@@ -173,6 +181,7 @@ fn socket_handler(
             if !inner.is_current(&event) {
                 return;
             }
+            tell_time(&mut inner);
             act(&mut inner, &event)
         };
         dispatch(&shared, effects);

@@ -5,19 +5,9 @@ use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::Schema;
 use serde::Serialize;
 
-/// The connection's state as the page sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Opening a WebSocket.
-    Connecting,
-    /// The WebSocket is open.
-    Open,
-    /// Lost; a new attempt is scheduled.
-    Reconnecting,
-    /// Closed by the page; no new attempt.
-    Closed,
-}
+/// The connection's state as the page sees it: the link's status, written in
+/// lowercase (`connecting`, `open`, `reconnecting`, `closed`).
+pub use clonewire_core::client::LinkStatus as Status;
 
 impl PageEvent {
     /// The listener kind that hears this event: `status`, `workflow` or `error`.

@@ -1,16 +1,17 @@
 //! The clonewire browser client. The protocol logic is plain Rust, testable natively;
 //! only `binding` (built for wasm32 only) knows about wasm and the browser.
 //!
-//! - [`store`]: the one store of (workflow, topic) copies, checking `prev` and the
-//!   projection hash on every message and undoing a message that fails;
+//! - [`store`]: the one store of (workflow, topic) copies (core's, as the browser
+//!   makes them), checking `prev` and the projection hash on every message;
 //! - [`views`]: views' queries, their merge, and which view a changed leaf concerns;
-//! - [`session`]: the connection's lifecycle, decoding (with core's fast decoder,
-//!   `clonewire_core::protocol::client::fast`), resync, resume and the frames to send;
-//! - [`backoff`]: jittered exponential reconnect delays;
+//! - [`session`]: the driver of core's client link (`clonewire_core::client`), which
+//!   does the connection's lifecycle, decoding, resync, resume and the frames to send;
+//!   the session adds views, workflows, page events and counters;
+//! - [`backoff`]: jittered exponential reconnect delays (core's);
 //! - [`events`]: status, workflow and error events for the page;
 //! - [`inspect`]: the report behind `client.inspect()`.
 
-pub mod backoff;
+pub use clonewire_core::client::backoff;
 pub mod effects;
 pub mod events;
 pub mod inspect;

@@ -4,7 +4,9 @@
 mod common;
 
 use clonewire_core::{Hash, Seq};
-use clonewire_wasm::store::{ApplyOutcome, Chain, Reject, Store};
+use std::borrow::Cow;
+
+use clonewire_wasm::store::{new_store, ApplyOutcome, Chain, Reject, Store};
 use common::FakeRelay;
 use serde_json::{json, Value};
 
@@ -25,7 +27,7 @@ fn feed(store: &mut Store, frame: &str) -> ApplyOutcome {
                 prev: m["prev"].as_u64().map(Seq),
                 seq,
             };
-            store.delta(w, t, e, chain, hash, &m["patch"])
+            store.delta(w, t, e, chain, hash, Cow::Borrowed(&m["patch"]))
         }
     }
 }
@@ -36,7 +38,7 @@ fn value(store: &Store, w: &str, t: &str) -> Value {
 
 #[test]
 fn snapshot_then_chained_deltas_track_the_relay_copy() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     let snap = relay.snapshot("demo", "taskProxies", 5, json!({"1/foo": {"status": "waiting"}}));
     assert!(matches!(feed(&mut store, &snap), ApplyOutcome::Applied(c) if c.len() == 1));
     let d1 = relay.delta(
@@ -65,7 +67,7 @@ fn snapshot_then_chained_deltas_track_the_relay_copy() {
 
 #[test]
 fn a_first_delta_with_null_prev_needs_no_snapshot() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     let d = relay.delta("demo", "workflow", 3, None, json!({"name": "demo"}));
     assert!(matches!(feed(&mut store, &d), ApplyOutcome::Applied(_)));
     assert_eq!(value(&store, "demo", "workflow"), json!({"name": "demo"}));
@@ -73,7 +75,7 @@ fn a_first_delta_with_null_prev_needs_no_snapshot() {
 
 #[test]
 fn a_missing_message_is_detected_by_prev_and_nothing_applies_until_a_snapshot() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     feed(
         &mut store,
         &relay.snapshot("demo", "jobs", 1, json!({"j1": {"state": "submitted"}})),
@@ -104,7 +106,7 @@ fn a_missing_message_is_detected_by_prev_and_nothing_applies_until_a_snapshot() 
 
 #[test]
 fn a_delta_whose_hash_does_not_check_is_undone_exactly() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     let start =
         json!({"1/foo": {"status": "waiting", "flowNums": [1], "outputs": {"a": true}}, "1/x": {"n": 1}});
     feed(
@@ -127,7 +129,7 @@ fn a_delta_whose_hash_does_not_check_is_undone_exactly() {
 
 #[test]
 fn a_snapshot_whose_hash_does_not_check_keeps_the_old_data() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     feed(
         &mut store,
         &relay.snapshot("demo", "workflow", 1, json!({"name": "demo"})),
@@ -140,7 +142,7 @@ fn a_snapshot_whose_hash_does_not_check_keeps_the_old_data() {
 
 #[test]
 fn an_empty_snapshot_drops_the_data_but_keeps_the_chain() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     feed(
         &mut store,
         &relay.snapshot("demo", "edges", 4, json!({"e1": {"s": "a"}})),
@@ -156,7 +158,7 @@ fn an_empty_snapshot_drops_the_data_but_keeps_the_chain() {
 
 #[test]
 fn patches_that_are_not_objects_are_refused() {
-    let mut store = Store::new();
+    let mut store = new_store();
     let outcome = store.delta(
         "demo",
         "jobs",
@@ -166,7 +168,7 @@ fn patches_that_are_not_objects_are_refused() {
             seq: Seq(1),
         },
         Hash::EMPTY,
-        &json!([1, 2]),
+        Cow::Owned(json!([1, 2])),
     );
     assert_eq!(outcome, ApplyOutcome::Rejected(Reject::BadPatch));
     let outcome = store.snapshot("demo", "jobs", "e1", Seq(1), Hash::EMPTY, &json!("x"));
@@ -175,7 +177,7 @@ fn patches_that_are_not_objects_are_refused() {
 
 #[test]
 fn a_delta_from_another_epoch_breaks_the_chain() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     feed(
         &mut store,
         &relay.snapshot("demo", "workflow", 1, json!({"name": "demo"})),
@@ -187,7 +189,7 @@ fn a_delta_from_another_epoch_breaks_the_chain() {
 
 #[test]
 fn resume_points_cover_verified_copies_only() {
-    let (mut relay, mut store) = (FakeRelay::new(), Store::new());
+    let (mut relay, mut store) = (FakeRelay::new(), new_store());
     feed(
         &mut store,
         &relay.snapshot("demo", "workflow", 3, json!({"name": "demo"})),

@@ -2,17 +2,25 @@
 //! relay tiers. One workflow of the upper relay, followed over its own websocket as a
 //! client of that relay.
 //!
+//! This file is the driver: the websocket, its frames, inflating, and turning what
+//! core's client link ([`clonewire_core::client::ClientLink`]) says into
+//! [`UpstreamEvent`]s. The protocol (subscribe, resume, resync, checking every message
+//! as a browser checks it) is the link's, with this relay's policies: a copy is made
+//! only by a message that can start one, in that message's epoch; only copies of the
+//! latest epoch are resumed; `subscribe` is paced.
+//!
 //! - It subscribes to this workflow with the merged needs of this relay's views (the
 //!   union of their selections, given by [`Upstream::set_selection`]), plus the
 //!   selection of topics still lingering, and changes that subscription on the same
 //!   connection as views come and go (at most one `subscribe` per
 //!   [`SUBSCRIBE_INTERVAL`], within the upper relay's request rate).
-//! - Every snapshot and delta is checked as a browser checks it ([`copies`]): `prev`
-//!   chains, the projection hash matches. A failure is undone and the topic resynced.
+//! - Every snapshot and delta is checked: `prev` chains, the projection hash matches.
+//!   A failure is undone and the topic resynced.
 //! - The suite's epoch and seqs are kept as they came, so clients can resume at either
 //!   tier. A topic's copy is the upper relay's projection for the merged selection; a
 //!   view here projects it again, which gives exactly what the upper relay would have
-//!   sent it, since every leaf a view selects is in the merged selection.
+//!   sent it, since every leaf a view selects is in the merged selection. A copy's seq
+//!   before its first message reads as zero here.
 //! - The workflow state is the upper relay's (`workflow` messages), `stale` while the
 //!   connection is lost. After a loss it reconnects (with backoff) and resumes from
 //!   every copy it holds.
@@ -23,24 +31,22 @@
 //! link thread, so a workflow with a big snapshot or a slow burst delays only its own
 //! clients here, as with suites; the cost is one idle connection per followed workflow.
 
-mod copies;
-
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clonewire_core::protocol::client::fast::{self, Frame};
-use clonewire_core::protocol::client::{
-    ClientMessage, RelayMessage, Resume, ResumePoint, WorkflowState, DEFLATE_RAW,
+use clonewire_core::client::{
+    Backoff, ClientLink, CopyPolicy, DataKind, FirstEpoch, LinkConfig, LinkEvent, LinkStatus, NewCopies,
+    ResumeFrom, Scope, SubscribePacing,
 };
+use clonewire_core::protocol::client::{WorkflowState, DEFLATE_RAW};
 use clonewire_core::subscription::{FieldSel, Sub};
 use clonewire_core::{Schema, Seq, Subscription, Topic};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use self::copies::{Copies, Outcome};
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 
 /// The fewest milliseconds between two `subscribe` messages to the upper relay.
@@ -52,13 +58,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect delays: the first and the longest.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The backoff jitter: the whole delay every time (one relay reconnecting, not a
+/// crowd of pages to spread out).
+const NO_JITTER: f64 = 1.0;
 /// The largest frame taken from the upper relay, and the largest text a compressed
 /// frame may inflate to.
 const MAX_FRAME_BYTES: usize = 64 << 20;
 const MAX_TEXT_BYTES: usize = 256 << 20;
-/// Snapshots in a row that fail their hash before a topic is no longer asked for
-/// again on this connection.
-const MAX_BAD_SNAPSHOTS: u32 = 3;
+
+/// How a relay tier keeps copies: only a snapshot that checks or a delta with
+/// `prev: null` makes one (it serves only data it holds), in that message's epoch.
+const COPY_POLICY: CopyPolicy = CopyPolicy {
+    new_copies: NewCopies::FromStartingMessage,
+    first_epoch: FirstEpoch::OfMessage,
+};
 
 /// The workflow states an upper relay's `/healthz` last reported, by workflow id:
 /// shared by its discovery thread and its workflows' links.
@@ -135,10 +148,6 @@ struct Connection {
     ws: WebSocket<TcpStream>,
     /// The state the upper relay last told on this connection.
     state: Option<WorkflowState>,
-    /// The last query sent, as normalized text.
-    sent: Option<String>,
-    /// When the next `subscribe` may go.
-    next_subscribe: Instant,
 }
 
 /// One workflow of an upper relay.
@@ -147,13 +156,8 @@ pub struct RelayUpstream {
     workflow: String,
     directory: Directory,
     connection: Option<Connection>,
-    /// When to try connecting again, and the delay after that.
-    retry_at: Instant,
-    retry_delay: Duration,
-    /// Since when a wanted connection has been down.
-    down_since: Option<Instant>,
-    copies: Copies,
-    epoch: Option<String>,
+    /// The client link: copies, subscription, resume, resync, reconnect deadlines.
+    link: ClientLink<Instant>,
     schema: Schema,
     joined: bool,
     /// The merged selection of this relay's views for this workflow.
@@ -168,16 +172,28 @@ pub struct RelayUpstream {
 impl RelayUpstream {
     /// Follows `workflow` at the relay `url`; connects once something is wanted.
     pub fn new(url: RelayUrl, workflow: &str, directory: Directory) -> RelayUpstream {
+        let config = LinkConfig {
+            copies: COPY_POLICY,
+            resume: ResumeFrom::LatestEpochOnly,
+            pacing: SubscribePacing::AtMostEvery(SUBSCRIBE_INTERVAL),
+            compression: Some(DEFLATE_RAW.to_owned()),
+            backoff: Backoff {
+                base_ms: millis(RETRY_FIRST),
+                max_ms: millis(RETRY_MAX),
+                attempt: 0,
+            },
+        };
+        let mut link = ClientLink::new(config);
+        link.set_scope(Scope::Workflow {
+            workflow: workflow.to_owned(),
+            topics: Some(BTreeSet::new()),
+        });
         RelayUpstream {
             url,
             workflow: workflow.to_owned(),
             directory,
             connection: None,
-            retry_at: Instant::now(),
-            retry_delay: RETRY_FIRST,
-            down_since: None,
-            copies: Copies::default(),
-            epoch: None,
+            link,
             schema: Schema::default(),
             joined: false,
             selection: None,
@@ -220,27 +236,6 @@ impl RelayUpstream {
         }
     }
 
-    /// Where each verified copy of the current epoch stands, for `resume`.
-    fn resume(&self) -> Option<Resume> {
-        let epoch = self.epoch.as_deref()?;
-        let points: BTreeMap<String, ResumePoint> = self
-            .copies
-            .iter()
-            .filter(|(_, c)| c.verified && c.epoch == epoch)
-            .map(|(topic, c)| {
-                (
-                    topic.clone(),
-                    ResumePoint {
-                        epoch: c.epoch.to_owned(),
-                        seq: c.seq,
-                        hash: c.topic.hash(),
-                    },
-                )
-            })
-            .collect();
-        (!points.is_empty()).then(|| Resume::from([(self.workflow.clone(), points)]))
-    }
-
     fn connect(&mut self) -> Result<Connection, UpstreamError> {
         let stream = self.url.tcp(CONNECT_TIMEOUT)?;
         stream.set_nodelay(true)?;
@@ -251,57 +246,77 @@ impl RelayUpstream {
             .max_frame_size(Some(MAX_FRAME_BYTES));
         let (ws, _) = tungstenite::client::client_with_config(self.url.as_str(), stream, Some(config))
             .map_err(|e| format!("websocket handshake with {}: {e}", self.url))?;
-        Ok(Connection {
-            ws,
-            state: None,
-            sent: None,
-            next_subscribe: Instant::now(),
-        })
+        Ok(Connection { ws, state: None })
     }
 
-    /// Drops the connection; the next attempt comes after the backoff delay.
+    /// Drops the connection; the link sets when to try again.
     fn lose(&mut self, kind: Problem, detail: String) {
         self.connection = None;
-        self.down_since.get_or_insert_with(Instant::now);
-        self.retry_at = Instant::now() + self.retry_delay;
-        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.link.handle_lost(Instant::now(), NO_JITTER);
         self.ready.push_back(UpstreamEvent::Problem { kind, detail });
     }
 
-    /// Sends `subscribe` when the query differs from the one the upper relay has and
-    /// the rate allows; the first on a connection carries `resume`.
-    fn sync_subscription(&mut self) {
-        let query = self.query();
-        let key = query.key();
-        let resume = self.resume();
-        let Some(conn) = &mut self.connection else { return };
-        if conn.sent.as_deref() == Some(key.as_str()) || Instant::now() < conn.next_subscribe {
-            return;
+    /// Sends the frames the link queued, then turns its events into upstream events.
+    fn drive(&mut self) {
+        while let Some(text) = self.link.poll_transmit() {
+            let Some(conn) = &mut self.connection else { break };
+            if let Err(e) = conn.ws.send(Message::text(text)) {
+                self.lose(Problem::Timeout, format!("send to {}: {e}", self.url));
+            }
         }
-        let first = conn.sent.is_none();
-        let message = ClientMessage::Subscribe {
-            query: key.clone(),
-            resume: if first { resume } else { None },
-            compression: Some(DEFLATE_RAW.to_owned()),
-        };
-        conn.sent = Some(key);
-        conn.next_subscribe = Instant::now() + SUBSCRIBE_INTERVAL;
-        let text = String::from_utf8_lossy(&clonewire_core::protocol::encode(&message)).into_owned();
-        if let Err(e) = conn.ws.send(Message::text(text)) {
-            self.lose(Problem::Timeout, format!("subscribe to {}: {e}", self.url));
+        while let Some(event) = self.link.poll_event() {
+            self.event(event);
         }
     }
 
-    fn resync(&mut self, topic: &str) {
-        let Some(conn) = &mut self.connection else { return };
-        let message = ClientMessage::Resync {
-            workflow: self.workflow.clone(),
-            topic: topic.to_owned(),
+    fn event(&mut self, event: LinkEvent) {
+        let ready = match event {
+            LinkEvent::Applied(applied) => UpstreamEvent::Changed {
+                topic: applied.topic,
+                // This relay reports a copy's seq before its first message as zero.
+                prev: applied.before.unwrap_or(Seq::ZERO),
+                seq: applied.seq,
+                changes: applied.changes,
+                time: applied.time,
+                kind: match applied.kind {
+                    DataKind::Snapshot => ChangeKind::Reset,
+                    DataKind::Delta => ChangeKind::Delta,
+                },
+            },
+            LinkEvent::Rejected { topic, reject, .. } => UpstreamEvent::Problem {
+                kind: Problem::Mismatch,
+                detail: format!("{topic}: {reject}; resyncing"),
+            },
+            LinkEvent::NewEpoch { epoch, .. } => UpstreamEvent::NewEpoch { epoch },
+            LinkEvent::Undecodable { error } => UpstreamEvent::Problem {
+                kind: Problem::Malformed,
+                detail: format!("{}: {error}", self.url),
+            },
+            LinkEvent::RelayError { code, message } => UpstreamEvent::Problem {
+                kind: Problem::Refused,
+                detail: format!("{} answered {}: {message}", self.url, code.as_str()),
+            },
+            LinkEvent::Hello { relay } => UpstreamEvent::Notice {
+                detail: format!("connected to {relay} at {}", self.url),
+            },
+            LinkEvent::Workflow { state, schema, .. } => {
+                if let Some(conn) = &mut self.connection {
+                    conn.state = Some(state);
+                }
+                let Some(schema) = schema else { return };
+                if self.joined && schema == self.schema {
+                    return;
+                }
+                self.joined = true;
+                self.schema = schema;
+                UpstreamEvent::Joined {
+                    detail: format!("{} at {}", self.workflow, self.url),
+                }
+            }
+            // The connection is the driver's to watch; no commands are sent here.
+            LinkEvent::Status { .. } | LinkEvent::Connect | LinkEvent::CommandUnanswered { .. } => return,
         };
-        let text = String::from_utf8_lossy(&clonewire_core::protocol::encode(&message)).into_owned();
-        if let Err(e) = conn.ws.send(Message::text(text)) {
-            self.lose(Problem::Timeout, format!("resync to {}: {e}", self.url));
-        }
+        self.ready.push_back(ready);
     }
 
     /// Reads at most one frame, waiting up to `max_wait`.
@@ -313,14 +328,14 @@ impl RelayUpstream {
             return;
         }
         match conn.ws.read() {
-            Ok(Message::Text(text)) => self.frame(text.as_str()),
+            Ok(Message::Text(text)) => self.link.handle_frame(text.as_str()),
             Ok(Message::Binary(packed)) => {
                 let mut text = String::new();
                 let inflated = flate2::read::DeflateDecoder::new(&packed[..])
                     .take(MAX_TEXT_BYTES as u64 + 1)
                     .read_to_string(&mut text);
                 match inflated {
-                    Ok(n) if n <= MAX_TEXT_BYTES => self.frame(&text),
+                    Ok(n) if n <= MAX_TEXT_BYTES => self.link.handle_frame(&text),
                     Ok(_) => self.lose(
                         Problem::Malformed,
                         format!("{}: a frame inflates past {MAX_TEXT_BYTES} bytes", self.url),
@@ -349,128 +364,24 @@ impl RelayUpstream {
                 ) => {}
             Err(e) => self.lose(Problem::Timeout, format!("connection to {} lost: {e}", self.url)),
         }
-    }
-
-    /// Handles one frame's text.
-    fn frame(&mut self, text: &str) {
-        let frame = match fast::decode(text) {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.ready.push_back(UpstreamEvent::Problem {
-                    kind: Problem::Malformed,
-                    detail: format!("{}: {e}", self.url),
-                });
-                // A data frame that does not decode leaves its copy behind: resync it.
-                if let Some((_, workflow, topic)) = fast::data_topic(text) {
-                    if workflow == self.workflow {
-                        self.resync(&topic);
-                    }
-                }
-                return;
-            }
-        };
-        match frame {
-            Frame::Snapshot(data) | Frame::Delta(data) if !self.follows(&data.workflow, &data.topic) => {}
-            Frame::Snapshot(data) => {
-                self.new_epoch_if(&data.epoch);
-                let outcome = self
-                    .copies
-                    .snapshot(&data.topic, &data.epoch, data.seq, data.hash, &data.body);
-                self.settle(&data.topic, data.seq, None, ChangeKind::Reset, outcome);
-            }
-            Frame::Delta(data) => {
-                let outcome = self.copies.delta(
-                    &data.topic,
-                    &data.epoch,
-                    data.prev,
-                    data.seq,
-                    data.hash,
-                    data.body,
-                );
-                self.settle(&data.topic, data.seq, data.time, ChangeKind::Delta, outcome);
-            }
-            Frame::Other(message) => self.message(message),
-        }
-    }
-
-    /// A snapshot in an epoch other than the one followed: the suite restarted.
-    fn new_epoch_if(&mut self, epoch: &str) {
-        if self.epoch.as_deref() == Some(epoch) {
-            return;
-        }
-        if self.epoch.is_some() {
-            self.ready.push_back(UpstreamEvent::NewEpoch {
-                epoch: epoch.to_owned(),
-            });
-        }
-        self.epoch = Some(epoch.to_owned());
-    }
-
-    fn settle(&mut self, topic: &str, seq: Seq, time: Option<f64>, kind: ChangeKind, outcome: Outcome) {
-        match outcome {
-            Outcome::Applied { prev, changes } => self.ready.push_back(UpstreamEvent::Changed {
-                topic: topic.to_owned(),
-                prev,
-                seq,
-                changes,
-                time,
-                kind,
-            }),
-            Outcome::Ignored => {}
-            Outcome::Rejected(why) => {
-                self.ready.push_back(UpstreamEvent::Problem {
-                    kind: Problem::Mismatch,
-                    detail: format!("{topic}: {why}; resyncing"),
-                });
-                let failures = self.copies.get(topic).map_or(0, |c| c.bad_snapshots);
-                if failures < MAX_BAD_SNAPSHOTS {
-                    self.resync(topic);
-                }
-            }
-        }
-    }
-
-    fn message(&mut self, message: RelayMessage) {
-        match message {
-            RelayMessage::Workflow {
-                workflow,
-                state,
-                schema,
-            } if workflow == self.workflow => {
-                if let Some(conn) = &mut self.connection {
-                    conn.state = Some(state);
-                }
-                if let Some(schema) = schema {
-                    if !self.joined || schema != self.schema {
-                        self.joined = true;
-                        self.schema = schema;
-                        self.ready.push_back(UpstreamEvent::Joined {
-                            detail: format!("{} at {}", self.workflow, self.url),
-                        });
-                    }
-                }
-            }
-            RelayMessage::Error { code, message } => self.ready.push_back(UpstreamEvent::Problem {
-                kind: Problem::Refused,
-                detail: format!("{} answered {}: {message}", self.url, code.as_str()),
-            }),
-            RelayMessage::Hello { relay, .. } => self.ready.push_back(UpstreamEvent::Notice {
-                detail: format!("connected to {relay} at {}", self.url),
-            }),
-            _ => {}
-        }
-    }
-
-    /// True for a topic of this workflow that is followed (a message for one just
-    /// dropped may still be on its way).
-    fn follows(&self, workflow: &str, topic: &str) -> bool {
-        workflow == self.workflow && self.topics.as_ref().is_none_or(|t| t.contains(topic))
+        self.drive();
     }
 
     /// Whether a connection is wanted: some topic is followed.
     fn wants_connection(&self) -> bool {
         self.topics.as_ref().is_none_or(|t| !t.is_empty())
     }
+
+    /// Tells the link the query wanted now, and sends what that calls for.
+    fn sync_query(&mut self) {
+        let query = self.query();
+        self.link.set_query(&query, Instant::now());
+        self.drive();
+    }
+}
+
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl Upstream for RelayUpstream {
@@ -481,28 +392,34 @@ impl Upstream for RelayUpstream {
         if !self.wants_connection() {
             // Idle: no connection is wanted, so none is missing either.
             self.connection = None;
-            self.down_since = None;
+            self.link.close();
+            self.drive();
             std::thread::sleep(max_wait);
             return Ok(None);
         }
         if self.connection.is_none() {
-            if Instant::now() < self.retry_at {
-                std::thread::sleep(max_wait.min(self.retry_at - Instant::now()));
+            let now = Instant::now();
+            self.link.handle_timeout(now);
+            if let (LinkStatus::Reconnecting, Some(at)) = (self.link.status(), self.link.poll_timeout()) {
+                std::thread::sleep(max_wait.min(at.saturating_duration_since(now)));
                 return Ok(None);
             }
+            self.link.handle_connecting();
             match self.connect() {
                 Ok(conn) => {
                     self.connection = Some(conn);
-                    self.down_since = None;
-                    self.retry_delay = RETRY_FIRST;
+                    self.link.handle_open(Instant::now());
                 }
                 Err(e) => {
                     self.lose(Problem::Timeout, format!("cannot connect to {}: {e}", self.url));
+                    self.drive();
                     return Ok(self.ready.pop_front());
                 }
             }
         }
-        self.sync_subscription();
+        // A `subscribe` its pacing held back, once due.
+        self.link.handle_timeout(Instant::now());
+        self.drive();
         if let Some(conn) = &mut self.connection {
             // Finishes a send a full socket buffer held back.
             match conn.ws.flush() {
@@ -528,7 +445,7 @@ impl Upstream for RelayUpstream {
             let directory = self.directory.lock().unwrap_or_else(|e| e.into_inner());
             directory.get(&self.workflow).copied()
         };
-        match (&self.connection, self.down_since) {
+        match (&self.connection, self.link.down_since()) {
             (Some(conn), _) => match conn.state {
                 Some(WorkflowState::Removed) => WorkflowState::Stopped,
                 Some(state) => state,
@@ -547,7 +464,7 @@ impl Upstream for RelayUpstream {
     }
 
     fn epoch(&self) -> Option<&str> {
-        self.epoch.as_deref()
+        self.link.latest_epoch(&self.workflow)
     }
 
     fn schema(&self) -> &Schema {
@@ -556,12 +473,17 @@ impl Upstream for RelayUpstream {
 
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         // A copy still in an older epoch is not this epoch's data.
-        let copy = self.copies.get(name)?;
-        (Some(copy.epoch) == self.epoch.as_deref()).then_some((copy.topic, copy.seq))
+        let copy = self.link.copies().get(&self.workflow, name)?;
+        let seq = copy.seq.unwrap_or(Seq::ZERO);
+        (Some(copy.epoch.as_str()) == self.epoch()).then_some((&copy.topic, seq))
     }
 
     fn topic_names(&self) -> Vec<String> {
-        self.copies.iter().map(|(name, _)| name.clone()).collect()
+        self.link
+            .copies()
+            .iter()
+            .map(|((_, name), _)| name.clone())
+            .collect()
     }
 
     fn follows_selections(&self) -> bool {
@@ -581,8 +503,8 @@ impl Upstream for RelayUpstream {
                     every: Some(Sub::All),
                     ids: BTreeMap::new(),
                 };
-                for (name, _) in self.copies.iter() {
-                    self.remembered.insert(name.clone(), every.clone());
+                for name in self.topic_names() {
+                    self.remembered.insert(name, every.clone());
                 }
             }
             None => {}
@@ -591,11 +513,14 @@ impl Upstream for RelayUpstream {
 
     fn set_topics(&mut self, topics: Option<BTreeSet<String>>) -> Result<(), UpstreamError> {
         if let Some(keep) = &topics {
-            self.copies.retain(|name| keep.contains(name));
             self.remembered.retain(|name, _| keep.contains(name));
         }
+        self.link.set_scope(Scope::Workflow {
+            workflow: self.workflow.clone(),
+            topics: topics.clone(),
+        });
         self.topics = topics;
-        self.sync_subscription();
+        self.sync_query();
         Ok(())
     }
 }

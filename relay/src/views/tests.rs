@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint};
 use clonewire_core::{Changes, Projection, Schema, Seq, Subscription, SubscriptionLimits, Topic};
-use clonewire_wasm::store::{ApplyOutcome, Store};
+use clonewire_wasm::store::{new_store, ApplyOutcome, Store};
 use serde_json::{json, Value};
 
 use super::{ClientId, ReplicaSource, SubscriptionViews};
@@ -73,7 +73,7 @@ impl Client {
     fn new() -> Client {
         Client {
             outbox: Arc::new(Outbox::new(1 << 20, 8 << 20, Default::default())),
-            store: Store::new(),
+            store: new_store(),
             frames: Vec::new(),
         }
     }
@@ -339,7 +339,7 @@ fn a_lagging_client_gets_one_bridging_delta_and_converges() {
     let outbox = Arc::new(Outbox::new(2_000, 1 << 20, counters.clone()));
     let mut slow = Client {
         outbox,
-        store: Store::new(),
+        store: new_store(),
         frames: vec![],
     };
     views.rebind(&store, ClientId(1), slow.outbox.clone(), Some(sub.clone()), None);
@@ -380,7 +380,7 @@ fn a_lagging_client_beyond_history_or_rebound_gets_a_snapshot() {
     let wide = group(&registry, "{ workflows { taskProxies { status name } } }");
     let mut slow = Client {
         outbox: Arc::new(Outbox::new(1_000, 1 << 20, Default::default())),
-        store: Store::new(),
+        store: new_store(),
         frames: vec![],
     };
     views.rebind(

@@ -11,7 +11,7 @@ use clonewire_core::protocol::client::{ClientMessage, RelayMessage, Resume, Work
 use clonewire_core::{Document, Projection, Schema, Subscription, SubscriptionLimits};
 use clonewire_relay::config::{Config, SuiteConfig};
 use clonewire_suite::{Publisher, PublisherConfig};
-use clonewire_wasm::store::{ApplyOutcome, Store};
+use clonewire_wasm::store::{new_store, ApplyOutcome, Store};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -114,7 +114,7 @@ impl TestClient {
             .expect("ws connects");
         TestClient {
             ws,
-            store: Store::new(),
+            store: new_store(),
             states: HashMap::new(),
             state_history: Vec::new(),
             schema_history: Vec::new(),

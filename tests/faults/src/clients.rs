@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clonewire_core::protocol::client::{ClientMessage, RelayMessage};
-use clonewire_wasm::store::{ApplyOutcome, Store};
+use clonewire_wasm::store::{new_store, ApplyOutcome, Store};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -19,7 +19,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What a checked client holds and how it went.
-#[derive(Default)]
 pub struct ClientState {
     /// The checked copies.
     pub store: Store,
@@ -31,6 +30,18 @@ pub struct ClientState {
     pub undecodable: u64,
     /// `error` messages from the relay.
     pub errors: u64,
+}
+
+impl Default for ClientState {
+    fn default() -> Self {
+        ClientState {
+            store: new_store(),
+            rejected: 0,
+            connections: 0,
+            undecodable: 0,
+            errors: 0,
+        }
+    }
 }
 
 /// A client that follows one query through relay restarts.
