@@ -73,6 +73,9 @@ step "the end-to-end load benchmark, quick form (relay vs bare websocket ceiling
 cargo build -q -p clonewire-relay -p clonewire-suite -p clonewire-bench
 target/debug/clonewire-bench --quick
 
+step "the soak benchmark, short form (suites in their own processes, clients in churn; it prints, never fails on a figure)"
+target/debug/clonewire-bench-soak --quick
+
 step "fuzzing: each target briefly (query parsing, patch apply, client and suite messages)"
 bash fuzz/run.sh 20
 

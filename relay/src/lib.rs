@@ -41,6 +41,7 @@ mod registry;
 mod relay;
 mod session;
 mod suite_link;
+mod threads;
 mod upstream;
 mod views;
 
@@ -48,6 +49,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest [`Running::shutdown`] takes: clients are closed and their connections
+/// waited for, then every thread; whatever still runs then is logged and left.
+pub const SHUTDOWN_WITHIN: Duration = Duration::from_millis(1500);
 
 use clonewire_suite::SimHandle;
 use tokio::sync::watch;
@@ -109,14 +114,29 @@ impl Running {
             .collect()
     }
 
-    /// Closes every client with a close frame, stops the suite links (ZeroMQ linger
-    /// 0) and the demo suites; returns within about two seconds.
+    /// Closes every client with a close frame and waits for its connection to end,
+    /// stops the suite links (ZeroMQ linger 0), the discovery threads and the demo
+    /// suites, and waits for every thread; returns once all are gone, or at
+    /// [`SHUTDOWN_WITHIN`] at most, logging what was still running then.
     pub async fn shutdown(self) -> Result<(), Error> {
+        let deadline = std::time::Instant::now() + SHUTDOWN_WITHIN;
         let _ = self.shutdown.send(true);
-        let served = tokio::time::timeout(Duration::from_millis(1500), self.task).await;
-        self.relay.clone().stop_links();
+        let served = tokio::time::timeout_at(deadline.into(), self.task).await;
+        if served.is_err() {
+            tracing::warn!("shutdown: client connections still open at the deadline are dropped");
+        }
+        let relay = self.relay.clone();
         let sims = self.sims;
-        let _ = tokio::task::spawn_blocking(move || sims.into_iter().for_each(SimHandle::stop)).await;
+        let left = tokio::task::spawn_blocking(move || {
+            let left = relay.stop_and_join(deadline);
+            sims.into_iter().for_each(SimHandle::stop);
+            left
+        })
+        .await
+        .unwrap_or_default();
+        if !left.is_empty() {
+            tracing::warn!(threads = ?left, "shutdown: threads still running at the deadline");
+        }
         match served {
             Ok(Ok(Err(e))) => Err(e.into()),
             _ => Ok(()),
@@ -176,24 +196,22 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         .map_err(config::ConfigError::Invalid)?;
     let follow_limits = config.limits.clone();
     let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
-    // The threads end by themselves when the relay shuts down.
+    // The threads end by themselves when the relay shuts down, which waits for them.
     for url in upper {
-        follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+        let name = format!("relay discovery {url}");
+        let thread = follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+        relay.track_thread(name, thread);
     }
     if let Some((dir, context)) = cylc {
-        discovery::spawn(
-            relay.clone(),
-            clonewire_cylc::discovery::RunDir::new(dir),
-            context,
-        )?;
+        let name = format!("discovery {}", dir.display());
+        let finder = clonewire_cylc::discovery::RunDir::new(dir);
+        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context)?);
     }
     let (dirs, context) = suites;
     for dir in dirs {
-        discovery::spawn(
-            relay.clone(),
-            clonewire_suite::contact::ContactDir::new(dir),
-            context.clone(),
-        )?;
+        let name = format!("discovery {}", dir.display());
+        let finder = clonewire_suite::contact::ContactDir::new(dir);
+        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context.clone())?);
     }
     let app = http::router(relay.clone(), auth);
     let limits = relay.config().limits.clone();

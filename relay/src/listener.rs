@@ -9,7 +9,9 @@
 //! - optionally at most `max_connections_per_ip` connections (websockets included)
 //!   per peer address;
 //! - when the process is out of file descriptors, accepting pauses briefly (no busy
-//!   loop) while existing connections are served, and resumes once some are freed.
+//!   loop) while existing connections are served, and resumes once some are freed;
+//! - when told to stop it closes every connection (websocket sessions included) and
+//!   returns once each has ended: every one holds a [`ConnGuard`] until it does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -22,7 +24,7 @@ use axum::extract::Request;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -46,7 +48,8 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// Held by a connection for its life, and by its websocket session after an upgrade:
-/// what counts it against its peer's per-address cap.
+/// what counts it against its peer's per-address cap, and what [`serve`] waits for
+/// when it stops.
 #[derive(Clone)]
 pub struct ConnGuard {
     _slot: Arc<PeerSlot>,
@@ -55,6 +58,8 @@ pub struct ConnGuard {
 struct PeerSlot {
     ip: IpAddr,
     shared: Arc<Shared>,
+    /// Dropped with the last guard of the connection: `serve` waits for every one.
+    _open: mpsc::Sender<()>,
 }
 
 impl Drop for PeerSlot {
@@ -102,10 +107,18 @@ pub async fn serve(
         .max_buf_size(limits.max_request_header_bytes.max(8192));
     let http = Arc::new(http);
     let mut last_complaint: Option<tokio::time::Instant> = None;
+    // Never sent on: each connection holds a sender until it ends.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = stopped(&mut stop) => return Ok(()),
+            () = stopped(&mut stop) => {
+                drop(listener);
+                drop(open);
+                // Every connection saw `stop` too and is closing.
+                let _ = all_closed.recv().await;
+                return Ok(());
+            }
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
@@ -122,7 +135,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(guard) = admit(&shared, &limits, peer) else {
+        let Some(guard) = admit(&shared, &limits, peer, &open) else {
             metrics.connections_refused.inc();
             drop(tcp);
             continue;
@@ -158,7 +171,12 @@ pub async fn serve(
 }
 
 /// Counts a new connection against its address's cap; `None` when it is over.
-fn admit(shared: &Arc<Shared>, limits: &Limits, peer: SocketAddr) -> Option<ConnGuard> {
+fn admit(
+    shared: &Arc<Shared>,
+    limits: &Limits,
+    peer: SocketAddr,
+    open: &mpsc::Sender<()>,
+) -> Option<ConnGuard> {
     let ip = peer.ip();
     let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
     let n = per_ip.entry(ip).or_insert(0);
@@ -170,6 +188,7 @@ fn admit(shared: &Arc<Shared>, limits: &Limits, peer: SocketAddr) -> Option<Conn
         _slot: Arc::new(PeerSlot {
             ip,
             shared: shared.clone(),
+            _open: open.clone(),
         }),
     })
 }

@@ -175,7 +175,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(clonewire_relay::run(config, shutdown_signal())) {
+    let result = runtime.block_on(clonewire_relay::run(config, shutdown_signal()));
+    // The relay has waited for what it started; a blocking task still running (a
+    // frame being deflated) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

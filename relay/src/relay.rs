@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::registry::{Group, Registry};
 use crate::suite_link::{Command, SuiteLink};
+use crate::threads::Threads;
 use crate::views::ClientId;
 
 /// What a link added at run time needs to serve a client already subscribed.
@@ -37,6 +39,8 @@ pub struct Relay {
     clients: Mutex<HashMap<ClientId, Weak<Outbox>>>,
     next_client: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Threads to wait for at shutdown: discovery, links replaced or removed.
+    threads: Threads,
 }
 
 impl Relay {
@@ -56,6 +60,37 @@ impl Relay {
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             shutdown,
+            threads: Threads::default(),
+        }
+    }
+
+    /// Waits for `handle` at shutdown.
+    pub(crate) fn track_thread(&self, name: impl Into<String>, handle: std::thread::JoinHandle<()>) {
+        self.threads.track(name, handle);
+    }
+
+    /// A link told to stop: its thread is waited for at shutdown.
+    fn retire(&self, link: &SuiteLink) {
+        if let Some(thread) = link.take_thread() {
+            self.threads.track(format!("link {}", link.id), thread);
+        }
+    }
+
+    /// Stops every link and waits, until `deadline` at most, for every thread the
+    /// relay started (links added meanwhile by discovery included); returns the names
+    /// of those still running then.
+    pub(crate) fn stop_and_join(&self, deadline: Instant) -> Vec<String> {
+        loop {
+            for link in self.links() {
+                link.stop();
+                self.retire(&link);
+            }
+            let round = (Instant::now() + Duration::from_millis(20)).min(deadline);
+            let left = self.threads.join_until(round);
+            let unstopped_links = self.links().any(|l| l.has_thread());
+            if (left.is_empty() && !unstopped_links) || Instant::now() >= deadline {
+                return left;
+            }
         }
     }
 
@@ -87,6 +122,7 @@ impl Relay {
         };
         if let Some(old) = old {
             old.stop();
+            self.retire(&old);
         }
         for (client, sub) in self.subscribers_now() {
             if sub.access.allows(&link.id) && sub.group.sub.for_workflow(&link.id).is_some() {
@@ -120,6 +156,7 @@ impl Relay {
         if !link.send_blocking(Command::Stop) {
             link.stop();
         }
+        self.retire(&link);
     }
 
     /// A copy of the subscribed clients, so no lock is held while waiting on a link.
@@ -239,12 +276,5 @@ impl Relay {
             .replica_leaves
             .set(i64::try_from(leaves).unwrap_or(i64::MAX));
         self.metrics.encode()
-    }
-
-    /// Stops every link thread, waiting a little for each.
-    pub(crate) fn stop_links(self: Arc<Self>) {
-        for link in self.links() {
-            link.stop();
-        }
     }
 }

@@ -106,7 +106,8 @@ pub struct SuiteLink {
     commands: mpsc::Sender<Command>,
     status: Arc<Mutex<LinkStatus>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// The link's thread, until whoever waits for it takes it.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SuiteLink {
@@ -173,7 +174,7 @@ impl SuiteLink {
             commands,
             status,
             stop,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -204,17 +205,14 @@ impl SuiteLink {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Waits for the thread, at most `timeout`.
-    pub fn join(mut self, timeout: Duration) {
-        self.stop();
-        let Some(thread) = self.thread.take() else { return };
-        let end = Instant::now() + timeout;
-        while !thread.is_finished() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
+    /// True until its thread is taken.
+    pub(crate) fn has_thread(&self) -> bool {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Its thread, to wait for once stopped (`None` once taken).
+    pub(crate) fn take_thread(&self) -> Option<JoinHandle<()>> {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
