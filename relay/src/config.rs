@@ -332,7 +332,9 @@ pub struct Limits {
     /// and each later one on a kept-alive connection) before it is closed.
     pub handshake_timeout_ms: u64,
     /// Connections still waiting for their first request; past this the oldest of
-    /// them is closed to admit a new one.
+    /// them is closed to admit a new one. The relay also keeps this under half of the
+    /// descriptors it may open, less a reserve, so half-open requests cannot use up
+    /// the descriptors its clients and suites need.
     pub max_handshakes: usize,
     /// Most connections (websockets included) from one IP address; absent: no cap.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,13 +3,15 @@
 //!
 //! - a request's headers must arrive within `handshake_timeout_ms` (hyper's header
 //!   read timeout, which also covers idle keep-alive connections);
-//! - at most `max_handshakes` connections may be waiting for their first request; past
-//!   that the oldest is closed, so a flood of half-open requests cannot lock out a
-//!   client that sends its request at once;
+//! - at most `max_handshakes` connections may be waiting for their first request, and
+//!   never more than half of the descriptors the process may open less a reserve
+//!   ([`handshake_cap`]); past that the oldest is closed, so a flood of half-open
+//!   requests cannot lock out a client that sends its request at once;
 //! - optionally at most `max_connections_per_ip` connections (websockets included)
 //!   per peer address;
-//! - when the process is out of file descriptors, accepting pauses briefly (no busy
-//!   loop) while existing connections are served, and resumes once some are freed;
+//! - when the process is out of file descriptors anyway (many clients), the oldest
+//!   half-open connection is closed to free one; with none to close, accepting pauses
+//!   briefly (no busy loop) while existing connections are served;
 //! - when told to stop it closes every connection (websocket sessions included) and
 //!   returns once each has ended: every one holds a [`ConnGuard`] until it does.
 
@@ -45,6 +47,35 @@ pub fn raise_open_file_limit() -> Option<u64> {
         }
     }
     getrlimit(Resource::Nofile).current
+}
+
+/// How many connections may wait for their first request at once: `max_handshakes`,
+/// but at most half of the descriptors left after a reserve (a quarter of the limit,
+/// at least 64) for the relay's own sockets and files.
+pub fn handshake_cap(max_handshakes: usize, descriptor_limit: Option<u64>) -> usize {
+    let Some(limit) = descriptor_limit.and_then(|l| usize::try_from(l).ok()) else {
+        return max_handshakes;
+    };
+    let reserve = (limit / 4).max(64);
+    max_handshakes.min(limit.saturating_sub(reserve) / 2).max(1)
+}
+
+/// Closes the connection that has waited longest for its first request; false when
+/// none is waiting.
+fn shed_oldest(shared: &Shared, metrics: &Metrics) -> bool {
+    let oldest = shared
+        .handshaking
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop_first();
+    match oldest {
+        Some((_, evict)) => {
+            evict.notify_one();
+            metrics.handshakes_evicted.inc();
+            true
+        }
+        None => false,
+    }
 }
 
 /// Held by a connection for its life, and by its websocket session after an upgrade:
@@ -106,6 +137,15 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(limits.handshake_timeout_ms))
         .max_buf_size(limits.max_request_header_bytes.max(8192));
     let http = Arc::new(http);
+    let descriptors = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let max_handshakes = handshake_cap(limits.max_handshakes, descriptors);
+    if max_handshakes < limits.max_handshakes {
+        tracing::info!(
+            max_handshakes,
+            open_file_limit = descriptors,
+            "half-open connections are capped below max_handshakes by the open-file limit"
+        );
+    }
     let mut last_complaint: Option<tokio::time::Instant> = None;
     // Never sent on: each connection holds a sender until it ends.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -124,14 +164,20 @@ pub async fn serve(
             Ok(pair) => pair,
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
-                // Most likely out of descriptors: the pending connections wait in the
-                // kernel's backlog while the ones held are served and may free some.
-                if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(error = %e, "cannot accept connections; pausing");
-                    last_complaint = Some(tokio::time::Instant::now());
-                }
+                // Most likely out of descriptors: free one held by a half-open
+                // connection; with none, the pending connections wait in the kernel's
+                // backlog while the ones held are served and may free some.
                 metrics.accept_errors.inc();
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let pause = if shed_oldest(&shared, &metrics) {
+                    Duration::from_millis(5)
+                } else {
+                    if last_complaint.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "cannot accept connections; pausing");
+                        last_complaint = Some(tokio::time::Instant::now());
+                    }
+                    Duration::from_millis(100)
+                };
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
@@ -144,7 +190,7 @@ pub async fn serve(
         let evict = Arc::new(Notify::new());
         {
             let mut handshaking = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
-            while handshaking.len() >= limits.max_handshakes {
+            while handshaking.len() >= max_handshakes {
                 if let Some((_, oldest)) = handshaking.pop_first() {
                     oldest.notify_one();
                     metrics.handshakes_evicted.inc();
@@ -253,4 +299,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handshake_cap;
+
+    #[test]
+    fn half_open_connections_get_at_most_half_of_the_descriptors_left_after_a_reserve() {
+        assert_eq!(handshake_cap(1_024, None), 1_024);
+        // 1,024 descriptors: 256 in reserve, half of the rest.
+        assert_eq!(handshake_cap(1_024, Some(1_024)), 384);
+        assert_eq!(handshake_cap(100, Some(1_024)), 100);
+        assert_eq!(handshake_cap(1_024, Some(1 << 20)), 1_024);
+        // A tiny limit still admits one at a time.
+        assert_eq!(handshake_cap(1_024, Some(96)), 16);
+        assert_eq!(handshake_cap(1_024, Some(10)), 1);
+    }
 }
