@@ -4,6 +4,7 @@
 //! most the time given, so whoever runs it (one thread per workflow) is never
 //! stuck on a busy or dead scheduler.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -132,9 +133,24 @@ impl<S: DataStore> Driver<S> {
     /// early when something happened; take the events with
     /// [`poll_event`](Self::poll_event) after it.
     pub fn step(&mut self, max_wait: Duration) -> Result<(), DriverError> {
+        self.step_or_wake(max_wait, None)
+    }
+
+    /// [`step`](Self::step) that also returns as soon as `wake` is readable: a thread
+    /// that waits here when idle can be woken for other work.
+    pub fn step_or_wake(
+        &mut self,
+        max_wait: Duration,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<(), DriverError> {
         self.flush()?;
         if self.link.is_stopped() {
-            std::thread::sleep(max_wait);
+            let mut items: Vec<zmq::PollItem<'_>> = wake
+                .map(|fd| zmq::PollItem::from_fd(fd.as_raw_fd(), zmq::POLLIN))
+                .into_iter()
+                .collect();
+            let millis = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+            zmq::poll(&mut items, millis).map_err(|e| clonewire_suite::Error::zmq("poll", e))?;
             return Ok(());
         }
         let now = Instant::now();
@@ -143,11 +159,14 @@ impl<S: DataStore> Driver<S> {
             wait = wait.min(at.saturating_duration_since(now));
         }
         let (sub_ready, req_ready, monitor_ready) = {
-            let mut items = [
+            let mut items = vec![
                 self.sub.as_poll_item(zmq::POLLIN),
                 self.req.socket.as_poll_item(zmq::POLLIN),
                 self.req.monitor.as_poll_item(zmq::POLLIN),
             ];
+            if let Some(fd) = wake {
+                items.push(zmq::PollItem::from_fd(fd.as_raw_fd(), zmq::POLLIN));
+            }
             let millis = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
             zmq::poll(&mut items, millis).map_err(|e| clonewire_suite::Error::zmq("poll", e))?;
             (

@@ -19,6 +19,7 @@
 //! - An unreadable file is logged once and counted as `unreadable`; nothing changes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -330,8 +331,12 @@ impl<U> Announced<U> {
 }
 
 impl<U: Upstream> Upstream for Announced<U> {
-    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
-        self.upstream.next_event(max_wait)
+    fn next_event(
+        &mut self,
+        max_wait: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<UpstreamEvent>, UpstreamError> {
+        self.upstream.next_event(max_wait, wake)
     }
 
     fn has_pending_events(&self) -> bool {

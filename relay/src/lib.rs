@@ -44,6 +44,7 @@ mod suite_link;
 mod threads;
 mod upstream;
 mod views;
+mod wake;
 
 use std::future::Future;
 use std::net::SocketAddr;

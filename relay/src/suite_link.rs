@@ -27,6 +27,7 @@ use crate::registry::Group;
 use crate::upstream::clonewire::ClonewireUpstream;
 use crate::upstream::{ChangeKind, Upstream, UpstreamEvent};
 use crate::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
+use crate::wake::{Wake, Waker};
 
 /// Something a client asks of one workflow.
 #[derive(Debug)]
@@ -106,6 +107,8 @@ pub struct SuiteLink {
     commands: mpsc::Sender<Command>,
     status: Arc<Mutex<LinkStatus>>,
     stop: Arc<AtomicBool>,
+    /// Wakes the thread for a command (it sleeps until there is work).
+    waker: Waker,
     /// The link's thread, until whoever waits for it takes it.
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -148,7 +151,10 @@ impl SuiteLink {
             history_bytes: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let wake = Wake::new()?;
+        let waker = wake.waker();
         let worker = Worker {
+            wake,
             id: id.clone(),
             views: SubscriptionViews::new(
                 id.clone(),
@@ -174,6 +180,7 @@ impl SuiteLink {
             commands,
             status,
             stop,
+            waker,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -181,12 +188,18 @@ impl SuiteLink {
     /// Queues a command, waiting while the queue is full.
     pub async fn send(&self, command: Command) {
         // The thread only stops at shutdown; a command then has nobody to serve.
-        let _ = self.commands.send(command).await;
+        if self.commands.send(command).await.is_ok() {
+            self.waker.wake();
+        }
     }
 
     /// Queues a command if there is room (used where waiting is not possible).
     pub fn try_send(&self, command: Command) -> bool {
-        self.commands.try_send(command).is_ok()
+        let sent = self.commands.try_send(command).is_ok();
+        if sent {
+            self.waker.wake();
+        }
+        sent
     }
 
     /// The link's state as last published by its thread.
@@ -197,12 +210,17 @@ impl SuiteLink {
     /// Queues a command from a plain thread (never from async code), waiting while
     /// the queue is full; false if the link thread is gone.
     pub fn send_blocking(&self, command: Command) -> bool {
-        self.commands.blocking_send(command).is_ok()
+        let sent = self.commands.blocking_send(command).is_ok();
+        if sent {
+            self.waker.wake();
+        }
+        sent
     }
 
     /// Asks the thread to stop (sockets close with linger 0).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.waker.wake();
     }
 
     /// True until its thread is taken.
@@ -247,10 +265,12 @@ pub(crate) fn seconds_since(ms: f64) -> f64 {
 /// Changes of at least this many leaves are freed off the link thread.
 const DROP_ELSEWHERE_LEAVES: usize = 10_000;
 
-/// How long one wait for suite messages lasts before commands are looked at again.
-const TICK: Duration = Duration::from_millis(10);
-/// How often the state, lingering topics and status are looked at.
+/// How often the state, lingering topics and status are looked at while clients
+/// watch the workflow...
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// ...and while none do (the link thread otherwise sleeps until a message, a command
+/// or a deadline).
+const HOUSEKEEPING_UNWATCHED: Duration = Duration::from_secs(1);
 /// Client commands served between two reads of the upstream at most, and the time
 /// they may take: a storm of joins (each first member of a view makes its snapshots
 /// here) is paced so that it never keeps the suite's stream, and so the clients
@@ -259,6 +279,8 @@ const COMMANDS_PER_TURN: usize = 64;
 const COMMAND_TIME_PER_TURN: Duration = Duration::from_millis(3);
 
 struct Worker {
+    /// Readable when a command waits or the thread should stop.
+    wake: Wake,
     id: Arc<str>,
     views: SubscriptionViews,
     rx: mpsc::Receiver<Command>,
@@ -288,7 +310,7 @@ impl Worker {
                 }
             }
         };
-        let mut last_housekeeping = Instant::now();
+        let mut next_housekeeping = Instant::now() + self.housekeeping_every();
         while !self.stop.load(Ordering::Relaxed) {
             // True when commands may be left for the next turn.
             let mut more_commands = false;
@@ -299,6 +321,8 @@ impl Worker {
                 let mut rebound = false;
                 let started = Instant::now();
                 more_commands = true;
+                // Wake-ups so far are for the commands read now; a later one stays.
+                self.wake.drain();
                 for _ in 0..COMMANDS_PER_TURN {
                     if started.elapsed() >= COMMAND_TIME_PER_TURN {
                         break;
@@ -322,9 +346,9 @@ impl Worker {
             let wait = if self.views.building() || more_commands {
                 Duration::ZERO
             } else {
-                TICK
+                next_housekeeping.saturating_duration_since(Instant::now())
             };
-            match upstream.next_event(wait) {
+            match upstream.next_event(wait, self.wake.fd()) {
                 Ok(Some(event)) => self.event(&upstream, event),
                 Ok(None) => {}
                 Err(e) => {
@@ -334,12 +358,23 @@ impl Worker {
                     }
                 }
             }
-            if last_housekeeping.elapsed() >= HOUSEKEEPING {
-                last_housekeeping = Instant::now();
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                next_housekeeping = now + self.housekeeping_every();
                 self.housekeeping(&mut upstream);
             }
         }
         tracing::debug!(workflow = %self.id, "suite link stopped");
+    }
+
+    /// How often the state, lingering topics and status are looked at: often while
+    /// clients watch the workflow, rarely when none do.
+    fn housekeeping_every(&self) -> Duration {
+        if self.views.member_count() > 0 {
+            HOUSEKEEPING
+        } else {
+            HOUSEKEEPING_UNWATCHED
+        }
     }
 
     fn sleep_unless_stopped(&self, time: Duration) -> bool {

@@ -3,6 +3,7 @@
 //! derived from goodbyes, silence, `busy` answers and repairs.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
@@ -183,9 +184,13 @@ impl ClonewireUpstream {
 }
 
 impl Upstream for ClonewireUpstream {
-    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
+    fn next_event(
+        &mut self,
+        max_wait: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<UpstreamEvent>, UpstreamError> {
         if self.ready.is_empty() {
-            let event = self.follower.next_event(max_wait);
+            let event = self.follower.next_event_or_wake(max_wait, Some(wake));
             self.polled = Instant::now();
             if let Some(event) = event? {
                 self.translate(event);

@@ -8,6 +8,7 @@
 //! every topic is followed all the time: [`Upstream::set_topics`] changes nothing.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -160,9 +161,13 @@ impl CylcUpstream {
 }
 
 impl Upstream for CylcUpstream {
-    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
+    fn next_event(
+        &mut self,
+        max_wait: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<UpstreamEvent>, UpstreamError> {
         if self.ready.is_empty() {
-            self.driver.step(max_wait)?;
+            self.driver.step_or_wake(max_wait, Some(wake))?;
             while let Some(event) = self.driver.poll_event() {
                 self.translate(event);
             }

@@ -5,8 +5,10 @@
 //! loop is: when [`Upstream::has_pending_events`] is false, the replicas reflect every
 //! event handed out, so the views may read them (through [`Upstream::topic`] and
 //! friends) and clients' commands are served, which may call
-//! [`Upstream::set_topics`]; then [`Upstream::next_event`] waits a short while for the
-//! next event; every 100 ms [`Upstream::state`] is asked what clients should be told.
+//! [`Upstream::set_topics`]; then [`Upstream::next_event`] waits for the next event (or a
+//! wake-up: the link thread has commands); every 100 ms while clients watch the
+//! workflow, every second while none do, [`Upstream::state`] is asked what clients
+//! should be told.
 //!
 //! Implementations: [`clonewire`] (a clonewire suite, through
 //! [`clonewire_suite::Follower`]), [`cylc`] (a running Cylc 8 workflow) and
@@ -19,6 +21,7 @@ pub mod cylc;
 pub mod relay;
 
 use std::collections::BTreeSet;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
@@ -131,15 +134,22 @@ pub enum UpstreamEvent {
 /// One followed workflow: its replicas, and a stream of what changed in them.
 pub trait Upstream {
     /// Does the work that is due (receive, apply, request, repair) and returns the next
-    /// event, or `None` if none came within `max_wait`. Called in a loop by the link
-    /// thread with a short `max_wait`, so it can serve clients in between.
-    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError>;
+    /// event, or `None` if none came within `max_wait` or `wake` became readable first
+    /// (the link thread has commands to serve). The link thread calls it in a loop
+    /// and waits here when idle, so it must wait on its sockets, its own deadlines and
+    /// `wake` together, never on a fixed tick.
+    fn next_event(
+        &mut self,
+        max_wait: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<UpstreamEvent>, UpstreamError>;
 
     /// True while events are waiting to be handed out: the replicas already include
     /// their changes, so the views must not read the replicas until this is false.
     fn has_pending_events(&self) -> bool;
 
-    /// What clients should be told about the workflow now. Asked every 100 ms.
+    /// What clients should be told about the workflow now. Asked every 100 ms while
+    /// clients watch the workflow, every second while none do.
     fn state(&self, now: Instant) -> WorkflowState;
 
     /// The epoch followed (the workflow's run), once known.

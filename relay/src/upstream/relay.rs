@@ -34,6 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,8 @@ use clonewire_core::subscription::{FieldSel, Sub};
 use clonewire_core::{Schema, Seq, Subscription, Topic};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
+
+use crate::wake::wait_readable;
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 
@@ -148,6 +151,9 @@ struct Connection {
     ws: WebSocket<TcpStream>,
     /// The state the upper relay last told on this connection.
     state: Option<WorkflowState>,
+    /// The last read gave a frame: more may wait in the websocket's own buffer, where
+    /// polling the socket would not see them.
+    maybe_buffered: bool,
 }
 
 /// One workflow of an upper relay.
@@ -246,7 +252,11 @@ impl RelayUpstream {
             .max_frame_size(Some(MAX_FRAME_BYTES));
         let (ws, _) = tungstenite::client::client_with_config(self.url.as_str(), stream, Some(config))
             .map_err(|e| format!("websocket handshake with {}: {e}", self.url))?;
-        Ok(Connection { ws, state: None })
+        Ok(Connection {
+            ws,
+            state: None,
+            maybe_buffered: false,
+        })
     }
 
     /// Drops the connection; the link sets when to try again.
@@ -319,15 +329,33 @@ impl RelayUpstream {
         self.ready.push_back(ready);
     }
 
-    /// Reads at most one frame, waiting up to `max_wait`.
-    fn read(&mut self, max_wait: Duration) {
+    /// Reads at most one frame, waiting up to `max_wait` for one, or until `wake` is
+    /// readable.
+    fn read(&mut self, max_wait: Duration, wake: BorrowedFd<'_>) {
         let Some(conn) = &mut self.connection else { return };
-        let wait = max_wait.max(Duration::from_millis(1));
-        if let Err(e) = conn.ws.get_ref().set_read_timeout(Some(wait)) {
+        if !conn.maybe_buffered {
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            let socket = conn.ws.get_ref();
+            let mut fds = [
+                PollFd::new(socket, PollFlags::IN),
+                PollFd::new(&wake, PollFlags::IN),
+            ];
+            let timeout = Timespec::try_from(max_wait).ok();
+            let _ = poll(&mut fds, timeout.as_ref());
+            if fds[0].revents().is_empty() {
+                // Woken, or nothing came in time.
+                return;
+            }
+        }
+        // Readable (or frames buffered): a frame split across packets may still take
+        // a moment to complete.
+        if let Err(e) = conn.ws.get_ref().set_read_timeout(Some(Duration::from_millis(1))) {
             self.lose(Problem::Timeout, format!("{}: {e}", self.url));
             return;
         }
-        match conn.ws.read() {
+        let read = conn.ws.read();
+        conn.maybe_buffered = read.is_ok();
+        match read {
             Ok(Message::Text(text)) => self.link.handle_frame(text.as_str()),
             Ok(Message::Binary(packed)) => {
                 let mut text = String::new();
@@ -385,7 +413,11 @@ fn millis(duration: Duration) -> u32 {
 }
 
 impl Upstream for RelayUpstream {
-    fn next_event(&mut self, max_wait: Duration) -> Result<Option<UpstreamEvent>, UpstreamError> {
+    fn next_event(
+        &mut self,
+        max_wait: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<UpstreamEvent>, UpstreamError> {
         if let Some(event) = self.ready.pop_front() {
             return Ok(Some(event));
         }
@@ -394,14 +426,14 @@ impl Upstream for RelayUpstream {
             self.connection = None;
             self.link.close();
             self.drive();
-            std::thread::sleep(max_wait);
+            wait_readable(wake, max_wait);
             return Ok(None);
         }
         if self.connection.is_none() {
             let now = Instant::now();
             self.link.handle_timeout(now);
             if let (LinkStatus::Reconnecting, Some(at)) = (self.link.status(), self.link.poll_timeout()) {
-                std::thread::sleep(max_wait.min(at.saturating_duration_since(now)));
+                wait_readable(wake, max_wait.min(at.saturating_duration_since(now)));
                 return Ok(None);
             }
             self.link.handle_connecting();
@@ -432,7 +464,7 @@ impl Upstream for RelayUpstream {
                 Err(e) => self.lose(Problem::Timeout, format!("connection to {} lost: {e}", self.url)),
             }
         }
-        self.read(max_wait);
+        self.read(max_wait, wake);
         Ok(self.ready.pop_front())
     }
 

@@ -15,6 +15,7 @@
 //! not run meanwhile.
 
 use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,16 @@ impl Follower {
     /// Does the work that is due (receive, apply, request, repair) and returns the
     /// next event, or `None` if none happened within `max_wait`.
     pub fn next_event(&mut self, max_wait: Duration) -> Result<Option<FollowEvent>, Error> {
+        self.next_event_or_wake(max_wait, None)
+    }
+
+    /// [`next_event`](Self::next_event) that also returns `None` as soon as `wake` is
+    /// readable: a thread that waits here when idle can be woken for other work.
+    pub fn next_event_or_wake(
+        &mut self,
+        max_wait: Duration,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<FollowEvent>, Error> {
         let end = Instant::now() + max_wait;
         loop {
             // Even while events wait, the stream is read (and what does not fit dropped).
@@ -254,13 +265,17 @@ impl Follower {
             if now >= end {
                 return Ok(None);
             }
-            let wake = self.machine.poll_timeout().map_or(end, |t| t.min(end));
+            let until = self.machine.poll_timeout().map_or(end, |t| t.min(end));
             let mut timeout =
-                i64::try_from(wake.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);
+                i64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX);
             if self.machine.decoding() {
                 timeout = timeout.min(DECODE_POLL_MS);
             }
-            let (sub_ready, req_ready) = self.poll(timeout.max(if wake > now { 1 } else { 0 }))?;
+            let (sub_ready, req_ready, woken) =
+                self.poll(timeout.max(if until > now { 1 } else { 0 }), wake)?;
+            if woken {
+                return Ok(None);
+            }
             if sub_ready {
                 self.receive_stream();
                 self.handle_intake();
@@ -271,17 +286,32 @@ impl Follower {
         }
     }
 
-    fn poll(&self, timeout_ms: i64) -> Result<(bool, bool), Error> {
+    /// Waits for the SUB socket, the REQ socket (while a request is out) and `wake`;
+    /// says which are readable.
+    fn poll(&self, timeout_ms: i64, wake: Option<BorrowedFd<'_>>) -> Result<(bool, bool, bool), Error> {
         let mut items = vec![self.sub.as_poll_item(zmq::POLLIN)];
-        if let (Some(req), true) = (&self.req, self.machine.request_out()) {
-            items.push(req.as_poll_item(zmq::POLLIN));
-        }
+        let wake_at = wake.map(|fd| {
+            items.push(zmq::PollItem::from_fd(fd.as_raw_fd(), zmq::POLLIN));
+            items.len() - 1
+        });
+        let req_at = match (&self.req, self.machine.request_out()) {
+            (Some(req), true) => {
+                items.push(req.as_poll_item(zmq::POLLIN));
+                Some(items.len() - 1)
+            }
+            _ => None,
+        };
+        let readable = |items: &[zmq::PollItem<'_>], at: Option<usize>| {
+            at.and_then(|i| items.get(i))
+                .is_some_and(zmq::PollItem::is_readable)
+        };
         match zmq::poll(&mut items, timeout_ms) {
             Ok(_) => Ok((
                 items[0].is_readable(),
-                items.get(1).is_some_and(|i| i.is_readable()),
+                readable(&items, req_at),
+                readable(&items, wake_at),
             )),
-            Err(zmq::Error::EINTR) => Ok((false, false)),
+            Err(zmq::Error::EINTR) => Ok((false, false, false)),
             Err(e) => Err(Error::zmq("poll", e)),
         }
     }

@@ -33,6 +33,7 @@ use clonewire_bench::suite::Suite;
 use clonewire_bench::{cpu_secs, http, peak_rss_mib, ClientReport};
 use serde_json::Value;
 
+mod idle;
 mod probe;
 mod scale;
 mod stalled;
@@ -80,6 +81,9 @@ struct Args {
     /// Skip the join-storm part (clients measured while 1,000 others join).
     #[arg(long)]
     no_storm: bool,
+    /// Skip the idle part (a relay following suites that hold still).
+    #[arg(long)]
+    no_idle: bool,
     /// Skip the stalled-clients part.
     #[arg(long)]
     no_stalled: bool,
@@ -614,6 +618,9 @@ fn run(args: Args) -> Result<(), String> {
     }
     if !args.no_stalled {
         stalled(&bench)?;
+    }
+    if !args.no_idle {
+        idle::idle(&bench)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -12,10 +12,7 @@ use crate::{metric, run_clients, Bench};
 
 /// Resident memory now in MiB (`VmRSS`).
 fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    clonewire_bench::footprint(pid).map(|f| f.rss_mib)
 }
 
 /// A websocket client that subscribes to every workflow and never reads: a plain
