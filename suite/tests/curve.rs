@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use clonewire_core::Seq;
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Publisher, PublisherConfig};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 use serde_json::json;
 
 fn curve_suite(keys: &CurveKeyPair) -> Publisher {

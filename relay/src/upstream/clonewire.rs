@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Seq, Topic};
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Rung};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 use crate::config::{Limits, SuiteConfig};

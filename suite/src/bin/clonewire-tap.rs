@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use clonewire_core::Changes;
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{FollowEvent, FollowStats, Follower, FollowerConfig, Rung};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 /// How long `--check` waits past its end for repairs under way to finish.
 const GRACE: Duration = Duration::from_secs(5);

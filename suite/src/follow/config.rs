@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::sockets;
+use clonewire_zmq::sockets;
 
 /// How to follow a suite.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use super::intake::Intake;
 use super::machine::Machine;
 use super::{ArrivedReply, DecodedReply, FollowEvent, FollowStats, FollowerConfig};
 use crate::error::Error;
-use crate::sockets;
+use clonewire_zmq::sockets;
 
 /// SUB messages handled per wake-up before events are handed out.
 const SUB_BATCH: usize = 1000;
@@ -441,7 +441,7 @@ impl Decoder {
             .spawn(move || {
                 // Big answers are decoded here while the follower's thread keeps
                 // delivering the workflow's deltas: those come first.
-                crate::background::lower_this_thread();
+                clonewire_zmq::background::lower_this_thread();
                 while let Ok((arrived, bytes)) = job_rx.recv() {
                     let started = Instant::now();
                     let decoded = arrived.decode(&bytes);
