@@ -21,8 +21,8 @@ fn curve_suite(keys: &CurveKeyPair) -> Publisher {
 
 fn follower(suite: &Publisher, curve: Option<CurveClient>) -> Follower {
     let mut config = FollowerConfig::new(suite.pub_endpoint(), suite.rep_endpoint());
-    config.request_timeout = Duration::from_millis(500);
-    config.backoff_max = Duration::from_millis(200);
+    config.machine.retry.request_timeout = Duration::from_millis(500);
+    config.machine.retry.backoff_max = Duration::from_millis(200);
     config.curve = curve;
     Follower::connect(config).expect("follower starts")
 }

@@ -4,6 +4,8 @@
 //! - [`sockets`]: socket setup (high-water marks, linger, bound endpoints) and CURVE
 //!   keys;
 //! - [`zap`]: a ZAP handler that admits only listed CURVE clients;
+//! - [`retry`]: the one request policy of a REQ socket (deadline, backoff, reopen
+//!   after a timeout), sans-IO: the time is passed in;
 //! - [`discovery`]: finding peers by the contact files they leave in a directory,
 //!   one mechanism for every kind of contact file (ours, Cylc's), and this host's
 //!   name;
@@ -16,6 +18,7 @@ pub mod background;
 mod clock;
 pub mod discovery;
 mod error;
+pub mod retry;
 pub mod sockets;
 pub mod zap;
 

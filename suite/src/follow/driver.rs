@@ -61,7 +61,7 @@ impl Follower {
         if let Some(curve) = &config.curve {
             sockets::curve_client(&sub, curve)?;
         }
-        match &config.topics {
+        match &config.machine.topics {
             None => sub.set_subscribe(b"").map_err(|e| Error::zmq("subscribe", e))?,
             Some(topics) => {
                 for topic in topics
@@ -77,7 +77,7 @@ impl Follower {
         sub.connect(&config.sub_endpoint)
             .map_err(|e| Error::zmq(format!("connect {}", config.sub_endpoint), e))?;
         Ok(Follower {
-            machine: Machine::new(config.machine(), Instant::now()),
+            machine: Machine::new(config.machine.clone(), Instant::now()),
             intake: Intake::new(config.intake_bytes),
             config,
             ctx,
@@ -208,7 +208,7 @@ impl Follower {
                 }
             }
         }
-        self.config.topics = topics.as_ref().map(|t| t.iter().cloned().collect());
+        self.config.machine.topics = topics.as_ref().map(|t| t.iter().cloned().collect());
         self.machine.set_topics(topics);
         Ok(())
     }

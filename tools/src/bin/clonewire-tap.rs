@@ -263,8 +263,8 @@ fn main() -> ExitCode {
     }
     let mut config = FollowerConfig::new(sub_endpoint, rep_endpoint);
     config.curve = curve;
-    config.topics = (!args.topics.is_empty()).then_some(args.topics);
-    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    config.machine.topics = (!args.topics.is_empty()).then_some(args.topics);
+    config.machine.retry.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut follower = match Follower::connect(config) {
         Ok(f) => f,
         Err(e) => {
