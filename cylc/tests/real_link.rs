@@ -38,7 +38,7 @@ fn run_until<S: DataStore<Changes = usize>>(
 }
 
 fn fast(config: &mut LinkConfig) {
-    config.request_timeout = Duration::from_secs(2);
+    config.retry.request_timeout = Duration::from_secs(2);
 }
 
 #[test]
