@@ -63,14 +63,14 @@ cargo bench -q -p clonewire-core --bench model -- --quick
 
 step "the npm module: node tests (scripted and live relay), types, the packed tarball in a Vite app"
 # The failover tests run a simulated suite (clonewire-sim) behind several relays.
-cargo build -q -p clonewire-relay -p clonewire-suite
+cargo build -q -p clonewire-relay -p clonewire-tools
 npm test
 
 step "the page in headless Chromium against clonewire-relay --demo, and --cylc-run with one real Cylc workflow"
 npm run --silent test:e2e
 
 step "the end-to-end load benchmark, quick form (relay vs bare websocket ceiling vs naive Python relay)"
-cargo build -q -p clonewire-relay -p clonewire-suite -p clonewire-bench
+cargo build -q -p clonewire-relay -p clonewire-tools -p clonewire-bench
 target/debug/clonewire-bench --quick
 
 step "the soak benchmark, short form (suites in their own processes, clients in churn; it prints, never fails on a figure)"

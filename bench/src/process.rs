@@ -127,7 +127,7 @@ pub fn sibling(name: &str) -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "{} is missing: build it first with \
-             cargo build --release -p clonewire-relay -p clonewire-suite -p clonewire-bench",
+             cargo build --release -p clonewire-relay -p clonewire-tools -p clonewire-bench",
             path.display()
         ))
     }

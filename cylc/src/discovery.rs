@@ -1,5 +1,5 @@
 //! Finding the running workflows under a run directory (`~/cylc-run`, say): the
-//! Cylc kind of [`clonewire_suite::discovery`], the one mechanism `--cylc-run` and
+//! Cylc kind of [`clonewire_zmq::discovery`], the one mechanism `--cylc-run` and
 //! `--discover` share.
 //!
 //! A workflow is running while its run directory holds `.service/contact`. Ids may
@@ -14,11 +14,11 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use clonewire_suite::discovery::{Announcement, Change, Finder, Found, Process, Scan};
+use clonewire_zmq::discovery::{Announcement, Change, Finder, Found, Process, Scan};
 
 use crate::contact::{Contact, ContactError, CONTACT_FILE, SERVICE_DIR};
 
-pub use clonewire_suite::discovery::SCAN_INTERVAL;
+pub use clonewire_zmq::discovery::SCAN_INTERVAL;
 
 /// How deep ids may be (Cylc's default `[install]max depth`).
 pub const MAX_DEPTH: usize = 4;
@@ -32,7 +32,7 @@ const SKIPPED: [&str; 6] = ["runN", "_cylc-install", "log", "share", "work", SER
 const WORKFLOW_MARKERS: [&str; 3] = ["flow.cylc", "suite.rc", "log"];
 
 /// The running workflows under one root, as last scanned.
-pub type Discovery = clonewire_suite::discovery::Discovery<RunDir>;
+pub type Discovery = clonewire_zmq::discovery::Discovery<RunDir>;
 
 /// A change in the set of running workflows: `Added` when a workflow runs (or runs
 /// again, as a new run), `Removed` when its contact file went (or was replaced by a

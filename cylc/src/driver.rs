@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clonewire_suite::sockets::{self, CurveClient};
+use clonewire_zmq::discovery::host_name;
+use clonewire_zmq::sockets::{self, CurveClient};
 
 use crate::contact::{Contact, ContactError, SERVICE_DIR};
 use crate::keys::{self, KeyError};
@@ -36,7 +37,7 @@ pub enum DriverError {
     Keys(#[from] KeyError),
     /// A socket could not be made or used.
     #[error(transparent)]
-    Socket(#[from] clonewire_suite::Error),
+    Socket(#[from] clonewire_zmq::Error),
 }
 
 /// The sockets of one link, and the link.
@@ -76,7 +77,7 @@ impl<S: DataStore> Driver<S> {
     ) -> Result<Driver<S>, DriverError> {
         let contact = Contact::load(run_dir)?;
         let curve = keys::workflow_client(&run_dir.join(SERVICE_DIR))?;
-        let mut config = LinkConfig::new(contact.req_endpoint(), local_host_name());
+        let mut config = LinkConfig::new(contact.req_endpoint(), host_name());
         tune(&mut config);
         Driver::connect(ctx, &contact, curve, config, store)
     }
@@ -93,14 +94,14 @@ impl<S: DataStore> Driver<S> {
         let sub = sockets::socket(ctx, zmq::SUB, CYLC_SUB_HWM)?;
         sockets::curve_client(&sub, &curve)?;
         sub.set_maxmsgsize(MAX_MESSAGE_BYTES)
-            .map_err(|e| clonewire_suite::Error::zmq("set the SUB message size limit", e))?;
+            .map_err(|e| clonewire_zmq::Error::zmq("set the SUB message size limit", e))?;
         for topic in [ALL_TOPIC, SHUTDOWN_TOPIC] {
             sub.set_subscribe(topic)
-                .map_err(|e| clonewire_suite::Error::zmq("subscribe", e))?;
+                .map_err(|e| clonewire_zmq::Error::zmq("subscribe", e))?;
         }
         let pub_endpoint = contact.pub_endpoint();
         sub.connect(&pub_endpoint)
-            .map_err(|e| clonewire_suite::Error::zmq(format!("connect {pub_endpoint}"), e))?;
+            .map_err(|e| clonewire_zmq::Error::zmq(format!("connect {pub_endpoint}"), e))?;
         let req_endpoint = contact.req_endpoint();
         let req = open_req(ctx, &curve, &req_endpoint)?;
         Ok(Driver {
@@ -150,7 +151,7 @@ impl<S: DataStore> Driver<S> {
                 .into_iter()
                 .collect();
             let millis = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
-            zmq::poll(&mut items, millis).map_err(|e| clonewire_suite::Error::zmq("poll", e))?;
+            zmq::poll(&mut items, millis).map_err(|e| clonewire_zmq::Error::zmq("poll", e))?;
             return Ok(());
         }
         let now = Instant::now();
@@ -168,7 +169,7 @@ impl<S: DataStore> Driver<S> {
                 items.push(zmq::PollItem::from_fd(fd.as_raw_fd(), zmq::POLLIN));
             }
             let millis = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-            zmq::poll(&mut items, millis).map_err(|e| clonewire_suite::Error::zmq("poll", e))?;
+            zmq::poll(&mut items, millis).map_err(|e| clonewire_zmq::Error::zmq("poll", e))?;
             (
                 items[0].is_readable(),
                 items[1].is_readable(),
@@ -191,7 +192,7 @@ impl<S: DataStore> Driver<S> {
                     self.link.handle_reply(&reply, Instant::now());
                 }
                 Err(zmq::Error::EAGAIN) => {}
-                Err(e) => return Err(clonewire_suite::Error::zmq("receive a reply", e).into()),
+                Err(e) => return Err(clonewire_zmq::Error::zmq("receive a reply", e).into()),
             }
         }
         self.link.handle_timeout(Instant::now());
@@ -204,7 +205,7 @@ impl<S: DataStore> Driver<S> {
             let frames = match self.sub.recv_multipart(zmq::DONTWAIT) {
                 Ok(frames) => frames,
                 Err(zmq::Error::EAGAIN) => break,
-                Err(e) => return Err(clonewire_suite::Error::zmq("receive a published message", e).into()),
+                Err(e) => return Err(clonewire_zmq::Error::zmq("receive a published message", e).into()),
             };
             match &frames[..] {
                 [topic, payload] => self.link.handle_published(topic, payload, Instant::now()),
@@ -264,7 +265,7 @@ impl<S: DataStore> Driver<S> {
 /// A new REQ socket, a CURVE client connected to `endpoint`, with its monitor.
 fn open_req(ctx: &zmq::Context, curve: &CurveClient, endpoint: &str) -> Result<Req, DriverError> {
     static MONITORS: AtomicU64 = AtomicU64::new(0);
-    let zmq_err = |what: &str, e| clonewire_suite::Error::zmq(what, e);
+    let zmq_err = |what: &str, e| clonewire_zmq::Error::zmq(what, e);
     let socket = sockets::socket(ctx, zmq::REQ, sockets::REQREP_HWM)?;
     sockets::curve_client(&socket, curve)?;
     socket
@@ -287,16 +288,6 @@ fn open_req(ctx: &zmq::Context, curve: &CurveClient, endpoint: &str) -> Result<R
         .map_err(|e| zmq_err("connect the REQ monitor", e))?;
     socket
         .connect(endpoint)
-        .map_err(|e| clonewire_suite::Error::zmq(format!("connect {endpoint}"), e))?;
+        .map_err(|e| clonewire_zmq::Error::zmq(format!("connect {endpoint}"), e))?;
     Ok(Req { socket, monitor })
-}
-
-/// This machine's name, for the scheduler's log (`unknown` if it cannot be read).
-pub fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }

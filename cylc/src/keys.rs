@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 
 /// The client's key pair, in the workflow's service directory.
 pub const CLIENT_SECRET_FILE: &str = "client.key_secret";

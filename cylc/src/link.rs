@@ -13,8 +13,9 @@
 //! checksum shows) and the workflow element (it has no checksum at all). Cylc sends a type's checksum only in batches that change that type,
 //! so a lost change is caught when the type next changes. `shutdown` stops it.
 //!
-//! Every request has a deadline. When it passes, the REQ socket is discarded and
-//! reopened and the request sent again (the "Lazy Pirate" pattern), with a longer
+//! Every request has a deadline ([`clonewire_zmq::retry`], the policy the suite
+//! follower uses too). When it passes, the REQ socket is discarded and reopened and
+//! the request sent again at once (the "Lazy Pirate" pattern), with a longer
 //! deadline each time. A scheduler that does not admit our key never answers at
 //! all, nor does a dead one, so the link says so in its state as soon as the first
 //! deadline passes.
@@ -23,14 +24,14 @@ use std::collections::VecDeque;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
+use clonewire_zmq::retry::{Requests, RetryPolicy};
+
 use crate::element::Kind;
 use crate::request::{decode_reply, LinkRequest, ALL_TOPIC, SHUTDOWN_TOPIC};
 
 /// Re-fetches in a row that leave a type still mismatched before the link takes a
 /// whole new snapshot instead.
 const MAX_REFETCH_ROUNDS: u32 = 3;
-/// How often the request deadline doubles after timeouts in a row (up to 8×).
-const MAX_TIMEOUT_DOUBLINGS: u32 = 3;
 /// The longest shutdown reason kept (it comes from the network).
 const MAX_REASON_CHARS: usize = 200;
 
@@ -79,15 +80,12 @@ pub struct LinkConfig {
     pub endpoint: String,
     /// This machine's name, sent in each request's `meta` for the scheduler's log.
     pub host: String,
-    /// How long a request may take before the socket is reopened and it is sent
-    /// again. Each timeout in a row doubles it (up to 8×): a snapshot of a big
-    /// workflow that takes longer still gets through.
-    pub request_timeout: Duration,
-    /// How long to wait after an error reply or an undecodable payload before
-    /// asking again; doubles each time, up to `backoff_max`.
-    pub backoff_min: Duration,
-    /// The longest wait between attempts.
-    pub backoff_max: Duration,
+    /// Request deadlines and backoff. A request past its deadline has its socket
+    /// reopened and is sent again at once; each timeout in a row doubles the deadline
+    /// (up to 8×), so a snapshot of a big workflow that takes longer still gets
+    /// through. An error reply or an undecodable payload waits a backoff before
+    /// asking again.
+    pub retry: RetryPolicy,
     /// Bytes of `all` messages queued while a snapshot or re-fetch is awaited; past
     /// it the queue is dropped and a fresh snapshot taken.
     pub max_queued_bytes: usize,
@@ -98,15 +96,19 @@ pub struct LinkConfig {
 }
 
 impl LinkConfig {
-    /// A 5 s request deadline, 200 ms..10 s backoff, 64 MiB of queued deltas, an
-    /// idle probe after 30 s of silence.
+    /// A 5 s request deadline (up to 8×), 200 ms..10 s backoff after errors, 64 MiB
+    /// of queued deltas, an idle probe after 30 s of silence.
     pub fn new(endpoint: impl Into<String>, host: impl Into<String>) -> LinkConfig {
         LinkConfig {
             endpoint: endpoint.into(),
             host: host.into(),
-            request_timeout: Duration::from_secs(5),
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
+            retry: RetryPolicy {
+                request_timeout: Duration::from_secs(5),
+                max_timeout_factor: 8,
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(10),
+                backoff_after_timeout: false,
+            },
             max_queued_bytes: 64 << 20,
             idle_probe: Some(Duration::from_secs(30)),
         }
@@ -235,13 +237,6 @@ fn repair_set(mismatched: &[Kind]) -> Vec<Kind> {
     set
 }
 
-/// The request in flight.
-#[derive(Debug)]
-struct InFlight {
-    request: LinkRequest,
-    deadline: Instant,
-}
-
 /// The link to one scheduler. See the module docs.
 pub struct Link<S: DataStore> {
     config: LinkConfig,
@@ -249,12 +244,8 @@ pub struct Link<S: DataStore> {
     state: LinkState,
     /// Requests to make, in order, after the one in flight.
     pending: VecDeque<LinkRequest>,
-    in_flight: Option<InFlight>,
-    /// No request is sent before this (backoff after an error).
-    not_before: Option<Instant>,
-    backoff: Duration,
-    /// Timeouts in a row.
-    timeouts: u32,
+    /// The request in flight, its deadline and the backoff.
+    requests: Requests<LinkRequest>,
     /// Whether the scheduler has ever answered this link.
     answered: bool,
     /// When the scheduler was last heard from (a message or a reply).
@@ -285,16 +276,12 @@ impl<S: DataStore> Link<S> {
     /// A link that will fill `store`. The driver must already be subscribed: the
     /// first transmit is the snapshot request.
     pub fn new(config: LinkConfig, store: S) -> Link<S> {
-        let backoff = config.backoff_min;
         let mut link = Link {
+            requests: Requests::new(config.retry.clone()),
             config,
             store,
             state: LinkState::Joining,
             pending: VecDeque::new(),
-            in_flight: None,
-            not_before: None,
-            backoff,
-            timeouts: 0,
             answered: false,
             last_heard: None,
             queue: VecDeque::new(),
@@ -336,17 +323,9 @@ impl<S: DataStore> Link<S> {
 
     /// The next thing to do with the REQ socket, given the time.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if self.transmits.is_empty() && !self.is_stopped() && self.in_flight.is_none() {
-            if self.not_before.is_some_and(|at| now < at) {
-                return None;
-            }
-            self.not_before = None;
+        if self.transmits.is_empty() && !self.is_stopped() && self.requests.ready(now) {
             if let Some(request) = self.pending.pop_front() {
-                let factor = 1u32 << self.timeouts.min(MAX_TIMEOUT_DOUBLINGS);
-                self.in_flight = Some(InFlight {
-                    request,
-                    deadline: now + self.config.request_timeout * factor,
-                });
+                self.requests.send(request, now);
                 self.transmits
                     .push_back(Transmit::Send(request.encode(&self.config.host)));
             }
@@ -365,10 +344,10 @@ impl<S: DataStore> Link<S> {
         if self.is_stopped() {
             return None;
         }
-        match &self.in_flight {
-            Some(flight) => Some(flight.deadline),
-            None if !self.pending.is_empty() => self.not_before,
-            None => self.probe_at(),
+        if self.requests.in_flight().is_some() || !self.pending.is_empty() {
+            self.requests.next_deadline()
+        } else {
+            self.probe_at()
         }
     }
 
@@ -386,25 +365,23 @@ impl<S: DataStore> Link<S> {
         if self.is_stopped() {
             return;
         }
-        if self.in_flight.is_none() && self.pending.is_empty() && self.probe_at().is_some_and(|at| now >= at)
+        if self.requests.in_flight().is_none()
+            && self.pending.is_empty()
+            && self.probe_at().is_some_and(|at| now >= at)
         {
             // Silence: ask for something small; its deadline tells a dead scheduler.
             self.last_heard = Some(now);
             self.pending.push_back(LinkRequest::DataElements(Kind::Workflow));
             return;
         }
-        let Some(flight) = &self.in_flight else { return };
-        if now < flight.deadline {
+        let Some(request) = self.requests.expire(now) else {
             return;
-        }
-        let request = flight.request;
-        self.in_flight = None;
+        };
         self.stats.timeouts += 1;
-        self.timeouts = self.timeouts.saturating_add(1);
         self.transmits.push_back(Transmit::ReopenRequestSocket);
         self.pending.push_front(request);
         // Worded from the first deadline, so retries do not change the state again.
-        let waited = self.config.request_timeout;
+        let waited = self.config.retry.request_timeout;
         let message = if self.answered {
             format!(
                 "the scheduler at {} stopped answering (a request got no reply in {waited:?}); retrying",
@@ -466,7 +443,7 @@ impl<S: DataStore> Link<S> {
 
     /// A reply arrived on the REQ socket.
     pub fn handle_reply(&mut self, reply: &[u8], now: Instant) {
-        let Some(flight) = self.in_flight.take() else {
+        let Some(request) = self.requests.answered() else {
             // A reply with nothing in flight cannot come from a REQ socket; ignore it.
             return;
         };
@@ -475,7 +452,6 @@ impl<S: DataStore> Link<S> {
         }
         self.answered = true;
         self.last_heard = Some(now);
-        self.timeouts = 0;
         if matches!(self.state, LinkState::NoAnswer { .. } | LinkState::Refused { .. }) {
             let back = if self.stats.snapshots == 0 {
                 LinkState::Joining
@@ -484,7 +460,6 @@ impl<S: DataStore> Link<S> {
             };
             self.set_state(back);
         }
-        let request = flight.request;
         let payload = match decode_reply(request, reply) {
             Ok(payload) => payload,
             Err(why) => return self.retry_later(request, why.to_string(), now),
@@ -499,7 +474,7 @@ impl<S: DataStore> Link<S> {
                     }
                 };
                 self.stats.snapshots += 1;
-                self.backoff = self.config.backoff_min;
+                self.requests.reset_backoff();
                 self.refetch_rounds = 0;
                 // A snapshot replaces every type: re-fetches asked before it are moot.
                 self.pending.retain(|r| *r == LinkRequest::EntireWorkflow);
@@ -518,7 +493,7 @@ impl<S: DataStore> Link<S> {
                 match self.store.replace_elements(kind, payload) {
                     Ok(outcome) => {
                         self.stats.refetches += 1;
-                        self.backoff = self.config.backoff_min;
+                        self.requests.reset_backoff();
                         self.events.push_back(LinkEvent::Refetched(kind, outcome.changes));
                         if outcome.mismatched.contains(&kind) {
                             // It moved on since; the queued batches should bring it level.
@@ -541,7 +516,7 @@ impl<S: DataStore> Link<S> {
     /// The driver could not go on (its sockets failed, or whoever runs it gave up):
     /// the link stops with `reason`.
     pub fn stop(&mut self, reason: String) {
-        self.in_flight = None;
+        self.requests.lost();
         self.pending.clear();
         self.transmits.clear();
         self.queue.clear();
@@ -551,7 +526,7 @@ impl<S: DataStore> Link<S> {
 
     /// Whether `all` batches must wait: for the first snapshot, or a re-fetch.
     fn awaiting_data(&self) -> bool {
-        self.stats.snapshots == 0 || self.in_flight.is_some() || !self.pending.is_empty()
+        self.stats.snapshots == 0 || self.requests.in_flight().is_some() || !self.pending.is_empty()
     }
 
     fn enqueue(&mut self, payload: &[u8]) {
@@ -559,10 +534,7 @@ impl<S: DataStore> Link<S> {
             self.stats.dropped_batches += self.queue.len() as u64 + 1;
             self.queue.clear();
             self.queued_bytes = 0;
-            let snapshot_flying = self
-                .in_flight
-                .as_ref()
-                .is_some_and(|f| f.request == LinkRequest::EntireWorkflow);
+            let snapshot_flying = self.snapshot_in_flight();
             if snapshot_flying {
                 // The snapshot on its way predates what was lost: take one more.
                 self.lost_batches = true;
@@ -619,11 +591,7 @@ impl<S: DataStore> Link<S> {
     /// already asked for.
     fn request(&mut self, request: LinkRequest) {
         let covered = |r: &LinkRequest| *r == request || *r == LinkRequest::EntireWorkflow;
-        let flying = self
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.request == LinkRequest::EntireWorkflow);
-        if !flying && !self.pending.iter().any(covered) {
+        if !self.snapshot_in_flight() && !self.pending.iter().any(covered) {
             if request == LinkRequest::EntireWorkflow {
                 self.pending.retain(|r| *r == LinkRequest::EntireWorkflow);
             }
@@ -634,8 +602,12 @@ impl<S: DataStore> Link<S> {
     fn retry_later(&mut self, request: LinkRequest, why: String, now: Instant) {
         self.events.push_back(LinkEvent::Problem(why));
         self.pending.push_front(request);
-        self.not_before = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(self.config.backoff_max);
+        self.requests.back_off(now);
+    }
+
+    /// Whether the request in flight is a snapshot.
+    fn snapshot_in_flight(&self) -> bool {
+        self.requests.in_flight() == Some(&LinkRequest::EntireWorkflow)
     }
 
     fn set_state(&mut self, state: LinkState) {

@@ -202,8 +202,8 @@ pub fn entire_workflow(run: &Path) -> Vec<u8> {
     let contact = Contact::load(run).unwrap();
     let curve = crate::keys::workflow_client(&run.join(".service")).unwrap();
     let ctx = zmq::Context::new();
-    let req = clonewire_suite::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
-    clonewire_suite::sockets::curve_client(&req, &curve).unwrap();
+    let req = clonewire_zmq::sockets::socket(&ctx, zmq::REQ, 4).unwrap();
+    clonewire_zmq::sockets::curve_client(&req, &curve).unwrap();
     req.connect(&contact.req_endpoint()).unwrap();
     req.send(LinkRequest::EntireWorkflow.encode("test"), 0).unwrap();
     assert_eq!(
@@ -219,7 +219,7 @@ pub fn entire_workflow(run: &Path) -> Vec<u8> {
 pub fn swap_in_a_foreign_client_key(run: &Path) -> String {
     let path = run.join(".service/client.key_secret");
     let original = std::fs::read_to_string(&path).unwrap();
-    let keys = clonewire_suite::sockets::CurveKeyPair::generate().unwrap();
+    let keys = clonewire_zmq::sockets::CurveKeyPair::generate().unwrap();
     std::fs::write(
         &path,
         format!(

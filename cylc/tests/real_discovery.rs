@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_cylc::discovery::{Discovery, DiscoveryEvent, RunDir, SCAN_INTERVAL};
 use clonewire_cylc::testing::{Sandbox, SMALL_FLOW};
-use clonewire_suite::discovery::Announcement;
+use clonewire_zmq::discovery::Announcement;
 
 /// Scans every `SCAN_INTERVAL` until an event comes, or `limit` passes.
 fn next_events(discovery: &mut Discovery, limit: Duration) -> Vec<DiscoveryEvent> {

@@ -12,7 +12,7 @@ use clonewire_cylc::link::{DataStore, LinkConfig, LinkEvent, LinkState, StoreOut
 use clonewire_cylc::replica::CylcReplica;
 use clonewire_cylc::testing::{entire_workflow, Sandbox, SMALL_FLOW};
 use clonewire_cylc::{CylcStore, Kind};
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair};
 use support::WireStore;
 
 /// Steps `driver` until `done` holds, collecting events; fails after `limit`. Each
@@ -38,7 +38,7 @@ fn run_until<S: DataStore<Changes = usize>>(
 }
 
 fn fast(config: &mut LinkConfig) {
-    config.request_timeout = Duration::from_secs(2);
+    config.retry.request_timeout = Duration::from_secs(2);
 }
 
 #[test]

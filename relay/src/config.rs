@@ -75,10 +75,10 @@ impl Default for Config {
 impl Config {
     /// The relay's CURVE key pair from `curve_key_file`, if set; an unreadable, public
     /// or malformed file is a config error.
-    pub fn curve_keys(&self) -> Result<Option<clonewire_suite::sockets::CurveKeyPair>, ConfigError> {
+    pub fn curve_keys(&self) -> Result<Option<clonewire_zmq::sockets::CurveKeyPair>, ConfigError> {
         self.curve_key_file
             .as_deref()
-            .map(clonewire_suite::sockets::CurveKeyPair::from_file)
+            .map(clonewire_zmq::sockets::CurveKeyPair::from_file)
             .transpose()
             .map_err(|e| ConfigError::Invalid(format!("curve_key_file: {e}")))
     }
@@ -162,7 +162,7 @@ impl SuiteConfig {
             }
         }
         if let Some(key) = &self.server_key {
-            clonewire_suite::sockets::CurvePublicKey::parse(key)
+            clonewire_zmq::sockets::CurvePublicKey::parse(key)
                 .map_err(|why| format!("suite {:?}: server_key: {why}", self.name))?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! by their `.service/contact` files) and `--discover DIR` (clonewire suites, by
 //! the contact files `--contact-dir` writes). One mechanism serves both: a thread per
 //! directory looks every second through a [`Discovery`] of its kind
-//! ([`clonewire_suite::discovery`]) and acts on what changed the same way.
+//! ([`clonewire_zmq::discovery`]) and acts on what changed the same way.
 //!
 //! - A new contact file gets a link thread like any suite's, and every client already
 //!   subscribed to its workflow is bound. A name already followed (a configured
@@ -30,8 +30,8 @@ use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Seq, Topic};
 use clonewire_cylc::contact::Contact;
 use clonewire_suite::contact::SuiteContact;
-use clonewire_suite::discovery::{Announcement, Change, Discovery, Finder, Found, Process, SCAN_INTERVAL};
-use clonewire_suite::sockets::CurveKeyPair;
+use clonewire_zmq::discovery::{Announcement, Change, Discovery, Finder, Found, Process, SCAN_INTERVAL};
+use clonewire_zmq::sockets::CurveKeyPair;
 
 use crate::config::{Limits, SuiteConfig};
 use crate::metrics::{KindLabel, Metrics};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::{ResumePoint, WorkflowState};
 use clonewire_core::{Schema, Seq, Topic};
-use clonewire_suite::sockets::CurveKeyPair;
+use clonewire_zmq::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
 use crate::config::{Limits, SuiteConfig};
@@ -259,7 +259,7 @@ impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
 /// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
 /// when `ms` is in the future (clocks of other hosts).
 pub(crate) fn seconds_since(ms: f64) -> f64 {
-    ((clonewire_suite::unix_ms() - ms) / 1e3).max(0.0)
+    ((clonewire_zmq::unix_ms() - ms) / 1e3).max(0.0)
 }
 
 /// Changes of at least this many leaves are freed off the link thread.
@@ -461,7 +461,7 @@ impl Worker {
                 if changes.leaves.len() >= DROP_ELSEWHERE_LEAVES {
                     // A reset of a big topic: freeing its leaves here would hold up
                     // the workflow's next deltas.
-                    clonewire_suite::background::drop_elsewhere(changes);
+                    clonewire_zmq::background::drop_elsewhere(changes);
                 }
             }
             UpstreamEvent::Joined { detail } => {

@@ -347,8 +347,8 @@ async fn health_names_only_the_workflows_a_token_may_see() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_curve_suite_is_followed_with_its_server_key_and_only_with_it() {
-    use clonewire_suite::sockets::CurveKeyPair;
     use clonewire_suite::PublisherConfig;
+    use clonewire_zmq::sockets::CurveKeyPair;
     let keys = CurveKeyPair::generate().expect("libzmq has CURVE");
     let mut config = PublisherConfig::new("sealed");
     config.schema = schema();
@@ -382,8 +382,8 @@ async fn a_curve_suite_is_followed_with_its_server_key_and_only_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suite_that_admits_listed_followers_admits_the_relay_by_its_key_file() {
-    use clonewire_suite::sockets::CurveKeyPair;
     use clonewire_suite::PublisherConfig;
+    use clonewire_zmq::sockets::CurveKeyPair;
     let dir = std::env::temp_dir().join(format!("clonewire-relay-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let relay_keys = CurveKeyPair::generate().expect("libzmq has CURVE");

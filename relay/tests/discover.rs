@@ -12,8 +12,8 @@ use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::Document;
 use clonewire_relay::Running;
 use clonewire_suite::contact::SuiteContact;
-use clonewire_suite::sockets::CurveKeyPair;
 use clonewire_suite::{Publisher, PublisherConfig};
+use clonewire_zmq::sockets::CurveKeyPair;
 use common::{publish, TestClient};
 use serde_json::{json, Value};
 

@@ -15,7 +15,7 @@
 //! temporary file renamed into place) once the sockets are bound, and removed when
 //! the suite shuts down in order. A file left by a process that died is *stale*:
 //! `host` and `pid` let a reader on that host see it (see
-//! [`Process::is_gone`](crate::discovery::Process::is_gone)), and a new suite of
+//! [`Process::is_gone`](clonewire_zmq::discovery::Process::is_gone)), and a new suite of
 //! the same name replaces it.
 //!
 //! [`PublisherConfig::contact_dir`]: crate::PublisherConfig::contact_dir
@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::unix_ms;
-use crate::discovery::{Announcement, Finder, Found, Process, Scan};
 use crate::error::Error;
-use crate::sockets::CurvePublicKey;
+use clonewire_zmq::discovery::{Announcement, Finder, Found, Process, Scan};
+use clonewire_zmq::sockets::CurvePublicKey;
+use clonewire_zmq::unix_ms;
 
 /// The format's version; files of another version are not read.
 pub const VERSION: u32 = 1;
@@ -193,9 +193,9 @@ impl ContactFile {
     pub fn write(dir: &Path, contact: SuiteContact) -> Result<ContactFile, Error> {
         contact
             .check()
-            .map_err(|why| Error::Config(format!("contact file: {why}")))?;
+            .map_err(|why| Error::config(format!("contact file: {why}")))?;
         let bad = |what: &str, e: std::io::Error| {
-            Error::Config(format!("contact directory {}: {what}: {e}", dir.display()))
+            Error::config(format!("contact directory {}: {what}: {e}", dir.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| bad("cannot make it", e))?;
         let path = dir.join(SuiteContact::file_name(&contact.name));
@@ -204,7 +204,7 @@ impl ContactFile {
             if process.is_gone() {
                 tracing::info!(path = %path.display(), pid = old.pid, "replacing a stale contact file");
             } else {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "{} already announces suite {:?} (pid {} on {}); stop that suite, or remove the file if it is gone",
                     path.display(),
                     old.name,
@@ -213,7 +213,7 @@ impl ContactFile {
                 )));
             }
         }
-        let text = serde_json::to_string_pretty(&contact).map_err(|e| Error::Config(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&contact).map_err(|e| Error::config(e.to_string()))?;
         let temp = dir.join(format!(
             ".{}.{}.tmp",
             SuiteContact::file_name(&contact.name),
@@ -325,7 +325,7 @@ impl Finder for ContactDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::{host_name, Change, Discovery};
+    use clonewire_zmq::discovery::{host_name, Change, Discovery};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("clonewire-contact-{name}-{}", std::process::id()));

@@ -19,7 +19,7 @@ use serde_json::Value;
 pub struct HistoryLimits {
     /// At most this many deltas per topic.
     pub max_deltas: usize,
-    /// At most this many bytes of memory per topic, as [`Record::held_bytes`] counts them.
+    /// At most this many bytes of memory per topic, as a record's `held_bytes` counts them.
     pub max_bytes: usize,
 }
 

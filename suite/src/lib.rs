@@ -8,20 +8,16 @@
 //! - `history`: the bounded per-topic delta history behind `replay`;
 //! - `held`: what a publisher holds, in bytes ([`Held`]), for long-running suites;
 //! - [`contact`]: a suite's contact file (`--contact-dir DIR`), written while it runs;
-//! - [`discovery`]: finding suites by their contact files in a directory, one
-//!   mechanism for every kind of contact file (ours, Cylc's);
-//! - `epoch`, `clock`: epoch names and the Unix-ms clock;
-//! - [`background`]: a lower priority for threads doing bulk work that can wait;
-//! - [`sockets`]: ZeroMQ socket setup (high-water marks, linger, bound endpoints);
+//! - `epoch`: epoch names;
 //! - `follow`: the subscriber side (join, apply, verify, repair): a sans-IO state
 //!   machine and its ZeroMQ driver [`Follower`], used by the relay and the tap;
 //! - [`sim`]: a simulator that plays realistic Cylc-like workflows through a publisher.
+//!
+//! The ZeroMQ plumbing under all of it (socket setup, CURVE and ZAP, the request
+//! retry policy, discovery by contact files, the clock) is `clonewire-zmq`.
 
 mod answer;
-pub mod background;
-mod clock;
 pub mod contact;
-pub mod discovery;
 mod epoch;
 mod error;
 mod follow;
@@ -30,10 +26,7 @@ mod history;
 mod publisher;
 mod responder;
 pub mod sim;
-pub mod sockets;
-mod zap;
 
-pub use clock::unix_ms;
 pub use error::Error;
 
 pub use held::Held;

@@ -22,15 +22,15 @@ use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicSt
 use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
-use crate::clock::unix_ms;
 use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
 use crate::held::{Held, HeldCounters};
 use crate::history::{HistoryLimits, Record};
 use crate::responder::{self, Feed};
-use crate::sockets::{self, CurvePublicKey, CurveSecretKey};
-use crate::zap::ZapHandler;
+use clonewire_zmq::sockets::{self, CurvePublicKey, CurveSecretKey};
+use clonewire_zmq::unix_ms;
+use clonewire_zmq::zap::ZapHandler;
 
 /// Deltas that may wait for the responder thread before it must copy the store afresh...
 const FEED_CAPACITY: usize = 16_384;
@@ -157,11 +157,11 @@ impl Publisher {
     /// Binds both sockets and starts the heartbeat and responder threads.
     pub fn start(config: PublisherConfig) -> Result<Publisher, Error> {
         if config.heartbeat_ms == 0 {
-            return Err(Error::Config("heartbeat_ms must be at least 1".into()));
+            return Err(Error::config("heartbeat_ms must be at least 1"));
         }
         if config.curve_allowed_clients.is_some() && config.curve_secret_key.is_none() {
-            return Err(Error::Config(
-                "an allow-list of CURVE clients needs the suite's CURVE secret key".into(),
+            return Err(Error::config(
+                "an allow-list of CURVE clients needs the suite's CURVE secret key",
             ));
         }
         let ctx = zmq::Context::new();
@@ -289,7 +289,7 @@ impl Publisher {
 
     fn apply(&self, topic: &str, patch: Value, send: bool) -> Result<Option<Published>, Error> {
         if topic.is_empty() || topic.starts_with('_') {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "topic {topic:?}: names are non-empty and may not start with '_'"
             )));
         }

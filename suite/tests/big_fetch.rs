@@ -44,8 +44,8 @@ fn other_topics_deltas_keep_flowing_while_a_big_snapshot_is_built() {
         .unwrap();
 
     let mut config = config;
-    config.topics = Some(vec!["workflow".into()]);
-    config.request_timeout = Duration::from_secs(20);
+    config.machine.topics = Some(vec!["workflow".into()]);
+    config.machine.retry.request_timeout = Duration::from_secs(20);
     let mut f = Follower::connect(config).expect("follower connects");
     let start = Instant::now();
     let end = start + Duration::from_secs(10);

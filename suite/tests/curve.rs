@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use clonewire_core::Seq;
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Publisher, PublisherConfig};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey, CurveSecretKey};
 use serde_json::json;
 
 fn curve_suite(keys: &CurveKeyPair) -> Publisher {
@@ -21,8 +21,8 @@ fn curve_suite(keys: &CurveKeyPair) -> Publisher {
 
 fn follower(suite: &Publisher, curve: Option<CurveClient>) -> Follower {
     let mut config = FollowerConfig::new(suite.pub_endpoint(), suite.rep_endpoint());
-    config.request_timeout = Duration::from_millis(500);
-    config.backoff_max = Duration::from_millis(200);
+    config.machine.retry.request_timeout = Duration::from_millis(500);
+    config.machine.retry.backoff_max = Duration::from_millis(200);
     config.curve = curve;
     Follower::connect(config).expect("follower starts")
 }

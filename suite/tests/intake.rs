@@ -36,8 +36,8 @@ fn a_burst_bigger_than_the_intake_is_dropped_then_repaired() {
         .publish("taskProxies", json!({"1/t0": {"status": "waiting"}}))
         .unwrap();
     let mut config = FollowerConfig::new(suite.pub_endpoint(), suite.rep_endpoint());
-    config.request_timeout = Duration::from_millis(500);
-    config.backoff_min = Duration::from_millis(20);
+    config.machine.retry.request_timeout = Duration::from_millis(500);
+    config.machine.retry.backoff_min = Duration::from_millis(20);
     config.intake_bytes = INTAKE;
     let mut f = Follower::connect(config).expect("follower connects");
     assert!(run_until_caught_up(&mut f, &suite), "joined");

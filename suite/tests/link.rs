@@ -20,9 +20,9 @@ fn publisher(history: HistoryLimits) -> Publisher {
 
 fn follower(suite: &Publisher) -> Follower {
     let mut config = FollowerConfig::new(suite.pub_endpoint(), suite.rep_endpoint());
-    config.request_timeout = Duration::from_millis(500);
-    config.backoff_min = Duration::from_millis(20);
-    config.backoff_max = Duration::from_millis(200);
+    config.machine.retry.request_timeout = Duration::from_millis(500);
+    config.machine.retry.backoff_min = Duration::from_millis(20);
+    config.machine.retry.backoff_max = Duration::from_millis(200);
     Follower::connect(config).expect("follower connects")
 }
 
@@ -290,9 +290,9 @@ fn a_suite_that_is_down_times_out_then_is_joined_when_it_comes_up() {
     let (pub_ep, rep_ep) = (first.pub_endpoint().to_owned(), first.rep_endpoint().to_owned());
     drop(first);
     let mut config = FollowerConfig::new(&pub_ep, &rep_ep);
-    config.request_timeout = Duration::from_millis(150);
-    config.backoff_min = Duration::from_millis(20);
-    config.backoff_max = Duration::from_millis(100);
+    config.machine.retry.request_timeout = Duration::from_millis(150);
+    config.machine.retry.backoff_min = Duration::from_millis(20);
+    config.machine.retry.backoff_max = Duration::from_millis(100);
     let mut f = Follower::connect(config).unwrap();
     let mut events = Vec::new();
     run_until(&mut f, &mut events, |f| f.stats().timeouts >= 2);

@@ -3,7 +3,7 @@
 // losing or repeating data (every delta chains to the one before and every hash
 // checks). Prints what the move cost, in snapshots and deltas. The setup is the one
 // docs/deploy.md describes. Skipped (SKIPPED printed) when nginx is not installed.
-// Needs `cargo build -p clonewire-relay -p clonewire-suite` and `npm run build`.
+// Needs `cargo build -p clonewire-relay -p clonewire-tools` and `npm run build`.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

@@ -15,7 +15,7 @@ export const SIM = process.env.CLONEWIRE_SIM ?? resolve(root, 'target', 'debug',
 export function missingBinaries() {
   for (const [binary, crate] of [
     [RELAY, 'clonewire-relay'],
-    [SIM, 'clonewire-suite'],
+    [SIM, 'clonewire-tools'],
   ]) {
     if (!existsSync(binary)) return `SKIPPED: no ${binary}: run cargo build -p ${crate}`;
   }

@@ -1,7 +1,7 @@
 // Client failover: `connect` with a list of relays that follow the same suite. When
 // the relay in use goes, the client goes on to the next and resumes there: no snapshot
 // when that relay has the history of the client's topics, one per topic when not.
-// Needs `cargo build -p clonewire-relay -p clonewire-suite` and `npm run build`.
+// Needs `cargo build -p clonewire-relay -p clonewire-tools` and `npm run build`.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';

@@ -10,7 +10,7 @@
 // copy does not verify, when compressed rounds got no binary frame, or when the
 // workflow changed during the run.
 //
-//   npm run build && cargo build --release -p clonewire-relay -p clonewire-suite
+//   npm run build && cargo build --release -p clonewire-relay -p clonewire-tools
 //   node wasm-client/benches/join.mjs      (JOIN_TASKS=100000, JOIN_ROUNDS=3,
 //                                           JOIN_PROFILE=release|debug, JOIN_LATENCY_MS=20)
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Seq, Topic};
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Rung};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 use crate::config::{Limits, SuiteConfig};
@@ -41,10 +41,10 @@ impl ClonewireUpstream {
         curve_keys: Option<&CurveKeyPair>,
     ) -> std::io::Result<FollowerConfig> {
         let mut config = FollowerConfig::new(&suite.pub_endpoint, &suite.rep_endpoint);
-        config.topics = Some(Vec::new());
-        config.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
-        config.max_queued = limits.suite_max_queued;
-        config.max_queued_bytes = limits.suite_max_queued_bytes;
+        config.machine.topics = Some(Vec::new());
+        config.machine.retry.request_timeout = Duration::from_millis(limits.suite_request_timeout_ms);
+        config.machine.max_queued = limits.suite_max_queued;
+        config.machine.max_queued_bytes = limits.suite_max_queued_bytes;
         config.intake_bytes = limits.suite_intake_bytes;
         if let Some(key) = &suite.server_key {
             let server_key = CurvePublicKey::parse(key).map_err(std::io::Error::other)?;

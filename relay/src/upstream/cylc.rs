@@ -53,7 +53,7 @@ impl CylcUpstream {
         let timeout = Duration::from_millis(limits.suite_request_timeout_ms);
         let queued = limits.suite_max_queued_bytes;
         let driver = Driver::open(context(), run_dir, CylcReplica::new(), |config| {
-            config.request_timeout = timeout;
+            config.retry.request_timeout = timeout;
             config.max_queued_bytes = queued;
         })?;
         let epoch = if contact.uuid.is_empty() {

@@ -48,7 +48,7 @@ fn pool() -> Option<&'static SyncSender<Job>> {
                 .name(format!("snapshot writer {i}"))
                 .spawn(move || {
                     // Snapshots wait for these threads; live deltas do not.
-                    clonewire_suite::background::lower_this_thread();
+                    clonewire_zmq::background::lower_this_thread();
                     work(&rx)
                 });
             started += usize::from(spawned.is_ok());

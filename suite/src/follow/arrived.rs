@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use clonewire_core::protocol::suite::{ErrorReply, SnapshotReply};
+use clonewire_core::protocol::suite::{
+    decode_reply, ErrorReply, GetReply, HashesReply, HelloReply, ReplayReply, SnapshotReply,
+};
 use clonewire_core::protocol::DecodeError;
 use clonewire_core::{Changes, Hash, Seq, Topic};
 
-use super::request::{InFlight, Reply};
+use super::request::{InFlight, Pending};
 
 /// The answer to the follower's request out, received and not decoded yet. While it
 /// is held, the request no longer times out and no other request is sent; hand its
@@ -31,7 +33,7 @@ impl ArrivedReply {
     /// hashes computed. Pure and possibly slow (seconds for a 100K-task snapshot):
     /// run it where waiting does not hold up the stream.
     pub fn decode(self, bytes: &[u8]) -> DecodedReply {
-        let result = self.inflight.pending.decode(bytes).map(|answer| {
+        let result = decode(&self.inflight.pending, bytes).map(|answer| {
             answer.map(|reply| match reply {
                 Reply::Snapshot(snapshot) => Reply::Built(build(snapshot)),
                 other => other,
@@ -49,6 +51,48 @@ impl ArrivedReply {
 pub struct DecodedReply {
     pub(super) inflight: InFlight,
     pub(super) result: Result<Result<Reply, ErrorReply>, DecodeError>,
+}
+
+/// A successful answer.
+pub(super) enum Reply {
+    Hello(HelloReply),
+    /// As decoded; [`ArrivedReply::decode`] builds it into [`Reply::Built`].
+    Snapshot(SnapshotReply),
+    Built(BuiltSnapshot),
+    Replay(ReplayReply),
+    Hashes(HashesReply),
+    Get(GetReply),
+}
+
+impl Reply {
+    /// The epoch it answers for.
+    pub(super) fn epoch(&self) -> &str {
+        match self {
+            Reply::Hello(r) => &r.epoch,
+            Reply::Snapshot(r) => &r.epoch,
+            Reply::Built(r) => &r.epoch,
+            Reply::Replay(r) => &r.epoch,
+            Reply::Hashes(r) => &r.epoch,
+            Reply::Get(r) => &r.epoch,
+        }
+    }
+}
+
+/// Decodes the answer to `pending`: a reply, an error reply, or garbage.
+fn decode(pending: &Pending, bytes: &[u8]) -> Result<Result<Reply, ErrorReply>, DecodeError> {
+    match pending {
+        Pending::Hello => decode_reply::<HelloReply>("hello reply", bytes).map(|r| r.map(Reply::Hello)),
+        Pending::Snapshot { .. } => {
+            decode_reply::<SnapshotReply>("snapshot reply", bytes).map(|r| r.map(Reply::Snapshot))
+        }
+        Pending::Replay { .. } => {
+            decode_reply::<ReplayReply>("replay reply", bytes).map(|r| r.map(Reply::Replay))
+        }
+        Pending::Hashes { .. } => {
+            decode_reply::<HashesReply>("hashes reply", bytes).map(|r| r.map(Reply::Hashes))
+        }
+        Pending::Get { .. } => decode_reply::<GetReply>("get reply", bytes).map(|r| r.map(Reply::Get)),
+    }
 }
 
 /// A snapshot reply with every topic built from its value.

@@ -1,30 +1,21 @@
-//! How to follow a suite: where it is, which topics, deadlines, backoff and bounds.
+//! How to follow a suite: where it is, and how the state machine behaves (which
+//! topics, deadlines, backoff, queue bounds) plus what only the driver needs.
 
 use std::time::Duration;
 
-use crate::sockets;
+use clonewire_zmq::retry::RetryPolicy;
+use clonewire_zmq::sockets;
 
-/// How to follow a suite.
+/// How to follow a suite: the endpoints, the [`MachineConfig`] of its state machine,
+/// and what only the ZeroMQ driver needs (its intake, CURVE, decoding elsewhere).
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
     /// The suite's PUB endpoint.
     pub sub_endpoint: String,
     /// The suite's REP endpoint.
     pub rep_endpoint: String,
-    /// Topics to follow; `None` follows every topic.
-    pub topics: Option<Vec<String>>,
-    /// How long a request may take before its socket is discarded and it is retried.
-    /// Each timeout in a row doubles it (up to 16×), so a big snapshot that takes
-    /// longer than this still gets through; a reply resets it.
-    pub request_timeout: Duration,
-    /// The first retry delay after `busy`, a timeout or an error; doubles each time.
-    pub backoff_min: Duration,
-    /// The longest retry delay.
-    pub backoff_max: Duration,
-    /// Deltas queued per topic while it is being repaired; past it, take a snapshot.
-    pub max_queued: usize,
-    /// The same bound in body bytes, per topic.
-    pub max_queued_bytes: usize,
+    /// Topics, request deadlines and backoff, and queue bounds.
+    pub machine: MachineConfig,
     /// PUB messages received and not yet handled, in bytes (plus a small charge per
     /// message for its bookkeeping): the follower reads its SUB socket promptly
     /// (whose own queue is kept short) into this intake, and drops what does not
@@ -41,50 +32,30 @@ pub struct FollowerConfig {
 }
 
 impl FollowerConfig {
-    /// Follows every topic, with a 5 s request deadline, 100 ms..5 s backoff, 10,000
-    /// deltas or 16 MiB queued per topic under repair, a 64 MiB intake, and answers
-    /// of 1 MiB or more decoded off the follower's thread.
+    /// Follows every topic as [`MachineConfig::default`] says, with a 64 MiB intake,
+    /// and answers of 1 MiB or more decoded off the follower's thread.
     pub fn new(sub_endpoint: impl Into<String>, rep_endpoint: impl Into<String>) -> FollowerConfig {
         FollowerConfig {
             sub_endpoint: sub_endpoint.into(),
             rep_endpoint: rep_endpoint.into(),
-            topics: None,
-            request_timeout: Duration::from_secs(5),
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            max_queued: 10_000,
-            max_queued_bytes: 16 << 20,
+            machine: MachineConfig::default(),
             intake_bytes: 64 << 20,
             curve: None,
             decode_elsewhere_bytes: 1 << 20,
         }
     }
-
-    /// The part of the configuration the state machine needs (no endpoints, no keys).
-    pub fn machine(&self) -> MachineConfig {
-        MachineConfig {
-            topics: self.topics.clone(),
-            request_timeout: self.request_timeout,
-            backoff_min: self.backoff_min,
-            backoff_max: self.backoff_max,
-            max_queued: self.max_queued,
-            max_queued_bytes: self.max_queued_bytes,
-        }
-    }
 }
 
-/// What the sans-IO [`Machine`](super::Machine) is told: the fields of
-/// [`FollowerConfig`] with the same names.
+/// What the sans-IO [`Machine`](super::Machine) is told (no endpoints, no keys).
 #[derive(Clone, Debug)]
 pub struct MachineConfig {
     /// Topics to follow; `None` follows every topic.
     pub topics: Option<Vec<String>>,
-    /// A request's first deadline (doubled after each timeout in a row, up to 16×).
-    pub request_timeout: Duration,
-    /// The first retry delay.
-    pub backoff_min: Duration,
-    /// The longest retry delay.
-    pub backoff_max: Duration,
+    /// Request deadlines and backoff. A timeout backs off too (after `busy`, a
+    /// timeout or an error the next request waits), and the deadline grows up to
+    /// 16× after timeouts in a row, so a big snapshot that takes longer than
+    /// `request_timeout` still gets through; a reply resets it.
+    pub retry: RetryPolicy,
     /// Deltas queued per topic while it is being repaired; past it, take a snapshot.
     pub max_queued: usize,
     /// The same bound in body bytes, per topic.
@@ -92,8 +63,20 @@ pub struct MachineConfig {
 }
 
 impl Default for MachineConfig {
-    /// As [`FollowerConfig::new`].
+    /// Every topic, a 5 s request deadline (up to 16×), 100 ms..5 s backoff, 10,000
+    /// deltas or 16 MiB queued per topic under repair.
     fn default() -> MachineConfig {
-        FollowerConfig::new("", "").machine()
+        MachineConfig {
+            topics: None,
+            retry: RetryPolicy {
+                request_timeout: Duration::from_secs(5),
+                max_timeout_factor: 16,
+                backoff_min: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(5),
+                backoff_after_timeout: true,
+            },
+            max_queued: 10_000,
+            max_queued_bytes: 16 << 20,
+        }
     }
 }

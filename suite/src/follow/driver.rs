@@ -27,7 +27,7 @@ use super::intake::Intake;
 use super::machine::Machine;
 use super::{ArrivedReply, DecodedReply, FollowEvent, FollowStats, FollowerConfig};
 use crate::error::Error;
-use crate::sockets;
+use clonewire_zmq::sockets;
 
 /// SUB messages handled per wake-up before events are handed out.
 const SUB_BATCH: usize = 1000;
@@ -62,7 +62,7 @@ impl Follower {
         if let Some(curve) = &config.curve {
             sockets::curve_client(&sub, curve)?;
         }
-        match &config.topics {
+        match &config.machine.topics {
             None => sub.set_subscribe(b"").map_err(|e| Error::zmq("subscribe", e))?,
             Some(topics) => {
                 for topic in topics
@@ -78,7 +78,7 @@ impl Follower {
         sub.connect(&config.sub_endpoint)
             .map_err(|e| Error::zmq(format!("connect {}", config.sub_endpoint), e))?;
         Ok(Follower {
-            machine: Machine::new(config.machine(), Instant::now()),
+            machine: Machine::new(config.machine.clone(), Instant::now()),
             intake: Intake::new(config.intake_bytes),
             config,
             ctx,
@@ -209,7 +209,7 @@ impl Follower {
                 }
             }
         }
-        self.config.topics = topics.as_ref().map(|t| t.iter().cloned().collect());
+        self.config.machine.topics = topics.as_ref().map(|t| t.iter().cloned().collect());
         self.machine.set_topics(topics);
         Ok(())
     }
@@ -471,7 +471,7 @@ impl Decoder {
             .spawn(move || {
                 // Big answers are decoded here while the follower's thread keeps
                 // delivering the workflow's deltas: those come first.
-                crate::background::lower_this_thread();
+                clonewire_zmq::background::lower_this_thread();
                 while let Ok((arrived, bytes)) = job_rx.recv() {
                     let started = Instant::now();
                     let decoded = arrived.decode(&bytes);

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use clonewire_core::protocol::suite::{Delta, Heartbeat, PubMessage, Request};
 use clonewire_core::protocol::DecodeError;
 use clonewire_core::{Hash, Schema, Seq, Topic};
+use clonewire_zmq::retry::Requests;
 use serde_json::Value;
 
 use super::arrived::{ArrivedReply, DecodedReply};
 use super::config::MachineConfig;
 use super::followed_topic::{FollowedTopic, Queued};
-use super::request::{Pending, Requests};
+use super::request::{InFlight, Pending};
 use super::{FollowEvent, FollowStats, Rung};
 
 /// Epochs remembered as finished, so their late messages are ignored, not re-followed.
@@ -76,7 +77,7 @@ pub struct Machine {
     pub(super) schema: Schema,
     pub(super) heartbeat_ms: u64,
     pub(super) topics: BTreeMap<String, FollowedTopic>,
-    pub(super) requests: Requests,
+    pub(super) requests: Requests<InFlight>,
     /// The `get` that follows a `hashes` reply.
     pub(super) next_get: Option<Pending>,
     pub(super) events: VecDeque<FollowEvent>,
@@ -87,7 +88,7 @@ pub struct Machine {
 impl Machine {
     /// A machine that has heard nothing yet, at `now`.
     pub fn new(config: MachineConfig, now: Instant) -> Machine {
-        let requests = Requests::new(config.request_timeout, config.backoff_min, config.backoff_max);
+        let requests = Requests::new(config.retry.clone());
         Machine {
             config,
             phase: Phase::Greeting,
@@ -206,7 +207,10 @@ impl Machine {
             return None;
         }
         let pending = self.next_request()?;
-        Some(self.requests.send(pending, now))
+        let request = pending.request();
+        let op = request.op();
+        self.requests.send(InFlight { pending, op }, now);
+        Some(request)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the deadline of the
@@ -231,7 +235,7 @@ impl Machine {
     /// silent for three heartbeats is reported.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let expired = self.requests.expire(now);
-        if let Some(op) = expired {
+        if let Some(InFlight { op, .. }) = &expired {
             self.stats.timeouts += 1;
             self.events.push_back(FollowEvent::Timeout { op });
         }
@@ -292,21 +296,21 @@ impl Machine {
     /// other request is sent. Stream messages are handled meanwhile as usual (a
     /// topic being fetched keeps queueing its deltas). `None` if no request was out.
     pub fn take_reply(&mut self) -> Option<ArrivedReply> {
-        let inflight = self.requests.arrived()?;
+        let inflight = self.requests.hold()?;
         Some(ArrivedReply { inflight })
     }
 
     /// True while an answer taken by [`take_reply`](Self::take_reply) has not been
     /// handed back.
     pub fn decoding(&self) -> bool {
-        self.requests.decoding()
+        self.requests.held()
     }
 
     /// Uses a decoded answer (from [`ArrivedReply::decode`]) at `now`, as
     /// [`handle_reply`](Self::handle_reply) would have: a bad one is reported and
     /// changes nothing.
     pub fn handle_decoded(&mut self, decoded: DecodedReply, now: Instant) {
-        self.requests.decoded();
+        self.requests.release();
         let DecodedReply { inflight, result } = decoded;
         match result {
             Err(DecodeError { what, reason }) => {
@@ -325,7 +329,7 @@ impl Machine {
     /// all (its decoding thread failed): reported, changes nothing, and the next
     /// request backs off.
     pub fn handle_undecoded(&mut self, reason: String, now: Instant) {
-        self.requests.decoded();
+        self.requests.release();
         self.malformed(reason);
         self.requests.back_off(now);
     }

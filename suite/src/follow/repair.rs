@@ -9,9 +9,10 @@ use clonewire_core::protocol::suite::{ErrorCode, ErrorReply, GetReply, HashesRep
 use clonewire_core::{Changes, Hash, Seq, Topic};
 use serde_json::Value;
 
+use super::arrived::Reply;
 use super::arrived::{build, BuiltSnapshot, Fresh};
 use super::machine::{Machine, Phase};
-use super::request::{Pending, Reply};
+use super::request::Pending;
 use super::{FollowEvent, Rung};
 
 /// Replays that bring no progress before the follower takes a snapshot instead.
@@ -37,7 +38,7 @@ impl Machine {
                     .requests
                     .back_off(now)
                     .max(hint)
-                    .min(self.requests.backoff_max().max(hint));
+                    .min(self.requests.policy().backoff_max.max(hint));
                 self.requests.wait_until(now + wait);
                 self.events.push_back(FollowEvent::Busy { op, retry_in: wait });
             }

@@ -161,10 +161,8 @@ fn error(code: ErrorCode) -> Vec<u8> {
 }
 
 fn machine(now: Instant) -> Machine {
-    let config = MachineConfig {
-        request_timeout: TIMEOUT,
-        ..MachineConfig::default()
-    };
+    let mut config = MachineConfig::default();
+    config.retry.request_timeout = TIMEOUT;
     Machine::new(config, now)
 }
 

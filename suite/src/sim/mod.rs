@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::held::Held;
 use crate::history::HistoryLimits;
 use crate::publisher::{Publisher, PublisherConfig};
-use crate::sockets::{CurvePublicKey, CurveSecretKey};
+use clonewire_zmq::sockets::{CurvePublicKey, CurveSecretKey};
 pub use workflow::Workflow;
 
 /// The longest the simulator sleeps at once, so `stop` is prompt.
@@ -106,7 +106,7 @@ impl SimConfig {
     }
 
     fn check(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        let bad = |m: &str| Err(Error::config(m.to_owned()));
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return bad("rate must be a positive number of deltas per second");
         }

@@ -109,7 +109,7 @@ pub fn build_binaries(profile: &str) -> Result<(PathBuf, PathBuf), String> {
     let mut command = Command::new(cargo);
     command
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .args(["build", "-p", "clonewire-suite", "--bin", "clonewire-sim"])
+        .args(["build", "-p", "clonewire-tools", "--bin", "clonewire-sim"])
         .args(["-p", "clonewire-relay", "--bin", "clonewire-relay"]);
     if profile == "release" {
         command.arg("--release");

@@ -32,8 +32,8 @@ impl TruthFollower {
     /// Follows the suite at `pub_endpoint`, `rep_endpoint`.
     pub fn start(pub_endpoint: &str, rep_endpoint: &str) -> Result<TruthFollower, String> {
         let mut config = FollowerConfig::new(pub_endpoint, rep_endpoint);
-        config.request_timeout = Duration::from_millis(1000);
-        config.backoff_max = Duration::from_millis(500);
+        config.machine.retry.request_timeout = Duration::from_millis(1000);
+        config.machine.retry.backoff_max = Duration::from_millis(500);
         let mut follower = Follower::connect(config).map_err(|e| e.to_string())?;
         let (ask, asked) = mpsc::sync_channel::<mpsc::SyncSender<Truth>>(1);
         let thread = std::thread::Builder::new()

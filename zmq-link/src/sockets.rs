@@ -3,7 +3,7 @@
 //! and, for requests, a maximum message size; and CURVE (encryption and server
 //! authentication) when a suite has a key.
 
-use crate::error::Error;
+use crate::Error;
 
 /// Messages a PUB socket queues per subscriber before it drops (ZeroMQ's PUB never
 /// blocks; a subscriber that falls this far behind sees a gap and repairs it).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use clonewire_core::Changes;
-use clonewire_suite::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 use clonewire_suite::{FollowEvent, FollowStats, Follower, FollowerConfig, Rung};
+use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 /// How long `--check` waits past its end for repairs under way to finish.
 const GRACE: Duration = Duration::from_secs(5);
@@ -263,8 +263,8 @@ fn main() -> ExitCode {
     }
     let mut config = FollowerConfig::new(sub_endpoint, rep_endpoint);
     config.curve = curve;
-    config.topics = (!args.topics.is_empty()).then_some(args.topics);
-    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    config.machine.topics = (!args.topics.is_empty()).then_some(args.topics);
+    config.machine.retry.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut follower = match Follower::connect(config) {
         Ok(f) => f,
         Err(e) => {

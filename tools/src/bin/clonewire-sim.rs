@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clonewire_suite::sim::{SimConfig, Simulator};
-use clonewire_suite::sockets::{CurvePublicKey, CurveSecretKey};
+use clonewire_zmq::sockets::{CurvePublicKey, CurveSecretKey};
 
 /// Plays realistic workflows in the model of a real Cylc 8 workflow seen through the
 /// relay (task proxies through waiting, preparing, submitted, running, succeeded or
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
     }
     let sim = match Simulator::start(config) {
         Ok(sim) => sim,
-        Err(clonewire_suite::Error::Config(message)) => {
+        Err(clonewire_suite::Error::Link(clonewire_zmq::Error::Config(message))) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }

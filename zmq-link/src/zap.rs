@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::error::Error;
 use crate::sockets::{z85_key, CurvePublicKey};
+use crate::Error;
 
 /// Where libzmq asks for authentication decisions, per context.
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
@@ -17,7 +17,7 @@ const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 const POLL_MS: i64 = 100;
 
 /// A ZAP handler bound in one context, answering on its own thread until dropped.
-pub(crate) struct ZapHandler {
+pub struct ZapHandler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -25,11 +25,7 @@ pub(crate) struct ZapHandler {
 impl ZapHandler {
     /// Binds the handler in `ctx` (before any CURVE socket of the context binds, so no
     /// handshake happens without it) and starts its thread.
-    pub(crate) fn start(
-        ctx: &zmq::Context,
-        allowed: &[CurvePublicKey],
-        name: &str,
-    ) -> Result<ZapHandler, Error> {
+    pub fn start(ctx: &zmq::Context, allowed: &[CurvePublicKey], name: &str) -> Result<ZapHandler, Error> {
         let mut keys = HashSet::new();
         for key in allowed {
             keys.insert(z85_key(&key.0).map_err(Error::Config)?);

@@ -7,7 +7,7 @@
 //! rewritten, or broken, keeps its suite until it reads well again or goes; a file
 //! that says something else (a new run, another address) is the old suite removed and
 //! a new one added. Kinds: clonewire suites' own files
-//! ([`ContactDir`](crate::contact::ContactDir)) and Cylc 8 run directories (in the
+//! (`clonewire_suite::contact::ContactDir`) and Cylc 8 run directories (in the
 //! `clonewire-cylc` crate).
 //!
 //! A contact file whose process is gone is *stale*. [`Process::is_gone`] tells, for a

@@ -84,14 +84,14 @@ fn sigint_removes_the_contact_file() {
 fn a_curve_suite_announces_its_public_key_and_a_bad_folder_is_an_error() {
     let dir = contact_dir("curve");
     std::fs::create_dir_all(&dir).unwrap();
-    let keys = clonewire_suite::sockets::CurveKeyPair::generate().unwrap();
+    let keys = clonewire_zmq::sockets::CurveKeyPair::generate().unwrap();
     let secret = dir.join("suite.key");
     std::fs::write(&secret, &keys.secret.0).unwrap();
     let mut perms = std::fs::metadata(&secret).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&secret, perms).unwrap();
     let sim = clonewire_suite::sim::Simulator::start(clonewire_suite::sim::SimConfig {
-        curve_secret_key: Some(clonewire_suite::sockets::CurveSecretKey::from_file(&secret).unwrap()),
+        curve_secret_key: Some(clonewire_zmq::sockets::CurveSecretKey::from_file(&secret).unwrap()),
         contact_dir: Some(dir.join("suites")),
         ..clonewire_suite::sim::SimConfig::new("secure")
     })
