@@ -73,6 +73,8 @@ async fn a_relay_with_every_kind_of_upstream_and_client_stops_in_bound_and_leave
     let cylc_run = scratch.join("cylc-run");
     std::fs::create_dir_all(&contacts).unwrap();
     std::fs::create_dir_all(&cylc_run).unwrap();
+    // The process's ZeroMQ context for links outlives any one relay by design.
+    let _ = clonewire_zmq::sockets::shared_context();
     let before = descriptors();
 
     // Upstreams: a suite named in the config, a suite found by its contact file, and an

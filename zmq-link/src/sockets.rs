@@ -222,6 +222,14 @@ pub fn curve_client(socket: &zmq::Socket, curve: &CurveClient) -> Result<(), Err
         .map_err(|e| Error::zmq("set the CURVE secret key", e))
 }
 
+/// The process's ZeroMQ context for following: one I/O thread (and one reaper) for
+/// every link, however many workflows a relay follows, instead of two threads a link.
+/// It lives as long as the process.
+pub fn shared_context() -> &'static zmq::Context {
+    static CONTEXT: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
+    CONTEXT.get_or_init(zmq::Context::new)
+}
+
 /// Makes a socket of `kind` with linger 0 and the given high-water marks.
 pub fn socket(ctx: &zmq::Context, kind: zmq::SocketType, hwm: i32) -> Result<zmq::Socket, Error> {
     let socket = ctx.socket(kind).map_err(|e| Error::zmq("create socket", e))?;

@@ -10,7 +10,6 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
@@ -25,10 +24,9 @@ use clonewire_cylc::{Applied, Kind};
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 use crate::config::Limits;
 
-/// One ZeroMQ context (and its I/O thread) for every Cylc link of the process.
+/// One ZeroMQ context (and its I/O thread) for every link of the process.
 fn context() -> &'static zmq::Context {
-    static CONTEXT: OnceLock<zmq::Context> = OnceLock::new();
-    CONTEXT.get_or_init(zmq::Context::new)
+    clonewire_zmq::sockets::shared_context()
 }
 
 /// A Cylc workflow followed through its scheduler's PUB and REP sockets.

@@ -57,7 +57,7 @@ impl Follower {
     /// Subscribes (first, so nothing published from now on is missed) and connects
     /// the request socket. Joining happens as [`next_event`](Self::next_event) runs.
     pub fn connect(config: FollowerConfig) -> Result<Follower, Error> {
-        let ctx = zmq::Context::new();
+        let ctx = sockets::shared_context().clone();
         let sub = sockets::socket(&ctx, zmq::SUB, sockets::SUB_HWM)?;
         if let Some(curve) = &config.curve {
             sockets::curve_client(&sub, curve)?;
