@@ -6,6 +6,7 @@
 
 use clonewire_core::protocol::client::fast::{self, Frame};
 use clonewire_core::protocol::client::{ClientErrorCode, RelayMessage, WorkflowState};
+use clonewire_core::protocol::command::Outcome;
 use clonewire_core::{Hash, Schema, Seq};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -104,6 +105,21 @@ fn message() -> impl Strategy<Value = RelayMessage> {
             state,
             schema,
         }),
+        (
+            (name(), name(), name(), name()),
+            prop::sample::select(Outcome::ALL.to_vec()),
+            prop::option::of(0u64..100_000),
+        )
+            .prop_map(|((id, workflow, command, message), outcome, retry_ms)| {
+                RelayMessage::CommandResult {
+                    id,
+                    workflow,
+                    command,
+                    outcome,
+                    message,
+                    retry_ms,
+                }
+            }),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! and turns Cylc's store into the clonewire model (see `docs/cylc.md`).
 
 pub mod checksum;
+pub mod command;
 pub mod contact;
 pub mod discovery;
 pub mod driver;

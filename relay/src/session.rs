@@ -17,6 +17,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use clonewire_core::protocol::client::{
     ClientErrorCode, ClientMessage, CloseCode, RelayMessage, Resume, ResumePoint, DEFLATE_RAW,
 };
+use clonewire_core::protocol::command::Outcome;
 use clonewire_core::Subscription;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -196,6 +197,25 @@ async fn read(
                     if let Some(link) = relay.link(&workflow).filter(|_| grant.access.allows(&workflow)) {
                         link.send(Command::Resync { client, topic }).await;
                     }
+                    bad_in_a_row = 0;
+                    continue;
+                }
+                Ok(ClientMessage::Command {
+                    id,
+                    workflow,
+                    command,
+                    ..
+                }) => {
+                    // Commands are in the contract; this relay does not forward them
+                    // yet. It answers each one, as the contract says, and sends nothing on.
+                    outbox.push_text(text(&RelayMessage::CommandResult {
+                        id,
+                        workflow,
+                        command,
+                        outcome: Outcome::Unavailable,
+                        message: "this relay does not forward commands yet".into(),
+                        retry_ms: None,
+                    }));
                     bad_in_a_row = 0;
                     continue;
                 }

@@ -76,6 +76,13 @@ async fn pump_all(clients: &mut [&mut TestClient], time: Duration) {
     }
 }
 
+/// True when `c` holds exactly the projection of `mw` under `q` for w's topics.
+fn settled(c: &TestClient, mw: &Document, q: &str) -> bool {
+    ["taskProxies", "edges"]
+        .iter()
+        .all(|t| c.copy("w", t) == projection(mw, q, "w", t))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_lower_relay_see_what_the_upper_relay_serves_and_suites_mix_with_relays() {
     let (w, w_cfg) = suite("w");
@@ -107,12 +114,21 @@ async fn clients_of_a_lower_relay_see_what_the_upper_relay_serves_and_suites_mix
         at_upper[i].subscribe(q, None).await;
         at_lower[i].subscribe(q, None).await;
     }
-    for c in at_upper.iter_mut().chain(at_lower.iter_mut()) {
-        assert!(
-            c.pump_until(SECS(10), |c| c.store.get("w", "taskProxies").is_some())
-                .await
-        );
+    // Every client holds exactly its projection before the changes start. How many
+    // deltas came while joining depends on when each tier's subscriptions took effect
+    // (the lower relay subscribes upstream paced, 300 ms apart); the deltas of the
+    // changes below must be the same at both tiers.
+    for (i, q) in [narrow, wide].into_iter().enumerate() {
+        for c in [&mut at_upper[i], &mut at_lower[i]] {
+            assert!(
+                c.pump_until(SECS(10), |c| settled(c, &mw, q)).await,
+                "client {i} joined"
+            );
+        }
     }
+    let joined: Vec<(usize, usize)> = (0..2)
+        .map(|i| (at_upper[i].count("delta"), at_lower[i].count("delta")))
+        .collect();
     for i in 0..160u32 {
         let status = ["preparing", "submitted", "running", "succeeded"][(i / 12 % 4) as usize];
         let task = format!("1/t{}", i % 12);
@@ -143,18 +159,13 @@ async fn clients_of_a_lower_relay_see_what_the_upper_relay_serves_and_suites_mix
             pump_all(&mut [a, b, c, d], Duration::from_millis(20)).await;
         }
     }
-    let settled = |c: &TestClient, q: &str| {
-        ["taskProxies", "edges"]
-            .iter()
-            .all(|t| c.copy("w", t) == projection(&mw, q, "w", t))
-    };
     for (i, q) in [narrow, wide].into_iter().enumerate() {
         assert!(
-            at_upper[i].pump_until(SECS(10), |c| settled(c, q)).await,
+            at_upper[i].pump_until(SECS(10), |c| settled(c, &mw, q)).await,
             "upper client {i} converges"
         );
         assert!(
-            at_lower[i].pump_until(SECS(10), |c| settled(c, q)).await,
+            at_lower[i].pump_until(SECS(10), |c| settled(c, &mw, q)).await,
             "lower client {i} converges"
         );
         let wide_local =
@@ -190,7 +201,7 @@ async fn clients_of_a_lower_relay_see_what_the_upper_relay_serves_and_suites_mix
         assert_eq!(u.states.get("w"), Some(&WorkflowState::Live));
         assert_eq!(l.states.get("w"), Some(&WorkflowState::Live));
         // Deltas only when the client's own projection changed, as at the upper relay.
-        let (du, dl) = (u.count("delta"), l.count("delta"));
+        let (du, dl) = (u.count("delta") - joined[i].0, l.count("delta") - joined[i].1);
         println!("client {i}: {du} deltas from the upper relay, {dl} from the lower");
         assert!(
             du >= 10,

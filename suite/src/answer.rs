@@ -14,19 +14,23 @@
 
 use std::collections::BTreeMap;
 
+use clonewire_core::protocol::command::{Command, Outcome};
 use clonewire_core::protocol::suite::{
-    ErrorCode, ErrorReply, GetReply, HashesReply, HelloReply, ReplayReply, ReplayedDelta, Request,
-    TopicState, VerifyReply,
+    CommandReply, ErrorCode, ErrorReply, GetReply, HashesReply, HelloReply, ReplayReply, ReplayedDelta,
+    Request, TopicState, VerifyReply,
 };
 use clonewire_core::protocol::{encode, PROTOCOL};
 use clonewire_core::{Document, Hash, Node, Object, Schema, Seq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::commands::Commands;
 use crate::history::{History, ReplayError};
 
 /// Ops the protocol defines; anything else is `unsupported`.
-const KNOWN_OPS: [&str; 6] = ["hello", "snapshot", "verify", "replay", "hashes", "get"];
+const KNOWN_OPS: [&str; 7] = [
+    "hello", "snapshot", "verify", "replay", "hashes", "get", "command",
+];
 /// The most paths one `get` may ask for.
 const MAX_GET_PATHS: usize = 10_000;
 
@@ -47,6 +51,8 @@ pub struct ServedState {
     pub seqs: BTreeMap<String, Seq>,
     /// Recent deltas per topic.
     pub history: History,
+    /// What the suite does with commands, if it takes any.
+    pub commands: Option<Commands>,
 }
 
 impl ServedState {
@@ -140,6 +146,35 @@ pub fn answer_request(replica: &ServedState, request: &Request) -> Vec<u8> {
         Request::Replay { topic, from } => replay(replica, topic, *from),
         Request::Hashes { topic, path } => hashes(replica, topic, path),
         Request::Get { topic, paths } => get(replica, topic, paths),
+        Request::Command { command, args, user } => run_command(replica, command, args, user.as_deref()),
+    }
+}
+
+/// A `command`: checked against the protocol's table, then handed to the suite.
+fn run_command(replica: &ServedState, name: &str, args: &Value, user: Option<&str>) -> Vec<u8> {
+    let Some(Commands(handler)) = &replica.commands else {
+        return encode(&ErrorReply::new(
+            ErrorCode::Unsupported,
+            "this suite takes no commands",
+        ));
+    };
+    let reply = match Command::check(name, args) {
+        Err(why) => Ok(CommandReply {
+            outcome: Outcome::Refused,
+            message: why,
+        }),
+        Ok(command) => handler.command(&command, user, &replica.document),
+    };
+    let shown: String = name.chars().take(40).collect();
+    match reply {
+        Ok(reply) => {
+            tracing::info!(command = %shown, user = user.unwrap_or("?"), outcome = reply.outcome.as_str(), message = %reply.message, "command");
+            encode(&reply)
+        }
+        Err(error) => {
+            tracing::info!(command = %shown, user = user.unwrap_or("?"), error = ?error.error, "command not taken");
+            encode(&error)
+        }
     }
 }
 
@@ -294,6 +329,7 @@ mod tests {
             document,
             seqs: [("taskProxies".to_owned(), Seq::new(1))].into(),
             history,
+            commands: None,
         }
     }
 

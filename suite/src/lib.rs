@@ -17,6 +17,7 @@
 //! retry policy, discovery by contact files, the clock) is `clonewire-zmq`.
 
 mod answer;
+mod commands;
 pub mod contact;
 mod epoch;
 mod error;
@@ -29,6 +30,7 @@ pub mod sim;
 
 pub use error::Error;
 
+pub use commands::{CommandHandler, Commands};
 pub use held::Held;
 pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};

@@ -22,6 +22,7 @@ use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicSt
 use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
+use crate::commands::Commands;
 use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
@@ -69,6 +70,9 @@ pub struct PublisherConfig {
     /// [`crate::contact`]) once its sockets are bound; it is removed on shutdown.
     /// Relays started with `--discover DIR` follow every suite announced there.
     pub contact_dir: Option<PathBuf>,
+    /// What the suite does with commands (docs/protocol.md, Commands); `None`: it takes
+    /// none, and answers `command` requests `unsupported`.
+    pub commands: Option<Commands>,
 }
 
 impl PublisherConfig {
@@ -86,6 +90,7 @@ impl PublisherConfig {
             curve_secret_key: None,
             curve_allowed_clients: None,
             contact_dir: None,
+            commands: None,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Responder {
                 document: Document::new(),
                 seqs: Default::default(),
                 history: History::new(config.history),
+                commands: config.commands.clone(),
             },
             busy_retry_ms: config.busy_retry_ms,
         }

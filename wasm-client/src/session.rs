@@ -181,7 +181,9 @@ impl Session {
                 | LinkEvent::Hello { .. }
                 | LinkEvent::NewEpoch { .. }
                 | LinkEvent::Undecodable { .. }
-                | LinkEvent::CommandUnanswered { .. } => {}
+                | LinkEvent::CommandUnanswered { .. }
+                // The page sends no commands yet, so none is answered.
+                | LinkEvent::CommandResult { .. } => {}
             }
         }
         (effects, delay)

@@ -29,6 +29,10 @@ pub enum CommandRefused {
     DuplicateId,
     /// Too many requests, or bytes, are waiting already.
     Full,
+    /// The link is not connected: nothing could be sent.
+    NotConnected,
+    /// The id is longer than the protocol allows.
+    IdTooLong,
 }
 
 /// The requests waiting for an answer, by the client's id; bounded in number and bytes.

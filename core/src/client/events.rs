@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::checked_copy::Reject;
 use crate::protocol::client::{ClientErrorCode, WorkflowState};
+use crate::protocol::command::Outcome;
 use crate::{Changes, Schema, Seq};
 
 /// The connection as the link sees it.
@@ -130,6 +131,21 @@ pub enum LinkEvent {
     CommandUnanswered {
         /// The client's id.
         id: String,
+    },
+    /// The relay's answer to a command this link sent.
+    CommandResult {
+        /// The client's id.
+        id: String,
+        /// The workflow.
+        workflow: String,
+        /// The command's name.
+        command: String,
+        /// How it ended.
+        outcome: Outcome,
+        /// The relay's or scheduler's words.
+        message: String,
+        /// With `busy`: when to try again.
+        retry_ms: Option<u64>,
     },
 }
 

@@ -4,8 +4,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::backoff::Backoff;
-use super::commands::PendingCommands;
+use super::commands::{CommandRefused, PendingCommands};
 use super::copies::Copies;
 use super::events::{AfterReject, Applied, DataKind, LinkEvent, LinkStats, LinkStatus};
 use super::policy::{LinkConfig, ResumeFrom, Scope, SubscribePacing};
@@ -13,6 +15,7 @@ use super::time::Moment;
 use crate::checked_copy::{ApplyOutcome, Chain, Reject};
 use crate::protocol::client::fast::{self, Data, Frame};
 use crate::protocol::client::{ClientMessage, RelayMessage};
+use crate::protocol::command::MAX_COMMAND_ID_BYTES;
 use crate::{Seq, Subscription};
 
 /// Snapshots in a row that fail their hash before the link stops asking again for
@@ -152,10 +155,40 @@ impl<T: Moment> ClientLink<T> {
         self.latest_epochs.get(workflow).map(String::as_str)
     }
 
-    /// The requests waiting for an answer by client id (for the `command` messages
-    /// to come; nothing sends one yet).
+    /// The requests waiting for an answer by client id.
     pub fn commands_mut(&mut self) -> &mut PendingCommands<T> {
         &mut self.commands
+    }
+
+    /// Sends a `command` (docs/protocol.md, Commands) under the client's `id` and waits
+    /// for its `command_result` until `now + timeout`: [`LinkEvent::CommandResult`]
+    /// follows, or [`LinkEvent::CommandUnanswered`] past the deadline or when the
+    /// connection goes. Nothing is sent when it is refused.
+    pub fn send_command(
+        &mut self,
+        id: &str,
+        workflow: &str,
+        command: &str,
+        args: Value,
+        now: T,
+        timeout: Duration,
+    ) -> Result<(), CommandRefused> {
+        if id.len() > MAX_COMMAND_ID_BYTES {
+            return Err(CommandRefused::IdTooLong);
+        }
+        if !matches!(self.connection, Connection::Open(_)) {
+            return Err(CommandRefused::NotConnected);
+        }
+        let message = ClientMessage::Command {
+            id: id.to_owned(),
+            workflow: workflow.to_owned(),
+            command: command.to_owned(),
+            args,
+        };
+        let text = String::from_utf8_lossy(&crate::protocol::encode(&message)).into_owned();
+        self.commands.insert(id.to_owned(), text, now, timeout)?;
+        self.send(&message);
+        Ok(())
     }
 
     /// Names `compression` in every `subscribe` from now on (the driver inflates it),
@@ -498,6 +531,27 @@ impl<T: Moment> ClientLink<T> {
                 return;
             }
             RelayMessage::Error { code, message } => LinkEvent::RelayError { code, message },
+            RelayMessage::CommandResult {
+                id,
+                workflow,
+                command,
+                outcome,
+                message,
+                retry_ms,
+            } => {
+                // An answer to nothing waiting (late, or not ours) is dropped.
+                if self.commands.answer(&id).is_none() {
+                    return;
+                }
+                LinkEvent::CommandResult {
+                    id,
+                    workflow,
+                    command,
+                    outcome,
+                    message,
+                    retry_ms,
+                }
+            }
             RelayMessage::Workflow {
                 workflow,
                 state,

@@ -449,3 +449,91 @@ fn millis_add_and_compare_without_overflow() {
     assert_eq!(Millis::from_f64(f64::NAN), Millis(0));
     assert_eq!(Millis::from_f64(12.7), Millis(12));
 }
+
+#[test]
+fn a_command_goes_out_once_and_its_result_comes_back_by_id() {
+    use crate::protocol::command::Outcome;
+    let mut link = browser();
+    // Not connected: refused, nothing queued.
+    assert_eq!(
+        link.send_command(
+            "c1",
+            W,
+            "hold",
+            json!({"tasks": ["1/a"]}),
+            Millis(0),
+            Duration::from_secs(5)
+        ),
+        Err(CommandRefused::NotConnected)
+    );
+    open_with_query(&mut link, 0);
+    sent(&mut link);
+    events(&mut link);
+    let long_id = "x".repeat(65);
+    assert_eq!(
+        link.send_command(
+            &long_id,
+            W,
+            "pause",
+            Value::Null,
+            Millis(0),
+            Duration::from_secs(5)
+        ),
+        Err(CommandRefused::IdTooLong)
+    );
+    link.send_command(
+        "c1",
+        W,
+        "hold",
+        json!({"tasks": ["1/a"]}),
+        Millis(0),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let frames = sent(&mut link);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        frames[0],
+        json!({"type": "command", "id": "c1", "workflow": W, "command": "hold", "args": {"tasks": ["1/a"]}})
+    );
+    assert_eq!(
+        link.send_command(
+            "c1",
+            W,
+            "hold",
+            json!({"tasks": ["1/a"]}),
+            Millis(0),
+            Duration::from_secs(5)
+        ),
+        Err(CommandRefused::DuplicateId)
+    );
+    let result = |id: &str| {
+        RelayMessage::CommandResult {
+            id: id.into(),
+            workflow: W.into(),
+            command: "hold".into(),
+            outcome: Outcome::Queued,
+            message: "held 1 task".into(),
+            retry_ms: None,
+        }
+        .to_text()
+    };
+    // An answer to an id not waiting is dropped; the right one is told once.
+    link.handle_frame(&result("other"));
+    assert_eq!(events(&mut link), vec![]);
+    link.handle_frame(&result("c1"));
+    assert_eq!(
+        events(&mut link),
+        vec![LinkEvent::CommandResult {
+            id: "c1".into(),
+            workflow: W.into(),
+            command: "hold".into(),
+            outcome: Outcome::Queued,
+            message: "held 1 task".into(),
+            retry_ms: None,
+        }]
+    );
+    link.handle_frame(&result("c1"));
+    assert_eq!(events(&mut link), vec![], "answered once");
+    assert_eq!(link.poll_timeout(), None, "nothing left waiting");
+}

@@ -3,6 +3,7 @@
 //! input is a [`DecodeError`].
 
 pub mod client;
+pub mod command;
 pub mod suite;
 
 use serde::de::DeserializeOwned;

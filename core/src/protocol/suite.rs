@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::command::Outcome;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -151,6 +152,18 @@ pub enum Request {
         /// Paths below the topic.
         paths: Vec<Vec<String>>,
     },
+    /// Act on the workflow (docs/protocol.md, Commands); answered by a
+    /// [`CommandReply`]. Checked by the relay already; a suite checks it again.
+    Command {
+        /// The command's name.
+        command: String,
+        /// Its arguments.
+        #[serde(default)]
+        args: Value,
+        /// Who asked, for the suite's log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
 }
 
 impl Request {
@@ -163,6 +176,7 @@ impl Request {
             Request::Replay { .. } => "replay",
             Request::Hashes { .. } => "hashes",
             Request::Get { .. } => "get",
+            Request::Command { .. } => "command",
         }
     }
 }
@@ -283,6 +297,17 @@ pub enum ErrorCode {
     Gone,
     /// The request was malformed.
     BadRequest,
+}
+
+/// How a suite answered a `command` it took: `queued` or `refused`. (`busy`,
+/// `unsupported` and `bad_request` come as an [`ErrorReply`], as to any request.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandReply {
+    /// [`Outcome::Queued`] or [`Outcome::Refused`].
+    pub outcome: Outcome,
+    /// For a person: what was queued, or why not.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// An error reply.

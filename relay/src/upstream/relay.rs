@@ -324,7 +324,10 @@ impl RelayUpstream {
                 }
             }
             // The connection is the driver's to watch; no commands are sent here.
-            LinkEvent::Status { .. } | LinkEvent::Connect | LinkEvent::CommandUnanswered { .. } => return,
+            LinkEvent::Status { .. }
+            | LinkEvent::Connect
+            | LinkEvent::CommandUnanswered { .. }
+            | LinkEvent::CommandResult { .. } => return,
         };
         self.ready.push_back(ready);
     }
@@ -464,7 +467,13 @@ impl Upstream for RelayUpstream {
                 Err(e) => self.lose(Problem::Timeout, format!("connection to {} lost: {e}", self.url)),
             }
         }
-        self.read(max_wait, wake);
+        // The link's own deadlines (a paced `subscribe`, a command's) end the wait too.
+        let now = Instant::now();
+        let wait = self
+            .link
+            .poll_timeout()
+            .map_or(max_wait, |at| max_wait.min(at.saturating_duration_since(now)));
+        self.read(wait, wake);
         Ok(self.ready.pop_front())
     }
 

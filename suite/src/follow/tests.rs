@@ -138,7 +138,7 @@ impl Suite {
             Request::Replay { topic, from } => self.replay(topic, *from),
             Request::Hashes { topic, .. } => self.hashes(topic),
             Request::Get { topic, paths } => self.get(topic, paths),
-            Request::Verify { .. } => error(ErrorCode::Unsupported),
+            Request::Verify { .. } | Request::Command { .. } => error(ErrorCode::Unsupported),
         }
     }
 

@@ -16,10 +16,12 @@
 //! applied, never sent, so subscribers must repair) and restart (a new epoch).
 
 pub mod calendar;
+mod commands;
 pub mod workflow;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,12 +29,13 @@ use std::time::{Duration, Instant};
 use clonewire_core::Schema;
 use serde_json::Value;
 
+use crate::commands::Commands;
 use crate::error::Error;
 use crate::held::Held;
 use crate::history::HistoryLimits;
 use crate::publisher::{Publisher, PublisherConfig};
 use clonewire_zmq::sockets::{CurvePublicKey, CurveSecretKey};
-pub use workflow::Workflow;
+pub use workflow::{Order, Workflow};
 
 /// The longest the simulator sleeps at once, so `stop` is prompt.
 const NAP: Duration = Duration::from_millis(20);
@@ -147,7 +150,10 @@ impl Simulator {
     /// Binds the suite's sockets and starts playing on a thread of its own.
     pub fn start(config: SimConfig) -> Result<SimHandle, Error> {
         config.check()?;
+        let (orders_tx, orders) = std::sync::mpsc::sync_channel(commands::ORDERS_WAITING);
+        let handler = commands::SimCommands { orders: orders_tx };
         let publisher = Publisher::start(PublisherConfig {
+            commands: Some(Commands(Arc::new(handler))),
             heartbeat_ms: config.heartbeat_ms,
             schema: Schema::new(workflow::collections()),
             history: config.history,
@@ -167,6 +173,7 @@ impl Simulator {
             workflow: Workflow::new(config.name.clone(), config.tasks, config.seed),
             drops: fastrand::Rng::with_seed(config.seed ^ 0x5eed_d509),
             publisher,
+            orders,
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
             restarts: 0,
@@ -257,6 +264,8 @@ struct Player {
     workflow: Workflow,
     drops: fastrand::Rng,
     publisher: Publisher,
+    /// What users ordered (commands), carried out before the next event.
+    orders: Receiver<Order>,
     stop: Arc<AtomicBool>,
     counters: Arc<SimCounters>,
     restarts: u64,
@@ -302,7 +311,12 @@ impl Player {
                     self.restart();
                 }
             }
-            if self.config.still {
+            while let Ok(order) = self.orders.try_recv() {
+                tracing::info!(name = %self.config.name, ?order, "order");
+                let patches = self.workflow.order(order);
+                self.publish_all(patches, false);
+            }
+            if self.config.still || self.workflow.is_stopped() {
                 std::thread::sleep(NAP);
                 continue;
             }

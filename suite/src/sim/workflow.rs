@@ -34,9 +34,12 @@
 //! `familyProxies` and `workflow`; work per event does not depend on how many tasks
 //! there are.
 
+mod orders;
+
 use serde_json::{json, Map, Value};
 
 use super::calendar::{cycle_point, iso_time, START};
+pub use orders::Order;
 
 /// The workflow (one object).
 pub const WORKFLOW: &str = "workflow";
@@ -181,6 +184,8 @@ struct Task {
     ready_pos: u32,
     /// Will never run: an ancestor did not succeed.
     blocked: bool,
+    /// Held by a user: not submitted until released.
+    held: bool,
 }
 
 struct Cycle {
@@ -218,6 +223,12 @@ pub struct Workflow {
     pause_in: u32,
     /// The job runner's id of the next job.
     next_job_id: u64,
+    /// Paused by a user (until resumed; the workflow's own pauses wait meanwhile).
+    user_paused: bool,
+    /// Stopped by a user: nothing happens any more.
+    stopped: bool,
+    /// Tasks held by a user.
+    held: u64,
 }
 
 impl Workflow {
@@ -241,6 +252,9 @@ impl Workflow {
             paused_for: 0,
             pause_in,
             next_job_id: 100_000 + seed % 100_000 * 10,
+            user_paused: false,
+            stopped: false,
+            held: 0,
         }
     }
 
@@ -298,6 +312,9 @@ impl Workflow {
     /// pruned and a new one spawned), or the workflow pauses or resumes. Returns the
     /// patches, topic by topic.
     pub fn step(&mut self) -> Vec<(&'static str, Value)> {
+        if self.stopped {
+            return Vec::new();
+        }
         self.clock += i64::from(self.rng.u32(1..=20));
         self.tick_pause();
         let mut out = Vec::with_capacity(5);
@@ -315,7 +332,15 @@ impl Workflow {
         out
     }
 
+    /// True while nothing new is submitted.
+    fn paused(&self) -> bool {
+        self.paused_for > 0 || self.user_paused
+    }
+
     fn tick_pause(&mut self) {
+        if self.user_paused {
+            return;
+        }
         if self.paused_for > 0 {
             self.paused_for -= 1;
             if self.paused_for == 0 {
@@ -384,11 +409,18 @@ impl Workflow {
         let Some(pos) = self.position(cycle_index) else {
             return Vec::new();
         };
-        let state = self.cycles[pos].tasks[task as usize].state;
-        if self.paused_for > 0 && matches!(state, WAITING | PREPARING) {
-            // Paused: nothing new is submitted; jobs out there carry on.
+        let t = &self.cycles[pos].tasks[task as usize];
+        if (self.paused() || t.held) && matches!(t.state, WAITING | PREPARING) {
+            // Paused or held: nothing new is submitted; jobs out there carry on.
             return Vec::new();
         }
+        self.advance_now(pos, task, true)
+    }
+
+    /// The task moves on one state, paused or not; a first `get_obs` may expire
+    /// instead when `may_expire`.
+    fn advance_now(&mut self, pos: usize, task: u32, may_expire: bool) -> Vec<(&'static str, Value)> {
+        let state = self.cycles[pos].tasks[task as usize].state;
         let now = iso_time(self.clock);
         let id = format!("{}/{}", self.cycles[pos].point, self.shape.names[task as usize]);
         let may_fail = self.shape.may_fail(task);
@@ -397,7 +429,9 @@ impl Workflow {
         let mut proxy = Map::new();
         let mut job: Option<(String, Value)> = None;
         let next = match state {
-            WAITING if task == 1 && jobs == 0 && self.rng.u32(0..100) < EXPIRE_PERCENT => EXPIRED,
+            WAITING if may_expire && task == 1 && jobs == 0 && self.rng.u32(0..100) < EXPIRE_PERCENT => {
+                EXPIRED
+            }
             WAITING => {
                 if jobs > 0 {
                     proxy.insert("isRetry".into(), json!(false));
@@ -480,8 +514,9 @@ impl Workflow {
         let children = self.shape.children[task as usize].clone();
         for child in children {
             let t = &mut self.cycles[pos].tasks[child as usize];
-            t.waiting_on -= 1;
-            if t.waiting_on == 0 && !t.blocked {
+            // A task a user triggered or set waits for nothing any more.
+            t.waiting_on = t.waiting_on.saturating_sub(1);
+            if t.waiting_on == 0 && !t.blocked && t.state == WAITING {
                 self.make_ready(pos, child);
             }
         }
@@ -489,7 +524,7 @@ impl Workflow {
         if task == 0 && pos + 1 < self.cycles.len() {
             let t = &mut self.cycles[pos + 1].tasks[0];
             t.waiting_on = t.waiting_on.saturating_sub(1);
-            if t.waiting_on == 0 {
+            if t.waiting_on == 0 && t.state == WAITING {
                 self.make_ready(pos + 1, 0);
             }
         }
@@ -546,7 +581,13 @@ impl Workflow {
             .zip(self.totals)
             .map(|(s, n)| ((*s).to_owned(), json!(n)))
             .collect();
-        let status = if self.paused_for > 0 { "paused" } else { "running" };
+        let status = if self.stopped {
+            "stopped"
+        } else if self.paused() {
+            "paused"
+        } else {
+            "running"
+        };
         json!({
             "status": status,
             "statusMsg": status,
@@ -554,6 +595,7 @@ impl Workflow {
             "oldestActiveCyclePoint": self.cycles.front().map(|c| c.point.clone()),
             "newestActiveCyclePoint": self.cycles.back().map(|c| c.point.clone()),
             "lastUpdated": self.clock,
+            "isHeldTotal": self.held,
         })
     }
 
@@ -620,6 +662,7 @@ impl Workflow {
                 jobs: 0,
                 ready_pos: NOT_READY,
                 blocked: false,
+                held: false,
             })
             .collect();
         if previous.as_ref().is_some_and(|(_, done)| !done) {
@@ -736,6 +779,7 @@ impl Workflow {
         if let Some(cycle) = self.cycles.pop_front() {
             for t in &cycle.tasks {
                 self.totals[t.state] -= 1;
+                self.held -= u64::from(t.held);
             }
         }
         let mut out = vec![

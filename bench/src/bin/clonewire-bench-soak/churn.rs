@@ -1,12 +1,14 @@
 //! A steady churn of websocket clients: a population held at a target size, each
 //! client joining, reading, sometimes lagging (it stops reading, so the relay's queue
 //! for it fills and it is bridged when it reads again) or vanishing without a close
-//! frame, then leaving. Every client's life is bounded in time.
+//! frame, then leaving. Every other client asks for compressed frames, so the relay's
+//! cache of deflated frames is exercised too. Every client's life is bounded in time.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clonewire_core::protocol::client::DEFLATE_RAW;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -81,11 +83,14 @@ pub async fn run(
             let spread = 0.5 + (next * 37 % 100) as f64 / 100.0;
             let kind = KINDS[next % KINDS.len()];
             let query = QUERIES[next % QUERIES.len()];
+            // Paired with the query so both queries see both kinds of client.
+            let compressed = (next / QUERIES.len()) % 2 == 1;
             counts.live.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(client(
                 url.clone(),
                 kind,
                 query,
+                compressed,
                 life.mul_f64(spread),
                 counts.clone(),
                 stop.clone(),
@@ -106,6 +111,7 @@ async fn client(
     url: String,
     kind: Kind,
     query: &'static str,
+    compressed: bool,
     life: Duration,
     counts: Arc<ChurnCounts>,
     mut stop: watch::Receiver<bool>,
@@ -116,7 +122,11 @@ async fn client(
         counts.failed.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let subscribe = json!({"type": "subscribe", "query": query}).to_string();
+    let mut subscribe = json!({"type": "subscribe", "query": query});
+    if compressed {
+        subscribe["compression"] = DEFLATE_RAW.into();
+    }
+    let subscribe = subscribe.to_string();
     if ws.send(Message::Text(subscribe.into())).await.is_err() {
         counts.failed.fetch_add(1, Ordering::Relaxed);
         return;

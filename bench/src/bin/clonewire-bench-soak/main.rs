@@ -175,7 +175,7 @@ fn run(args: &Args) -> Result<(), String> {
         ),
     };
     println!(
-        "soak: {what}; one relay; {} clients in churn (life about {} s; 2 in 10 lag {} s, 1 in 10 vanishes); {} min, a sample every {} s\n",
+        "soak: {what}; one relay; {} clients in churn (life about {} s; 2 in 10 lag {} s, 1 in 10 vanishes, half take compressed frames); {} min, a sample every {} s\n",
         args.clients,
         args.life_secs,
         15,
@@ -345,8 +345,13 @@ fn relay_held(addr: SocketAddr) -> Vec<(String, f64)> {
             Some((kind.to_owned(), v))
         })
         .collect();
-    if let Some(v) = metric_value(&text, "clonewire_replica_leaves") {
-        held.push(("replica_leaves".into(), v));
+    for (name, series) in [
+        ("replica_leaves", "clonewire_replica_leaves"),
+        ("subscriptions", "clonewire_subscriptions"),
+    ] {
+        if let Some(v) = metric_value(&text, series) {
+            held.push((name.into(), v));
+        }
     }
     held
 }

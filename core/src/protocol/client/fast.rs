@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::super::command::Outcome;
 use super::{ClientErrorCode, RelayMessage, WorkflowState};
 use crate::hash::Hash;
 use crate::protocol::DecodeError;
@@ -118,6 +119,11 @@ struct Fields<'a> {
     #[serde(borrow)]
     state: Option<Name<'a>>,
     schema: Option<Schema>,
+    id: Option<String>,
+    command: Option<String>,
+    #[serde(borrow)]
+    outcome: Option<Name<'a>>,
+    retry_ms: Option<u64>,
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
@@ -224,6 +230,17 @@ pub fn decode(text: &str) -> Result<Frame<'_>, DecodeError> {
                 WorkflowState::from_name(&name).ok_or_else(|| unknown("workflow state", &name))?
             },
             schema: fields.schema,
+        }),
+        "command_result" => Frame::Other(RelayMessage::CommandResult {
+            id: fields.id.ok_or_else(|| missing("id"))?,
+            workflow: fields.workflow.ok_or_else(|| missing("workflow"))?.0.into_owned(),
+            command: fields.command.ok_or_else(|| missing("command"))?,
+            outcome: {
+                let name = fields.outcome.ok_or_else(|| missing("outcome"))?.0;
+                Outcome::from_name(&name).ok_or_else(|| unknown("outcome", &name))?
+            },
+            message: fields.message.ok_or_else(|| missing("message"))?,
+            retry_ms: fields.retry_ms,
         }),
         other => return Err(unknown("type", other)),
     })

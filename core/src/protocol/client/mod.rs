@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::command::Outcome;
 use super::{decode, DecodeError};
 use crate::hash::Hash;
 use crate::schema::Schema;
@@ -62,6 +63,21 @@ pub enum ClientMessage {
         workflow: String,
         /// The topic.
         topic: String,
+    },
+    /// Asks the relay to act on a workflow (docs/protocol.md, Commands); answered by
+    /// one [`RelayMessage::CommandResult`] with the same `id`. The name and arguments
+    /// are checked by [`Command::check`](super::command::Command::check), so an
+    /// unknown name still decodes and is answered `bad_command`.
+    Command {
+        /// The client's own id for it.
+        id: String,
+        /// The workflow id.
+        workflow: String,
+        /// The command's name.
+        command: String,
+        /// Its arguments (absent or null: none).
+        #[serde(default)]
+        args: Value,
     },
 }
 
@@ -175,6 +191,23 @@ pub enum RelayMessage {
         /// The merge patch.
         patch: Value,
     },
+    /// How the client's `command` with this `id` ended.
+    #[serde(rename = "command_result")]
+    CommandResult {
+        /// The client's id for the command.
+        id: String,
+        /// The workflow id.
+        workflow: String,
+        /// The command's name.
+        command: String,
+        /// How it ended.
+        outcome: Outcome,
+        /// For a person: the scheduler's own words for `queued` and `refused`.
+        message: String,
+        /// With `busy`: when to try again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_ms: Option<u64>,
+    },
 }
 
 impl RelayMessage {
@@ -197,6 +230,7 @@ impl RelayMessage {
             RelayMessage::Workflow { .. } => "workflow",
             RelayMessage::Snapshot { .. } => "snapshot",
             RelayMessage::Delta { .. } => "delta",
+            RelayMessage::CommandResult { .. } => "command_result",
         }
     }
 }
