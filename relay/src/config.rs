@@ -251,10 +251,10 @@ impl AuthConfig {
             ));
         }
         if let Some(secret) = &self.jwt_secret {
-            if secret.expose().len() < crate::auth::MIN_SECRET_BYTES {
+            if secret.expose().len() < crate::clients::auth::MIN_SECRET_BYTES {
                 return Err(ConfigError::Invalid(format!(
                     "auth.jwt_secret must be at least {} bytes",
-                    crate::auth::MIN_SECRET_BYTES
+                    crate::clients::auth::MIN_SECRET_BYTES
                 )));
             }
         }
@@ -369,7 +369,7 @@ impl Default for Limits {
             client_send_timeout_ms: 30_000,
             max_bad_client_messages: 50,
             history_deltas: 1_000,
-            history_bytes: crate::history::HistoryLimit::DEFAULT_BYTES,
+            history_bytes: crate::workflow::history::HistoryLimit::DEFAULT_BYTES,
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
@@ -445,7 +445,7 @@ impl Config {
     /// one is a config error before anything starts.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.validate()?;
-        crate::auth::Auth::from_config(&self.auth)?;
+        crate::clients::auth::Auth::from_config(&self.auth)?;
         self.curve_keys()?;
         Ok(())
     }
@@ -525,7 +525,7 @@ impl Config {
         }
         let mut upper = BTreeSet::new();
         for url in &self.follow_relays {
-            crate::upstream::relay::RelayUrl::parse(url).map_err(ConfigError::Invalid)?;
+            crate::workflow::upstream::upper::RelayUrl::parse(url).map_err(ConfigError::Invalid)?;
             if !upper.insert(url) {
                 return Err(ConfigError::Invalid(format!(
                     "follow_relay {url:?} is given twice"

@@ -26,25 +26,11 @@
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
 //! shutdown future completes.
 
-mod auth;
-mod compress;
+mod clients;
 pub mod config;
-mod demo;
-mod discovery;
-mod follow_relay;
-mod history;
-mod http;
-mod listener;
-mod metrics;
-mod outbox;
-mod registry;
-mod relay;
-mod session;
-mod suite_link;
-mod threads;
-mod upstream;
-mod views;
-mod wake;
+mod serve;
+mod shared;
+mod workflow;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,15 +49,15 @@ use tokio::task::JoinHandle;
 /// the relay's own benchmarks only: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::history::HistoryLimit;
-    pub use crate::metrics::OutboxCounters;
-    pub use crate::outbox::Outbox;
-    pub use crate::registry::Registry;
-    pub use crate::views::{ClientId, ReplicaSource, SubscriptionViews};
+    pub use crate::clients::outbox::Outbox;
+    pub use crate::serve::metrics::OutboxCounters;
+    pub use crate::workflow::history::HistoryLimit;
+    pub use crate::workflow::registry::Registry;
+    pub use crate::workflow::views::{ClientId, ReplicaSource, SubscriptionViews};
 }
 
 pub use config::Config;
-pub use suite_link::LinkStatus;
+pub use workflow::link::LinkStatus;
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +78,7 @@ pub struct Running {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    relay: Arc<relay::Relay>,
+    relay: Arc<shared::Relay>,
     sims: Vec<SimHandle>,
 }
 
@@ -148,15 +134,15 @@ impl Running {
 /// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
     config.validate()?;
-    match listener::raise_open_file_limit() {
+    match clients::listener::raise_open_file_limit() {
         Some(n) => tracing::info!(open_files = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),
     }
-    let auth = Arc::new(auth::Auth::from_config(&config.auth)?);
-    let metrics = Arc::new(metrics::Metrics::new());
+    let auth = Arc::new(clients::auth::Auth::from_config(&config.auth)?);
+    let metrics = Arc::new(serve::metrics::Metrics::new());
     let mut sims = Vec::new();
     if config.demo {
-        let (started, suites) = demo::start(config.demo_suites)?;
+        let (started, suites) = serve::demo::start(config.demo_suites)?;
         sims = started;
         for suite in suites {
             if config.suites.iter().any(|s| s.name == suite.name) {
@@ -173,12 +159,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let links = config
         .suites
         .iter()
-        .map(|s| suite_link::SuiteLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
+        .map(|s| workflow::link::SuiteLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
-    let context = |linger_secs| discovery::LinkContext {
+    let context = |linger_secs| workflow::discovery::LinkContext {
         limits: config.limits.clone(),
         curve_keys: curve_keys.clone(),
         metrics: metrics.clone(),
@@ -192,31 +178,34 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let upper = config
         .follow_relays
         .iter()
-        .map(|url| upstream::relay::RelayUrl::parse(url))
+        .map(|url| workflow::upstream::upper::RelayUrl::parse(url))
         .collect::<Result<Vec<_>, _>>()
         .map_err(config::ConfigError::Invalid)?;
     let follow_limits = config.limits.clone();
-    let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
+    let relay = Arc::new(shared::Relay::new(config, links, metrics.clone(), signal.clone()));
     // The threads end by themselves when the relay shuts down, which waits for them.
     for url in upper {
         let name = format!("relay discovery {url}");
-        let thread = follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+        let thread = workflow::upper_list::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
         relay.track_thread(name, thread);
     }
     if let Some((dir, context)) = cylc {
         let name = format!("discovery {}", dir.display());
         let finder = clonewire_cylc::discovery::RunDir::new(dir);
-        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context)?);
+        relay.track_thread(name, workflow::discovery::spawn(relay.clone(), finder, context)?);
     }
     let (dirs, context) = suites;
     for dir in dirs {
         let name = format!("discovery {}", dir.display());
         let finder = clonewire_suite::contact::ContactDir::new(dir);
-        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context.clone())?);
+        relay.track_thread(
+            name,
+            workflow::discovery::spawn(relay.clone(), finder, context.clone())?,
+        );
     }
-    let app = http::router(relay.clone(), auth);
+    let app = serve::http::router(relay.clone(), auth);
     let limits = relay.config().limits.clone();
-    let task = tokio::spawn(listener::serve(
+    let task = tokio::spawn(clients::listener::serve(
         listener,
         app,
         limits,

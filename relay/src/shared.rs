@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use clonewire_core::protocol::client::WorkflowState;
 use tokio::sync::watch;
 
-use crate::auth::Access;
+use crate::clients::auth::Access;
+use crate::clients::outbox::Outbox;
 use crate::config::Config;
-use crate::metrics::{KindLabel, Metrics};
-use crate::outbox::Outbox;
-use crate::registry::{Group, Registry};
-use crate::suite_link::{Command, SuiteLink};
-use crate::threads::Threads;
-use crate::views::ClientId;
+use crate::serve::metrics::{KindLabel, Metrics};
+use crate::workflow::link::{Command, SuiteLink};
+use crate::workflow::registry::{Group, Registry};
+use crate::workflow::threads::Threads;
+use crate::workflow::views::ClientId;
 
 /// What a link added at run time needs to serve a client already subscribed.
 #[derive(Clone)]
@@ -264,7 +264,7 @@ impl Relay {
         let held = [
             ("outboxes", total),
             ("history", history),
-            ("compressed_frames", crate::compress::SHARED.held_bytes()),
+            ("compressed_frames", crate::clients::compress::SHARED.held_bytes()),
         ];
         for (kind, bytes) in held {
             self.metrics

@@ -9,8 +9,8 @@ use clonewire_core::{Changes, Hash, Projection, Seq};
 use serde_json::{Map, Value};
 
 use super::ReplicaSource;
-use crate::outbox::SharedDelta;
-use crate::registry::Group;
+use crate::clients::outbox::SharedDelta;
+use crate::workflow::registry::Group;
 
 /// A delta made for one client (a rebind or a resume), from `prev` to `seq`; it has
 /// no suite time, as it stands for several suite deltas or none.

@@ -19,9 +19,9 @@ use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::{RelayMessage, ResumePoint, WorkflowState};
 use clonewire_core::{Changes, Hash, Projection, Schema, SelectionTrie, Seq, Topic};
 
-use crate::history::{HistoryLimit, TopicHistory};
-use crate::outbox::{Outbox, SharedDelta, SharedTopicKey, SnapshotFrame};
-use crate::registry::{Group, GroupId};
+use crate::clients::outbox::{Outbox, SharedDelta, SharedTopicKey, SnapshotFrame};
+use crate::workflow::history::{HistoryLimit, TopicHistory};
+use crate::workflow::registry::{Group, GroupId};
 use frames::{bridging_delta, compile, empty, snapshot_text};
 pub use rebind_slot::{PendingRebind, RebindSlot};
 use snapshots::{sliced, snapshot_frame, Build, Head, SLICE};

@@ -11,7 +11,7 @@
 //!   only when `allow_no_origin` says so.
 //!
 //! The [`Access`] a token grants is applied to every subscription, `resume` and
-//! `resync` of the connection (see [`crate::session`]): a workflow outside it behaves
+//! `resync` of the connection (see [`crate::clients::session`]): a workflow outside it behaves
 //! exactly like one that does not exist.
 
 use std::collections::{BTreeSet, HashSet};

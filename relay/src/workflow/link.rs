@@ -19,15 +19,15 @@ use clonewire_core::{Schema, Seq, Topic};
 use clonewire_zmq::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
+use crate::clients::outbox::Outbox;
 use crate::config::{Limits, SuiteConfig};
-use crate::history::HistoryLimit;
-use crate::metrics::{KindLabel, Metrics};
-use crate::outbox::Outbox;
-use crate::registry::Group;
-use crate::upstream::clonewire::ClonewireUpstream;
-use crate::upstream::{ChangeKind, Upstream, UpstreamEvent};
-use crate::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
-use crate::wake::{Wake, Waker};
+use crate::serve::metrics::{KindLabel, Metrics};
+use crate::workflow::history::HistoryLimit;
+use crate::workflow::registry::Group;
+use crate::workflow::upstream::clonewire::ClonewireUpstream;
+use crate::workflow::upstream::{ChangeKind, Upstream, UpstreamEvent};
+use crate::workflow::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
+use crate::workflow::wake::{Wake, Waker};
 
 /// Something a client asks of one workflow.
 #[derive(Debug)]

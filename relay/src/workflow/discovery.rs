@@ -34,12 +34,12 @@ use clonewire_zmq::discovery::{Announcement, Change, Discovery, Finder, Found, P
 use clonewire_zmq::sockets::CurveKeyPair;
 
 use crate::config::{Limits, SuiteConfig};
-use crate::metrics::{KindLabel, Metrics};
-use crate::relay::Relay;
-use crate::suite_link::SuiteLink;
-use crate::upstream::clonewire::ClonewireUpstream;
-use crate::upstream::cylc::CylcUpstream;
-use crate::upstream::{Upstream, UpstreamError, UpstreamEvent};
+use crate::serve::metrics::{KindLabel, Metrics};
+use crate::shared::Relay;
+use crate::workflow::link::SuiteLink;
+use crate::workflow::upstream::clonewire::ClonewireUpstream;
+use crate::workflow::upstream::cylc::CylcUpstream;
+use crate::workflow::upstream::{Upstream, UpstreamError, UpstreamEvent};
 
 /// What every link a directory's thread starts needs.
 #[derive(Clone)]

@@ -22,10 +22,10 @@ use clonewire_core::protocol::client::WorkflowState;
 use serde_json::Value;
 
 use crate::config::Limits;
-use crate::metrics::Metrics;
-use crate::relay::Relay;
-use crate::suite_link::SuiteLink;
-use crate::upstream::relay::{Directory, RelayUpstream, RelayUrl};
+use crate::serve::metrics::Metrics;
+use crate::shared::Relay;
+use crate::workflow::link::SuiteLink;
+use crate::workflow::upstream::upper::{Directory, RelayUpstream, RelayUrl};
 
 /// How often the upper relay's workflows are listed.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
