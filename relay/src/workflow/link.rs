@@ -1,5 +1,6 @@
 //! One workflow, followed on its own thread: its [`Upstream`] (for a clonewire suite,
-//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns the workflow's [`SubscriptionViews`], so projecting a
+//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns
+//! the workflow's [`SubscriptionViews`], so projecting a
 //! delta and queueing it to clients happens right after applying it, in order, with
 //! no lock shared with any other suite. A slow, busy, silent or lying suite therefore
 //! delays only its own clients.
@@ -100,7 +101,8 @@ pub struct LinkStatus {
     pub history_bytes: usize,
 }
 
-/// A handle on one suite's link thread.
+/// A handle on one workflow's link thread (a clonewire suite, a Cylc workflow or an
+/// upper relay's workflow).
 pub struct SuiteLink {
     /// The workflow id clients see.
     pub id: Arc<str>,
@@ -169,8 +171,6 @@ impl SuiteLink {
             metrics,
             linger: Duration::from_secs(limits.topic_linger_secs),
             unwanted: HashMap::new(),
-            schema: Schema::default(),
-            schema_known: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("suite {name}"))
@@ -234,25 +234,25 @@ impl SuiteLink {
     }
 }
 
-/// The upstream's replicas, as the views read them (with the schema the views were
-/// last told about, and whether it is known yet).
-struct Replicas<'a, U>(&'a U, &'a Schema, bool);
+/// The followed upstream with the schema the views were last told about (`None` until
+/// the workflow is first joined): what the views read, owned by the link thread.
+struct Followed<U> {
+    upstream: U,
+    schema: Option<Schema>,
+}
 
-impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
+impl<U: Upstream> ReplicaSource for Followed<U> {
     fn epoch(&self) -> &str {
-        self.0.epoch().unwrap_or("")
+        self.upstream.epoch().unwrap_or("")
     }
-    fn schema(&self) -> &Schema {
-        self.1
-    }
-    fn schema_known(&self) -> bool {
-        self.2
+    fn schema(&self) -> Option<&Schema> {
+        self.schema.as_ref()
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
-        self.0.topic(name)
+        self.upstream.topic(name)
     }
     fn topic_names(&self) -> Vec<String> {
-        self.0.topic_names()
+        self.upstream.topic_names()
     }
 }
 
@@ -290,20 +290,21 @@ struct Worker {
     linger: Duration,
     /// Topics still followed though no view wants them, since when.
     unwanted: HashMap<String, Instant>,
-    /// The schema the views were last told about.
-    schema: Schema,
-    /// True once the suite has been joined, so `schema` is the suite's.
-    schema_known: bool,
 }
 
 impl Worker {
     fn run<U: Upstream, E: std::fmt::Display>(mut self, mut open: impl FnMut() -> Result<U, E>) {
-        let mut upstream = loop {
+        let mut followed = loop {
             match open() {
-                Ok(u) => break u,
+                Ok(upstream) => {
+                    break Followed {
+                        upstream,
+                        schema: None,
+                    }
+                }
                 Err(e) => {
                     tracing::error!(workflow = %self.id, error = %e, "cannot open the suite link; retrying");
-                    self.publish_status(None::<&U>, WorkflowState::Stale);
+                    self.publish_status(None::<&Followed<U>>, WorkflowState::Stale);
                     if self.sleep_unless_stopped(Duration::from_secs(1)) {
                         return;
                     }
@@ -315,9 +316,8 @@ impl Worker {
             // True when commands may be left for the next turn.
             let mut more_commands = false;
             // Views read the replicas only when they reflect every event handled.
-            if !upstream.has_pending_events() {
-                self.views
-                    .flush(&Replicas(&upstream, &self.schema, self.schema_known));
+            if !followed.upstream.has_pending_events() {
+                self.views.flush(&followed);
                 let mut rebound = false;
                 let started = Instant::now();
                 more_commands = true;
@@ -328,7 +328,7 @@ impl Worker {
                         break;
                     }
                     match self.rx.try_recv() {
-                        Ok(command) => rebound |= self.command(&upstream, command),
+                        Ok(command) => rebound |= self.command(&followed, command),
                         Err(mpsc::error::TryRecvError::Empty) => {
                             more_commands = false;
                             break;
@@ -337,8 +337,8 @@ impl Worker {
                     }
                 }
                 if rebound {
-                    self.linger_unwanted(&upstream);
-                    self.follow_upstream(&mut upstream);
+                    self.linger_unwanted(&followed.upstream);
+                    self.follow_upstream(&mut followed.upstream);
                 }
             }
             // While a big snapshot is built a slice per turn, or commands wait, turns
@@ -348,8 +348,8 @@ impl Worker {
             } else {
                 next_housekeeping.saturating_duration_since(Instant::now())
             };
-            match upstream.next_event(wait, self.wake.fd()) {
-                Ok(Some(event)) => self.event(&upstream, event),
+            match followed.upstream.next_event(wait, self.wake.fd()) {
+                Ok(Some(event)) => self.event(&mut followed, event),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(workflow = %self.id, error = %e, "suite link error");
@@ -361,7 +361,7 @@ impl Worker {
             let now = Instant::now();
             if now >= next_housekeeping {
                 next_housekeeping = now + self.housekeeping_every();
-                self.housekeeping(&mut upstream);
+                self.housekeeping(&mut followed);
             }
         }
         tracing::debug!(workflow = %self.id, "suite link stopped");
@@ -389,8 +389,7 @@ impl Worker {
     }
 
     /// Handles a client's command; true when the wanted topics may have changed.
-    fn command(&mut self, upstream: &impl Upstream, command: Command) -> bool {
-        let store = Replicas(upstream, &self.schema, self.schema_known);
+    fn command(&mut self, store: &Followed<impl Upstream>, command: Command) -> bool {
         match command {
             Command::Rebind {
                 client,
@@ -398,7 +397,7 @@ impl Worker {
                 group,
                 resume,
             } => {
-                self.views.rebind(&store, client, outbox, group, resume.as_ref());
+                self.views.rebind(store, client, outbox, group, resume.as_ref());
                 true
             }
             Command::Leave { client } => {
@@ -410,13 +409,13 @@ impl Worker {
                 false
             }
             Command::Resync { client, topic } => {
-                self.views.resync(&store, client, &topic);
+                self.views.resync(store, client, &topic);
                 false
             }
             Command::RebindLatest { client, outbox, slot } => match slot.take() {
                 Some(next) => {
                     self.views
-                        .rebind(&store, client, outbox, next.group, next.resume.as_ref());
+                        .rebind(store, client, outbox, next.group, next.resume.as_ref());
                     true
                 }
                 None => false,
@@ -428,14 +427,14 @@ impl Worker {
             } => {
                 for (topic, held) in topics {
                     self.views
-                        .bridge_lagging(&store, client, &outbox, &topic, held.as_ref());
+                        .bridge_lagging(store, client, &outbox, &topic, held.as_ref());
                 }
                 false
             }
         }
     }
 
-    fn event(&mut self, upstream: &impl Upstream, event: UpstreamEvent) {
+    fn event(&mut self, followed: &mut Followed<impl Upstream>, event: UpstreamEvent) {
         let id = &self.id;
         match event {
             UpstreamEvent::Changed {
@@ -453,8 +452,7 @@ impl Worker {
                 if let Some(t) = published {
                     self.metrics.arrival.observe(seconds_since(t));
                 }
-                let store = Replicas(upstream, &self.schema, self.schema_known);
-                self.views.on_changes(&store, &topic, prev, seq, &changes, time);
+                self.views.on_changes(followed, &topic, prev, seq, &changes, time);
                 if let Some(t) = published {
                     self.metrics.queued.observe(seconds_since(t));
                 }
@@ -466,19 +464,22 @@ impl Worker {
             }
             UpstreamEvent::Joined { detail } => {
                 tracing::info!(workflow = %id, %detail, "joined");
-                self.schema_known = true;
-                if upstream.schema() != &self.schema {
-                    self.schema = upstream.schema().clone();
+                // Until the first join, the views were compiled against no collections.
+                let published = followed.upstream.schema();
+                let changed = followed.schema.as_ref().unwrap_or(&Schema::default()) != published;
+                if changed || followed.schema.is_none() {
+                    followed.schema = Some(published.clone());
+                }
+                if changed {
                     self.views.on_schema();
                 }
                 // Subscriptions are checked against the published schema, and clients
                 // read data through it: publish it, and tell the members, before any
                 // client can see the joined suite's data.
-                let state = upstream.state(Instant::now());
-                self.views.set_state(state, Some(&self.schema));
-                self.publish_status(Some(upstream), state);
-                let store = Replicas(upstream, &self.schema, self.schema_known);
-                self.views.after_join(&store);
+                let state = followed.upstream.state(Instant::now());
+                self.views.set_state(state, followed.schema.as_ref());
+                self.publish_status(Some(&*followed), state);
+                self.views.after_join(followed);
             }
             UpstreamEvent::NewEpoch { epoch } => {
                 tracing::info!(workflow = %id, %epoch, "suite restarted: new epoch");
@@ -540,28 +541,28 @@ impl Worker {
         }
     }
 
-    fn housekeeping(&mut self, upstream: &mut impl Upstream) {
+    fn housekeeping(&mut self, followed: &mut Followed<impl Upstream>) {
         let now = Instant::now();
         let expired = self
             .unwanted
             .values()
             .any(|since| now.duration_since(*since) >= self.linger);
-        if expired && !upstream.has_pending_events() {
+        if expired && !followed.upstream.has_pending_events() {
             let linger = self.linger;
             self.unwanted
                 .retain(|_, since| now.duration_since(*since) < linger);
-            self.follow_upstream(upstream);
+            self.follow_upstream(&mut followed.upstream);
         }
-        let state = upstream.state(now);
-        self.views
-            .set_state(state, self.schema_known.then_some(&self.schema));
-        self.publish_status(Some(&*upstream), state);
+        let state = followed.upstream.state(now);
+        self.views.set_state(state, followed.schema.as_ref());
+        self.publish_status(Some(&*followed), state);
     }
 
-    fn publish_status<U: Upstream>(&self, upstream: Option<&U>, state: WorkflowState) {
+    fn publish_status<U: Upstream>(&self, followed: Option<&Followed<U>>, state: WorkflowState) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.state = state;
-        status.schema = self.schema_known.then(|| self.schema.clone());
+        status.schema = followed.and_then(|f| f.schema.clone());
+        let upstream = followed.map(|f| &f.upstream);
         status.epoch = upstream.and_then(|u| u.epoch().map(str::to_owned));
         let names = upstream.map(Upstream::topic_names).unwrap_or_default();
         status.topics = names.len();

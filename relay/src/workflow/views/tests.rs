@@ -27,8 +27,8 @@ impl ReplicaSource for Fake {
     fn epoch(&self) -> &str {
         &self.epoch
     }
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.topics.get(name).map(|(t, s)| (t, *s))
