@@ -1,27 +1,31 @@
-//! The clonewire relay: follows many suites over ZeroMQ, keeps the merged store of
-//! what its clients need, and serves projected, verified deltas over websockets.
+//! The clonewire relay: follows many workflows (clonewire suites, Cylc 8 workflows,
+//! other relays) and serves projected, verified deltas to clients over websockets.
+//!
+//! The modules, by role:
 //!
 //! - [`config`] (public): settings from TOML and flags, with every limit;
-//! - `auth`: tokens and the Origin allow-list for `/ws`, and what a token may see;
-//! - `suite_link`: one thread per suite: the follower's replicas and the
-//!   workflow's `views`, so apply → verify → project → queue happens in order;
-//! - `upstream`: what a link thread follows (a clonewire suite, through its
-//!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
-//! - `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
-//!   and removes workflows as their contact files come and go; with
-//!   `--follow-relay`, `follow_relay` adds and removes the workflows an upper relay
-//!   lists, each followed over its own websocket;
-//! - `views`: per workflow, each distinct subscription's projection, hash and
-//!   label, and bridging a client from what it holds to what it should hold;
-//! - `registry`: interned subscriptions (one `Group` per distinct one);
-//! - `history`: bounded per-topic history, so clients can resume;
-//! - `outbox`: each client's bounded send queue; a client behind lags at O(1) per
-//!   delta and is bridged by one delta per topic when it drains;
-//! - `session`: one websocket client (reader and writer); `compress`: large
-//!   frames deflated once for the clients that asked;
-//! - `http`: the page, `/ws`, `/healthz`, `/metrics`;
-//! - `listener`: the accept loop, with handshake timeouts and connection caps;
-//! - `metrics`, `demo` (simulated suites for `--demo`), `relay` (shared state).
+//!   `shared`: the state the threads and connections share (links, registry, clients).
+//! - `workflow`: the side that follows workflows.
+//!   - `link`: one thread per workflow ([`LinkStatus`]): its upstream's replicas and
+//!     its `views`, so apply → verify → project → queue happens in order;
+//!   - `upstream`: what a link follows (a clonewire suite through its follower, a
+//!     running Cylc 8 workflow, or a workflow of an upper relay), one `Upstream` trait;
+//!   - `views`: per workflow, each distinct subscription's projection, hash and
+//!     label, and bridging a client from what it holds to what it should hold;
+//!   - `registry` (interned subscriptions), `history` (bounded per-topic history for
+//!     resume), `threads` (the threads to wait for), `wake` (waking a link thread);
+//!   - how links are found: `discovery` (contact files in `--cylc-run` and
+//!     `--discover` folders) and `upper_list` (the workflows an upper relay lists, for
+//!     `--follow-relay`).
+//! - `clients`: the websocket side.
+//!   - `listener`: the accept loop, with handshake timeouts and connection caps;
+//!   - `session`: one websocket client (reader and writer);
+//!   - `outbox`: each client's bounded send queue; a client behind lags at O(1) per
+//!     delta and is bridged by one delta per topic when it drains;
+//!   - `auth`: tokens and the Origin allow-list for `/ws`, and what a token may see;
+//!   - `compress`: large frames deflated once for the clients that asked.
+//! - `serve`: running it: `http` (the page, `/ws`, `/healthz`, `/metrics`),
+//!   `metrics`, `demo` (simulated suites for `--demo`).
 //!
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
 //! shutdown future completes.
@@ -102,7 +106,7 @@ impl Running {
     }
 
     /// Closes every client with a close frame and waits for its connection to end,
-    /// stops the suite links (ZeroMQ linger 0), the discovery threads and the demo
+    /// stops the workflow links (ZeroMQ linger 0), the discovery threads and the demo
     /// suites, and waits for every thread; returns once all are gone, or at
     /// [`SHUTDOWN_WITHIN`] at most, logging what was still running then.
     pub async fn shutdown(self) -> Result<(), Error> {
@@ -159,7 +163,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let links = config
         .suites
         .iter()
-        .map(|s| workflow::link::SuiteLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
+        .map(|s| workflow::link::WorkflowLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -34,7 +34,7 @@ pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
 pub use follow::{
-    ArrivedReply, DecodedReply, FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig,
-    Phase, Rung,
+    ArrivedReply, DecodedReply, FollowEvent, FollowStats, Follower, FollowerConfig, GapFound, Machine,
+    MachineConfig, Phase, Rung,
 };
 pub use sim::{SimConfig, SimHandle, Simulator};

@@ -277,17 +277,17 @@ impl Publisher {
     /// Applies `patch` (an RFC 7386 merge patch) to `topic` and publishes the delta.
     /// Returns `None`, sending nothing, when no leaf changed.
     pub fn publish(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
-        self.apply(topic, patch, true)
+        self.apply(topic, patch, Delivery::Publish)
     }
 
     /// Applies and records a delta exactly like [`publish`](Self::publish) (its seq is
     /// used, heartbeats and `replay` know it) but does not send it: a lost message,
     /// for exercising a subscriber's repair.
     pub fn publish_unsent(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
-        self.apply(topic, patch, false)
+        self.apply(topic, patch, Delivery::Withhold)
     }
 
-    fn apply(&self, topic: &str, patch: Value, send: bool) -> Result<Option<Published>, Error> {
+    fn apply(&self, topic: &str, patch: Value, delivery: Delivery) -> Result<Option<Published>, Error> {
         if topic.is_empty() || topic.starts_with('_') {
             return Err(Error::config(format!(
                 "topic {topic:?}: names are non-empty and may not start with '_'"
@@ -329,7 +329,7 @@ impl Publisher {
                 },
             );
         }
-        if send {
+        if delivery == Delivery::Publish {
             if let Err(e) = state
                 .socket
                 .send_multipart([topic.as_bytes(), &body], zmq::DONTWAIT)
@@ -342,7 +342,7 @@ impl Publisher {
             hash,
             bytes,
             changes,
-            sent: send,
+            sent: delivery == Delivery::Publish,
         }))
     }
 
@@ -461,4 +461,13 @@ fn heartbeat_loop(shared: &Shared, interval: Duration, stop: &Receiver<()>) {
             tracing::warn!(error = %e, "could not send a heartbeat");
         }
     }
+}
+
+/// Whether an applied delta goes out on the PUB socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Sent to subscribers.
+    Publish,
+    /// Recorded (seq, history, heartbeats) but not sent: a lost message.
+    Withhold,
 }

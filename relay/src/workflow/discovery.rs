@@ -36,7 +36,7 @@ use clonewire_zmq::sockets::CurveKeyPair;
 use crate::config::{Limits, SuiteConfig};
 use crate::serve::metrics::{KindLabel, Metrics};
 use crate::shared::Relay;
-use crate::workflow::link::SuiteLink;
+use crate::workflow::link::WorkflowLink;
 use crate::workflow::upstream::clonewire::ClonewireUpstream;
 use crate::workflow::upstream::cylc::CylcUpstream;
 use crate::workflow::upstream::{Upstream, UpstreamError, UpstreamEvent};
@@ -68,7 +68,7 @@ pub(crate) trait Followable: Announcement + Send + 'static {
         found: &Found<Self>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink>;
+    ) -> std::io::Result<WorkflowLink>;
 }
 
 impl Followable for Contact {
@@ -82,10 +82,10 @@ impl Followable for Contact {
         found: &Found<Contact>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let run_dir = found.path.clone();
         let limits = context.limits.clone();
-        SuiteLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
+        WorkflowLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
             CylcUpstream::open(&run_dir, &limits).map(|u| Announced::new(u, vanished.clone()))
         })
     }
@@ -102,7 +102,7 @@ impl Followable for SuiteContact {
         found: &Found<SuiteContact>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let suite = SuiteConfig {
             server_key: found.contact.curve_public_key.clone(),
             ..SuiteConfig::new(
@@ -112,7 +112,7 @@ impl Followable for SuiteContact {
             )
         };
         let config = ClonewireUpstream::config(&suite, &context.limits, context.curve_keys.as_ref())?;
-        SuiteLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
+        WorkflowLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
             ClonewireUpstream::connect(config.clone()).map(|u| Announced::new(u, vanished.clone()))
         })
     }

@@ -103,7 +103,7 @@ pub struct LinkStatus {
 
 /// A handle on one workflow's link thread (a clonewire suite, a Cylc workflow or an
 /// upper relay's workflow).
-pub struct SuiteLink {
+pub struct WorkflowLink {
     /// The workflow id clients see.
     pub id: Arc<str>,
     commands: mpsc::Sender<Command>,
@@ -115,16 +115,16 @@ pub struct SuiteLink {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl SuiteLink {
+impl WorkflowLink {
     /// Starts following the clonewire suite `suite` on a new thread.
     pub fn spawn(
         suite: &SuiteConfig,
         limits: &Limits,
         curve_keys: Option<&CurveKeyPair>,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let config = ClonewireUpstream::config(suite, limits, curve_keys)?;
-        SuiteLink::spawn_upstream(&suite.name, limits, metrics, move || {
+        WorkflowLink::spawn_upstream(&suite.name, limits, metrics, move || {
             ClonewireUpstream::connect(config.clone())
         })
     }
@@ -136,7 +136,7 @@ impl SuiteLink {
         limits: &Limits,
         metrics: Arc<Metrics>,
         open: impl FnMut() -> Result<U, E> + Send + 'static,
-    ) -> std::io::Result<SuiteLink>
+    ) -> std::io::Result<WorkflowLink>
     where
         U: Upstream,
         E: std::fmt::Display,
@@ -175,7 +175,7 @@ impl SuiteLink {
         let thread = std::thread::Builder::new()
             .name(format!("suite {name}"))
             .spawn(move || worker.run(open))?;
-        Ok(SuiteLink {
+        Ok(WorkflowLink {
             id,
             commands,
             status,
@@ -303,7 +303,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(workflow = %self.id, error = %e, "cannot open the suite link; retrying");
+                    tracing::error!(workflow = %self.id, error = %e, "cannot open the workflow link; retrying");
                     self.publish_status(None::<&Followed<U>>, WorkflowState::Stale);
                     if self.sleep_unless_stopped(Duration::from_secs(1)) {
                         return;
@@ -352,7 +352,7 @@ impl Worker {
                 Ok(Some(event)) => self.event(&mut followed, event),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(workflow = %self.id, error = %e, "suite link error");
+                    tracing::warn!(workflow = %self.id, error = %e, "workflow link error");
                     if self.sleep_unless_stopped(Duration::from_millis(200)) {
                         return;
                     }
@@ -364,7 +364,7 @@ impl Worker {
                 self.housekeeping(&mut followed);
             }
         }
-        tracing::debug!(workflow = %self.id, "suite link stopped");
+        tracing::debug!(workflow = %self.id, "workflow link stopped");
     }
 
     /// How often the state, lingering topics and status are looked at: often while

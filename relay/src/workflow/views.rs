@@ -132,6 +132,27 @@ pub struct ViewStats {
     pub bridged: u64,
 }
 
+/// Whether installing a view topic sends its members a snapshot even when it is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Install {
+    /// Only a snapshot with something in it (or one a waiting resume point needs):
+    /// the members hold nothing of the topic yet.
+    IfNonEmpty,
+    /// Always, even an empty one: the members hold something that must go.
+    Always,
+}
+
+impl Install {
+    /// `Always` when the members hold what the view had labelled.
+    fn when_held(held: bool) -> Install {
+        if held {
+            Install::Always
+        } else {
+            Install::IfNonEmpty
+        }
+    }
+}
+
 /// The views of one workflow.
 pub struct SubscriptionViews {
     workflow: Arc<str>,
@@ -143,9 +164,9 @@ pub struct SubscriptionViews {
     /// The schema members were last told about (`None`: not known yet).
     told_schema: Option<Schema>,
     stats: ViewStats,
-    /// (view, topic, force) to install once the store is consistent with every
+    /// (view, topic, how) to install once the store is consistent with every
     /// event handled (see [`SubscriptionViews::flush`]).
-    pending: BTreeSet<(GroupId, String, bool)>,
+    pending: BTreeSet<(GroupId, String, Install)>,
     /// Resume points of clients whose topics the store does not hold yet.
     resume_wait: HashMap<ClientId, BTreeMap<String, ResumePoint>>,
     /// Per topic, the projection of every view that holds it, in one trie: kept in

@@ -10,7 +10,7 @@ use clonewire_core::{Changes, Hash, SelectionTrie, Seq};
 
 use super::frames::{compile, empty, snapshot_text};
 use super::snapshots::{sliced, snapshot_frame, Build, Head};
-use super::{ClientId, ReplicaSource, SubscriptionViews, ViewTopic};
+use super::{ClientId, Install, ReplicaSource, SubscriptionViews, ViewTopic};
 use crate::clients::outbox::SharedDelta;
 use crate::workflow::history::TopicHistory;
 use crate::workflow::registry::GroupId;
@@ -45,17 +45,17 @@ impl SubscriptionViews {
         // there can be some, so a delta costs nothing per view that it does not touch.
         let mut installs = Vec::new();
         if self.epoch_checked.get(topic).is_none_or(|e| **e != *epoch) {
-            let old: Vec<(GroupId, bool)> = self
+            let old: Vec<(GroupId, Install)> = self
                 .views
                 .iter()
                 .filter_map(|(id, v)| {
                     let vt = v.topics.get(topic)?;
-                    (*vt.epoch != *epoch).then_some((*id, vt.label.is_some()))
+                    (*vt.epoch != *epoch).then_some((*id, Install::when_held(vt.label.is_some())))
                 })
                 .collect();
-            for (id, had_label) in old {
+            for (id, install) in old {
                 self.take_topic(id, topic);
-                installs.push((id, had_label));
+                installs.push((id, install));
             }
             self.epoch_checked.insert(topic.to_owned(), epoch_arc.clone());
         }
@@ -66,7 +66,7 @@ impl SubscriptionViews {
                 self.views
                     .iter()
                     .filter(|(id, v)| !v.topics.contains_key(topic) && !known.contains(id))
-                    .map(|(id, _)| (*id, false)),
+                    .map(|(id, _)| (*id, Install::IfNonEmpty)),
             );
         }
         let groups = match self.selections.get(topic) {
@@ -116,8 +116,8 @@ impl SubscriptionViews {
                 }
             }
         }
-        for (id, force) in installs {
-            self.pending.insert((id, topic.to_owned(), force));
+        for (id, install) in installs {
+            self.pending.insert((id, topic.to_owned(), install));
         }
     }
 
@@ -126,22 +126,22 @@ impl SubscriptionViews {
     /// messages before handing out their events): a view must start from the state
     /// its next event applies to, or that event would count twice.
     pub fn flush(&mut self, store: &impl ReplicaSource) {
-        for (id, topic, force) in std::mem::take(&mut self.pending) {
+        for (id, topic, install) in std::mem::take(&mut self.pending) {
             if self
                 .views
                 .get(&id)
                 .is_some_and(|v| !v.topics.contains_key(&topic))
             {
-                self.install(store, id, &topic, force);
+                self.install(store, id, &topic, install);
             }
         }
         self.step_builds(store);
     }
 
     /// A view meets a topic for the first time (or in a new epoch): its members get
-    /// the projection as a snapshot (an empty one only when `force`: they hold
-    /// something that must go), or one delta when a waiting resume point allows.
-    pub(super) fn install(&mut self, store: &impl ReplicaSource, id: GroupId, topic: &str, force: bool) {
+    /// the projection as a snapshot (an empty one only with [`Install::Always`]: they
+    /// hold something that must go), or one delta when a waiting resume point allows.
+    pub(super) fn install(&mut self, store: &impl ReplicaSource, id: GroupId, topic: &str, install: Install) {
         let Some(view) = self.views.get(&id) else { return };
         let Some(proj) = compile(&view.group, &self.workflow, topic, store) else {
             return;
@@ -167,7 +167,7 @@ impl SubscriptionViews {
             Some(value) => value.as_object().is_some_and(|m| !m.is_empty()),
             None => hash != Hash::EMPTY,
         };
-        let label = (force || nonempty || holds_something).then_some(seq);
+        let label = (install == Install::Always || nonempty || holds_something).then_some(seq);
         let vt = ViewTopic::new(proj, hash, label, Arc::from(epoch.as_str()));
         let Some(label) = label else {
             self.put_topic(id, topic, vt);
@@ -251,7 +251,7 @@ impl SubscriptionViews {
             let seq = store.topic(&topic).map_or(Seq::ZERO, |(_, seq)| seq);
             self.take_topic(id, &topic);
             if store.topic(&topic).is_some() {
-                self.pending.insert((id, topic, had_label));
+                self.pending.insert((id, topic, Install::when_held(had_label)));
             } else if had_label {
                 let text = snapshot_text(&self.workflow, &epoch, &topic, seq, Hash::EMPTY, empty());
                 let key = self.key(&topic);
@@ -279,7 +279,7 @@ impl SubscriptionViews {
                 .unwrap_or_default();
             for topic in topics {
                 self.take_topic(id, &topic);
-                self.pending.insert((id, topic, true));
+                self.pending.insert((id, topic, Install::Always));
             }
         }
     }

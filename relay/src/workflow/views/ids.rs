@@ -12,7 +12,7 @@ impl std::fmt::Display for ClientId {
     }
 }
 
-/// What views read from the workflow's store (the suite link's replicas).
+/// What views read from the workflow's store (the workflow link's replicas).
 pub trait ReplicaSource {
     /// The suite epoch being followed.
     fn epoch(&self) -> &str;
