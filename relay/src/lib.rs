@@ -137,7 +137,8 @@ impl Running {
 
 /// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
-    config.validate()?;
+    // The upper relays' URLs are parsed here, once.
+    let upper = config.validated()?;
     match clients::listener::raise_open_file_limit() {
         Some(n) => tracing::info!(open_files = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),
@@ -179,12 +180,6 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         .clone()
         .map(|dir| (dir, context(config.cylc_linger_secs)));
     let suites = (config.discover.clone(), context(config.discover_linger_secs));
-    let upper = config
-        .follow_relays
-        .iter()
-        .map(|url| workflow::upstream::upper::RelayUrl::parse(url))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(config::ConfigError::Invalid)?;
     let follow_limits = config.limits.clone();
     let relay = Arc::new(shared::Relay::new(config, links, metrics.clone(), signal.clone()));
     // The threads end by themselves when the relay shuts down, which waits for them.

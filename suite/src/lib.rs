@@ -25,6 +25,7 @@ mod held;
 mod history;
 mod publisher;
 mod responder;
+mod shared;
 pub mod sim;
 
 pub use error::Error;

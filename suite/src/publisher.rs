@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,12 +22,14 @@ use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicSt
 use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
+use crate::answer::ServedState;
 use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
 use crate::held::{Held, HeldCounters};
-use crate::history::{HistoryLimits, Record};
-use crate::responder::{self, Feed};
+use crate::history::{History, HistoryLimits, Record};
+use crate::responder::Responder;
+use crate::shared::{Feed, PubState, Shared};
 use clonewire_zmq::sockets::{self, CurvePublicKey, CurveSecretKey};
 use clonewire_zmq::unix_ms;
 use clonewire_zmq::zap::ZapHandler;
@@ -105,40 +107,6 @@ pub struct Published {
     pub sent: bool,
 }
 
-/// The state the publishing calls and the heartbeat share; one short lock per delta.
-pub(crate) struct PubState {
-    socket: zmq::Socket,
-    pub(crate) epoch: String,
-    pub(crate) document: Document,
-    pub(crate) seqs: BTreeMap<String, Seq>,
-    feed: SyncSender<Feed>,
-    /// The feed overflowed (or the store was reset): stop feeding until the responder
-    /// has copied the store.
-    pub(crate) feed_lost: bool,
-    stopped: bool,
-}
-
-/// What the publisher's threads share.
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<PubState>,
-    /// Requests are answered `busy` while set.
-    pub(crate) busy: AtomicBool,
-    /// The responder must copy the store (the feed was lost).
-    pub(crate) resync: AtomicBool,
-    /// Threads stop when set.
-    pub(crate) stop: AtomicBool,
-    /// What the responder's structures and the feed hold.
-    pub(crate) held: HeldCounters,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, PubState> {
-        // A panic while holding the lock leaves the store as it was before that
-        // delta's apply finished; carrying on is better than taking the suite down.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// A running publisher: PUB and REP sockets bound, heartbeat and responder threads up.
 /// Dropping it sends `_bye` and stops the threads.
 pub struct Publisher {
@@ -199,7 +167,22 @@ impl Publisher {
             stop: AtomicBool::new(false),
             held: HeldCounters::default(),
         });
-        let responder = responder::Responder::new(rep_socket, feed_rx, Arc::clone(&shared), &config, epoch);
+        let replica = ServedState {
+            name: config.name.clone(),
+            heartbeat_ms: config.heartbeat_ms,
+            schema: config.schema.clone(),
+            epoch,
+            document: Document::new(),
+            seqs: Default::default(),
+            history: History::new(config.history),
+        };
+        let responder = Responder::new(
+            rep_socket,
+            feed_rx,
+            Arc::clone(&shared),
+            replica,
+            config.busy_retry_ms,
+        );
         let (stop_tx, stop_rx) = mpsc::sync_channel(1);
         let mut threads = Vec::new();
         threads.push(
