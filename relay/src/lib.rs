@@ -54,10 +54,11 @@ use tokio::task::JoinHandle;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::clients::outbox::Outbox;
+    pub use crate::clients::ClientId;
     pub use crate::serve::metrics::OutboxCounters;
     pub use crate::workflow::history::HistoryLimit;
     pub use crate::workflow::registry::Registry;
-    pub use crate::workflow::views::{ClientId, ReplicaSource, SubscriptionViews};
+    pub use crate::workflow::views::{ReplicaSource, SubscriptionViews};
 }
 
 pub use config::Config;

@@ -11,12 +11,12 @@ use tokio::sync::watch;
 
 use crate::clients::auth::Access;
 use crate::clients::outbox::Outbox;
+use crate::clients::ClientId;
 use crate::config::Config;
 use crate::serve::metrics::{KindLabel, Metrics};
 use crate::workflow::link::{Command, WorkflowLink};
 use crate::workflow::registry::{Group, Registry};
 use crate::workflow::threads::Threads;
-use crate::workflow::views::ClientId;
 
 /// What a link added at run time needs to serve a client already subscribed.
 #[derive(Clone)]

@@ -24,10 +24,11 @@ use tokio::sync::watch;
 
 use crate::clients::auth::{Access, Grant};
 use crate::clients::outbox::{Outbox, Outgoing};
+use crate::clients::ClientId;
 use crate::serve::metrics::KindLabel;
 use crate::shared::Relay;
 use crate::workflow::link::Command;
-use crate::workflow::views::{ClientId, PendingRebind, RebindSlot};
+use crate::workflow::views::{PendingRebind, RebindSlot};
 
 /// Serves one upgraded websocket, limited to what `grant` allows, until it closes,
 /// its token expires or the relay shuts down.
@@ -459,7 +460,7 @@ fn count_sent(metrics: &crate::serve::metrics::Metrics, fed: &mut Vec<Fed>) {
         if let Some(time) = f.time {
             metrics
                 .latency
-                .observe(crate::workflow::link::seconds_since(time));
+                .observe(crate::serve::metrics::seconds_since(time));
         }
     }
 }

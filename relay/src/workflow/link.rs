@@ -1,9 +1,9 @@
 //! One workflow, followed on its own thread: its [`Upstream`] (for a clonewire suite,
 //! the follower: join, apply, verify, repair) owns the replicas; the thread also owns
-//! the workflow's [`SubscriptionViews`], so projecting a
-//! delta and queueing it to clients happens right after applying it, in order, with
-//! no lock shared with any other suite. A slow, busy, silent or lying suite therefore
-//! delays only its own clients.
+//! the workflow's [`SubscriptionViews`], so projecting a delta and queueing it to
+//! clients happens right after applying it, in order, with no lock shared with any
+//! other workflow. A slow, busy, silent or lying upstream therefore delays only its
+//! own clients.
 //!
 //! Clients reach the thread through a bounded command queue (subscribe, leave,
 //! resync). Upstream the thread follows only the topics some view wants, and keeps an
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::clients::outbox::Outbox;
 use crate::config::{Limits, SuiteConfig};
-use crate::serve::metrics::{KindLabel, Metrics};
+use crate::serve::metrics::{seconds_since, KindLabel, Metrics};
 use crate::workflow::history::HistoryLimit;
 use crate::workflow::registry::Group;
 use crate::workflow::upstream::clonewire::ClonewireUpstream;
@@ -86,7 +86,7 @@ pub enum Command {
 pub struct LinkStatus {
     /// The state clients are told.
     pub state: WorkflowState,
-    /// The suite's schema; `None` until the link has first joined the suite, when the
+    /// The workflow's schema; `None` until the link has first joined it, when the
     /// schema is not known (which is not the same as a schema without collections).
     pub schema: Option<Schema>,
     /// The epoch followed.
@@ -256,12 +256,6 @@ impl<U: Upstream> ReplicaSource for Followed<U> {
     }
 }
 
-/// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
-/// when `ms` is in the future (clocks of other hosts).
-pub(crate) fn seconds_since(ms: f64) -> f64 {
-    ((clonewire_zmq::unix_ms() - ms) / 1e3).max(0.0)
-}
-
 /// Changes of at least this many leaves are freed off the link thread.
 const DROP_ELSEWHERE_LEAVES: usize = 10_000;
 
@@ -273,7 +267,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_UNWATCHED: Duration = Duration::from_secs(1);
 /// Client commands served between two reads of the upstream at most, and the time
 /// they may take: a storm of joins (each first member of a view makes its snapshots
-/// here) is paced so that it never keeps the suite's stream, and so the clients
+/// here) is paced so that it never keeps the upstream's stream, and so the clients
 /// already connected, waiting for more than a few milliseconds.
 const COMMANDS_PER_TURN: usize = 64;
 const COMMAND_TIME_PER_TURN: Duration = Duration::from_millis(3);
@@ -475,7 +469,7 @@ impl Worker {
                 }
                 // Subscriptions are checked against the published schema, and clients
                 // read data through it: publish it, and tell the members, before any
-                // client can see the joined suite's data.
+                // client can see the joined workflow's data.
                 let state = followed.upstream.state(Instant::now());
                 self.views.set_state(state, followed.schema.as_ref());
                 self.publish_status(Some(&*followed), state);

@@ -1,16 +1,9 @@
-//! Who and what the views deal with: a client's id, and the store they read.
+//! Who and what the views deal with: a client (its id is the clients' side's), and the
+//! store they read.
 
 use clonewire_core::{Schema, Seq, Topic};
 
-/// A websocket client, unique for the relay's lifetime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(pub u64);
-
-impl std::fmt::Display for ClientId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::clients::ClientId;
 
 /// What views read from the workflow's store (the workflow link's replicas).
 pub trait ReplicaSource {
