@@ -61,8 +61,8 @@ impl ReplicaSource for Followed {
     fn epoch(&self) -> &str {
         "bench-run"
     }
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         let kind = Kind::APPLY_ORDER.into_iter().find(|k| k.topic() == name)?;

@@ -46,8 +46,8 @@ impl ReplicaSource for Store {
     fn epoch(&self) -> &str {
         "bench"
     }
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         (name == TOPIC).then_some((&self.topic, self.seq))

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use clonewire_core::SubscriptionLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::workflow::upstream::upper::RelayUrl;
+
 /// Everything the relay needs to run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -237,6 +239,9 @@ impl Default for AuthConfig {
     }
 }
 
+/// The shortest HMAC secret accepted, in bytes (HS256's output size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl AuthConfig {
     /// True when `/ws` requires a token.
     pub fn requires_token(&self) -> bool {
@@ -251,10 +256,10 @@ impl AuthConfig {
             ));
         }
         if let Some(secret) = &self.jwt_secret {
-            if secret.expose().len() < crate::auth::MIN_SECRET_BYTES {
+            if secret.expose().len() < MIN_SECRET_BYTES {
                 return Err(ConfigError::Invalid(format!(
                     "auth.jwt_secret must be at least {} bytes",
-                    crate::auth::MIN_SECRET_BYTES
+                    MIN_SECRET_BYTES
                 )));
             }
         }
@@ -268,7 +273,51 @@ impl AuthConfig {
         }
         Ok(())
     }
+
+    /// Checks the settings and returns the token secret, if any, reading
+    /// `jwt_secret_file` now.
+    pub fn secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.validate()?;
+        Ok(match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
+            (None, Some(path)) => Some(read_secret_file(path)?),
+            (None, None) => None,
+        })
+    }
 }
+
+/// Reads a secret file: its bytes less one trailing newline, at least
+/// [`MIN_SECRET_BYTES`] long.
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    let mut bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "auth.jwt_secret_file {}: the secret must be at least {MIN_SECRET_BYTES} bytes",
+            path.display()
+        )));
+    }
+    warn_if_readable_by_others(path);
+    Ok(bytes)
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "the token secret file is readable by group or others; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &std::path::Path) {}
 
 /// An exact origin: `http://` or `https://`, a host, an optional port, no path.
 fn check_origin(origin: &str) -> Result<(), ConfigError> {
@@ -369,7 +418,7 @@ impl Default for Limits {
             client_send_timeout_ms: 30_000,
             max_bad_client_messages: 50,
             history_deltas: 1_000,
-            history_bytes: crate::history::HistoryLimit::DEFAULT_BYTES,
+            history_bytes: crate::workflow::history::HistoryLimit::DEFAULT_BYTES,
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
@@ -445,13 +494,19 @@ impl Config {
     /// one is a config error before anything starts.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.validate()?;
-        crate::auth::Auth::from_config(&self.auth)?;
+        self.auth.secret()?;
         self.curve_keys()?;
         Ok(())
     }
 
     /// Checks ranges and consistency.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validated().map(|_| ())
+    }
+
+    /// [`validate`](Config::validate), keeping what it parsed: the upper relays'
+    /// URLs, in order.
+    pub(crate) fn validated(&self) -> Result<Vec<RelayUrl>, ConfigError> {
         let mut names = BTreeSet::new();
         for suite in &self.suites {
             suite.validate().map_err(ConfigError::Invalid)?;
@@ -523,21 +578,22 @@ impl Config {
                 )));
             }
         }
-        let mut upper = BTreeSet::new();
+        let mut upper = Vec::new();
         for url in &self.follow_relays {
-            crate::upstream::relay::RelayUrl::parse(url).map_err(ConfigError::Invalid)?;
-            if !upper.insert(url) {
+            let parsed = RelayUrl::parse(url).map_err(ConfigError::Invalid)?;
+            if upper.contains(&parsed) {
                 return Err(ConfigError::Invalid(format!(
                     "follow_relay {url:?} is given twice"
                 )));
             }
+            upper.push(parsed);
         }
         if self.demo && self.demo_suites == 0 {
             return Err(ConfigError::Invalid(
                 "demo_suites must be at least 1 with demo".into(),
             ));
         }
-        Ok(())
+        Ok(upper)
     }
 }
 

@@ -1,50 +1,40 @@
-//! The clonewire relay: follows many suites over ZeroMQ, keeps the merged store of
-//! what its clients need, and serves projected, verified deltas over websockets.
+//! The clonewire relay: follows many workflows (clonewire suites, Cylc 8 workflows,
+//! other relays) and serves projected, verified deltas to clients over websockets.
+//!
+//! The modules, by role:
 //!
 //! - [`config`] (public): settings from TOML and flags, with every limit;
-//! - `auth`: tokens and the Origin allow-list for `/ws`, and what a token may see;
-//! - `suite_link`: one thread per suite: the follower's replicas and the
-//!   workflow's `views`, so apply → verify → project → queue happens in order;
-//! - `upstream`: what a link thread follows (a clonewire suite, through its
-//!   follower, or a running Cylc 8 workflow), as one `Upstream` trait;
-//! - `discovery`: with `--cylc-run` and `--discover`, a thread per folder adds
-//!   and removes workflows as their contact files come and go; with
-//!   `--follow-relay`, `follow_relay` adds and removes the workflows an upper relay
-//!   lists, each followed over its own websocket;
-//! - `views`: per workflow, each distinct subscription's projection, hash and
-//!   label, and bridging a client from what it holds to what it should hold;
-//! - `registry`: interned subscriptions (one `Group` per distinct one);
-//! - `history`: bounded per-topic history, so clients can resume;
-//! - `outbox`: each client's bounded send queue; a client behind lags at O(1) per
-//!   delta and is bridged by one delta per topic when it drains;
-//! - `session`: one websocket client (reader and writer); `compress`: large
-//!   frames deflated once for the clients that asked;
-//! - `http`: the page, `/ws`, `/healthz`, `/metrics`;
-//! - `listener`: the accept loop, with handshake timeouts and connection caps;
-//! - `metrics`, `demo` (simulated suites for `--demo`), `relay` (shared state).
+//!   `shared`: the state the threads and connections share (links, registry, clients).
+//! - `workflow`: the side that follows workflows.
+//!   - `link`: one thread per workflow ([`LinkStatus`]): its upstream's replicas and
+//!     its `views`, so apply → verify → project → queue happens in order;
+//!   - `upstream`: what a link follows (a clonewire suite through its follower, a
+//!     running Cylc 8 workflow, or a workflow of an upper relay), one `Upstream` trait;
+//!   - `views`: per workflow, each distinct subscription's projection, hash and
+//!     label, and bridging a client from what it holds to what it should hold;
+//!   - `registry` (interned subscriptions), `history` (bounded per-topic history for
+//!     resume), `threads` (the threads to wait for), `wake` (waking a link thread);
+//!   - how links are found: `discovery` (contact files in `--cylc-run` and
+//!     `--discover` folders) and `upper_list` (the workflows an upper relay lists, for
+//!     `--follow-relay`).
+//! - `clients`: the websocket side.
+//!   - `listener`: the accept loop, with handshake timeouts and connection caps;
+//!   - `session`: one websocket client (reader and writer);
+//!   - `outbox`: each client's bounded send queue; a client behind lags at O(1) per
+//!     delta and is bridged by one delta per topic when it drains;
+//!   - `auth`: tokens and the Origin allow-list for `/ws`, and what a token may see;
+//!   - `compress`: large frames deflated once for the clients that asked.
+//! - `serve`: running it: `http` (the page, `/ws`, `/healthz`, `/metrics`),
+//!   `metrics`, `demo` (simulated suites for `--demo`).
 //!
 //! [`start`] binds and runs a relay in the background; [`run`] runs one until a
 //! shutdown future completes.
 
-mod auth;
-mod compress;
+mod clients;
 pub mod config;
-mod demo;
-mod discovery;
-mod follow_relay;
-mod history;
-mod http;
-mod listener;
-mod metrics;
-mod outbox;
-mod registry;
-mod relay;
-mod session;
-mod suite_link;
-mod threads;
-mod upstream;
-mod views;
-mod wake;
+mod serve;
+mod shared;
+mod workflow;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,15 +53,16 @@ use tokio::task::JoinHandle;
 /// the relay's own benchmarks only: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::history::HistoryLimit;
-    pub use crate::metrics::OutboxCounters;
-    pub use crate::outbox::Outbox;
-    pub use crate::registry::Registry;
-    pub use crate::views::{ClientId, ReplicaSource, SubscriptionViews};
+    pub use crate::clients::outbox::Outbox;
+    pub use crate::clients::ClientId;
+    pub use crate::serve::metrics::OutboxCounters;
+    pub use crate::workflow::history::HistoryLimit;
+    pub use crate::workflow::registry::Registry;
+    pub use crate::workflow::views::{ReplicaSource, SubscriptionViews};
 }
 
 pub use config::Config;
-pub use suite_link::LinkStatus;
+pub use workflow::link::LinkStatus;
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +83,7 @@ pub struct Running {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    relay: Arc<relay::Relay>,
+    relay: Arc<shared::Relay>,
     sims: Vec<SimHandle>,
 }
 
@@ -116,7 +107,7 @@ impl Running {
     }
 
     /// Closes every client with a close frame and waits for its connection to end,
-    /// stops the suite links (ZeroMQ linger 0), the discovery threads and the demo
+    /// stops the workflow links (ZeroMQ linger 0), the discovery threads and the demo
     /// suites, and waits for every thread; returns once all are gone, or at
     /// [`SHUTDOWN_WITHIN`] at most, logging what was still running then.
     pub async fn shutdown(self) -> Result<(), Error> {
@@ -147,16 +138,17 @@ impl Running {
 
 /// Starts a relay: demo suites (if asked), one link per suite, and the HTTP server.
 pub async fn start(mut config: Config) -> Result<Running, Error> {
-    config.validate()?;
-    match listener::raise_open_file_limit() {
+    // The upper relays' URLs are parsed here, once.
+    let upper = config.validated()?;
+    match clients::listener::raise_open_file_limit() {
         Some(n) => tracing::info!(open_files = n, "open-file limit"),
         None => tracing::info!("open-file limit: unlimited"),
     }
-    let auth = Arc::new(auth::Auth::from_config(&config.auth)?);
-    let metrics = Arc::new(metrics::Metrics::new());
+    let auth = Arc::new(clients::auth::Auth::from_config(&config.auth)?);
+    let metrics = Arc::new(serve::metrics::Metrics::new());
     let mut sims = Vec::new();
     if config.demo {
-        let (started, suites) = demo::start(config.demo_suites)?;
+        let (started, suites) = serve::demo::start(config.demo_suites)?;
         sims = started;
         for suite in suites {
             if config.suites.iter().any(|s| s.name == suite.name) {
@@ -173,12 +165,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let links = config
         .suites
         .iter()
-        .map(|s| suite_link::SuiteLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
+        .map(|s| workflow::link::WorkflowLink::spawn(s, &config.limits, curve_keys.as_ref(), metrics.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, signal) = watch::channel(false);
-    let context = |linger_secs| discovery::LinkContext {
+    let context = |linger_secs| workflow::discovery::LinkContext {
         limits: config.limits.clone(),
         curve_keys: curve_keys.clone(),
         metrics: metrics.clone(),
@@ -189,34 +181,31 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         .clone()
         .map(|dir| (dir, context(config.cylc_linger_secs)));
     let suites = (config.discover.clone(), context(config.discover_linger_secs));
-    let upper = config
-        .follow_relays
-        .iter()
-        .map(|url| upstream::relay::RelayUrl::parse(url))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(config::ConfigError::Invalid)?;
     let follow_limits = config.limits.clone();
-    let relay = Arc::new(relay::Relay::new(config, links, metrics.clone(), signal.clone()));
+    let relay = Arc::new(shared::Relay::new(config, links, metrics.clone(), signal.clone()));
     // The threads end by themselves when the relay shuts down, which waits for them.
     for url in upper {
         let name = format!("relay discovery {url}");
-        let thread = follow_relay::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
+        let thread = workflow::upper_list::spawn(relay.clone(), url, follow_limits.clone(), metrics.clone())?;
         relay.track_thread(name, thread);
     }
     if let Some((dir, context)) = cylc {
         let name = format!("discovery {}", dir.display());
         let finder = clonewire_cylc::discovery::RunDir::new(dir);
-        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context)?);
+        relay.track_thread(name, workflow::discovery::spawn(relay.clone(), finder, context)?);
     }
     let (dirs, context) = suites;
     for dir in dirs {
         let name = format!("discovery {}", dir.display());
         let finder = clonewire_suite::contact::ContactDir::new(dir);
-        relay.track_thread(name, discovery::spawn(relay.clone(), finder, context.clone())?);
+        relay.track_thread(
+            name,
+            workflow::discovery::spawn(relay.clone(), finder, context.clone())?,
+        );
     }
-    let app = http::router(relay.clone(), auth);
+    let app = serve::http::router(relay.clone(), auth);
     let limits = relay.config().limits.clone();
-    let task = tokio::spawn(listener::serve(
+    let task = tokio::spawn(clients::listener::serve(
         listener,
         app,
         limits,

@@ -26,6 +26,7 @@ mod held;
 mod history;
 mod publisher;
 mod responder;
+mod shared;
 pub mod sim;
 
 pub use error::Error;
@@ -36,7 +37,7 @@ pub use history::HistoryLimits;
 pub use publisher::{Published, Publisher, PublisherConfig};
 
 pub use follow::{
-    ArrivedReply, DecodedReply, FollowEvent, FollowStats, Follower, FollowerConfig, Machine, MachineConfig,
-    Phase, Rung,
+    ArrivedReply, DecodedReply, FollowEvent, FollowStats, Follower, FollowerConfig, GapFound, Machine,
+    MachineConfig, Phase, Rung,
 };
 pub use sim::{SimConfig, SimHandle, Simulator};

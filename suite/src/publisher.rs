@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,13 +22,15 @@ use clonewire_core::protocol::suite::{Bye, Delta, Heartbeat, PubMessage, TopicSt
 use clonewire_core::{Changes, Document, Hash, Schema, Seq};
 use serde_json::Value;
 
+use crate::answer::ServedState;
 use crate::commands::Commands;
 use crate::contact::{ContactFile, SuiteContact};
 use crate::epoch::new_epoch;
 use crate::error::Error;
 use crate::held::{Held, HeldCounters};
-use crate::history::{HistoryLimits, Record};
-use crate::responder::{self, Feed};
+use crate::history::{History, HistoryLimits, Record};
+use crate::responder::Responder;
+use crate::shared::{Feed, PubState, Shared};
 use clonewire_zmq::sockets::{self, CurvePublicKey, CurveSecretKey};
 use clonewire_zmq::unix_ms;
 use clonewire_zmq::zap::ZapHandler;
@@ -110,40 +112,6 @@ pub struct Published {
     pub sent: bool,
 }
 
-/// The state the publishing calls and the heartbeat share; one short lock per delta.
-pub(crate) struct PubState {
-    socket: zmq::Socket,
-    pub(crate) epoch: String,
-    pub(crate) document: Document,
-    pub(crate) seqs: BTreeMap<String, Seq>,
-    feed: SyncSender<Feed>,
-    /// The feed overflowed (or the store was reset): stop feeding until the responder
-    /// has copied the store.
-    pub(crate) feed_lost: bool,
-    stopped: bool,
-}
-
-/// What the publisher's threads share.
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<PubState>,
-    /// Requests are answered `busy` while set.
-    pub(crate) busy: AtomicBool,
-    /// The responder must copy the store (the feed was lost).
-    pub(crate) resync: AtomicBool,
-    /// Threads stop when set.
-    pub(crate) stop: AtomicBool,
-    /// What the responder's structures and the feed hold.
-    pub(crate) held: HeldCounters,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, PubState> {
-        // A panic while holding the lock leaves the store as it was before that
-        // delta's apply finished; carrying on is better than taking the suite down.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// A running publisher: PUB and REP sockets bound, heartbeat and responder threads up.
 /// Dropping it sends `_bye` and stops the threads.
 pub struct Publisher {
@@ -204,7 +172,23 @@ impl Publisher {
             stop: AtomicBool::new(false),
             held: HeldCounters::default(),
         });
-        let responder = responder::Responder::new(rep_socket, feed_rx, Arc::clone(&shared), &config, epoch);
+        let replica = ServedState {
+            name: config.name.clone(),
+            heartbeat_ms: config.heartbeat_ms,
+            schema: config.schema.clone(),
+            epoch,
+            document: Document::new(),
+            seqs: Default::default(),
+            history: History::new(config.history),
+            commands: config.commands.clone(),
+        };
+        let responder = Responder::new(
+            rep_socket,
+            feed_rx,
+            Arc::clone(&shared),
+            replica,
+            config.busy_retry_ms,
+        );
         let (stop_tx, stop_rx) = mpsc::sync_channel(1);
         let mut threads = Vec::new();
         threads.push(
@@ -282,17 +266,17 @@ impl Publisher {
     /// Applies `patch` (an RFC 7386 merge patch) to `topic` and publishes the delta.
     /// Returns `None`, sending nothing, when no leaf changed.
     pub fn publish(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
-        self.apply(topic, patch, true)
+        self.apply(topic, patch, Delivery::Publish)
     }
 
     /// Applies and records a delta exactly like [`publish`](Self::publish) (its seq is
     /// used, heartbeats and `replay` know it) but does not send it: a lost message,
     /// for exercising a subscriber's repair.
     pub fn publish_unsent(&self, topic: &str, patch: Value) -> Result<Option<Published>, Error> {
-        self.apply(topic, patch, false)
+        self.apply(topic, patch, Delivery::Withhold)
     }
 
-    fn apply(&self, topic: &str, patch: Value, send: bool) -> Result<Option<Published>, Error> {
+    fn apply(&self, topic: &str, patch: Value, delivery: Delivery) -> Result<Option<Published>, Error> {
         if topic.is_empty() || topic.starts_with('_') {
             return Err(Error::config(format!(
                 "topic {topic:?}: names are non-empty and may not start with '_'"
@@ -334,7 +318,7 @@ impl Publisher {
                 },
             );
         }
-        if send {
+        if delivery == Delivery::Publish {
             if let Err(e) = state
                 .socket
                 .send_multipart([topic.as_bytes(), &body], zmq::DONTWAIT)
@@ -347,7 +331,7 @@ impl Publisher {
             hash,
             bytes,
             changes,
-            sent: send,
+            sent: delivery == Delivery::Publish,
         }))
     }
 
@@ -466,4 +450,13 @@ fn heartbeat_loop(shared: &Shared, interval: Duration, stop: &Receiver<()>) {
             tracing::warn!(error = %e, "could not send a heartbeat");
         }
     }
+}
+
+/// Whether an applied delta goes out on the PUB socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Sent to subscribers.
+    Publish,
+    /// Recorded (seq, history, heartbeats) but not sent: a lost message.
+    Withhold,
 }

@@ -11,30 +11,10 @@ use clonewire_core::Document;
 use serde_json::Value;
 
 use crate::answer::{self, ServedState};
-use crate::history::{History, Record};
-use crate::publisher::{PublisherConfig, Shared};
+use crate::shared::{Feed, Shared};
 
 /// How often the thread wakes without requests, to apply deltas and check for stop.
 const POLL_MS: i64 = 25;
-
-/// What the publisher tells the responder's replica, in publishing order.
-pub(crate) enum Feed {
-    /// A delta was applied: its record, whose patch the copy applies and the history
-    /// keeps.
-    Delta { topic: String, record: Arc<Record> },
-    /// A new epoch began with an empty store.
-    Restart { epoch: String },
-}
-
-impl Feed {
-    /// What it counts as against the feed's byte bound.
-    pub(crate) fn bytes(&self) -> usize {
-        match self {
-            Feed::Delta { topic, record } => topic.len() + record.held_bytes(),
-            Feed::Restart { epoch } => epoch.len(),
-        }
-    }
-}
 
 pub(crate) struct Responder {
     socket: zmq::Socket,
@@ -49,24 +29,15 @@ impl Responder {
         socket: zmq::Socket,
         feed: Receiver<Feed>,
         shared: Arc<Shared>,
-        config: &PublisherConfig,
-        epoch: String,
+        replica: ServedState,
+        busy_retry_ms: u64,
     ) -> Responder {
         Responder {
             socket,
             feed,
             shared,
-            replica: ServedState {
-                name: config.name.clone(),
-                heartbeat_ms: config.heartbeat_ms,
-                schema: config.schema.clone(),
-                epoch,
-                document: Document::new(),
-                seqs: Default::default(),
-                history: History::new(config.history),
-                commands: config.commands.clone(),
-            },
-            busy_retry_ms: config.busy_retry_ms,
+            replica,
+            busy_retry_ms,
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::{Schema, Seq};
 use clonewire_suite::{
-    FollowEvent, Follower, FollowerConfig, HistoryLimits, Publisher, PublisherConfig, Rung,
+    FollowEvent, Follower, FollowerConfig, GapFound, HistoryLimits, Publisher, PublisherConfig, Rung,
 };
 use serde_json::{json, Value};
 
@@ -148,7 +148,7 @@ fn a_lost_delta_is_repaired_by_replay() {
         FollowEvent::Gap {
             have: Seq(1),
             seen: Seq(3),
-            heartbeat: false,
+            found: GapFound::ByDelta,
             ..
         }
     )));
@@ -182,7 +182,7 @@ fn a_heartbeat_reveals_a_lost_last_delta() {
     assert!(events.iter().any(|e| matches!(
         e,
         FollowEvent::Gap {
-            heartbeat: true,
+            found: GapFound::ByHeartbeat,
             seen: Seq(2),
             ..
         }

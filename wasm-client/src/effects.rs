@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::events::PageEvent;
-use crate::views::ViewId;
 
 /// One change a view is told about: a merge patch for its data of one (workflow, topic).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,6 +38,9 @@ pub struct Notification {
     /// Its changes, one per (workflow, topic) the message touched.
     pub changes: Vec<Change>,
 }
+
+/// A view's handle, unique within a client.
+pub type ViewId = u32;
 
 /// The changed leaves of one (workflow, topic) and which of them each view selects.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 use crate::effects::Touched;
 use crate::store::Store;
 
-/// A view's handle, unique within a client.
-pub type ViewId = u32;
+pub use crate::effects::ViewId;
 
 /// Schemas of the workflows seen so far, by workflow id.
 pub type Schemas = FxHashMap<String, Schema>;

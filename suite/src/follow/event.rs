@@ -62,8 +62,8 @@ pub enum FollowEvent {
         have: Seq,
         /// The seq seen (for a message dropped unread, `have.next()`: at least that).
         seen: Seq,
-        /// Seen in a heartbeat rather than a delta.
-        heartbeat: bool,
+        /// What showed it: a heartbeat or a delta.
+        found: GapFound,
     },
     /// After applying a delta, the topic hash was not the one the suite sent.
     Mismatch {
@@ -162,4 +162,13 @@ pub struct FollowStats {
     pub byes: u64,
     /// PUB messages dropped unread because the intake was full.
     pub dropped: u64,
+}
+
+/// What showed a [`FollowEvent::Gap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapFound {
+    /// A delta whose seq is past the next one (or one dropped unread).
+    ByDelta,
+    /// A heartbeat announcing a later seq.
+    ByHeartbeat,
 }

@@ -27,7 +27,7 @@ use super::arrived::{ArrivedReply, DecodedReply};
 use super::config::MachineConfig;
 use super::followed_topic::{FollowedTopic, Queued};
 use super::request::{InFlight, Pending};
-use super::{FollowEvent, FollowStats, Rung};
+use super::{FollowEvent, FollowStats, GapFound, Rung};
 
 /// Epochs remembered as finished, so their late messages are ignored, not re-followed.
 const RETIRED_EPOCHS: usize = 8;
@@ -351,7 +351,7 @@ impl Machine {
         if replica.trusted {
             let have = replica.seq;
             replica.distrust(Rung::Replay);
-            self.gap(topic.to_owned(), have, have.next(), false);
+            self.gap(topic.to_owned(), have, have.next(), GapFound::ByDelta);
         }
     }
 
@@ -461,17 +461,17 @@ impl Machine {
         }
         replica.hold(Queued { delta, bytes }, max_queued, max_queued_bytes);
         if let Some((have, seen)) = gap {
-            self.gap(topic, have, seen, false);
+            self.gap(topic, have, seen, GapFound::ByDelta);
         }
     }
 
-    pub(super) fn gap(&mut self, topic: String, have: Seq, seen: Seq, heartbeat: bool) {
+    pub(super) fn gap(&mut self, topic: String, have: Seq, seen: Seq, found: GapFound) {
         self.stats.gaps += 1;
         self.events.push_back(FollowEvent::Gap {
             topic,
             have,
             seen,
-            heartbeat,
+            found,
         });
     }
 
@@ -544,7 +544,7 @@ impl Machine {
                 let have = replica.seq;
                 replica.distrust(Rung::Replay);
                 replica.unpop(next);
-                self.gap(name.to_owned(), have, seq, false);
+                self.gap(name.to_owned(), have, seq, GapFound::ByDelta);
                 return;
             }
             self.apply(
@@ -570,7 +570,7 @@ impl Machine {
             if replica.trusted && seq > replica.seq {
                 let have = replica.seq;
                 replica.distrust(Rung::Replay);
-                self.gap(topic, have, seq, true);
+                self.gap(topic, have, seq, GapFound::ByHeartbeat);
             }
         }
     }

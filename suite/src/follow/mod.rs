@@ -27,7 +27,7 @@ mod request;
 pub use arrived::{ArrivedReply, DecodedReply};
 pub use config::{FollowerConfig, MachineConfig};
 pub use driver::Follower;
-pub use event::{FollowEvent, FollowStats, Rung};
+pub use event::{FollowEvent, FollowStats, GapFound, Rung};
 pub use machine::{Machine, Phase};
 #[cfg(test)]
 mod tests;

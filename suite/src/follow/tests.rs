@@ -12,7 +12,7 @@ use clonewire_core::protocol::suite::{
 use clonewire_core::{Hash, Schema, Seq, Topic};
 use serde_json::{json, Value};
 
-use super::{FollowEvent, Machine, MachineConfig, Phase, Rung};
+use super::{FollowEvent, GapFound, Machine, MachineConfig, Phase, Rung};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -329,7 +329,10 @@ fn gone_history_falls_back_to_hashes_then_a_snapshot() {
     m.handle_stream(&suite.heartbeat(), t0);
     assert!(matches!(
         &events(&mut m)[..],
-        [FollowEvent::Gap { heartbeat: true, .. }]
+        [FollowEvent::Gap {
+            found: GapFound::ByHeartbeat,
+            ..
+        }]
     ));
     assert!(matches!(
         m.poll_request(t0),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use clonewire_core::Changes;
-use clonewire_suite::{FollowEvent, FollowStats, Follower, FollowerConfig, Rung};
+use clonewire_suite::{FollowEvent, FollowStats, Follower, FollowerConfig, GapFound, Rung};
 use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 /// How long `--check` waits past its end for repairs under way to finish.
@@ -123,10 +123,13 @@ fn line(event: &FollowEvent, quiet: bool) -> Option<String> {
             topic,
             have,
             seen,
-            heartbeat,
+            found,
         } => format!(
             "! gap in {topic}: have #{have}, {} #{seen}",
-            if *heartbeat { "heartbeat says" } else { "received" }
+            match found {
+                GapFound::ByHeartbeat => "heartbeat says",
+                GapFound::ByDelta => "received",
+            }
         ),
         FollowEvent::Mismatch {
             topic,

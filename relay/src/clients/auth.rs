@@ -11,7 +11,7 @@
 //!   only when `allow_no_origin` says so.
 //!
 //! The [`Access`] a token grants is applied to every subscription, `resume` and
-//! `resync` of the connection (see [`crate::session`]): a workflow outside it behaves
+//! `resync` of the connection (see [`crate::clients::session`]): a workflow outside it behaves
 //! exactly like one that does not exist.
 
 use std::collections::{BTreeSet, HashSet};
@@ -25,9 +25,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::config::{AuthConfig, ConfigError};
-
-/// The shortest HMAC secret accepted, in bytes (HS256's output size).
-pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The workflows one connection may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,12 +133,7 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Builds the rules from the config, reading `jwt_secret_file` if given.
     pub fn from_config(config: &AuthConfig) -> Result<Auth, ConfigError> {
-        config.validate()?;
-        let secret = match (&config.jwt_secret, &config.jwt_secret_file) {
-            (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
-            (None, Some(path)) => Some(read_secret_file(path)?),
-            (None, None) => None,
-        };
+        let secret = config.secret()?;
         let tokens = secret.map(|secret| {
             let mut validation = Validation::new(Algorithm::HS256);
             validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -247,39 +239,6 @@ fn token_param(query: &str) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("token="))
         .filter(|t| !t.is_empty())
 }
-
-/// Reads a secret file: its bytes less one trailing newline, at least
-/// [`MIN_SECRET_BYTES`] long.
-fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
-    let mut bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    if bytes.len() < MIN_SECRET_BYTES {
-        return Err(ConfigError::Invalid(format!(
-            "auth.jwt_secret_file {}: the secret must be at least {MIN_SECRET_BYTES} bytes",
-            path.display()
-        )));
-    }
-    warn_if_readable_by_others(path);
-    Ok(bytes)
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(file = %path.display(), "the token secret file is readable by group or others; chmod 600 it");
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &std::path::Path) {}
 
 #[cfg(test)]
 mod tests {

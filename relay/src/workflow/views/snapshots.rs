@@ -19,7 +19,7 @@ use clonewire_core::{Hash, Projection, Seq, Topic};
 use serde_json::Value;
 
 use super::frames::snapshot_text;
-use crate::outbox::SnapshotFrame;
+use crate::clients::outbox::SnapshotFrame;
 
 /// Projections with at least this many entries at their top level are written by the
 /// pool (a 1,000-task topic's projection, about 65 KB, stays on the calling thread).

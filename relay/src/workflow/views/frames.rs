@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use clonewire_core::protocol::client::fast::{delta_head, delta_text};
 use clonewire_core::protocol::client::RelayMessage;
-use clonewire_core::{Changes, Hash, Projection, Seq};
+use clonewire_core::{Changes, Hash, Projection, Schema, Seq};
 use serde_json::{Map, Value};
 
 use super::ReplicaSource;
-use crate::outbox::SharedDelta;
-use crate::registry::Group;
+use crate::clients::outbox::SharedDelta;
+use crate::workflow::registry::Group;
 
 /// A delta made for one client (a rebind or a resume), from `prev` to `seq`; it has
 /// no suite time, as it stands for several suite deltas or none.
@@ -62,11 +62,20 @@ pub(super) fn empty() -> Value {
     Value::Object(Map::new())
 }
 
+/// What views are compiled against while the schema is not known: no collections.
+static NO_SCHEMA: Schema = Schema {
+    collections: Vec::new(),
+};
+
 pub(super) fn compile(
     group: &Group,
     workflow: &str,
     topic: &str,
     store: &impl ReplicaSource,
 ) -> Option<Projection> {
-    Projection::compile(group.sub.for_topic(workflow, topic)?, topic, store.schema())
+    Projection::compile(
+        group.sub.for_topic(workflow, topic)?,
+        topic,
+        store.schema().unwrap_or(&NO_SCHEMA),
+    )
 }

@@ -19,7 +19,7 @@ use clonewire_core::protocol::client::{CloseCode, ResumePoint};
 use clonewire_core::{Changes, Hash, Seq};
 use tokio::sync::Notify;
 
-use crate::metrics::OutboxCounters;
+use crate::serve::metrics::OutboxCounters;
 
 /// A (workflow, topic) pair: the unit of ordering and bridging.
 pub type SharedTopicKey = (Arc<str>, Arc<str>);

@@ -1,7 +1,7 @@
 //! What a workflow's link thread follows: one [`Upstream`] per workflow, which keeps
 //! replicas of the workflow's topics and says what changed in them.
 //!
-//! The link thread ([`crate::suite_link`]) is the only caller, from its own thread. Its
+//! The link thread ([`crate::workflow::link`]) is the only caller, from its own thread. Its
 //! loop is: when [`Upstream::has_pending_events`] is false, the replicas reflect every
 //! event handed out, so the views may read them (through [`Upstream::topic`] and
 //! friends) and clients' commands are served, which may call
@@ -18,7 +18,7 @@
 
 pub mod clonewire;
 pub mod cylc;
-pub mod relay;
+pub mod upper;
 
 use std::collections::BTreeSet;
 use std::os::fd::BorrowedFd;

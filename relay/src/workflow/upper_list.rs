@@ -22,10 +22,10 @@ use clonewire_core::protocol::client::WorkflowState;
 use serde_json::Value;
 
 use crate::config::Limits;
-use crate::metrics::Metrics;
-use crate::relay::Relay;
-use crate::suite_link::SuiteLink;
-use crate::upstream::relay::{Directory, RelayUpstream, RelayUrl};
+use crate::serve::metrics::Metrics;
+use crate::shared::Relay;
+use crate::workflow::link::WorkflowLink;
+use crate::workflow::upstream::upper::{Directory, RelayUpstream, RelayUrl};
 
 /// How often the upper relay's workflows are listed.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -73,7 +73,7 @@ fn run(relay: &Relay, url: &RelayUrl, limits: &Limits, metrics: &Arc<Metrics>) {
                     }
                     tracing::info!(workflow = %id, upstream = %url, "following a workflow of an upper relay");
                     let (link_url, name, dir) = (url.clone(), id.clone(), directory.clone());
-                    let spawned = SuiteLink::spawn_upstream(id, limits, metrics.clone(), move || {
+                    let spawned = WorkflowLink::spawn_upstream(id, limits, metrics.clone(), move || {
                         Ok::<_, std::convert::Infallible>(RelayUpstream::new(
                             link_url.clone(),
                             &name,

@@ -1,8 +1,9 @@
 //! One workflow, followed on its own thread: its [`Upstream`] (for a clonewire suite,
-//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns the workflow's [`SubscriptionViews`], so projecting a
-//! delta and queueing it to clients happens right after applying it, in order, with
-//! no lock shared with any other suite. A slow, busy, silent or lying suite therefore
-//! delays only its own clients.
+//! the follower: join, apply, verify, repair) owns the replicas; the thread also owns
+//! the workflow's [`SubscriptionViews`], so projecting a delta and queueing it to
+//! clients happens right after applying it, in order, with no lock shared with any
+//! other workflow. A slow, busy, silent or lying upstream therefore delays only its
+//! own clients.
 //!
 //! Clients reach the thread through a bounded command queue (subscribe, leave,
 //! resync). Upstream the thread follows only the topics some view wants, and keeps an
@@ -19,15 +20,15 @@ use clonewire_core::{Schema, Seq, Topic};
 use clonewire_zmq::sockets::CurveKeyPair;
 use tokio::sync::mpsc;
 
+use crate::clients::outbox::Outbox;
 use crate::config::{Limits, SuiteConfig};
-use crate::history::HistoryLimit;
-use crate::metrics::{KindLabel, Metrics};
-use crate::outbox::Outbox;
-use crate::registry::Group;
-use crate::upstream::clonewire::ClonewireUpstream;
-use crate::upstream::{ChangeKind, Upstream, UpstreamEvent};
-use crate::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
-use crate::wake::{Wake, Waker};
+use crate::serve::metrics::{seconds_since, KindLabel, Metrics};
+use crate::workflow::history::HistoryLimit;
+use crate::workflow::registry::Group;
+use crate::workflow::upstream::clonewire::ClonewireUpstream;
+use crate::workflow::upstream::{ChangeKind, Upstream, UpstreamEvent};
+use crate::workflow::views::{ClientId, RebindSlot, ReplicaSource, SubscriptionViews};
+use crate::workflow::wake::{Wake, Waker};
 
 /// Something a client asks of one workflow.
 #[derive(Debug)]
@@ -85,7 +86,7 @@ pub enum Command {
 pub struct LinkStatus {
     /// The state clients are told.
     pub state: WorkflowState,
-    /// The suite's schema; `None` until the link has first joined the suite, when the
+    /// The workflow's schema; `None` until the link has first joined it, when the
     /// schema is not known (which is not the same as a schema without collections).
     pub schema: Option<Schema>,
     /// The epoch followed.
@@ -100,8 +101,9 @@ pub struct LinkStatus {
     pub history_bytes: usize,
 }
 
-/// A handle on one suite's link thread.
-pub struct SuiteLink {
+/// A handle on one workflow's link thread (a clonewire suite, a Cylc workflow or an
+/// upper relay's workflow).
+pub struct WorkflowLink {
     /// The workflow id clients see.
     pub id: Arc<str>,
     commands: mpsc::Sender<Command>,
@@ -113,16 +115,16 @@ pub struct SuiteLink {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl SuiteLink {
+impl WorkflowLink {
     /// Starts following the clonewire suite `suite` on a new thread.
     pub fn spawn(
         suite: &SuiteConfig,
         limits: &Limits,
         curve_keys: Option<&CurveKeyPair>,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let config = ClonewireUpstream::config(suite, limits, curve_keys)?;
-        SuiteLink::spawn_upstream(&suite.name, limits, metrics, move || {
+        WorkflowLink::spawn_upstream(&suite.name, limits, metrics, move || {
             ClonewireUpstream::connect(config.clone())
         })
     }
@@ -134,7 +136,7 @@ impl SuiteLink {
         limits: &Limits,
         metrics: Arc<Metrics>,
         open: impl FnMut() -> Result<U, E> + Send + 'static,
-    ) -> std::io::Result<SuiteLink>
+    ) -> std::io::Result<WorkflowLink>
     where
         U: Upstream,
         E: std::fmt::Display,
@@ -169,13 +171,11 @@ impl SuiteLink {
             metrics,
             linger: Duration::from_secs(limits.topic_linger_secs),
             unwanted: HashMap::new(),
-            schema: Schema::default(),
-            schema_known: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("suite {name}"))
             .spawn(move || worker.run(open))?;
-        Ok(SuiteLink {
+        Ok(WorkflowLink {
             id,
             commands,
             status,
@@ -234,32 +234,26 @@ impl SuiteLink {
     }
 }
 
-/// The upstream's replicas, as the views read them (with the schema the views were
-/// last told about, and whether it is known yet).
-struct Replicas<'a, U>(&'a U, &'a Schema, bool);
-
-impl<U: Upstream> ReplicaSource for Replicas<'_, U> {
-    fn epoch(&self) -> &str {
-        self.0.epoch().unwrap_or("")
-    }
-    fn schema(&self) -> &Schema {
-        self.1
-    }
-    fn schema_known(&self) -> bool {
-        self.2
-    }
-    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
-        self.0.topic(name)
-    }
-    fn topic_names(&self) -> Vec<String> {
-        self.0.topic_names()
-    }
+/// The followed upstream with the schema the views were last told about (`None` until
+/// the workflow is first joined): what the views read, owned by the link thread.
+struct Followed<U> {
+    upstream: U,
+    schema: Option<Schema>,
 }
 
-/// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
-/// when `ms` is in the future (clocks of other hosts).
-pub(crate) fn seconds_since(ms: f64) -> f64 {
-    ((clonewire_zmq::unix_ms() - ms) / 1e3).max(0.0)
+impl<U: Upstream> ReplicaSource for Followed<U> {
+    fn epoch(&self) -> &str {
+        self.upstream.epoch().unwrap_or("")
+    }
+    fn schema(&self) -> Option<&Schema> {
+        self.schema.as_ref()
+    }
+    fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
+        self.upstream.topic(name)
+    }
+    fn topic_names(&self) -> Vec<String> {
+        self.upstream.topic_names()
+    }
 }
 
 /// Changes of at least this many leaves are freed off the link thread.
@@ -273,7 +267,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_UNWATCHED: Duration = Duration::from_secs(1);
 /// Client commands served between two reads of the upstream at most, and the time
 /// they may take: a storm of joins (each first member of a view makes its snapshots
-/// here) is paced so that it never keeps the suite's stream, and so the clients
+/// here) is paced so that it never keeps the upstream's stream, and so the clients
 /// already connected, waiting for more than a few milliseconds.
 const COMMANDS_PER_TURN: usize = 64;
 const COMMAND_TIME_PER_TURN: Duration = Duration::from_millis(3);
@@ -290,20 +284,21 @@ struct Worker {
     linger: Duration,
     /// Topics still followed though no view wants them, since when.
     unwanted: HashMap<String, Instant>,
-    /// The schema the views were last told about.
-    schema: Schema,
-    /// True once the suite has been joined, so `schema` is the suite's.
-    schema_known: bool,
 }
 
 impl Worker {
     fn run<U: Upstream, E: std::fmt::Display>(mut self, mut open: impl FnMut() -> Result<U, E>) {
-        let mut upstream = loop {
+        let mut followed = loop {
             match open() {
-                Ok(u) => break u,
+                Ok(upstream) => {
+                    break Followed {
+                        upstream,
+                        schema: None,
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(workflow = %self.id, error = %e, "cannot open the suite link; retrying");
-                    self.publish_status(None::<&U>, WorkflowState::Stale);
+                    tracing::error!(workflow = %self.id, error = %e, "cannot open the workflow link; retrying");
+                    self.publish_status(None::<&Followed<U>>, WorkflowState::Stale);
                     if self.sleep_unless_stopped(Duration::from_secs(1)) {
                         return;
                     }
@@ -315,9 +310,8 @@ impl Worker {
             // True when commands may be left for the next turn.
             let mut more_commands = false;
             // Views read the replicas only when they reflect every event handled.
-            if !upstream.has_pending_events() {
-                self.views
-                    .flush(&Replicas(&upstream, &self.schema, self.schema_known));
+            if !followed.upstream.has_pending_events() {
+                self.views.flush(&followed);
                 let mut rebound = false;
                 let started = Instant::now();
                 more_commands = true;
@@ -328,7 +322,7 @@ impl Worker {
                         break;
                     }
                     match self.rx.try_recv() {
-                        Ok(command) => rebound |= self.command(&upstream, command),
+                        Ok(command) => rebound |= self.command(&followed, command),
                         Err(mpsc::error::TryRecvError::Empty) => {
                             more_commands = false;
                             break;
@@ -337,8 +331,8 @@ impl Worker {
                     }
                 }
                 if rebound {
-                    self.linger_unwanted(&upstream);
-                    self.follow_upstream(&mut upstream);
+                    self.linger_unwanted(&followed.upstream);
+                    self.follow_upstream(&mut followed.upstream);
                 }
             }
             // While a big snapshot is built a slice per turn, or commands wait, turns
@@ -348,11 +342,11 @@ impl Worker {
             } else {
                 next_housekeeping.saturating_duration_since(Instant::now())
             };
-            match upstream.next_event(wait, self.wake.fd()) {
-                Ok(Some(event)) => self.event(&upstream, event),
+            match followed.upstream.next_event(wait, self.wake.fd()) {
+                Ok(Some(event)) => self.event(&mut followed, event),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(workflow = %self.id, error = %e, "suite link error");
+                    tracing::warn!(workflow = %self.id, error = %e, "workflow link error");
                     if self.sleep_unless_stopped(Duration::from_millis(200)) {
                         return;
                     }
@@ -361,10 +355,10 @@ impl Worker {
             let now = Instant::now();
             if now >= next_housekeeping {
                 next_housekeeping = now + self.housekeeping_every();
-                self.housekeeping(&mut upstream);
+                self.housekeeping(&mut followed);
             }
         }
-        tracing::debug!(workflow = %self.id, "suite link stopped");
+        tracing::debug!(workflow = %self.id, "workflow link stopped");
     }
 
     /// How often the state, lingering topics and status are looked at: often while
@@ -389,8 +383,7 @@ impl Worker {
     }
 
     /// Handles a client's command; true when the wanted topics may have changed.
-    fn command(&mut self, upstream: &impl Upstream, command: Command) -> bool {
-        let store = Replicas(upstream, &self.schema, self.schema_known);
+    fn command(&mut self, store: &Followed<impl Upstream>, command: Command) -> bool {
         match command {
             Command::Rebind {
                 client,
@@ -398,7 +391,7 @@ impl Worker {
                 group,
                 resume,
             } => {
-                self.views.rebind(&store, client, outbox, group, resume.as_ref());
+                self.views.rebind(store, client, outbox, group, resume.as_ref());
                 true
             }
             Command::Leave { client } => {
@@ -410,13 +403,13 @@ impl Worker {
                 false
             }
             Command::Resync { client, topic } => {
-                self.views.resync(&store, client, &topic);
+                self.views.resync(store, client, &topic);
                 false
             }
             Command::RebindLatest { client, outbox, slot } => match slot.take() {
                 Some(next) => {
                     self.views
-                        .rebind(&store, client, outbox, next.group, next.resume.as_ref());
+                        .rebind(store, client, outbox, next.group, next.resume.as_ref());
                     true
                 }
                 None => false,
@@ -428,14 +421,14 @@ impl Worker {
             } => {
                 for (topic, held) in topics {
                     self.views
-                        .bridge_lagging(&store, client, &outbox, &topic, held.as_ref());
+                        .bridge_lagging(store, client, &outbox, &topic, held.as_ref());
                 }
                 false
             }
         }
     }
 
-    fn event(&mut self, upstream: &impl Upstream, event: UpstreamEvent) {
+    fn event(&mut self, followed: &mut Followed<impl Upstream>, event: UpstreamEvent) {
         let id = &self.id;
         match event {
             UpstreamEvent::Changed {
@@ -453,8 +446,7 @@ impl Worker {
                 if let Some(t) = published {
                     self.metrics.arrival.observe(seconds_since(t));
                 }
-                let store = Replicas(upstream, &self.schema, self.schema_known);
-                self.views.on_changes(&store, &topic, prev, seq, &changes, time);
+                self.views.on_changes(followed, &topic, prev, seq, &changes, time);
                 if let Some(t) = published {
                     self.metrics.queued.observe(seconds_since(t));
                 }
@@ -466,19 +458,22 @@ impl Worker {
             }
             UpstreamEvent::Joined { detail } => {
                 tracing::info!(workflow = %id, %detail, "joined");
-                self.schema_known = true;
-                if upstream.schema() != &self.schema {
-                    self.schema = upstream.schema().clone();
+                // Until the first join, the views were compiled against no collections.
+                let published = followed.upstream.schema();
+                let changed = followed.schema.as_ref().unwrap_or(&Schema::default()) != published;
+                if changed || followed.schema.is_none() {
+                    followed.schema = Some(published.clone());
+                }
+                if changed {
                     self.views.on_schema();
                 }
                 // Subscriptions are checked against the published schema, and clients
                 // read data through it: publish it, and tell the members, before any
-                // client can see the joined suite's data.
-                let state = upstream.state(Instant::now());
-                self.views.set_state(state, Some(&self.schema));
-                self.publish_status(Some(upstream), state);
-                let store = Replicas(upstream, &self.schema, self.schema_known);
-                self.views.after_join(&store);
+                // client can see the joined workflow's data.
+                let state = followed.upstream.state(Instant::now());
+                self.views.set_state(state, followed.schema.as_ref());
+                self.publish_status(Some(&*followed), state);
+                self.views.after_join(followed);
             }
             UpstreamEvent::NewEpoch { epoch } => {
                 tracing::info!(workflow = %id, %epoch, "suite restarted: new epoch");
@@ -540,28 +535,28 @@ impl Worker {
         }
     }
 
-    fn housekeeping(&mut self, upstream: &mut impl Upstream) {
+    fn housekeeping(&mut self, followed: &mut Followed<impl Upstream>) {
         let now = Instant::now();
         let expired = self
             .unwanted
             .values()
             .any(|since| now.duration_since(*since) >= self.linger);
-        if expired && !upstream.has_pending_events() {
+        if expired && !followed.upstream.has_pending_events() {
             let linger = self.linger;
             self.unwanted
                 .retain(|_, since| now.duration_since(*since) < linger);
-            self.follow_upstream(upstream);
+            self.follow_upstream(&mut followed.upstream);
         }
-        let state = upstream.state(now);
-        self.views
-            .set_state(state, self.schema_known.then_some(&self.schema));
-        self.publish_status(Some(&*upstream), state);
+        let state = followed.upstream.state(now);
+        self.views.set_state(state, followed.schema.as_ref());
+        self.publish_status(Some(&*followed), state);
     }
 
-    fn publish_status<U: Upstream>(&self, upstream: Option<&U>, state: WorkflowState) {
+    fn publish_status<U: Upstream>(&self, followed: Option<&Followed<U>>, state: WorkflowState) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.state = state;
-        status.schema = self.schema_known.then(|| self.schema.clone());
+        status.schema = followed.and_then(|f| f.schema.clone());
+        let upstream = followed.map(|f| &f.upstream);
         status.epoch = upstream.and_then(|u| u.epoch().map(str::to_owned));
         let names = upstream.map(Upstream::topic_names).unwrap_or_default();
         status.topics = names.len();

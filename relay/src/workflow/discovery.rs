@@ -34,12 +34,12 @@ use clonewire_zmq::discovery::{Announcement, Change, Discovery, Finder, Found, P
 use clonewire_zmq::sockets::CurveKeyPair;
 
 use crate::config::{Limits, SuiteConfig};
-use crate::metrics::{KindLabel, Metrics};
-use crate::relay::Relay;
-use crate::suite_link::SuiteLink;
-use crate::upstream::clonewire::ClonewireUpstream;
-use crate::upstream::cylc::CylcUpstream;
-use crate::upstream::{Upstream, UpstreamError, UpstreamEvent};
+use crate::serve::metrics::{KindLabel, Metrics};
+use crate::shared::Relay;
+use crate::workflow::link::WorkflowLink;
+use crate::workflow::upstream::clonewire::ClonewireUpstream;
+use crate::workflow::upstream::cylc::CylcUpstream;
+use crate::workflow::upstream::{Upstream, UpstreamError, UpstreamEvent};
 
 /// What every link a directory's thread starts needs.
 #[derive(Clone)]
@@ -68,7 +68,7 @@ pub(crate) trait Followable: Announcement + Send + 'static {
         found: &Found<Self>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink>;
+    ) -> std::io::Result<WorkflowLink>;
 }
 
 impl Followable for Contact {
@@ -82,10 +82,10 @@ impl Followable for Contact {
         found: &Found<Contact>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let run_dir = found.path.clone();
         let limits = context.limits.clone();
-        SuiteLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
+        WorkflowLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
             CylcUpstream::open(&run_dir, &limits).map(|u| Announced::new(u, vanished.clone()))
         })
     }
@@ -102,7 +102,7 @@ impl Followable for SuiteContact {
         found: &Found<SuiteContact>,
         context: &LinkContext,
         vanished: Arc<AtomicBool>,
-    ) -> std::io::Result<SuiteLink> {
+    ) -> std::io::Result<WorkflowLink> {
         let suite = SuiteConfig {
             server_key: found.contact.curve_public_key.clone(),
             ..SuiteConfig::new(
@@ -112,7 +112,7 @@ impl Followable for SuiteContact {
             )
         };
         let config = ClonewireUpstream::config(&suite, &context.limits, context.curve_keys.as_ref())?;
-        SuiteLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
+        WorkflowLink::spawn_upstream(&found.id, &context.limits, context.metrics.clone(), move || {
             ClonewireUpstream::connect(config.clone()).map(|u| Announced::new(u, vanished.clone()))
         })
     }

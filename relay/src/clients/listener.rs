@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::Limits;
-use crate::metrics::Metrics;
+use crate::serve::metrics::Metrics;
 
 /// Raises the soft open-file limit to the hard one and returns the figure now in
 /// force (`None`: unlimited). Each connection needs a descriptor, so a low default

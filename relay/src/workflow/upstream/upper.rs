@@ -25,7 +25,7 @@
 //!   connection is lost. After a loss it reconnects (with backoff) and resumes from
 //!   every copy it holds.
 //! - With nothing wanted it holds no connection; the state is then what discovery
-//!   (`crate::follow_relay`) last read from the upper relay's `/healthz`.
+//!   (`crate::workflow::upper_list`) last read from the upper relay's `/healthz`.
 //!
 //! One websocket per workflow, not one per upper relay: each workflow keeps its own
 //! link thread, so a workflow with a big snapshot or a slow burst delays only its own
@@ -48,7 +48,7 @@ use clonewire_core::{Schema, Seq, Subscription, Topic};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use crate::wake::wait_readable;
+use crate::workflow::wake::wait_readable;
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
 

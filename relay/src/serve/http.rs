@@ -25,9 +25,9 @@ use axum::{Extension, Json, Router};
 use rust_embed::RustEmbed;
 use serde_json::json;
 
-use crate::auth::Auth;
-use crate::listener::ConnGuard;
-use crate::relay::Relay;
+use crate::clients::auth::Auth;
+use crate::clients::listener::ConnGuard;
+use crate::shared::Relay;
 
 /// The page and the module as served, precompressed and hashed (`npm run build`;
 /// `--www` serves a folder instead). Embedded in release builds; debug builds read the
@@ -192,7 +192,7 @@ async fn websocket(
         .on_upgrade(move |socket| async move {
             // The session counts against its address's connection cap while it lasts.
             let _peer = peer;
-            crate::session::serve(relay, socket, grant).await
+            crate::clients::session::serve(relay, socket, grant).await
         })
 }
 
@@ -207,7 +207,7 @@ async fn healthz(
     let access = if auth.requires_token() {
         auth.check_token(&headers, uri.query()).ok().map(|g| g.access)
     } else {
-        Some(crate::auth::Access::All)
+        Some(crate::clients::auth::Access::All)
     };
     let Some(access) = access else {
         return Json(json!({"status": "ok"})).into_response();
@@ -421,7 +421,7 @@ fn safe_path(path: &str) -> Option<PathBuf> {
 
 /// The build script's decision about the page, tested with the relay's unit tests.
 #[cfg(test)]
-#[path = "../page_build.rs"]
+#[path = "../../page_build.rs"]
 mod page_build;
 
 #[cfg(test)]

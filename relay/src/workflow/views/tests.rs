@@ -10,10 +10,10 @@ use clonewire_wasm::store::{new_store, ApplyOutcome, Store};
 use serde_json::{json, Value};
 
 use super::{ClientId, ReplicaSource, SubscriptionViews};
-use crate::history::HistoryLimit;
-use crate::metrics::OutboxCounters;
-use crate::outbox::{Outbox, Outgoing};
-use crate::registry::{Group, Registry};
+use crate::clients::outbox::{Outbox, Outgoing};
+use crate::serve::metrics::OutboxCounters;
+use crate::workflow::history::HistoryLimit;
+use crate::workflow::registry::{Group, Registry};
 
 const W: &str = "demo";
 
@@ -27,8 +27,8 @@ impl ReplicaSource for Fake {
     fn epoch(&self) -> &str {
         &self.epoch
     }
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
     }
     fn topic(&self, name: &str) -> Option<(&Topic, Seq)> {
         self.topics.get(name).map(|(t, s)| (t, *s))

@@ -1,4 +1,4 @@
-//! The relay's shared state: the suite links, the subscription registry, the clients
+//! The relay's shared state: the workflow links, the subscription registry, the clients
 //! and the metrics. Everything per workflow lives on that workflow's link thread.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use clonewire_core::protocol::client::WorkflowState;
 use tokio::sync::watch;
 
-use crate::auth::Access;
+use crate::clients::auth::Access;
+use crate::clients::outbox::Outbox;
+use crate::clients::ClientId;
 use crate::config::Config;
-use crate::metrics::{KindLabel, Metrics};
-use crate::outbox::Outbox;
-use crate::registry::{Group, Registry};
-use crate::suite_link::{Command, SuiteLink};
-use crate::threads::Threads;
-use crate::views::ClientId;
+use crate::serve::metrics::{KindLabel, Metrics};
+use crate::workflow::link::{Command, WorkflowLink};
+use crate::workflow::registry::{Group, Registry};
+use crate::workflow::threads::Threads;
 
 /// What a link added at run time needs to serve a client already subscribed.
 #[derive(Clone)]
@@ -30,7 +30,7 @@ struct Subscriber {
 pub struct Relay {
     config: Config,
     /// Links come and go at run time (`--cylc-run` and `--discover` find workflows).
-    links: RwLock<BTreeMap<Arc<str>, Arc<SuiteLink>>>,
+    links: RwLock<BTreeMap<Arc<str>, Arc<WorkflowLink>>>,
     /// Each subscribed client's current subscription, so a link added later
     /// serves it too.
     subscribers: Mutex<HashMap<ClientId, Subscriber>>,
@@ -47,7 +47,7 @@ impl Relay {
     /// Assembles a relay around running links.
     pub(crate) fn new(
         config: Config,
-        links: Vec<SuiteLink>,
+        links: Vec<WorkflowLink>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Relay {
@@ -70,7 +70,7 @@ impl Relay {
     }
 
     /// A link told to stop: its thread is waited for at shutdown.
-    fn retire(&self, link: &SuiteLink) {
+    fn retire(&self, link: &WorkflowLink) {
         if let Some(thread) = link.take_thread() {
             self.threads.track(format!("link {}", link.id), thread);
         }
@@ -99,14 +99,14 @@ impl Relay {
         &self.config
     }
 
-    /// Every suite link now, by workflow id.
-    pub fn links(&self) -> std::vec::IntoIter<Arc<SuiteLink>> {
+    /// Every workflow link now, by workflow id.
+    pub fn links(&self) -> std::vec::IntoIter<Arc<WorkflowLink>> {
         let links = self.links.read().unwrap_or_else(|e| e.into_inner());
         links.values().cloned().collect::<Vec<_>>().into_iter()
     }
 
-    /// One suite link.
-    pub fn link(&self, workflow: &str) -> Option<Arc<SuiteLink>> {
+    /// One workflow link.
+    pub fn link(&self, workflow: &str) -> Option<Arc<WorkflowLink>> {
         let links = self.links.read().unwrap_or_else(|e| e.into_inner());
         links.get(workflow).cloned()
     }
@@ -114,7 +114,7 @@ impl Relay {
     /// Adds a link at run time and binds every subscribed client it may serve. A
     /// link with the id of one already there replaces it (the old one is stopped).
     /// Called from a plain thread: it waits while the link's command queue is full.
-    pub(crate) fn add_link(&self, link: SuiteLink) {
+    pub(crate) fn add_link(&self, link: WorkflowLink) {
         let link = Arc::new(link);
         let old = {
             let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
@@ -264,7 +264,7 @@ impl Relay {
         let held = [
             ("outboxes", total),
             ("history", history),
-            ("compressed_frames", crate::compress::SHARED.held_bytes()),
+            ("compressed_frames", crate::clients::compress::SHARED.held_bytes()),
         ];
         for (kind, bytes) in held {
             self.metrics

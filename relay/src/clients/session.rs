@@ -23,12 +23,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::auth::{Access, Grant};
-use crate::metrics::KindLabel;
-use crate::outbox::{Outbox, Outgoing};
-use crate::relay::Relay;
-use crate::suite_link::Command;
-use crate::views::{ClientId, PendingRebind, RebindSlot};
+use crate::clients::auth::{Access, Grant};
+use crate::clients::outbox::{Outbox, Outgoing};
+use crate::clients::ClientId;
+use crate::serve::metrics::KindLabel;
+use crate::shared::Relay;
+use crate::workflow::link::Command;
+use crate::workflow::views::{PendingRebind, RebindSlot};
 
 /// Serves one upgraded websocket, limited to what `grant` allows, until it closes,
 /// its token expires or the relay shuts down.
@@ -472,12 +473,14 @@ async fn flush(
 }
 
 /// Counts frames that went out, and the suite-to-send latency of deltas.
-fn count_sent(metrics: &crate::metrics::Metrics, fed: &mut Vec<Fed>) {
+fn count_sent(metrics: &crate::serve::metrics::Metrics, fed: &mut Vec<Fed>) {
     for f in fed.drain(..) {
         metrics.messages_out.get_or_create(&KindLabel::of(f.kind)).inc();
         metrics.bytes_out.inc_by(f.bytes as u64);
         if let Some(time) = f.time {
-            metrics.latency.observe(crate::suite_link::seconds_since(time));
+            metrics
+                .latency
+                .observe(crate::serve::metrics::seconds_since(time));
         }
     }
 }
@@ -486,7 +489,7 @@ fn count_sent(metrics: &crate::metrics::Metrics, fed: &mut Vec<Fed>) {
 /// at least `min` bytes, once per shared frame; otherwise text.
 async fn frame(text: Arc<str>, min: usize, deflate: &AtomicBool) -> Message {
     if text.len() >= min && deflate.load(Ordering::Relaxed) {
-        if let Some(packed) = crate::compress::SHARED.deflate(&text).await {
+        if let Some(packed) = crate::clients::compress::SHARED.deflate(&text).await {
             return Message::Binary(packed);
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clonewire_core::protocol::client::ResumePoint;
 
-use crate::registry::Group;
+use crate::workflow::registry::Group;
 
 /// A client's newest subscription for one workflow, waiting for the link thread.
 /// A newer `subscribe` replaces what waits here instead of queueing another rebind,

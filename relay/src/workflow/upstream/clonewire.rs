@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clonewire_core::protocol::client::WorkflowState;
 use clonewire_core::{Schema, Seq, Topic};
-use clonewire_suite::{FollowEvent, Follower, FollowerConfig, Rung};
+use clonewire_suite::{FollowEvent, Follower, FollowerConfig, GapFound, Rung};
 use clonewire_zmq::sockets::{CurveClient, CurveKeyPair, CurvePublicKey};
 
 use super::{ChangeKind, Problem, Upstream, UpstreamError, UpstreamEvent};
@@ -149,12 +149,16 @@ impl ClonewireUpstream {
                 topic,
                 have,
                 seen,
-                heartbeat,
+                found,
             } => out.push_back(UpstreamEvent::Problem {
                 kind: Problem::Gap,
                 detail: format!(
                     "gap in {topic}: have {have}, saw {seen}{}",
-                    if heartbeat { " in a heartbeat" } else { "" }
+                    if found == GapFound::ByHeartbeat {
+                        " in a heartbeat"
+                    } else {
+                        ""
+                    }
                 ),
             }),
             FollowEvent::Busy { op, retry_in } => {

@@ -295,3 +295,9 @@ impl Metrics {
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00025, 1.5, 24))
 }
+
+/// Seconds from `ms` (milliseconds since the Unix epoch, a suite's `time`) to now; 0
+/// when `ms` is in the future (clocks of other hosts).
+pub(crate) fn seconds_since(ms: f64) -> f64 {
+    ((clonewire_zmq::unix_ms() - ms) / 1e3).max(0.0)
+}
