@@ -21,14 +21,21 @@ pub struct HistoryLimits {
     pub max_deltas: usize,
     /// At most this many bytes of memory per topic, as a record's `held_bytes` counts them.
     pub max_bytes: usize,
+    /// No delta published longer ago than this (milliseconds) before a topic's newest
+    /// one. Replay repairs the short gaps of a follower that is following; one that
+    /// was away longer takes a snapshot. So a quiet topic's history settles at what
+    /// this much time brings, instead of growing for hours toward the other bounds.
+    pub max_age_ms: u64,
 }
 
 impl Default for HistoryLimits {
-    /// 10 000 deltas or 8 MiB per topic, whichever comes first.
+    /// 10,000 deltas or 8 MiB per topic, whichever comes first, none older than five
+    /// minutes.
     fn default() -> Self {
         HistoryLimits {
             max_deltas: 10_000,
             max_bytes: 8 << 20,
+            max_age_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -132,8 +139,13 @@ impl History {
         entry.bytes += bytes;
         self.bytes += bytes;
         self.deltas += 1;
+        let too_old = record.time.map(|t| t - self.limits.max_age_ms as f64);
         entry.records.push_back(record);
-        while entry.records.len() > self.limits.max_deltas || entry.bytes > self.limits.max_bytes {
+        let old = |r: &Arc<Record>| matches!((r.time, too_old), (Some(t), Some(limit)) if t < limit);
+        while entry.records.len() > self.limits.max_deltas
+            || entry.bytes > self.limits.max_bytes
+            || entry.records.front().is_some_and(old)
+        {
             match entry.records.pop_front() {
                 Some(old) => {
                     let bytes = old.held_bytes();
@@ -208,6 +220,7 @@ mod tests {
         let mut h = History::new(HistoryLimits {
             max_deltas: 3,
             max_bytes: 10 * small,
+            max_age_ms: u64::MAX,
         });
         for seq in 1..=5 {
             h.push("t", record(seq, 10));
@@ -269,5 +282,29 @@ mod tests {
         );
         // History that stops short of the latest seq cannot answer either.
         assert!(h.since("t", s(3), s(4)).is_err());
+    }
+
+    #[test]
+    fn deltas_older_than_the_age_bound_go() {
+        let mut h = History::new(HistoryLimits {
+            max_age_ms: 1_000,
+            ..HistoryLimits::default()
+        });
+        let at = |seq: u64, time: f64| Arc::new(Record::new(s(seq), Hash(seq), Some(time), &Value::Null));
+        h.push("t", at(1, 10_000.0));
+        h.push("t", at(2, 10_500.0));
+        h.push("t", at(3, 11_000.0));
+        assert_eq!(
+            seqs(h.since("t", s(1), s(3))),
+            Ok(vec![1, 2, 3]),
+            "1 s old is kept"
+        );
+        h.push("t", at(4, 11_200.0));
+        assert_eq!(seqs(h.since("t", s(2), s(4))), Ok(vec![2, 3, 4]));
+        assert_eq!(h.deltas(), 3, "seq 1 is older than a second before the newest");
+        // Deltas without a time are kept by count and bytes only.
+        h.push("u", Arc::new(Record::new(s(1), Hash(1), None, &Value::Null)));
+        h.push("u", at(2, 99_999.0));
+        assert_eq!(h.since("u", s(1), s(2)).map(|r| r.len()), Ok(2));
     }
 }

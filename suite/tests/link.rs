@@ -195,6 +195,7 @@ fn when_history_is_gone_only_the_differing_children_are_fetched() {
     let suite = publisher(HistoryLimits {
         max_deltas: 2,
         max_bytes: 1 << 20,
+        ..HistoryLimits::default()
     });
     for n in 1..=50 {
         suite.publish("taskProxies", task(n, "waiting")).unwrap();
