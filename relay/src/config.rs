@@ -363,6 +363,9 @@ pub struct Limits {
     /// Bytes of history kept per topic at most (an estimate of the changed leaves);
     /// the oldest steps go first, and a single step bigger than this is not kept.
     pub history_bytes: usize,
+    /// Seconds of history kept per topic at most: a client away longer than this
+    /// resumes with a snapshot.
+    pub history_max_age_secs: u64,
     /// Seconds a topic no client wants stays followed before it is dropped.
     pub topic_linger_secs: u64,
     /// Deadline of one request to a suite.
@@ -419,6 +422,7 @@ impl Default for Limits {
             max_bad_client_messages: 50,
             history_deltas: 1_000,
             history_bytes: crate::workflow::history::HistoryLimit::DEFAULT_BYTES,
+            history_max_age_secs: crate::workflow::history::HistoryLimit::DEFAULT_MAX_AGE_MS / 1000,
             topic_linger_secs: 10,
             suite_request_timeout_ms: 3_000,
             suite_max_queued: 10_000,
@@ -525,6 +529,7 @@ impl Config {
             ("client_send_timeout_ms", l.client_send_timeout_ms),
             ("history_deltas", l.history_deltas as u64),
             ("history_bytes", l.history_bytes as u64),
+            ("history_max_age_secs", l.history_max_age_secs),
             ("suite_request_timeout_ms", l.suite_request_timeout_ms),
             ("suite_max_queued", l.suite_max_queued as u64),
             ("suite_max_queued_bytes", l.suite_max_queued_bytes as u64),

@@ -15,17 +15,24 @@ pub struct HistoryLimit {
     pub steps: usize,
     /// Bytes kept at most (an estimate of the changed leaves' paths and values).
     pub bytes: usize,
+    /// No step published longer ago than this (milliseconds) before the newest: a
+    /// client away longer takes a snapshot, and a rarely changed topic's history
+    /// settles in minutes instead of filling toward the other bounds for hours.
+    pub max_age_ms: u64,
 }
 
 impl HistoryLimit {
     /// The default byte bound per topic.
     pub const DEFAULT_BYTES: usize = 4 << 20;
+    /// The default age bound: five minutes.
+    pub const DEFAULT_MAX_AGE_MS: u64 = 5 * 60 * 1000;
 
-    /// At most `steps` steps, within the default byte bound.
+    /// At most `steps` steps, within the default byte and age bounds.
     pub fn steps(steps: usize) -> HistoryLimit {
         HistoryLimit {
             steps,
             bytes: HistoryLimit::DEFAULT_BYTES,
+            max_age_ms: HistoryLimit::DEFAULT_MAX_AGE_MS,
         }
     }
 }
@@ -33,6 +40,8 @@ impl HistoryLimit {
 /// One step from `prev` to `seq` (several seqs when a repair jumped).
 #[derive(Debug)]
 struct Step {
+    /// The suite's publish time (ms), when known.
+    time: Option<f64>,
     prev: Seq,
     seq: Seq,
     changes: Changes,
@@ -91,7 +100,9 @@ impl TopicHistory {
     }
 
     /// Records that the topic went from seq `prev` to `seq` with `changes`.
-    pub fn record(&mut self, prev: Seq, seq: Seq, changes: &Changes) {
+    /// `time` is the suite's publish time (ms), when known: steps older than the age
+    /// bound before it go.
+    pub fn record(&mut self, prev: Seq, seq: Seq, changes: &Changes, time: Option<f64>) {
         if let Some(last) = self.steps.back() {
             if last.seq != prev {
                 // Not contiguous (a new epoch or a lost step): older steps cannot chain.
@@ -105,7 +116,12 @@ impl TopicHistory {
             self.clear();
             return;
         }
-        while self.steps.len() >= self.limit.steps || self.bytes + bytes > self.limit.bytes {
+        let too_old = time.map(|t| t - self.limit.max_age_ms as f64);
+        let old = |s: &Step| matches!((s.time, too_old), (Some(t), Some(limit)) if t < limit);
+        while self.steps.len() >= self.limit.steps
+            || self.bytes + bytes > self.limit.bytes
+            || self.steps.front().is_some_and(old)
+        {
             match self.steps.pop_front() {
                 Some(old) => self.bytes -= old.bytes,
                 None => break,
@@ -113,6 +129,7 @@ impl TopicHistory {
         }
         self.bytes += bytes;
         self.steps.push_back(Step {
+            time,
             prev,
             seq,
             changes: changes.clone(),
@@ -169,7 +186,7 @@ mod tests {
         let mut h = TopicHistory::new(HistoryLimit::steps(3));
         for seq in 1..=5u64 {
             let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
-            h.record(Seq::new(seq - 1), Seq::new(seq), &c);
+            h.record(Seq::new(seq - 1), Seq::new(seq), &c, None);
         }
         assert!(
             h.since(Seq::new(1), Seq::new(5)).is_none(),
@@ -189,7 +206,7 @@ mod tests {
         // Steps as a relay following another relay sees them: only some seqs.
         for (prev, seq) in [(0, 10), (10, 25), (25, 40)] {
             let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
-            h.record(Seq::new(prev), Seq::new(seq), &c);
+            h.record(Seq::new(prev), Seq::new(seq), &c, None);
         }
         let c = h.since(Seq::new(17), Seq::new(40)).unwrap();
         assert_eq!(
@@ -211,14 +228,14 @@ mod tests {
     fn a_history_holds_no_more_bytes_than_its_bound_and_forgets_the_oldest_first() {
         let mut t = Topic::new("t");
         let limit = HistoryLimit {
-            steps: 1_000,
             bytes: 4_000,
+            ..HistoryLimit::steps(1_000)
         };
         let mut h = TopicHistory::new(limit);
         let big = "x".repeat(500);
         for seq in 1..=50u64 {
             let c = t.apply(&json!({ format!("k{seq}"): big })).unwrap();
-            h.record(Seq::new(seq - 1), Seq::new(seq), &c);
+            h.record(Seq::new(seq - 1), Seq::new(seq), &c, None);
             assert!(h.bytes() <= limit.bytes, "{} bytes after step {seq}", h.bytes());
         }
         assert!(
@@ -232,9 +249,27 @@ mod tests {
         // One step bigger than the whole bound is not kept: resuming across it is a snapshot.
         let huge = "y".repeat(10_000);
         let c = t.apply(&json!({ "huge": huge })).unwrap();
-        h.record(Seq::new(50), Seq::new(51), &c);
+        h.record(Seq::new(50), Seq::new(51), &c, None);
         assert_eq!(h.bytes(), 0);
         assert!(h.since(Seq::new(50), Seq::new(51)).is_none());
         assert!(h.since(Seq::new(51), Seq::new(51)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn steps_older_than_the_age_bound_go() {
+        let mut t = Topic::new("t");
+        let mut h = TopicHistory::new(HistoryLimit {
+            max_age_ms: 1_000,
+            ..HistoryLimit::steps(1_000)
+        });
+        for (seq, time) in [(1u64, 10_000.0), (2, 10_600.0), (3, 11_000.0), (4, 11_500.0)] {
+            let c = t.apply(&json!({ format!("k{seq}"): seq })).unwrap();
+            h.record(Seq::new(seq - 1), Seq::new(seq), &c, Some(time));
+        }
+        assert!(h.since(Seq::new(1), Seq::new(4)).is_none(), "step 1 is too old");
+        assert!(
+            h.since(Seq::new(2), Seq::new(4)).is_some(),
+            "step 2 is within a second"
+        );
     }
 }

@@ -163,6 +163,7 @@ impl WorkflowLink {
                 HistoryLimit {
                     steps: limits.history_deltas,
                     bytes: limits.history_bytes,
+                    max_age_ms: limits.history_max_age_secs.saturating_mul(1000),
                 },
             ),
             rx,

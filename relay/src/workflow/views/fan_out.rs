@@ -31,7 +31,7 @@ impl SubscriptionViews {
         self.history
             .entry(topic.to_owned())
             .or_insert_with(|| TopicHistory::new(self.history_limit))
-            .record(prev, seq, changes);
+            .record(prev, seq, changes, time);
         for build in self.builds.get_mut().iter_mut().filter(|b| b.topic() == topic) {
             build.record(changes);
         }
