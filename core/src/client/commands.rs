@@ -1,15 +1,15 @@
 //! Requests a client sends with an id of its own choosing and the relay answers by
-//! that id. The client link has no such message yet (docs/protocol.md lists none):
-//! this is the place the link keeps them, so that answering, expiring and losing a
-//! connection are handled once, for every driver.
+//! that id (`command`, docs/protocol.md, Commands): the link keeps them here, so that
+//! answering, expiring and losing a connection are handled once, for every driver.
+//! They are few (at most [`MAX_PENDING_COMMANDS`]), so a list searched in order
+//! serves, and keeps the browser's module small.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::time::Moment;
 
 /// The most requests waiting for an answer at once.
-pub const MAX_PENDING_COMMANDS: usize = 256;
+pub const MAX_PENDING_COMMANDS: usize = 64;
 /// The most bytes (ids and request texts) kept for waiting requests.
 pub const MAX_PENDING_COMMAND_BYTES: usize = 1 << 20;
 
@@ -38,14 +38,14 @@ pub enum CommandRefused {
 /// The requests waiting for an answer, by the client's id; bounded in number and bytes.
 #[derive(Clone, Debug)]
 pub struct PendingCommands<T> {
-    by_id: BTreeMap<String, PendingCommand<T>>,
+    by_id: Vec<(String, PendingCommand<T>)>,
     bytes: usize,
 }
 
 impl<T> Default for PendingCommands<T> {
     fn default() -> Self {
         PendingCommands {
-            by_id: BTreeMap::new(),
+            by_id: Vec::new(),
             bytes: 0,
         }
     }
@@ -60,7 +60,7 @@ impl<T: Moment> PendingCommands<T> {
         now: T,
         timeout: Duration,
     ) -> Result<(), CommandRefused> {
-        if self.by_id.contains_key(&id) {
+        if self.by_id.iter().any(|(waiting, _)| *waiting == id) {
             return Err(CommandRefused::DuplicateId);
         }
         let size = id.len() + request.len();
@@ -69,21 +69,22 @@ impl<T: Moment> PendingCommands<T> {
         }
         self.bytes += size;
         let deadline = now + timeout;
-        self.by_id.insert(id, PendingCommand { request, deadline });
+        self.by_id.push((id, PendingCommand { request, deadline }));
         Ok(())
     }
 
     /// The request an answer with this id answers, no longer waiting; `None` for an
     /// id not waiting (an answer too late, or not ours).
     pub fn answer(&mut self, id: &str) -> Option<PendingCommand<T>> {
-        let (id, pending) = self.by_id.remove_entry(id)?;
+        let at = self.by_id.iter().position(|(waiting, _)| waiting == id)?;
+        let (id, pending) = self.by_id.swap_remove(at);
         self.bytes -= id.len() + pending.request.len();
         Some(pending)
     }
 
     /// The earliest deadline of a waiting request.
     pub fn next_deadline(&self) -> Option<T> {
-        self.by_id.values().map(|p| p.deadline).min()
+        self.by_id.iter().map(|(_, p)| p.deadline).min()
     }
 
     /// Stops waiting for the requests whose deadline has passed at `now`; returns
@@ -105,7 +106,7 @@ impl<T: Moment> PendingCommands<T> {
     /// never be answered.
     pub fn abandon(&mut self) -> Vec<String> {
         self.bytes = 0;
-        std::mem::take(&mut self.by_id).into_keys().collect()
+        std::mem::take(&mut self.by_id).into_iter().map(|(id, _)| id).collect()
     }
 
     /// How many requests are waiting.
