@@ -106,7 +106,10 @@ impl<T: Moment> PendingCommands<T> {
     /// never be answered.
     pub fn abandon(&mut self) -> Vec<String> {
         self.bytes = 0;
-        std::mem::take(&mut self.by_id).into_iter().map(|(id, _)| id).collect()
+        std::mem::take(&mut self.by_id)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// How many requests are waiting.
